@@ -1,0 +1,182 @@
+"""Load generators: wrk when installed, else a keep-alive asyncio client in its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from .apps import REQUEST_BODY, Config
+
+
+@dataclass
+class Result:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _cpu_pin(cpu: int) -> list[str]:
+    # server and load generator on different cores: steadier figures on a small machine
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+def server_command(name: str, port: int) -> list[str]:
+    return [*_cpu_pin(0), sys.executable, "-m", "benchmarks.serve", name, str(port)]
+
+
+def _wrk_script(cfg: Config) -> str:
+    if cfg.lua:
+        return cfg.lua
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.body = {json.dumps(REQUEST_BODY.decode())}",
+        'wrk.headers["Content-Type"] = "application/json"',
+    ]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in cfg.headers.items()]
+    return "\n".join(lines) + "\n"
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(f"unparsable wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(cfg: Config, port: int, duration: float, connections: int) -> Result:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_wrk_script(cfg))
+    try:
+        out = subprocess.run(
+            [
+                *_cpu_pin(1),
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{max(1, round(duration))}s",
+                "--latency",
+                "-s",
+                script.name,
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    if socket_errors:
+        errors += sum(int(x) for x in socket_errors.groups())
+    return Result(rps, p50, p99, errors)
+
+
+# -- the fallback: an asyncio HTTP/1.1 keep-alive client in a separate process --------------
+
+
+async def _client(port: int, request: bytes, deadline: float, latencies: list[float]) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    errors = 0
+    try:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if not head.startswith((b"HTTP/1.1 2", b"HTTP/1.1 3")):
+                errors += 1
+    finally:
+        writer.close()
+    return errors
+
+
+async def _drive(port: int, request: bytes, duration: float, connections: int) -> Result:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration
+    started = time.perf_counter()
+    errors = await asyncio.gather(
+        *(_client(port, request, deadline, latencies) for _ in range(connections))
+    )
+    elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return Result(
+        requests_per_s=len(ordered) / elapsed,
+        p50_ms=statistics.median(ordered) * 1000,
+        p99_ms=ordered[int(len(ordered) * 0.99) - 1] * 1000,
+        errors=sum(errors),
+    )
+
+
+def run_python(cfg: Config, port: int, duration: float, connections: int) -> Result:
+    headers = {
+        "host": f"127.0.0.1:{port}",
+        "content-type": "application/json",
+        "content-length": str(len(REQUEST_BODY)),
+        **cfg.headers,
+    }
+    head = "POST /v1/chat/completions HTTP/1.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in headers.items()
+    )
+    request = head.encode() + b"\r\n" + REQUEST_BODY
+    code = (
+        "import asyncio, json, sys; from benchmarks.load import _drive;"
+        "a = sys.argv;"
+        "r = asyncio.run(_drive(int(a[1]), bytes.fromhex(a[2]), float(a[3]), int(a[4])));"
+        "print(json.dumps(r.__dict__))"
+    )
+    out = subprocess.run(
+        [
+            *_cpu_pin(1),
+            sys.executable,
+            "-c",
+            code,
+            str(port),
+            request.hex(),
+            str(duration),
+            str(connections),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    ).stdout
+    return Result(**json.loads(out))
+
+
+def generator() -> str:
+    return "wrk" if shutil.which("wrk") else "python"
+
+
+def run_load(cfg: Config, port: int, duration: float, connections: int) -> Result:
+    if generator() == "wrk":
+        return run_wrk(cfg, port, duration, connections)
+    if cfg.lua:
+        raise RuntimeError(f"{cfg.name} needs wrk (its requests are scripted in Lua)")
+    return run_python(cfg, port, duration, connections)
