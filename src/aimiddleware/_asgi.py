@@ -12,7 +12,10 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Seque
 from typing import Any, Final
 
 __all__ = [
+    "EVENT_STREAM",
     "HOP_BY_HOP_HEADERS",
+    "TRACE_ID_KEY",
+    "ASGIApp",
     "ClientDisconnected",
     "Message",
     "RawHeaders",
@@ -22,6 +25,8 @@ __all__ = [
     "Scope",
     "Send",
     "add_header",
+    "annotate",
+    "get_annotations",
     "get_header",
     "get_headers",
     "is_event_stream",
@@ -30,8 +35,10 @@ __all__ = [
     "read_body",
     "remove_headers",
     "replay_receive",
+    "request_id",
     "send_json",
     "set_header",
+    "trace_id",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -263,3 +270,65 @@ def json_body(scope: Scope) -> Any:
         parsed = _NOT_JSON
     scope[_JSON_KEY] = parsed
     return None if parsed is _NOT_JSON else parsed
+
+
+# -- per-request facts shared between middlewares -------------------------------------------
+#
+# Middlewares of one stack share facts through keys in the ASGI scope (never through `self`):
+# the outermost one that needs a fact creates it, inner ones read or add to it. Scopes are
+# passed down by reference (or shallow-copied), so a dict created outside is seen inside.
+
+_ATTRIBUTES_KEY: Final = "aimiddleware.attributes"
+_REQUEST_ID_KEY: Final = "aimiddleware.request_id"
+TRACE_ID_KEY: Final = "aimiddleware.trace_id"
+_MAX_REQUEST_ID = 128
+
+
+def annotate(scope: Scope, name: str, value: str | int | float | bool) -> None:
+    """Record a decision of a middleware on the request, e.g.
+    ``annotate(scope, "aimiddleware.idempotency.outcome", "replayed")``.
+
+    Names live under ``aimiddleware.<middleware>.``; the tracing middleware copies them onto the
+    request's span and the access log. Values must never contain secrets.
+    """
+    attributes = scope.get(_ATTRIBUTES_KEY)
+    if attributes is None:
+        attributes = scope[_ATTRIBUTES_KEY] = {}
+    attributes[name] = value
+
+
+def get_annotations(scope: Scope) -> dict[str, str | int | float | bool]:
+    """The decisions recorded with :func:`annotate` so far (created empty if none).
+
+    An outer middleware calls this before calling the app, so that it holds the same dict the
+    inner middlewares write into.
+    """
+    attributes = scope.get(_ATTRIBUTES_KEY)
+    if attributes is None:
+        attributes = scope[_ATTRIBUTES_KEY] = {}
+    return attributes
+
+
+def request_id(scope: Scope) -> str:
+    """The request id: the caller's ``x-request-id`` when it is sane, else a new random one.
+
+    Computed once per request and shared by every middleware (error bodies, logs, spans).
+    """
+    cached = scope.get(_REQUEST_ID_KEY)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    raw = get_header(scope.get("headers", ()), b"x-request-id")
+    value = None
+    if raw and len(raw) <= _MAX_REQUEST_ID and all(0x21 <= b <= 0x7E for b in raw):
+        value = raw.decode("ascii")
+    if value is None:
+        import uuid
+
+        value = f"req_{uuid.uuid4().hex}"
+    scope[_REQUEST_ID_KEY] = value
+    return value
+
+
+def trace_id(scope: Scope) -> str | None:
+    """The W3C trace id (32 hex digits) the tracing middleware put on this request, if any."""
+    return scope.get(TRACE_ID_KEY)

@@ -1,0 +1,162 @@
+"""What the middlewares read from OpenAI-compatible traffic, without buffering a stream.
+
+:func:`parse_llm_request` reads the (already shared) request JSON once; :class:`LLMResponse`
+accumulates what a response says about itself (id, model, finish reasons, token usage), fed
+either one JSON body or the stream's events as they pass.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+__all__ = [
+    "OPERATIONS",
+    "LLMRequest",
+    "LLMResponse",
+    "is_usage_only_chunk",
+    "llm_operation",
+    "parse_llm_request",
+]
+
+# route suffix -> gen_ai.operation.name
+OPERATIONS: Final = {
+    "/chat/completions": "chat",
+    "/completions": "text_completion",
+    "/embeddings": "embeddings",
+}
+
+
+def llm_operation(path: str) -> str | None:
+    """The GenAI operation of an OpenAI-compatible path (any prefix: ``/v1``, ``/openai/v1``)."""
+    for suffix, operation in OPERATIONS.items():
+        if path.endswith(suffix):
+            return operation
+    return None
+
+
+@dataclass(slots=True)
+class LLMRequest:
+    """The fields of an OpenAI-compatible request body that limits and telemetry use."""
+
+    operation: str
+    model: str | None = None
+    stream: bool = False
+    include_usage: bool = False
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    prompt_chars: int = 0  # characters of prompt text, for token estimates
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _text_chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_text_chars(v) for v in value)
+    if isinstance(value, dict):
+        return _text_chars(value.get("content")) + _text_chars(value.get("text"))
+    return 0
+
+
+def parse_llm_request(path: str, body: Any) -> LLMRequest | None:
+    """Read an OpenAI-compatible request body; ``None`` if the path or body is not one."""
+    operation = llm_operation(path)
+    if operation is None or not isinstance(body, dict):
+        return None
+    request = LLMRequest(operation=operation)
+    model = body.get("model")
+    request.model = model if isinstance(model, str) else None
+    request.stream = body.get("stream") is True
+    options = body.get("stream_options")
+    request.include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
+        request.max_tokens = limit
+    request.temperature = _number(body.get("temperature"))
+    request.top_p = _number(body.get("top_p"))
+    if operation == "chat":
+        request.prompt_chars = _text_chars(body.get("messages"))
+    elif operation == "text_completion":
+        request.prompt_chars = _text_chars(body.get("prompt"))
+    else:
+        request.prompt_chars = _text_chars(body.get("input"))
+    return request
+
+
+@dataclass(slots=True)
+class LLMResponse:
+    """Facts a response states about itself, accumulated chunk by chunk."""
+
+    id: str | None = None
+    model: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    chunks: int = 0  # data events carrying choices
+    done: bool = False  # saw ``data: [DONE]``
+    error: bool = False  # saw an error object
+
+    def observe(self, payload: Any) -> None:
+        """Take in one parsed response object (a whole JSON body or one stream chunk)."""
+        if not isinstance(payload, dict):
+            return
+        if "error" in payload and payload.get("error"):
+            self.error = True
+        if isinstance(payload.get("id"), str):
+            self.id = payload["id"]
+        if isinstance(payload.get("model"), str):
+            self.model = payload["model"]
+        choices = payload.get("choices")
+        if isinstance(choices, list) and choices:
+            self.chunks += 1
+            for choice in choices:
+                if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+                    self.finish_reasons.append(choice["finish_reason"])
+        usage = payload.get("usage")
+        if isinstance(usage, dict):
+            prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+            completion = usage.get("completion_tokens", usage.get("output_tokens"))
+            if isinstance(prompt, int):
+                self.input_tokens = prompt
+            if isinstance(completion, int):
+                self.output_tokens = completion
+
+    def observe_event_data(self, data: str | None) -> Any:
+        """Take in the data of one stream event; returns the parsed object (or ``None``)."""
+        if data is None:
+            return None
+        if data == "[DONE]":
+            self.done = True
+            return None
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return None
+        self.observe(payload)
+        return payload
+
+    def observe_body(self, body: bytes) -> None:
+        """Take in a whole (non-streamed) JSON response body."""
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return
+        self.observe(payload)
+
+
+def is_usage_only_chunk(payload: Any) -> bool:
+    """The final chunk OpenAI sends for ``stream_options.include_usage``: no choices, a usage."""
+    return (
+        isinstance(payload, dict)
+        and payload.get("choices") == []
+        and isinstance(payload.get("usage"), dict)
+    )
+

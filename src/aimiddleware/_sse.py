@@ -1,0 +1,88 @@
+"""Incremental parsing of ``text/event-stream`` bodies, for middlewares that watch a stream.
+
+The parser never holds more than one incomplete event: it is fed each ``http.response.body``
+chunk as it passes and returns the events that chunk completed, raw bytes included, so a
+middleware can forward, drop or record whole events without buffering the stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SSEEvent", "SSEParser"]
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One event: ``raw`` is exactly what went over the wire, terminator included."""
+
+    raw: bytes
+    data: str | None  # the data lines joined with "\n"; None for comment-only events
+    event: str | None = None
+    id: str | None = None
+
+    @property
+    def is_comment(self) -> bool:
+        return self.data is None and self.event is None and self.id is None
+
+
+class SSEParser:
+    """Feed body chunks, get completed events.
+
+    >>> parser = SSEParser()
+    >>> parser.feed(b'data: {"a": 1}\\n\\ndata: par')[0].data
+    '{"a": 1}'
+    >>> parser.feed(b"tial\\n\\n")[0].data
+    'partial'
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an event that has not been completed yet."""
+        return self._pending
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        buffer = self._pending + chunk if self._pending else chunk
+        events: list[SSEEvent] = []
+        start = 0
+        while True:
+            end, size = _boundary(buffer, start)
+            if end < 0:
+                break
+            events.append(_parse(buffer[start : end + size], buffer[start:end]))
+            start = end + size
+        self._pending = buffer[start:]
+        return events
+
+
+def _boundary(buffer: bytes, start: int) -> tuple[int, int]:
+    """Position and length of the first blank-line terminator at or after ``start``."""
+    best, size = -1, 0
+    for terminator in (b"\n\n", b"\r\n\r\n", b"\r\r"):
+        at = buffer.find(terminator, start)
+        if at >= 0 and (best < 0 or at < best):
+            best, size = at, len(terminator)
+    return best, size
+
+
+def _parse(raw: bytes, body: bytes) -> SSEEvent:
+    data: list[str] = []
+    event = event_id = None
+    for line in body.decode("utf-8", "replace").splitlines():
+        if not line or line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value
+        elif field == "id":
+            event_id = value
+    return SSEEvent(raw, "\n".join(data) if data else None, event, event_id)

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aimiddleware._openai import (
+    LLMResponse,
+    is_usage_only_chunk,
+    llm_operation,
+    parse_llm_request,
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "operation"),
+    [
+        ("/v1/chat/completions", "chat"),
+        ("/openai/v1/completions", "text_completion"),
+        ("/v1/embeddings", "embeddings"),
+        ("/v1/models", None),
+    ],
+)
+def test_operation_from_path(path: str, operation: str | None) -> None:
+    assert llm_operation(path) == operation
+
+
+def test_chat_request_fields() -> None:
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "hello"},
+            {"role": "user", "content": [{"text": "abc"}]},
+        ],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_completion_tokens": 32,
+        "max_tokens": 8,
+        "temperature": 0.5,
+        "top_p": 1,
+    }
+    request = parse_llm_request("/v1/chat/completions", body)
+    assert request is not None
+    assert (request.model, request.stream, request.include_usage) == ("m", True, True)
+    assert request.max_tokens == 32  # max_completion_tokens wins
+    assert (request.temperature, request.top_p) == (0.5, 1.0)
+    assert request.prompt_chars == 8
+
+
+def test_garbage_fields_are_ignored() -> None:
+    body = {"model": 5, "stream": "yes", "max_tokens": True, "temperature": "hot", "messages": 3}
+    request = parse_llm_request("/v1/chat/completions", body)
+    assert request is not None
+    assert (request.model, request.stream, request.max_tokens, request.temperature) == (
+        None,
+        False,
+        None,
+        None,
+    )
+    assert parse_llm_request("/v1/chat/completions", [1, 2]) is None
+
+
+def test_stream_response_accumulates() -> None:
+    response = LLMResponse()
+    chunks = [
+        {
+            "id": "c1",
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}],
+        },
+        {"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {
+            "id": "c1",
+            "model": "m",
+            "choices": [],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 2},
+        },
+    ]
+    parsed = [response.observe_event_data(json.dumps(c)) for c in chunks]
+    response.observe_event_data("[DONE]")
+    assert (response.id, response.model, response.finish_reasons) == ("c1", "m", ["stop"])
+    assert (response.input_tokens, response.output_tokens, response.chunks) == (9, 2, 2)
+    assert response.done
+    assert [is_usage_only_chunk(p) for p in parsed] == [False, False, True]
+
+
+def test_json_body_and_error() -> None:
+    response = LLMResponse()
+    response.observe_body(b'{"error": {"message": "x"}}')
+    assert response.error
+    response.observe_body(b"\xff not json")
