@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench soak clean
+.PHONY: venv demo test lint typecheck pytest bench soak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required, found " + sys.version.split()[0])'
@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	# llama-cpp-python compiles llama.cpp on first install (minutes); pip caches the wheel
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install the project with every extra
 
 demo: $(STAMP)  ## start the reference app with the full stack on the embedded defaults
 	$(BIN)/python -m reference_app serve $(ARGS)
