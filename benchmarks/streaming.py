@@ -60,12 +60,10 @@ def in_process(max_tokens: int) -> Callable[[], Sample]:
 
     def run() -> Sample:
         started = time.perf_counter()
-        stamps = []
-        for chunk in llm.create_completion(
+        stream = llm.create_completion(
             tokens, max_tokens=max_tokens, temperature=0, seed=1, stop=["<|im_end|>"], stream=True
-        ):
-            if chunk["choices"][0]["text"]:
-                stamps.append(time.perf_counter())
+        )
+        stamps = [time.perf_counter() for chunk in stream if chunk["choices"][0]["text"]]
         return _sample(started, stamps)
 
     return run
