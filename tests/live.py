@@ -13,9 +13,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import uvicorn
-
-from .servers import free_port, wait_for_port
+from .servers import ThreadedServer
 
 
 class Gate:
@@ -57,24 +55,7 @@ class Flag:
 
 
 @contextlib.contextmanager
-def serve(app: Any, **config: Any) -> Iterator[str]:
+def serve(app: Any) -> Iterator[str]:
     """Serve ``app`` on ``http://127.0.0.1:<free port>`` until the block ends; yields the URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            **config,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with ThreadedServer(app) as server:
+        yield server.url
