@@ -54,6 +54,17 @@ class Flag:
         return self._event.wait(timeout)
 
 
+async def lifespan(receive: Any, send: Any) -> None:
+    """The lifespan protocol for raw test apps (the server runs it with lifespan on)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 @contextlib.contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Serve ``app`` on ``http://127.0.0.1:<free port>`` until the block ends; yields the URL."""

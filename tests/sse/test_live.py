@@ -18,7 +18,7 @@ from aimiddleware._asgi import Message, Receive, Scope, Send
 from aimiddleware.normalize import NormalizeMiddleware
 from aimiddleware.sse import SSEMiddleware
 
-from ..live import Flag, Gate, serve
+from ..live import Flag, Gate, lifespan, serve
 from ..openai_app import DONE, chunk, streaming_app
 
 BODY = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -114,6 +114,9 @@ def test_a_client_disconnect_stops_generation_within_one_token() -> None:
     async def generate(scope: Scope, receive: Receive, send: Send) -> None:
         # like a model server: reads the request, then only sends; it never listens for
         # the disconnect itself (Starlette's StreamingResponse would, under ASGI spec < 2.4)
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
         while (await receive()).get("more_body"):
             pass
         headers = [(b"content-type", b"text/event-stream")]
