@@ -8,7 +8,9 @@ LLMs to people and to autonomous agents.
 from __future__ import annotations
 
 from .exceptions import AimiddlewareError, ConfigurationError, StoreUnavailable
+from .normalize import NormalizeMiddleware, NormalizeRoute
 from .principal import Principal, get_principal, set_principal
+from .sse import SSEMiddleware
 from .stores import MemoryStore, Store, store_from_url
 
 __version__ = "0.1.0"
@@ -17,7 +19,10 @@ __all__ = [
     "AimiddlewareError",
     "ConfigurationError",
     "MemoryStore",
+    "NormalizeMiddleware",
+    "NormalizeRoute",
     "Principal",
+    "SSEMiddleware",
     "Store",
     "StoreUnavailable",
     "__version__",
