@@ -105,3 +105,6 @@ config(
         description="one no-op BaseHTTPMiddleware",
     )
 )
+
+# each middleware registers its configurations in its own module
+from . import configs_sse_normalize  # noqa: E402, F401
