@@ -203,3 +203,42 @@ def test_repr_shows_the_options() -> None:
     text = repr(SSEMiddleware(app, heartbeat=5, send_timeout=30))
     assert "heartbeat=5.0" in text
     assert "send_timeout=30.0" in text
+
+
+async def test_last_event_id_hook_can_serve_a_resumed_stream() -> None:
+    seen: list[str] = []
+
+    async def fresh(scope: Scope, receive: Receive, send: Send) -> None:
+        await stream_app([(b"content-type", b"text/event-stream")])(scope, receive, send)
+
+    async def resume(scope: Scope, last_event_id: str) -> Any:
+        seen.append(last_event_id)
+        if last_event_id != "41":
+            return None
+
+        async def replay(scope: Scope, receive: Receive, send: Send) -> None:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"id: 42\ndata: resumed\n\n"})
+
+        return replay
+
+    app = SSEMiddleware(fresh, heartbeat=None, last_event_id=resume)
+
+    def bodies(sent: list[Message]) -> bytes:
+        return b"".join(m.get("body", b"") for m in sent)
+
+    resumed = await run(app, http_scope(headers=[(b"last-event-id", b"41")]))
+    assert bodies(resumed) == b"id: 42\ndata: resumed\n\n"
+    assert get_header(resumed[0]["headers"], b"x-accel-buffering") == b"no"
+    declined = await run(app, http_scope(headers=[(b"last-event-id", b"7")]))
+    assert bodies(declined) == b"data: 1\n\n"
+    without = await run(app, http_scope())
+    invalid = await run(app, http_scope(headers=[(b"last-event-id", b"a\nb")]))
+    assert bodies(without) == bodies(invalid) == b"data: 1\n\n"
+    assert seen == ["41", "7"]  # never called without a (valid) header
