@@ -2,6 +2,7 @@
 
     python -m benchmarks.stream_cost                    # every registered middleware
     python -m benchmarks.stream_cost --only sse normalize --chunks 1000 --rounds 5
+    python -m benchmarks.stream_cost --requests 2000    # also: per request on the JSON endpoint
 
 A raw ASGI app streams ``--chunks`` OpenAI-shaped ``data:`` events; each configuration wraps it
 and is driven directly (no server, no socket) with a ``send`` that only counts. The figure is
@@ -86,7 +87,7 @@ def stream_app(chunks: int) -> ASGIApp:
     return app
 
 
-async def _once(app: ASGIApp) -> float:
+async def _once(app: ASGIApp, requests: int = 1) -> float:
     delivered = False
     never = asyncio.Event()
 
@@ -113,7 +114,9 @@ async def _once(app: ASGIApp) -> float:
         "headers": [(b"content-type", b"application/json")],
     }
     started = time.perf_counter()
-    await app(scope, receive, send)
+    for _ in range(requests):
+        delivered = False
+        await app(dict(scope), receive, send)
     return time.perf_counter() - started
 
 
@@ -138,6 +141,27 @@ async def measure(names: list[str], chunks: int, rounds: int, repeat: int) -> di
     return extra
 
 
+async def measure_json(names: list[str], requests: int, rounds: int) -> dict[str, float]:
+    """Median microseconds per request each configuration adds on the JSON endpoint."""
+    from .apps import bare_app
+
+    apps = {"bare": bare_app(), **{name: FACTORIES[name](bare_app()) for name in names}}
+    for app in apps.values():
+        await _once(app, 100)
+    samples: dict[str, list[float]] = {name: [] for name in apps}
+    for _ in range(rounds):
+        for name, app in apps.items():
+            samples[name].append(await _once(app, requests))
+    base = samples["bare"]
+    extra: dict[str, float] = {"bare": statistics.median(base) / requests * 1e6}
+    for name in names:
+        extra[name] = statistics.median(
+            (wrapped - plain) / requests * 1e6
+            for wrapped, plain in zip(samples[name], base, strict=True)
+        )
+    return extra
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.stream_cost",
@@ -148,6 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunks", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=5, help="runs per round; the fastest counts")
+    parser.add_argument(
+        "--requests", type=int, default=0, help="also time this many JSON requests per round"
+    )
     args = parser.parse_args(argv)
     names = args.only or list(FACTORIES)
     unknown = [n for n in names if n not in FACTORIES]
@@ -162,6 +189,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'bare stream':24} {extra['bare']:9.2f}  (total per chunk)")
     for name in names:
         print(f"{name:24} {extra[name]:+9.2f}  (added per chunk)")
+    if args.requests:
+        per_request = asyncio.run(measure_json(names, args.requests, args.rounds))
+        print(f"\n# {args.requests} JSON requests per round, the benchmarks' endpoint, in process")
+        print(f"{'configuration':24} {'us/request':>10} {'ratio':>6}")
+        bare = per_request["bare"]
+        print(f"{'bare Starlette':24} {bare:10.2f} {1.0:6.3f}")
+        for name in names:
+            ratio = bare / (bare + per_request[name])
+            print(f"{name:24} {per_request[name]:+10.2f} {ratio:6.3f}")
 
 
 if __name__ == "__main__":

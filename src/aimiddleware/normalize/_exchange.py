@@ -108,31 +108,43 @@ class Exchange:
             await self._send(message)
 
     async def _start(self, message: Message) -> None:
-        headers = list(message.get("headers") or ())
-        if get_header(headers, b"x-request-id") is None:
-            headers.append((b"x-request-id", request_id(self._scope).encode("ascii")))
+        raw = message.get("headers") or ()
+        # one pass over the headers: this runs for every response
+        content_type = b""
+        has_id = encoded = False
+        for name, value in raw:
+            lower = name.lower()
+            if lower == b"content-type":
+                content_type = value
+            elif lower == b"x-request-id":
+                has_id = True
+            elif lower == b"content-encoding":
+                encoded = True
         status = int(message["status"])
-        content_type = media_type(get_header(headers, b"content-type"))
         route = self._route
-        if route is not None and route.minimal is not None and 200 <= status < 300:
-            headers.append((b"vary", b"Prefer"))
-        message = {**message, "headers": headers}
-        if status >= 400 and content_type != EVENT_STREAM and not message.get("trailers"):
+        minimal = route is not None and route.minimal is not None and 200 <= status < 300
+        if not has_id or minimal:
+            headers = list(raw)
+            if not has_id:
+                headers.append((b"x-request-id", request_id(self._scope).encode("ascii")))
+            if minimal:
+                headers.append((b"vary", b"Prefer"))
+            message = {**message, "headers": headers}
+        kind = media_type(content_type)
+        if status >= 400 and kind != EVENT_STREAM and not message.get("trailers"):
             if route is None or route.format != "passthrough":
                 self.mode, self._held = _HOLD_ERROR, message
                 return
         elif (
-            route is not None
-            and route.minimal is not None
-            and 200 <= status < 300
-            and content_type.endswith("json")
-            and get_header(headers, b"content-encoding") is None
+            minimal
+            and kind.endswith("json")
+            and not encoded
             and not message.get("trailers")
             and prefers_minimal(get_headers(self._scope.get("headers", ()), b"prefer"))
         ):
             self.mode, self._held = _HOLD_MINIMAL, message
             return
-        elif content_type == EVENT_STREAM:
+        elif kind == EVENT_STREAM:
             self.mode = _STREAM
         self.started = True
         await self._send(message)

@@ -53,13 +53,23 @@ class Exchange:
         "stream",
     )
 
+    # set by _start, once the response is known to be a stream
+    _loop: asyncio.AbstractEventLoop
+    _tail: bytes
+    _heartbeat: Message
+    _sending_since: float | None
+    _beat: asyncio.Future[None] | None
+    _ticker: asyncio.Task[None] | None
+    _decoder: zlib._Decompress | None
+    beats: int
+    last: float
+
     def __init__(
         self, middleware: SSEMiddleware, scope: Scope, receive: Receive, send: Send
     ) -> None:
         self._middleware = middleware
         self._scope = scope
         self._send = send
-        self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self.inbox = Inbox(receive, self._on_disconnect)
         self.stream = False
@@ -67,14 +77,7 @@ class Exchange:
         self.app_running = True
         self.cancel_requested = False
         self.outcome: str | None = None
-        self.beats = 0
-        self.last = 0.0
-        self._tail = b"\n\n"
-        self._heartbeat = middleware._heartbeat_message
-        self._sending_since: float | None = None
-        self._beat: asyncio.Future[None] | None = None
-        self._ticker: asyncio.Task[None] | None = None
-        self._decoder: zlib._Decompress | None = None
+        # the stream's state is set up by _start: most responses are not streams
 
     # -- send --------------------------------------------------------------------------------
 
@@ -115,6 +118,7 @@ class Exchange:
     async def _start(self, message: Message) -> None:
         middleware = self._middleware
         encoding = get_header(message.get("headers", ()), b"content-encoding")
+        self._decoder = None
         decodable = True
         if encoding is not None:
             coding = encoding.strip().lower()
@@ -134,8 +138,15 @@ class Exchange:
             http2=self._scope.get("http_version") == "2",
             drop_encoding=decodable,
         )
+        self._loop = loop = asyncio.get_running_loop()
+        self.beats = 0
+        self.last = loop.time()
+        self._tail = b"\n\n"
+        self._heartbeat = middleware._heartbeat_message
+        self._sending_since = None
+        self._beat = None
+        self._ticker = None
         self.stream = True
-        self.last = self._loop.time()
         annotate(self._scope, "aimiddleware.sse.stream", True)
         await self._send({**message, "headers": headers})
         # an empty body pushes the headers through outer middlewares that hold
@@ -210,7 +221,7 @@ class Exchange:
             self.outcome = "client_disconnected"
             if self._middleware.cancel_on_disconnect:
                 # deferred: the app may be the one that just read the disconnect, in this task
-                self._loop.call_soon(self._cancel_app)
+                asyncio.get_running_loop().call_soon(self._cancel_app)
 
     def _cancel_app(self) -> None:
         # only while the app runs: the task is then suspended inside it, so the cancellation

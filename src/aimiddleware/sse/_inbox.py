@@ -32,7 +32,8 @@ class Inbox:
     def __init__(self, receive: Receive, on_disconnect: Callable[[], None]) -> None:
         self._receive = receive
         self._on_disconnect = on_disconnect
-        self._queue: deque[Message] = deque()  # http.request messages read on the app's behalf
+        # http.request messages read on the app's behalf (created when the first one is)
+        self._queue: deque[Message] | None = None
         self._read: asyncio.Future[Message] | None = None
         self._direct = 0  # app reads going straight to the server
         self._watching = False
@@ -56,7 +57,7 @@ class Inbox:
             if message["type"] == "http.disconnect":
                 self._disconnected()
             else:
-                self._resume_watch()
+                self._resume_watch()  # a watch switched on meanwhile takes over from here
             return message
         while not self._queue and not self._is_gone():
             read = self._read if self._read is not None else self._start_read()
@@ -108,6 +109,8 @@ class Inbox:
         if message["type"] == "http.disconnect":
             self._disconnected()
             return
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(message)
         self._resume_watch()
 

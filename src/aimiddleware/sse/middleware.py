@@ -118,7 +118,8 @@ class SSEMiddleware:
             exchange.absorb_cancel()  # an app that swallowed the cancellation
         finally:
             exchange.app_running = False
-            await exchange.close()
+            if exchange.stream:
+                await exchange.close()
 
     @staticmethod
     async def _resume(scope: Scope, hook: LastEventIdHook) -> ASGIApp | None:
