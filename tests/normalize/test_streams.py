@@ -137,3 +137,19 @@ def test_the_openai_sdk_raises_api_error_after_the_third_chunk() -> None:
     assert raised.value.type == "server_error"
     assert raised.value.code == "internal_error"
     assert "Request id: req_" in raised.value.message
+
+
+@pytest.mark.anyio
+async def test_a_client_disconnect_is_not_a_server_error(caplog: pytest.LogCaptureFixture) -> None:
+    from starlette.requests import ClientDisconnect
+
+    async def produce(request: Request) -> AsyncIterator[bytes]:
+        yield chunk("a")
+        raise ClientDisconnect
+
+    caplog.set_level(logging.INFO, logger="aimiddleware.normalize")
+    sent = await drive(NormalizeMiddleware(streaming_app(produce)))
+    bodies = [m["body"] for m in sent if m["type"] == "http.response.body" and m["body"]]
+    assert bodies == [chunk("a")]  # nothing is written to a peer that left
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert caplog.records[0].exc_info is None

@@ -261,3 +261,35 @@ async def test_non_stream_responses_are_not_watched() -> None:
     await asyncio.wait_for(SSEMiddleware(app)(scope(), client.receive, client.send), 5)
     assert client.reads == 1
     assert client.events() == [b"{}"]
+
+
+async def test_a_cancellation_handed_back_in_a_group_is_absorbed_too() -> None:
+    client = Client()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send(START)
+        client.gone.set()
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError as cancelled:
+            raise BaseExceptionGroup("task group", [cancelled]) from None
+
+    request = scope()
+    await asyncio.wait_for(SSEMiddleware(app)(request, client.receive, client.send), 5)
+    assert get_annotations(request)["aimiddleware.sse.outcome"] == "client_disconnected"
+    current = asyncio.current_task()
+    assert current is not None
+    assert current.cancelling() == 0
+
+
+async def test_other_failures_of_the_app_propagate() -> None:
+    client = Client()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send(START)
+        raise LookupError("a bug")
+
+    with pytest.raises(LookupError):
+        await SSEMiddleware(app)(scope(), client.receive, client.send)

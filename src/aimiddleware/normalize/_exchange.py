@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from .._asgi import (
     EVENT_STREAM,
@@ -292,6 +293,15 @@ class Exchange:
     async def failed(self, exc: Exception) -> None:
         """The app raised: answer with one clean error if anything can still be sent."""
         scope = self._scope
+        if isinstance(exc, ClientDisconnect):
+            # not a server fault: the peer left while the app was still reading or writing
+            logger.info(
+                "client disconnected during %s %s request_id=%s",
+                scope.get("method", ""),
+                scope.get("path", ""),
+                request_id(scope),
+            )
+            return
         status, message, headers = 500, None, []
         if isinstance(exc, HTTPException):
             status, message = exc.status_code, exc.detail

@@ -31,6 +31,12 @@ def _seconds(name: str, value: float | None, *, allow_none: bool = True) -> floa
     return float(value)
 
 
+def _only_cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancelled(inner) for inner in exc.exceptions)
+    return isinstance(exc, asyncio.CancelledError)
+
+
 class SSEMiddleware:
     """Keep event streams flowing: stream headers, comment heartbeats, disconnect propagation.
 
@@ -109,9 +115,10 @@ class SSEMiddleware:
         exchange = Exchange(self, scope, receive, send)
         try:
             await app(scope, exchange.inbox.receive, exchange.send)
-        except asyncio.CancelledError:
+        except BaseException as exc:
             exchange.app_running = False
-            if not exchange.absorb_cancel():
+            # the app's task group may hand our cancellation back wrapped in a group
+            if not _only_cancelled(exc) or not exchange.absorb_cancel():
                 raise
         else:
             exchange.app_running = False
