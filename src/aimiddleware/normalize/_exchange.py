@@ -233,6 +233,9 @@ class Exchange:
         held = self._held or {}
         route = self._route
         body = b"".join(self._chunks)
+        if not body:  # HEAD, or an empty 204-like body: nothing to trim
+            await self._release([body], more=False)
+            return
         try:
             trimmed = _dumps(route.trim(json.loads(body))) if route is not None else body
         except Exception:
