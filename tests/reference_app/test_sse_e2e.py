@@ -60,7 +60,7 @@ def test_a_client_disconnect_stops_generation_within_one_token(
             events += line.startswith("data: ")
             if events == 4:  # the role chunk and three tokens
                 break
-        at_close = stats.tokens_generated
+    at_close = stats.tokens_generated  # the connection is closed now
     deadline = time.monotonic() + 5
     while stats.generations_active and time.monotonic() < deadline:
         time.sleep(0.005)
