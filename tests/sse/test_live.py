@@ -146,3 +146,36 @@ def test_a_client_disconnect_stops_generation_within_one_token() -> None:
         assert stopped.wait(5)
         assert time.monotonic() - closed < 1
         assert len(produced) - at_close <= 1
+
+
+def test_a_client_that_stops_reading_is_dropped_after_send_timeout() -> None:
+    import socket
+
+    stopped = Flag()
+    sent_bytes: list[int] = []
+
+    async def flood(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        event = b"data: " + b"x" * 65_536 + b"\n\n"
+        try:
+            for _ in range(2_000):  # 128 MiB: far more than any socket buffer holds
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+                sent_bytes.append(len(event))
+        finally:
+            stopped.set()
+
+    app = SSEMiddleware(flood, heartbeat=None, send_timeout=0.5)
+    with serve(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65_536)
+            sock.sendall(b"GET /events HTTP/1.1\r\nhost: test\r\n\r\n")
+            # never read: the server's writes back up until the send timeout drops us
+            assert stopped.wait(10)
+    assert sum(sent_bytes) < 2_000 * 65_536
