@@ -7,9 +7,14 @@ LLMs to people and to autonomous agents.
 
 from __future__ import annotations
 
+import typing as _typing
+
 from .exceptions import AimiddlewareError, ConfigurationError, StoreUnavailable
 from .principal import Principal, get_principal, set_principal
 from .stores import MemoryStore, Store, store_from_url
+
+if _typing.TYPE_CHECKING:
+    from .tracing import TracingMiddleware
 
 __version__ = "0.1.0"
 
@@ -20,8 +25,25 @@ __all__ = [
     "Principal",
     "Store",
     "StoreUnavailable",
+    "TracingMiddleware",
     "__version__",
     "get_principal",
     "set_principal",
     "store_from_url",
 ]
+
+
+# Names whose subpackage needs an optional extra: imported on first use, so that
+# `import aimiddleware` works without that extra installed.
+_LAZY = {"TracingMiddleware": "tracing"}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aimiddleware' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,92 @@
+"""What an LLM response says about itself, read as it passes and never buffered.
+
+Streams go through the shared :class:`~aimiddleware._sse.SSEParser` and
+:class:`~aimiddleware._openai.LLMResponse`. Once the first chunk carrying choices has been seen,
+a chunk of whole events that mentions none of what is still to learn (usage, a finish reason,
+an error, ``[DONE]``) is passed over without decoding: token deltas are most of a stream and
+tell the span nothing new, and skipping them keeps the cost per chunk to a few byte searches.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import Final
+
+from .._openai import LLMResponse
+from .._sse import SSEParser
+
+_TERMINATORS: Final = (b"\n\n", b"\r\r", b"\r\n\r\n")
+_FINISH: Final = b'"finish_reason"'
+_FINISH_NULL: Final = (b'"finish_reason":null', b'"finish_reason": null')
+
+
+def _uninformative(chunk: bytes) -> bool:
+    """Whether whole events in ``chunk`` can only repeat what the first chunk said."""
+    if b'"usage"' in chunk or b'"error"' in chunk or b"[DONE]" in chunk:
+        return False
+    if _FINISH in chunk:
+        nulls = chunk.count(_FINISH_NULL[0]) + chunk.count(_FINISH_NULL[1])
+        return chunk.count(_FINISH) == nulls
+    return True
+
+
+class StreamScan:
+    """Feed each body chunk of a ``text/event-stream`` response; read :attr:`response`.
+
+    >>> scan = StreamScan(started=perf_counter())
+    >>> scan.feed(b'data: {"id": "c1", "choices": [{"delta": {}}]}\\n\\n')
+    >>> scan.response.id, scan.ttft is not None
+    ('c1', True)
+    """
+
+    __slots__ = ("_parser", "_started", "response", "ttft")
+
+    def __init__(self, *, started: float) -> None:
+        self._parser = SSEParser()
+        self._started = started
+        self.response = LLMResponse()
+        self.ttft: float | None = None  # seconds to the first event that carries choices
+
+    def feed(self, chunk: bytes) -> None:
+        if (
+            self.ttft is not None
+            and not self._parser.pending
+            and chunk.endswith(_TERMINATORS)
+            and _uninformative(chunk)
+        ):
+            return
+        response = self.response
+        for event in self._parser.feed(chunk):
+            if event.data is None:
+                continue
+            response.observe_event_data(event.data)
+            if self.ttft is None and response.chunks:
+                self.ttft = perf_counter() - self._started
+
+
+class BodyScan:
+    """Collect a JSON response body up to ``limit`` bytes; read it once at the end."""
+
+    __slots__ = ("_limit", "_parts", "_size")
+
+    def __init__(self, *, limit: int) -> None:
+        self._limit = limit
+        self._parts: list[bytes] | None = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        if self._parts is None:
+            return
+        self._size += len(chunk)
+        if self._size > self._limit:
+            self._parts = None  # too large to be worth reading: give up, keep nothing
+        else:
+            self._parts.append(chunk)
+
+    def result(self) -> LLMResponse | None:
+        if not self._parts:
+            return None
+        response = LLMResponse()
+        parts = self._parts
+        response.observe_body(parts[0] if len(parts) == 1 else b"".join(parts))
+        return response
