@@ -105,3 +105,6 @@ config(
         description="one no-op BaseHTTPMiddleware",
     )
 )
+
+# Each middleware's configurations live in their own module, registered on import.
+from . import configs_tracing  # noqa: E402, F401

@@ -79,3 +79,14 @@ def test_a_body_scan_reads_json_and_gives_up_past_its_limit() -> None:
     small = BodyScan(limit=10)
     small.feed(body)
     assert small.result() is None
+
+
+def test_null_usage_in_every_delta_does_not_hide_the_real_usage() -> None:
+    # OpenAI writes "usage": null into every delta when stream_options.include_usage is set
+    first = b'data: {"id": "x", "choices": [{"delta": {"content": "a"}}], "usage": null}\n\n'
+    delta = (
+        b'data: {"choices": [{"delta": {"content": "b"}, "finish_reason":null}], "usage":null}\n\n'
+    )
+    usage = b'data: {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2}}\n\n'
+    scan = scan_of([first, delta, delta, usage])
+    assert (scan.response.input_tokens, scan.response.output_tokens) == (4, 2)

@@ -104,13 +104,18 @@ class Exchange:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.body":
-            body = message.get("body", b"")
+            # the per-chunk path of a stream: kept to a few attribute reads and one scan
+            body = message.get("body")
             if body:
                 if self.stream_scan is not None:
                     self.stream_scan.feed(body)
                 elif self.body_scan is not None:
                     self.body_scan.feed(body)
-            await self._forward(message)
+            try:
+                await self._send(message)
+            except OSError:
+                self.disconnected = True  # the server could not write: the client has gone
+                raise
             if not message.get("more_body", False) and not self.trailers:
                 self._completed()
             return

@@ -3,7 +3,7 @@
 Streams go through the shared :class:`~aimiddleware._sse.SSEParser` and
 :class:`~aimiddleware._openai.LLMResponse`. Once the first chunk carrying choices has been seen,
 a chunk of whole events that mentions none of what is still to learn (usage, a finish reason,
-an error, ``[DONE]``) is passed over without decoding: token deltas are most of a stream and
+an error) is passed over without decoding: token deltas are most of a stream and
 tell the span nothing new, and skipping them keeps the cost per chunk to a few byte searches.
 """
 
@@ -16,18 +16,33 @@ from .._openai import LLMResponse
 from .._sse import SSEParser
 
 _TERMINATORS: Final = (b"\n\n", b"\r\r", b"\r\n\r\n")
-_FINISH: Final = b'"finish_reason"'
-_FINISH_NULL: Final = (b'"finish_reason":null', b'"finish_reason": null')
+_NULL: Final = (b":null", b": null")
+
+
+def _all_null(chunk: bytes, key: bytes) -> bool:
+    """Whether every occurrence of ``key`` in ``chunk`` has the value ``null``."""
+    at = chunk.find(key)
+    while at >= 0:
+        at += len(key)
+        if not chunk.startswith(_NULL, at):
+            return False
+        at = chunk.find(key, at)
+    return True
 
 
 def _uninformative(chunk: bytes) -> bool:
-    """Whether whole events in ``chunk`` can only repeat what the first chunk said."""
-    if b'"usage"' in chunk or b'"error"' in chunk or b"[DONE]" in chunk:
-        return False
-    if _FINISH in chunk:
-        nulls = chunk.count(_FINISH_NULL[0]) + chunk.count(_FINISH_NULL[1])
-        return chunk.count(_FINISH) == nulls
-    return True
+    """Whether whole events in ``chunk`` can only repeat what the first chunk said.
+
+    Usage, a finish reason or an error would be news. Servers write ``"finish_reason": null``
+    (and some ``"usage": null``) into every delta, so those keys alone are not. A false
+    "informative" only costs a full parse; the byte patterns cannot miss real news because JSON
+    string content escapes its quotes.
+    """
+    return (
+        b'"error"' not in chunk
+        and _all_null(chunk, b'"finish_reason"')
+        and _all_null(chunk, b'"usage"')
+    )
 
 
 class StreamScan:
