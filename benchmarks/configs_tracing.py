@@ -43,6 +43,28 @@ def tracing_always_on() -> ASGIApp:
     )
 
 
+def tracing_traces_only() -> ASGIApp:
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    from aimiddleware.tracing import TracingMiddleware
+
+    tracer_provider, _ = _providers()
+    return TracingMiddleware(
+        bare_app(), tracer_provider=tracer_provider, meter_provider=NoOpMeterProvider()
+    )
+
+
+def tracing_api_only() -> ASGIApp:
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
+    from aimiddleware.tracing import TracingMiddleware
+
+    return TracingMiddleware(
+        bare_app(), tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider()
+    )
+
+
 def _otel_asgi(exclude_spans: list[str] | None) -> ASGIApp:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
@@ -61,6 +83,22 @@ config(
         tracing_always_on,
         group="tracing",
         description="TracingMiddleware, SDK always-on sampler, batch processor, metrics",
+    )
+)
+config(
+    Config(
+        "tracing:traces-only",
+        tracing_traces_only,
+        group="tracing",
+        description="as always-on, metrics to a no-op meter: the SDK's metric cost shows apart",
+    )
+)
+config(
+    Config(
+        "tracing:api-only",
+        tracing_api_only,
+        group="tracing",
+        description="no SDK (API no-op): the middleware's own work, request and response parsed",
     )
 )
 config(
