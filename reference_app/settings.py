@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(None, description="shared stores; default: in-memory stores")
     log_level: str = "info"
+    access_log: bool = Field(
+        False, description="one JSON line per request on the aimiddleware.access logger"
+    )
 
     @property
     def store_url(self) -> str:

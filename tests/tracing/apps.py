@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -19,7 +17,7 @@ from starlette.routing import Route
 
 from aimiddleware._asgi import ASGIApp, Message, Scope, trace_id
 
-from ..servers import free_port, wait_for_port
+from ..servers import ThreadedServer
 
 # Credentials every test request carries; none may show up in any span, metric or log line.
 TOKEN = "sk-test-3f9a1c0d5e7b2a4c6e8f0a1b"
@@ -236,16 +234,5 @@ async def call(
 @contextlib.contextmanager
 def serving(app: ASGIApp) -> Iterator[int]:
     """Serve ``app`` with uvicorn on a free loopback port in a background thread."""
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for_port(port)
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with ThreadedServer(app) as server:
+        yield server.port
