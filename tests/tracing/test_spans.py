@@ -126,6 +126,21 @@ async def test_an_incoming_traceparent_is_the_parent_and_the_app_sees_the_trace_
     assert seen.trace_ids == ["0af7651916cd43dd8448eb211c80319c"]
 
 
+async def test_incoming_baggage_is_in_the_apps_context(telemetry: Telemetry) -> None:
+    from opentelemetry import baggage
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def echo(request: Request) -> Response:
+        return JSONResponse({"tenant": baggage.get_baggage("tenant")})
+
+    app = traced(telemetry, Starlette(routes=[Route("/echo", echo)]))
+    result = await call(app, "GET", "/echo", headers=[(b"baggage", b"tenant=acme")])
+    assert json.loads(result.body) == {"tenant": "acme"}
+
+
 async def test_without_a_traceparent_the_app_sees_the_new_trace_id(telemetry: Telemetry) -> None:
     seen = Seen()
     app = traced(telemetry, chat_app(seen))

@@ -16,7 +16,12 @@ class HeaderGetter(Getter[Sequence[Sequence[bytes]]]):
 
     def get(self, carrier: Sequence[Sequence[bytes]], key: str) -> list[str] | None:
         name = key.lower().encode("latin-1")
-        values = [value.decode("latin-1") for key_, value in carrier if key_.lower() == name]
+        # ASGI servers lower-case request header names; the slower comparison is for others
+        values = [
+            value.decode("latin-1")
+            for key_, value in carrier
+            if key_ == name or key_.lower() == name
+        ]
         return values or None
 
     def keys(self, carrier: Sequence[Sequence[bytes]]) -> list[str]:
@@ -69,10 +74,8 @@ def request_attributes(
             if len(server) > 1 and server[1] is not None:
                 attributes[sc.SERVER_PORT] = server[1]
     client = scope.get("client")
-    if client:
+    if client:  # client.port is opt-in in the conventions: left out
         attributes[sc.CLIENT_ADDRESS] = client[0]
-        if len(client) > 1 and client[1] is not None:
-            attributes[sc.CLIENT_PORT] = client[1]
     if user_agent:
         attributes[sc.USER_AGENT_ORIGINAL] = user_agent.decode("latin-1")
     return attributes
