@@ -122,6 +122,8 @@ async def test_without_an_sdk_it_only_propagates_the_callers_trace_id() -> None:
         ({"request_hook": "not callable"}, "request_hook"),
         ({"response_hook": 1}, "response_hook"),
         ({"propagator": object()}, "propagator"),
+        ({"capture_content": "yes"}, "capture_content"),
+        ({"content_limit": 0}, "content_limit"),
     ],
 )
 def test_bad_options_are_refused_at_start_up(options: dict[str, object], message: str) -> None:
@@ -135,7 +137,8 @@ def test_repr_shows_the_options() -> None:
     )
     assert repr(app) == (
         "TracingMiddleware(provider_name='llama.cpp', body_limit=1048576, "
-        "excluded_urls=['^/health$'], access_log=AccessLog('aimiddleware.access'))"
+        "excluded_urls=['^/health$'], access_log=AccessLog('aimiddleware.access'), "
+        "capture_content=False)"
     )
 
 

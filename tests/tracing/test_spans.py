@@ -65,6 +65,9 @@ async def test_a_stream_is_one_server_span_that_ends_after_its_last_chunk(
     # the first chunk waited one delay; the whole stream waited one per event
     assert 0.01 <= ttft < (span.end_time - span.start_time) / 1e9
     assert attributes["aimiddleware.request_id"].startswith("req_")
+    # message content is not recorded unless asked for
+    assert "gen_ai.input.messages" not in attributes
+    assert "gen_ai.output.messages" not in attributes
 
 
 async def test_a_json_completion_gets_the_response_attributes(telemetry: Telemetry) -> None:

@@ -79,6 +79,8 @@ class Config:
     __slots__ = (
         "access_log",
         "body_limit",
+        "capture_content",
+        "content_limit",
         "excluded",
         "excluded_patterns",
         "instruments",
@@ -101,6 +103,8 @@ class Config:
         access_log: bool | str | logging.Logger | AccessLog,
         request_hook: Hook | None,
         response_hook: Hook | None,
+        capture_content: bool,
+        content_limit: int,
         version: str,
     ) -> None:
         if not isinstance(provider_name, str) or not provider_name:
@@ -109,6 +113,16 @@ class Config:
             raise ConfigurationError(f"body_limit must be an int >= 0, got {body_limit!r}")
         if propagator is not None and not isinstance(propagator, TextMapPropagator):
             raise ConfigurationError(f"propagator must be a TextMapPropagator, got {propagator!r}")
+        if not isinstance(capture_content, bool):
+            raise ConfigurationError(f"capture_content must be a bool, got {capture_content!r}")
+        if (
+            isinstance(content_limit, bool)
+            or not isinstance(content_limit, int)
+            or content_limit < 1
+        ):
+            raise ConfigurationError(f"content_limit must be an int >= 1, got {content_limit!r}")
+        self.capture_content = capture_content
+        self.content_limit = content_limit
         self.provider_name = provider_name
         self.body_limit = body_limit
         self.excluded_patterns = _excluded_patterns(excluded_urls)

@@ -9,10 +9,20 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 
-from .._asgi import Message, Receive, Scope, Send, get_annotations, get_header, media_type
+from .._asgi import (
+    Message,
+    Receive,
+    Scope,
+    Send,
+    get_annotations,
+    get_header,
+    json_body,
+    media_type,
+)
 from .._openai import LLMRequest, LLMResponse
 from ..principal import get_principal
 from . import _semconv as sc
+from ._content import INPUT_MESSAGES, OUTPUT_MESSAGES, OutputCollector, as_attribute, input_messages
 from ._http import route_template
 from ._scan import BodyScan, StreamScan
 
@@ -47,6 +57,7 @@ class Exchange:
         "_receive",
         "_send",
         "body_scan",
+        "collector",
         "complete",
         "config",
         "disconnected",
@@ -91,6 +102,7 @@ class Exchange:
         self.llm: LLMRequest | None = None
         self.stream_scan: StreamScan | None = None
         self.body_scan: BodyScan | None = None
+        self.collector: OutputCollector | None = None
         self.trailers = False
 
     # -- the watched channels ------------------------------------------------------------
@@ -142,8 +154,10 @@ class Exchange:
 
     def _watch(self, start: Message) -> None:
         kind = media_type(get_header(start.get("headers", ()), b"content-type"))
+        if self.config.capture_content:
+            self.collector = OutputCollector(self.config.content_limit)
         if kind == "text/event-stream":
-            self.stream_scan = StreamScan(started=self.started)
+            self.stream_scan = StreamScan(started=self.started, collector=self.collector)
         elif kind == "application/json" or kind.endswith("+json"):
             self.body_scan = BodyScan(limit=self.config.body_limit)
 
@@ -172,7 +186,7 @@ class Exchange:
         if self.stream_scan is not None:
             return self.stream_scan.response
         if self.body_scan is not None:
-            return self.body_scan.result()
+            return self.body_scan.result(self.collector)
         return None
 
     def finish(self, exc: BaseException | None) -> None:
@@ -250,6 +264,15 @@ class Exchange:
                 attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = response.output_tokens
         if ttft is not None:
             attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttft
+        if self.config.capture_content and self.operation is not None:
+            limit = self.config.content_limit
+            prompt = as_attribute(input_messages(self.operation, json_body(self.scope), limit))
+            if prompt is not None:
+                attributes[INPUT_MESSAGES] = prompt
+            if self.collector is not None:
+                output = as_attribute(self.collector.messages())
+                if output is not None:
+                    attributes[OUTPUT_MESSAGES] = output
         principal = get_principal(self.scope)
         if principal is not None:
             attributes[PRINCIPAL_ID] = principal.id

@@ -9,11 +9,13 @@ tell the span nothing new, and skipping them keeps the cost per chunk to a few b
 
 from __future__ import annotations
 
+import json
 from time import perf_counter
 from typing import Final
 
 from .._openai import LLMResponse
 from .._sse import SSEParser
+from ._content import OutputCollector
 
 _TERMINATORS: Final = (b"\n\n", b"\r\r", b"\r\n\r\n")
 _NULL: Final = (b":null", b": null")
@@ -54,17 +56,19 @@ class StreamScan:
     ('c1', True)
     """
 
-    __slots__ = ("_parser", "_started", "response", "ttft")
+    __slots__ = ("_collector", "_parser", "_started", "response", "ttft")
 
-    def __init__(self, *, started: float) -> None:
+    def __init__(self, *, started: float, collector: OutputCollector | None = None) -> None:
         self._parser = SSEParser()
         self._started = started
+        self._collector = collector  # content capture reads every chunk: no shortcut then
         self.response = LLMResponse()
         self.ttft: float | None = None  # seconds to the first event that carries choices
 
     def feed(self, chunk: bytes) -> None:
         if (
             self.ttft is not None
+            and self._collector is None
             and not self._parser.pending
             and chunk.endswith(_TERMINATORS)
             and _uninformative(chunk)
@@ -74,7 +78,9 @@ class StreamScan:
         for event in self._parser.feed(chunk):
             if event.data is None:
                 continue
-            response.observe_event_data(event.data)
+            payload = response.observe_event_data(event.data)
+            if self._collector is not None:
+                self._collector.observe(payload)
             if self.ttft is None and response.chunks:
                 self.ttft = perf_counter() - self._started
 
@@ -98,10 +104,16 @@ class BodyScan:
         else:
             self._parts.append(chunk)
 
-    def result(self) -> LLMResponse | None:
+    def result(self, collector: OutputCollector | None = None) -> LLMResponse | None:
         if not self._parts:
             return None
-        response = LLMResponse()
         parts = self._parts
-        response.observe_body(parts[0] if len(parts) == 1 else b"".join(parts))
+        try:
+            payload = json.loads(parts[0] if len(parts) == 1 else b"".join(parts))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return None
+        response = LLMResponse()
+        response.observe(payload)
+        if collector is not None:
+            collector.observe(payload)
         return response

@@ -67,6 +67,10 @@ class TracingMiddleware:
     :param request_hook: ``hook(span, scope)`` after the span starts.
     :param response_hook: ``hook(span, scope)`` just before the span ends. A hook that raises
         is logged once and the request goes on.
+    :param capture_content: record prompts and generated text as ``gen_ai.input.messages`` and
+        ``gen_ai.output.messages`` (off by default: they are the users' data; streams are then
+        decoded chunk by chunk).
+    :param content_limit: characters of text kept in each of those two attributes.
     """
 
     def __init__(
@@ -82,6 +86,8 @@ class TracingMiddleware:
         access_log: bool | str | logging.Logger | AccessLog = False,
         request_hook: Hook | None = None,
         response_hook: Hook | None = None,
+        capture_content: bool = False,
+        content_limit: int = 8192,
     ) -> None:
         self.app = app
         self._config = Config(
@@ -94,6 +100,8 @@ class TracingMiddleware:
             access_log=access_log,
             request_hook=request_hook,
             response_hook=response_hook,
+            capture_content=capture_content,
+            content_limit=content_limit,
             version=__version__,
         )
 
@@ -102,7 +110,7 @@ class TracingMiddleware:
         return (
             f"TracingMiddleware(provider_name={config.provider_name!r}, "
             f"body_limit={config.body_limit}, excluded_urls={config.excluded_patterns!r}, "
-            f"access_log={config.access_log!r})"
+            f"access_log={config.access_log!r}, capture_content={config.capture_content})"
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
