@@ -277,3 +277,24 @@ async def test_other_scopes_pass_straight_through(telemetry: Telemetry) -> None:
     await traced(telemetry, app)({"type": "lifespan"}, nothing, ignore)
     assert seen == ["lifespan"]
     assert telemetry.spans() == ()
+
+
+async def test_memoryview_chunks_are_read_like_bytes(telemetry: Telemetry) -> None:
+    from starlette.responses import StreamingResponse
+
+    from .apps import stream_events
+
+    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        async def events():  # type: ignore[no-untyped-def]
+            for event in stream_events():
+                yield memoryview(event)
+
+        response = StreamingResponse(events(), media_type="text/event-stream")
+        await response(scope, receive, send)  # type: ignore[arg-type]
+
+    app_ = traced(telemetry, app)
+    await call(app_, "POST", "/v1/chat/completions", body=chat_request(stream=True))
+
+    attributes = dict(telemetry.span().attributes or {})
+    assert attributes["gen_ai.usage.output_tokens"] == len(WORDS)
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)

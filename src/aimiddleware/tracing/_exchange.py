@@ -118,11 +118,8 @@ class Exchange:
         if kind == "http.response.body":
             # the per-chunk path of a stream: kept to a few attribute reads and one scan
             body = message.get("body")
-            if body:
-                if self.stream_scan is not None:
-                    self.stream_scan.feed(body)
-                elif self.body_scan is not None:
-                    self.body_scan.feed(body)
+            if body and (self.stream_scan is not None or self.body_scan is not None):
+                self._scan(body)
             try:
                 await self._send(message)
             except OSError:
@@ -151,6 +148,21 @@ class Exchange:
             # the server could not write: the client has gone
             self.disconnected = True
             raise
+
+    def _scan(self, body: bytes) -> None:
+        try:
+            if type(body) is not bytes:
+                body = bytes(body)  # Starlette passes memoryview chunks through as they are
+            if self.stream_scan is not None:
+                self.stream_scan.feed(body)
+            elif self.body_scan is not None:
+                self.body_scan.feed(body)
+        except Exception:
+            # telemetry must not break the response: stop reading this one, say so once
+            logger.warning(
+                "tracing: scanning the response failed; the request goes on", exc_info=True
+            )
+            self.stream_scan = self.body_scan = None
 
     def _watch(self, start: Message) -> None:
         kind = media_type(get_header(start.get("headers", ()), b"content-type"))
