@@ -298,3 +298,31 @@ async def test_memoryview_chunks_are_read_like_bytes(telemetry: Telemetry) -> No
     attributes = dict(telemetry.span().attributes or {})
     assert attributes["gen_ai.usage.output_tokens"] == len(WORDS)
     assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+
+
+async def test_a_cancelled_request_ends_its_span_with_an_error(telemetry: Telemetry) -> None:
+    import asyncio
+
+    started = asyncio.Event()
+
+    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        await send(  # type: ignore[operator]
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b": hi\n\n", "more_body": True})  # type: ignore[operator]
+        started.set()
+        await asyncio.Event().wait()  # a generation that never ends
+
+    task = asyncio.ensure_future(call(traced(telemetry, app), "GET", "/events"))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    span = telemetry.span()
+    assert span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == "asyncio.exceptions.CancelledError"
