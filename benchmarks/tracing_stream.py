@@ -101,6 +101,9 @@ async def _best(app: Any, repeat: int) -> float:
 
 
 async def main_async(chunks: int, repeat: int) -> None:
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
     from aimiddleware.tracing import TracingMiddleware
 
     tracer_provider, meter_provider = _providers()
@@ -110,14 +113,23 @@ async def main_async(chunks: int, repeat: int) -> None:
         traced = TracingMiddleware(
             bare, tracer_provider=tracer_provider, meter_provider=meter_provider
         )
-        results[n] = (await _best(bare, repeat), await _best(traced, repeat))
+        api_only = TracingMiddleware(
+            bare, tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider()
+        )
+        results[n] = (
+            await _best(bare, repeat),
+            await _best(traced, repeat),
+            await _best(api_only, repeat),
+        )
     tracer_provider.shutdown()
-    (bare0, traced0), (bare_n, traced_n) = results[0], results[chunks]
+    (bare0, traced0, api0), (bare_n, traced_n, api_n) = results[0], results[chunks]
     per_chunk = ((traced_n - bare_n) - (traced0 - bare0)) / chunks
     print(f"stream of {chunks} chunks, best of {repeat}")
     print(f"  bare     {bare_n * 1e3:8.3f} ms   traced {traced_n * 1e3:8.3f} ms")
-    print(f"  per request (no chunks): +{(traced0 - bare0) * 1e6:.1f} us")
-    print(f"  per chunk: {per_chunk * 1e6:.2f} us")
+    print(f"  per request, SDK always-on (no chunks): +{(traced0 - bare0) * 1e6:.1f} us")
+    print(f"  per request, API only, no SDK (no chunks): +{(api0 - bare0) * 1e6:.1f} us")
+    api_per_chunk = ((api_n - bare_n) - (api0 - bare0)) / chunks
+    print(f"  per chunk: {per_chunk * 1e6:.2f} us (API only: {api_per_chunk * 1e6:.2f} us)")
 
 
 def main() -> None:
