@@ -25,6 +25,10 @@ class AccessLog:
     ``model``, ``stream``, ``input_tokens``, ``output_tokens``, ``ttft_ms``; ``decisions`` holds
     the other middlewares' annotations (``idempotency.outcome``, ``ratelimit.*``...).
     Absent facts are ``null``; message content and credentials are never written.
+
+    Pass one to choose the level::
+
+        TracingMiddleware(app, access_log=AccessLog(logging.getLogger("api.access"), logging.DEBUG))
     """
 
     __slots__ = ("level", "logger")
