@@ -164,3 +164,33 @@ async def test_the_access_log_respects_its_loggers_level(
         logger.setLevel(logging.NOTSET)
     assert not [r for r in caplog.records if r.name == "quiet.access"]
     assert len(telemetry.spans()) == 1
+
+
+async def test_a_failing_propagator_costs_the_span_not_the_request(
+    telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
+    class BrokenPropagator(TextMapPropagator):
+        def extract(self, carrier, context=None, getter=None):  # type: ignore[no-untyped-def]
+            raise ValueError("propagator bug")
+
+        def inject(self, carrier, context=None, setter=None):  # type: ignore[no-untyped-def]
+            return None
+
+        @property
+        def fields(self) -> set[str]:
+            return set()
+
+    app = TracingMiddleware(
+        chat_app(),
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        propagator=BrokenPropagator(),
+    )
+    result = await call(app, "POST", "/v1/chat/completions", body=chat_request(stream=False))
+
+    assert result.status == 200
+    assert telemetry.spans() == ()
+    ours = [r.getMessage() for r in caplog.records if r.name == "aimiddleware.tracing"]
+    assert ours == ["tracing: starting the span failed; the request goes on"]

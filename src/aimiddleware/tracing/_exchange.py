@@ -7,6 +7,7 @@ from collections.abc import Callable
 from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
 
 from .._asgi import (
@@ -66,6 +67,7 @@ class Exchange:
         "llm",
         "method",
         "operation",
+        "parent",
         "root_path",
         "scope",
         "span",
@@ -80,6 +82,7 @@ class Exchange:
         config: Config,
         scope: Scope,
         span: Span,
+        parent: Context,
         method: str,
         operation: str | None,
         receive: Receive,
@@ -88,6 +91,7 @@ class Exchange:
         self.config = config
         self.scope = scope
         self.span = span
+        self.parent = parent
         self.method = method
         self.operation = operation
         self.root_path: str = scope.get("root_path", "")

@@ -30,6 +30,8 @@ from ._config import Config, Hook
 from ._exchange import Exchange, guarded
 from ._http import method_attributes, request_attributes
 
+logger = logging.getLogger("aimiddleware.tracing")
+
 REQUEST_ID = "aimiddleware.request_id"
 
 
@@ -123,29 +125,21 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
 
+        try:
+            exchange = self._start(scope, receive, send, path)
+        except Exception:
+            # a broken propagator or sampler costs this request its span, never its answer
+            logger.warning("tracing: starting the span failed; the request goes on", exc_info=True)
+            await self.app(scope, receive, send)
+            return
+        span = exchange.span
+        operation = exchange.operation
         headers = scope.get("headers") or []
-        parent = config.extract(headers)
-        method, attributes = method_attributes(scope.get("method", "GET"))
-        attributes.update(
-            request_attributes(
-                scope, get_header(headers, b"host"), get_header(headers, b"user-agent")
-            )
-        )
-        attributes[REQUEST_ID] = request_id(scope)
-        span = config.tracer.start_span(
-            method, context=parent, kind=SpanKind.SERVER, attributes=attributes
-        )
-        span_context = span.get_span_context()
-        if span_context.is_valid:
-            scope[TRACE_ID_KEY] = format(span_context.trace_id, "032x")
-        get_annotations(scope)  # created here, so that inner middlewares write into this dict
-        operation = llm_operation(path) if method == "POST" else None
-        exchange = Exchange(config, scope, span, method, operation, receive, send)
         if config.request_hook is not None:
             hook = config.request_hook
             guarded("the request hook", lambda: hook(span, scope))
 
-        token = context.attach(trace.set_span_in_context(span, parent))
+        token = context.attach(trace.set_span_in_context(span, exchange.parent))
         error: BaseException | None = None
         try:
             app_receive: Receive = exchange.receive
@@ -166,4 +160,26 @@ class TracingMiddleware:
             raise
         finally:
             context.detach(token)
-            exchange.finish(error)
+            guarded("finishing the span", lambda: exchange.finish(error))
+
+    def _start(self, scope: Scope, receive: Receive, send: Send, path: str) -> Exchange:
+        """Extract the parent context, start the span, publish the trace id."""
+        config = self._config
+        headers = scope.get("headers") or []
+        parent = config.extract(headers)
+        method, attributes = method_attributes(scope.get("method", "GET"))
+        attributes.update(
+            request_attributes(
+                scope, get_header(headers, b"host"), get_header(headers, b"user-agent")
+            )
+        )
+        attributes[REQUEST_ID] = request_id(scope)
+        span = config.tracer.start_span(
+            method, context=parent, kind=SpanKind.SERVER, attributes=attributes
+        )
+        span_context = span.get_span_context()
+        if span_context.is_valid:
+            scope[TRACE_ID_KEY] = format(span_context.trace_id, "032x")
+        get_annotations(scope)  # created here, so that inner middlewares write into this dict
+        operation = llm_operation(path) if method == "POST" else None
+        return Exchange(config, scope, span, parent, method, operation, receive, send)
