@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
 import uvicorn
 from joserfc import jwk, jwt
@@ -112,10 +113,9 @@ class Issuer:
                 return Response(status_code=500)
             auth = request.headers.get("authorization", "")
             self.seen_introspection_auth.append(auth)
-            form = await request.form()
+            form = dict(parse_qsl((await request.body()).decode()))
             client_id, secret = INTROSPECTION_CLIENT
             basic = auth.removeprefix("Basic ")
-            from urllib.parse import quote
 
             expected = base64.b64encode(
                 f"{quote(client_id, safe='')}:{quote(secret, safe='')}".encode()

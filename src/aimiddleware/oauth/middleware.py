@@ -327,7 +327,8 @@ class OAuthMiddleware:
         elif entry.jkt is not None:
             raise AuthError(401, "invalid_token", "a DPoP-bound token was presented as Bearer")
         elif self.dpop is not None and self.dpop.required:
-            raise AuthError(401, "invalid_token", "this resource needs DPoP-bound tokens")
+            raise AuthError(401, "invalid_token", "this resource needs DPoP-bound tokens",
+                            scheme="DPoP")  # fmt: skip
         annotate(scope, "aimiddleware.auth.outcome", "authenticated")
         annotate(scope, "aimiddleware.auth.credential", principal.credential)
         annotate(scope, "aimiddleware.auth.principal", principal.id)
