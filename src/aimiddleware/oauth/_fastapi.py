@@ -60,10 +60,13 @@ def _check(scope: Any, required: tuple[str, ...]) -> tuple[Principal | None, Aut
 class RequireScopes:
     """A FastAPI dependency: the caller's principal, refused unless it holds every scope.
 
+    >>> from typing import Annotated
     >>> from fastapi import Depends, FastAPI
     >>> app = FastAPI()
     >>> @app.post("/v1/embeddings")
-    ... async def embeddings(principal: Principal = Depends(RequireScopes("embeddings"))):
+    ... async def embeddings(
+    ...     principal: Annotated[Principal, Depends(RequireScopes("embeddings"))],
+    ... ) -> dict[str, str]:
     ...     return {"id": principal.id}
     """
 
