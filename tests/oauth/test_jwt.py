@@ -27,6 +27,7 @@ def assert_invalid_token(response: httpx.Response, description_part: str) -> Non
     challenge = parse_challenges(response.headers.get_list("www-authenticate"))["Bearer"]
     assert challenge["error"] == "invalid_token"
     assert description_part in challenge["error_description"]
+    assert challenge["scope"] == "chat"
     assert challenge["resource_metadata"] == (
         "https://api.test/.well-known/oauth-protected-resource"
     )

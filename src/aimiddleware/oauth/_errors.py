@@ -102,7 +102,7 @@ class Challenger:
         if error.error is not None and error.scheme == scheme:
             params.append(f"error={_quote(error.error)}")
             params.append(f"error_description={_quote(error.description)}")
-        if error.scopes and (error.error is None or error.error == "insufficient_scope"):
+        if error.scopes and error.error in (None, "insufficient_scope", "invalid_token"):
             params.append(f"scope={_quote(' '.join(error.scopes))}")
         if self.resource_metadata is not None:
             params.append(f"resource_metadata={_quote(self.resource_metadata)}")

@@ -263,6 +263,10 @@ class OAuthMiddleware:
         try:
             principal = await self._authenticate(scope, rule)
         except AuthError as error:
+            if error.status == 401 and not error.scopes:
+                # RFC 6750 section 3.1: say which scope the resource needs, so that a client
+                # that has to obtain a new token asks for enough
+                error.scopes = rule.required
             await self._refuse(scope, send, error)
             return
         if principal is None:
