@@ -17,6 +17,15 @@ See docs/oauth.md for every option, the response shapes and the challenges.
 
 from __future__ import annotations
 
+try:
+    import httpx as _httpx  # noqa: F401
+    import joserfc as _joserfc  # noqa: F401
+except ImportError as exc:  # pragma: no cover (the dev environment has every extra)
+    raise ImportError(
+        f"aimiddleware.oauth needs the oauth extra ({exc.name} is missing): "
+        "pip install 'aimiddleware[oauth]'"
+    ) from exc
+
 from ._apikeys import APIKey, APIKeys
 from ._dpop import DPoP
 from ._fastapi import OAuthHTTPException, RequireScopes, oauth_exception_handler, requires_scopes

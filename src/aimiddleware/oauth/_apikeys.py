@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..exceptions import ConfigurationError
+from ..principal import Principal
 from ._errors import check_scope_token
 
 __all__ = ["APIKey", "APIKeys"]
@@ -59,6 +60,17 @@ class APIKey:
             if not check_scope_token(scope):
                 raise ConfigurationError(f"invalid scope {scope!r} for API key {self.id!r}")
         object.__setattr__(self, "scopes", scopes)
+
+    def principal(self) -> Principal:
+        """The caller this key stands for (its id is what limits and records key on)."""
+        return Principal(
+            id=self.id,
+            subject=self.subject,
+            client_id=self.id,
+            scopes=frozenset(self.scopes),
+            tier=self.tier,
+            credential="api_key",
+        )
 
 
 class APIKeys:

@@ -15,11 +15,12 @@ from joserfc import jwk, jws
 from joserfc.errors import JoseError
 from joserfc.jws import JWSRegistry
 
+from .._asgi import Scope
 from ..exceptions import ConfigurationError
 from ..stores import MemoryStore, Store
 from ._jwt import ASYMMETRIC_ALGORITHMS
 
-__all__ = ["DPoP", "DPoPError", "access_token_hash", "normalize_htu"]
+__all__ = ["DPoP", "DPoPError", "access_token_hash", "normalize_htu", "request_urls"]
 
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
 _MAX_PROOF: Final = 4096
@@ -55,6 +56,28 @@ def normalize_htu(url: str) -> str:
     if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
         host = f"{host}:{port}"
     return f"{scheme}://{host}{parts.path or '/'}"
+
+
+def request_urls(scope: Scope, origin: str) -> tuple[str, str]:
+    """The URLs a client may have put in ``htu``: as seen by this server, and as published.
+
+    Behind a proxy the request's own Host may be internal; ``origin`` (the resource URL's) is
+    the one clients were told about.
+    """
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and not path.startswith(root):
+        path = root + path
+    host = None
+    for key, value in scope["headers"]:
+        if key == b"host":
+            host = value.decode("latin-1")
+            break
+    if host is None:
+        server = scope.get("server")
+        host = f"{server[0]}:{server[1]}" if server else ""
+    here = normalize_htu(f"{scope.get('scheme', 'http')}://{host}{path}")
+    return (here, normalize_htu(origin + path))
 
 
 class DPoP:

@@ -14,7 +14,7 @@ from ..exceptions import ConfigurationError, StoreUnavailable
 from ..principal import Principal, set_principal
 from ._apikeys import APIKeys
 from ._authenticate import Authenticated, Authenticator, Unavailable, same_key, token_digest
-from ._dpop import DPoP, DPoPError, normalize_htu
+from ._dpop import DPoP, DPoPError, request_urls
 from ._errors import AuthError, Challenger
 from ._introspection import Introspection
 from ._jwks import JWKSCache, MetadataCache
@@ -351,14 +351,7 @@ class OAuthMiddleware:
                 raise AuthError(401, "invalid_token", "the API key is not valid")
             if is_dpop:
                 raise AuthError(400, "invalid_request", "API keys cannot be DPoP-bound")
-            principal = Principal(
-                id=record.id,
-                subject=record.subject,
-                client_id=record.id,
-                scopes=frozenset(record.scopes),
-                tier=record.tier,
-                credential="api_key",
-            )
+            principal = record.principal()
             return Authenticated(principal, None, float("inf"))
         digest = token_digest(token)
         entry = self._auth.cached(digest, time.time())
@@ -389,7 +382,7 @@ class OAuthMiddleware:
             jkt = await dpop.verify(
                 proofs[0].decode("latin-1"),
                 method=scope["method"],
-                urls=self._request_urls(scope),
+                urls=request_urls(scope, self._origin),
                 token=token,
                 now=now,
             )
@@ -404,24 +397,3 @@ class OAuthMiddleware:
         if not same_key(entry.jkt, jkt):
             raise AuthError(401, "invalid_token", "the DPoP proof key does not match the token")
         annotate(scope, "aimiddleware.auth.dpop", True)
-
-    def _request_urls(self, scope: Scope) -> tuple[str, ...]:
-        """The URLs a client may have put in ``htu``: as seen by this server, and as published.
-
-        Behind a proxy the request's own Host may be internal; the resource URL's origin is the
-        one clients were told about.
-        """
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and not path.startswith(root):
-            path = root + path
-        host = None
-        for key, value in scope["headers"]:
-            if key == b"host":
-                host = value.decode("latin-1")
-                break
-        if host is None:
-            server = scope.get("server")
-            host = f"{server[0]}:{server[1]}" if server else ""
-        here = normalize_htu(f"{scope.get('scheme', 'http')}://{host}{path}")
-        return (here, normalize_htu(self._origin + path))
