@@ -103,3 +103,24 @@ def test_decorator_needs_a_request_parameter() -> None:
 
         @requires_scopes("x")
         async def endpoint() -> None: ...
+
+
+async def test_dependency_keeps_both_challenges_when_dpop_is_on(issuer: Issuer) -> None:
+    from aimiddleware.oauth import DPoP
+
+    mw = OAuthMiddleware(
+        fastapi_app(handler=True),
+        resource=RESOURCE,
+        issuer=issuer.url,
+        allow_anonymous=True,
+        dpop=DPoP(algorithms=["ES256"]),
+    )
+    async with client_for(mw) as client:
+        response = await client.post("/v1/embeddings", headers=bearer(issuer.mint()), json={})
+    assert response.status_code == 403
+    (value,) = response.headers.get_list("www-authenticate")
+    bearer_part, dpop_part = value.split(", DPoP ")
+    assert bearer_part.startswith('Bearer error="insufficient_scope"')
+    assert 'scope="embeddings"' in bearer_part
+    assert dpop_part.endswith('algs="ES256"')
+    assert "error=" not in dpop_part

@@ -21,6 +21,16 @@ _FALLBACK = Challenger(resource_metadata=None)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    # a mapping holds one value per name: several challenges (Bearer and DPoP) are joined
+    # with commas, which RFC 9110 section 11.6.1 allows in one WWW-Authenticate field
+    out: dict[str, str] = {}
+    for key, value in raw:
+        name, text = key.decode("latin-1"), value.decode("latin-1")
+        out[name] = f"{out[name]}, {text}" if name in out else text
+    return out
+
+
 class OAuthHTTPException(HTTPException):
     """A 401/403 refusal raised by :class:`RequireScopes`, carrying its challenge headers.
 
@@ -30,7 +40,7 @@ class OAuthHTTPException(HTTPException):
     """
 
     def __init__(self, error: AuthError, challenger: Challenger) -> None:
-        headers = {k.decode(): v.decode("latin-1") for k, v in challenger.headers(error)}
+        headers = _header_dict(challenger.headers(error))
         super().__init__(error.status, error.description, headers)
         self.payload = error.body()
 
@@ -113,7 +123,7 @@ def requires_scopes(*scopes: str) -> Callable[[F], F]:
             _, error = _check(request.scope, required)
             if error is not None:
                 challenger = request.scope.get("aimiddleware.oauth.challenger", _FALLBACK)
-                headers = {k.decode(): v.decode("latin-1") for k, v in challenger.headers(error)}
+                headers = _header_dict(challenger.headers(error))
                 return JSONResponse(error.body(), status_code=error.status, headers=headers)
             return await endpoint(*args, **kwargs)
 
