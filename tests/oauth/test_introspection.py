@@ -61,11 +61,13 @@ async def test_client_secret_post_works(issuer: Issuer) -> None:
     assert issuer.seen_introspection_auth == [""]
 
 
-async def test_inactive_token_is_401(issuer: Issuer) -> None:
+async def test_inactive_token_is_401_and_not_asked_about_again_at_once(issuer: Issuer) -> None:
     async with client_for(middleware(issuer, introspection=introspection())) as client:
-        response = await client.post("/v1/chat/completions", headers=bearer("unknown"), json={})
-    assert response.status_code == 401
-    assert "not active" in response.json()["error"]["message"]
+        for _ in range(3):
+            response = await client.post("/v1/chat/completions", headers=bearer("unknown"), json={})
+            assert response.status_code == 401
+            assert "not active" in response.json()["error"]["message"]
+    assert issuer.introspections == 1
 
 
 async def test_introspected_wrong_audience_is_401(issuer: Issuer) -> None:

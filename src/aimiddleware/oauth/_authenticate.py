@@ -21,7 +21,8 @@ __all__ = ["Authenticated", "Authenticator", "Unavailable"]
 
 logger = logging.getLogger("aimiddleware.oauth")
 
-_JWS_PREFIX: Final = "eyJ"  # base64url of '{"': every JWS compact header starts so
+_JWS_PREFIX: Final = "eyJ"
+_INACTIVE_TTL: Final = 10.0  # base64url of '{"': every JWS compact header starts so
 
 
 class Unavailable(Exception):  # noqa: N818 (a state, not a bug)
@@ -81,6 +82,9 @@ class Authenticator:
         self._cache_size = cache_size
         self._cache_ttl = cache_ttl
         self._cache: dict[bytes, Authenticated] = {}
+        # opaque tokens the authorization server called inactive, so that replaying a revoked
+        # or made-up token does not turn into one introspection call per request
+        self._inactive: dict[bytes, float] = {}
 
     def cached(self, digest: bytes, now: float) -> Authenticated | None:
         entry = self._cache.get(digest)
@@ -104,7 +108,16 @@ class Authenticator:
                 raise Unavailable("the issuer's signing keys are unavailable") from exc
             credential: Credential = "jwt"
         elif self.introspection is not None:
-            claims = await self._introspect(token)
+            inactive_until = self._inactive.get(digest)
+            if inactive_until is not None and time.monotonic() < inactive_until:
+                raise TokenInvalid("the token is not active")
+            try:
+                claims = await self._introspect(token)
+            except TokenInvalid:
+                if len(self._inactive) >= self._cache_size:
+                    self._inactive.pop(next(iter(self._inactive)))
+                self._inactive[digest] = time.monotonic() + _INACTIVE_TTL
+                raise
             credential = "introspection"
         else:
             raise TokenInvalid("the token is not a JWT access token")
