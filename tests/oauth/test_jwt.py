@@ -396,3 +396,49 @@ async def test_discovery_with_a_mismatched_issuer_is_refused(issuer: Issuer) -> 
     assert response.status_code == 503
     assert issuer.metadata_fetches == 1  # the RFC 8414 document; then the OIDC one is absent
     assert issuer.jwks_fetches == 0
+
+
+async def test_jwks_outage_at_start_recovers_after_the_cooldown(issuer: Issuer) -> None:
+    issuer.jwks_down = True
+    token = issuer.mint()
+    async with client_for(middleware(issuer, jwks_cooldown=0.2)) as client:
+        down = await client.post("/v1/chat/completions", headers=bearer(token), json={})
+        issuer.jwks_down = False
+        still_cooling = await client.post("/v1/chat/completions", headers=bearer(token), json={})
+        await asyncio.sleep(0.25)
+        recovered = await client.post("/v1/chat/completions", headers=bearer(token), json={})
+    assert (down.status_code, still_cooling.status_code, recovered.status_code) == (503, 503, 200)
+    assert issuer.jwks_fetches == 2
+
+
+async def test_refusal_is_annotated_without_the_token(issuer: Issuer) -> None:
+    from aimiddleware._asgi import get_annotations
+    from aimiddleware.principal import get_principal
+
+    token = issuer.mint(scope="models:read")
+    mw = middleware(issuer, jwks=issuer.jwks())
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {token}".encode())],
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await mw(scope, receive, send)
+    assert sent[0]["status"] == 403
+    annotations = get_annotations(scope)
+    assert annotations["aimiddleware.auth.outcome"] == "refused"
+    assert annotations["aimiddleware.auth.status"] == 403
+    assert annotations["aimiddleware.auth.error"] == "insufficient_scope"
+    assert annotations["aimiddleware.auth.scopes"] == "models:read"
+    assert get_principal(scope) is None  # a refused caller is not handed to the app
+    assert all(token not in str(v) for v in annotations.values())
+    assert all(token.encode() not in m.get("body", b"") for m in sent)
