@@ -62,7 +62,13 @@ def signing_key(settings: Settings) -> jwk.RSAKey:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             json.dump(key.as_dict(private=True), out)
-        os.replace(tmp, path)
+        try:
+            # link, not replace: when `serve` and `token` race, the first key wins for both
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     imported = jwk.import_key(json.loads(path.read_text()), "RSA")
     return imported
 
