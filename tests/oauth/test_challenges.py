@@ -135,10 +135,10 @@ async def test_metadata_at_the_path_suffixed_form(issuer: Issuer) -> None:
 
 
 async def test_metadata_lists_dpop(issuer: Issuer) -> None:
-    mw = middleware(issuer, dpop=DPoP(required=True, algorithms=["ES256", "EdDSA"]))
+    mw = middleware(issuer, dpop=DPoP(required=True, algorithms=["ES256", "Ed25519"]))
     async with client_for(mw) as client:
         document = (await client.get("/.well-known/oauth-protected-resource")).json()
-    assert document["dpop_signing_alg_values_supported"] == ["ES256", "EdDSA"]
+    assert document["dpop_signing_alg_values_supported"] == ["ES256", "Ed25519"]
     assert document["dpop_bound_access_tokens_required"] is True
 
 

@@ -252,3 +252,16 @@ async def test_dpop_scheme_without_dpop_configured_is_unsupported(issuer: Issuer
     assert response.status_code == 401
     challenge = parse_challenges(response.headers.get_list("www-authenticate"))["Bearer"]
     assert "error" not in challenge
+
+
+@pytest.mark.cluster
+async def test_replay_cache_on_a_redis_cluster(issuer: Issuer, redis_cluster: Any) -> None:
+    me = Client()
+    token = issuer.mint(cnf={"jkt": me.jkt})
+    proof = me.proof(token)
+    store = store_from_url(redis_cluster.url)
+    async with store, client_for(middleware(issuer, dpop=DPoP(store=store))) as client:
+        first = await post(client, dpop_headers(token, proof))
+        replay = await post(client, dpop_headers(token, proof))
+    assert first.status_code == 200
+    assert_dpop_error(replay, "invalid_dpop_proof", "already used")

@@ -124,3 +124,28 @@ async def test_dependency_keeps_both_challenges_when_dpop_is_on(issuer: Issuer) 
     assert 'scope="embeddings"' in bearer_part
     assert dpop_part.endswith('algs="ES256"')
     assert "error=" not in dpop_part
+
+
+async def test_added_with_add_middleware_as_documented(issuer: Issuer) -> None:
+    from aimiddleware.oauth import ScopeRule
+
+    app = fastapi_app(handler=True)
+    app.add_middleware(
+        OAuthMiddleware,
+        resource=RESOURCE,
+        issuer=issuer.url,
+        # static keys: no lifespan runs here to close an HTTP client the middleware would open
+        jwks=issuer.jwks(),
+        rules=[ScopeRule("/v1/embeddings", ["embeddings"], methods=["POST"])],
+        public_paths=["/health"],
+    )
+    import httpx
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=RESOURCE) as client:
+        refused = await client.post("/v1/embeddings", json={})
+        allowed = await client.post(
+            "/v1/embeddings", headers=bearer(issuer.mint(scope="embeddings")), json={}
+        )
+    assert refused.status_code == 401
+    assert allowed.status_code == 200

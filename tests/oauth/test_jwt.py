@@ -442,3 +442,32 @@ async def test_refusal_is_annotated_without_the_token(issuer: Issuer) -> None:
     assert get_principal(scope) is None  # a refused caller is not handed to the app
     assert all(token not in str(v) for v in annotations.values())
     assert all(token.encode() not in m.get("body", b"") for m in sent)
+
+
+async def test_ed25519_token_is_accepted(issuer: Issuer) -> None:
+    from joserfc import jwk
+
+    ed = jwk.OKPKey.generate_key("Ed25519", parameters={"kid": "ed-1"})
+    issuer.extra_keys.append(ed)
+    token = issuer.mint(key=ed, header={"alg": "Ed25519"})
+    assert (await post_chat(issuer, token)).status_code == 200
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_shared_fetch(issuer: Issuer) -> None:
+    from aimiddleware.oauth._jwks import Coalesced
+
+    shared = Coalesced()
+    finished = asyncio.Event()
+
+    async def fetch() -> str:
+        await asyncio.sleep(0.1)
+        finished.set()
+        return "keys"
+
+    first = asyncio.ensure_future(shared.run(fetch))
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(shared.run(fetch))
+    await asyncio.sleep(0.01)
+    first.cancel()  # this client went away
+    assert await second == "keys"
+    assert finished.is_set()

@@ -99,7 +99,7 @@ class DPoP:
         self,
         *,
         required: bool = False,
-        algorithms: Sequence[str] = ("ES256", "EdDSA", "Ed25519", "PS256", "RS256"),
+        algorithms: Sequence[str] = ("ES256", "Ed25519", "PS256", "RS256"),
         max_age: float = 60.0,
         leeway: float = 5.0,
         store: Store | None = None,

@@ -32,7 +32,7 @@ logger = logging.getLogger("aimiddleware.oauth")
 
 CHALLENGER_KEY: Final = "aimiddleware.oauth.challenger"
 _B64TOKEN: Final = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
-_DEFAULT_ALGORITHMS: Final = ("RS256", "PS256", "ES256", "EdDSA", "Ed25519")
+_DEFAULT_ALGORITHMS: Final = ("RS256", "PS256", "ES256", "Ed25519")
 
 
 class OAuthMiddleware:
