@@ -101,6 +101,11 @@ class Issuer:
                 }
             )
 
+        async def oidc(request: Request) -> Response:
+            # an OpenID Provider under a path, found only by the OIDC Discovery fallback
+            self.metadata_fetches += 1
+            return JSONResponse({"issuer": f"{self.url}/oidc", "jwks_uri": f"{self.url}/jwks"})
+
         async def keys(request: Request) -> Response:
             self.jwks_fetches += 1
             if self.jwks_down:
@@ -129,6 +134,7 @@ class Issuer:
         return Starlette(
             routes=[
                 Route("/.well-known/oauth-authorization-server", metadata),
+                Route("/oidc/.well-known/openid-configuration", oidc),
                 Route("/jwks", keys),
                 Route("/introspect", introspect, methods=["POST"]),
             ]

@@ -471,3 +471,14 @@ async def test_a_cancelled_caller_does_not_cancel_the_shared_fetch(issuer: Issue
     first.cancel()  # this client went away
     assert await second == "keys"
     assert finished.is_set()
+
+
+async def test_oidc_discovery_is_the_fallback(issuer: Issuer) -> None:
+    provider = f"{issuer.url}/oidc"
+    async with client_for(middleware(None, issuer=provider)) as client:
+        response = await client.post(
+            "/v1/chat/completions", headers=bearer(issuer.mint(iss=provider)), json={}
+        )
+    assert response.status_code == 200
+    assert issuer.metadata_fetches == 1  # the RFC 8414 location 404s, OIDC Discovery answers
+    assert issuer.jwks_fetches == 1
