@@ -38,7 +38,8 @@ def serve_reference(**settings: Any) -> Iterator[ThreadedServer]:
     tests (test_oauth_e2e.py) start their own with auth on.
     """
     settings.setdefault("auth", False)
-    with ThreadedServer(create_app(Settings(**settings))) as server:
+    # a server with auth on must know its port up front: it is the tokens' audience
+    with ThreadedServer(create_app(Settings(**settings)), port=settings.get("port")) as server:
         wait_ready(server.url)
         yield server
 
