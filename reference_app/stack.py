@@ -22,6 +22,12 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
     ``telemetry``: where spans and metrics go; by default from the ``OTEL_*`` environment
     (see reference_app/telemetry.py), and nowhere when no OTLP endpoint is set.
     """
+    # innermost first: idempotency and rate limiting go above this line (they key on the
+    # principal that OAuth establishes), SSE and normalisation below it, tracing outermost
+    if settings.auth:
+        from .auth import oauth_middleware
+
+        app = oauth_middleware(app, settings)
     telemetry = telemetry if telemetry is not None else setup_telemetry()
     app = TracingMiddleware(
         app,

@@ -14,15 +14,34 @@ from .principal import Principal, get_principal, set_principal
 from .stores import MemoryStore, Store, store_from_url
 
 if _typing.TYPE_CHECKING:
+    from .oauth import APIKey, APIKeys, DPoP, Introspection, OAuthMiddleware, ScopeRule
     from .tracing import TracingMiddleware
 
 __version__ = "0.1.0"
 
+# names whose subpackage needs an optional extra: imported on first use, so that
+# `import aimiddleware` works without the extra installed
+_LAZY = {
+    "APIKey": "oauth",
+    "APIKeys": "oauth",
+    "DPoP": "oauth",
+    "Introspection": "oauth",
+    "OAuthMiddleware": "oauth",
+    "ScopeRule": "oauth",
+    "TracingMiddleware": "tracing",
+}
+
 __all__ = [
+    "APIKey",
+    "APIKeys",
     "AimiddlewareError",
     "ConfigurationError",
+    "DPoP",
+    "Introspection",
     "MemoryStore",
+    "OAuthMiddleware",
     "Principal",
+    "ScopeRule",
     "Store",
     "StoreUnavailable",
     "TracingMiddleware",
@@ -33,17 +52,12 @@ __all__ = [
 ]
 
 
-# Names whose subpackage needs an optional extra: imported on first use, so that
-# `import aimiddleware` works without that extra installed.
-_LAZY = {"TracingMiddleware": "tracing"}
-
-
 def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'aimiddleware' has no attribute {name!r}")
-    from importlib import import_module
+    import importlib
 
-    value = getattr(import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

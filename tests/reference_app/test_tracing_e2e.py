@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -26,13 +30,14 @@ from starlette.routing import Route
 from reference_app import Settings, create_app
 from reference_app.telemetry import Telemetry
 
-from ..servers import ThreadedServer
+from ..servers import ThreadedServer, free_port
 from ..tracing.conftest import assert_no_secrets
 from .conftest import LONG_SCHEMA, MODEL, wait_ready
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
 API_KEY = "sk-test-3f9a1c0d5e7b2a4c6e8f0a1b"  # one of the secrets the scan looks for
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for(condition: Any, timeout: float = 20.0) -> None:
@@ -61,7 +66,7 @@ def traced() -> Iterator[tuple[Traced, ThreadedServer]]:
     """A reference app recording into in-memory readers; every span is scanned for secrets."""
     spans = Traced()
     telemetry = Telemetry(spans.tracer_provider, spans.meter_provider)
-    with ThreadedServer(create_app(Settings(), telemetry=telemetry)) as server:
+    with ThreadedServer(create_app(Settings(auth=False), telemetry=telemetry)) as server:
         wait_ready(server.url)
         yield spans, server
     assert_no_secrets(spans.exporter.get_finished_spans(), [])
@@ -172,7 +177,7 @@ def test_the_reference_app_exports_over_otlp_when_an_endpoint_is_set(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "reference-under-test")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
-    with ThreadedServer(create_app(Settings())) as server:
+    with ThreadedServer(create_app(Settings(auth=False))) as server:
         wait_ready(server.url)
         with openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0) as c:
             reply = c.chat.completions.create(
@@ -206,3 +211,60 @@ def test_the_reference_app_exports_over_otlp_when_an_endpoint_is_set(
             m.name for r in request.resource_metrics for s in r.scope_metrics for m in s.metrics
         }
     assert {"http.server.request.duration", "gen_ai.server.request.duration"} <= names
+
+
+def test_the_oauth_decisions_are_on_the_span_and_the_token_is_not(tmp_path: Path) -> None:
+    spans = Traced()
+    port = free_port()
+    key_file = tmp_path / "issuer-key.json"
+    settings = Settings(port=port, auth=True, auth_key_file=key_file)
+    app = create_app(settings, telemetry=Telemetry(spans.tracer_provider, spans.meter_provider))
+    try:
+        with ThreadedServer(app, port=port) as server:
+            wait_ready(server.url)
+            token = mint_token(port, key_file)
+            with openai.OpenAI(base_url=f"{server.url}/v1", api_key=token, max_retries=0) as client:
+                client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+                )
+                with pytest.raises(openai.AuthenticationError):
+                    client.chat.completions.create(
+                        model=MODEL,
+                        messages=[{"role": "user", "content": "Hi"}],
+                        max_tokens=4,
+                        extra_headers={"Authorization": "Bearer not-a-token"},
+                    )
+            wait_for(lambda: len(spans.server_spans()) == 2)
+    finally:
+        spans.tracer_provider.shutdown()
+        spans.meter_provider.shutdown()
+
+    allowed, refused = sorted(
+        (dict(s.attributes or {}) for s in spans.server_spans()),
+        key=lambda a: a["http.response.status_code"],
+    )
+    assert allowed["http.response.status_code"] == 200
+    assert allowed["aimiddleware.auth.outcome"] == "authenticated"
+    assert allowed["aimiddleware.auth.principal"]
+    assert "chat" in str(allowed["aimiddleware.auth.scopes"])
+    assert allowed["gen_ai.usage.output_tokens"] > 0
+    assert refused["http.response.status_code"] == 401
+    assert refused["aimiddleware.auth.outcome"] == "refused"
+    for attributes in (allowed, refused):
+        for value in attributes.values():
+            assert token not in str(value)
+            assert "not-a-token" not in str(value)
+
+
+def mint_token(port: int, key_file: Path) -> str:
+    """A token from the development issuer's command line, as a user mints one."""
+    result = subprocess.run(
+        [sys.executable, "-m", "reference_app", "token", "--port", str(port)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "AIMW_AUTH_KEY_FILE": str(key_file)},
+        timeout=60,
+    )
+    return result.stdout.strip()

@@ -291,13 +291,14 @@ class Exchange:
                     attributes[OUTPUT_MESSAGES] = output
         principal = get_principal(self.scope)
         if principal is not None:
+            # what an auth middleware did not annotate itself, in the names OAuthMiddleware uses
             attributes[PRINCIPAL_ID] = principal.id
             if principal.client_id is not None:
                 attributes[PRINCIPAL_CLIENT_ID] = principal.client_id
             if principal.tier is not None:
                 attributes[PRINCIPAL_TIER] = principal.tier
             if principal.scopes:
-                attributes[PRINCIPAL_SCOPES] = tuple(sorted(principal.scopes))
+                attributes[PRINCIPAL_SCOPES] = " ".join(sorted(principal.scopes))
         attributes.update(get_annotations(self.scope))
         if error_type is not None:
             attributes[sc.ERROR_TYPE] = error_type
@@ -354,7 +355,7 @@ class Exchange:
         )
 
 
-PRINCIPAL_ID = "aimiddleware.auth.principal_id"
+PRINCIPAL_ID = "aimiddleware.auth.principal"
 PRINCIPAL_CLIENT_ID = "aimiddleware.auth.client_id"
 PRINCIPAL_TIER = "aimiddleware.auth.tier"
 PRINCIPAL_SCOPES = "aimiddleware.auth.scopes"
