@@ -106,5 +106,5 @@ config(
     )
 )
 
-# each middleware registers its configurations in its own module
-from . import configs_sse_normalize  # noqa: E402, F401
+# each middleware's configurations live in their own module, registered on import
+from . import configs_oauth, configs_sse_normalize, configs_tracing  # noqa: E402, F401

@@ -10,8 +10,10 @@ from typing import Any
 
 from aimiddleware.normalize import NormalizeMiddleware, NormalizeRoute
 from aimiddleware.sse import SSEMiddleware
+from aimiddleware.tracing import TracingMiddleware
 
 from .settings import Settings
+from .telemetry import ShutdownTelemetry, Telemetry, setup_telemetry
 
 ASGIApp = Any
 
@@ -20,8 +22,18 @@ MINIMAL_CHAT = ["id", "model", "choices.message.content", "choices.finish_reason
 MINIMAL_COMPLETION = ["id", "model", "choices.text", "choices.finish_reason", "usage"]
 
 
-def build_stack(app: ASGIApp, settings: Settings) -> ASGIApp:
-    """Wrap ``app`` in the library's middlewares, configured from ``settings``."""
+def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = None) -> ASGIApp:
+    """Wrap ``app`` in the library's middlewares, configured from ``settings``.
+
+    ``telemetry``: where spans and metrics go; by default from the ``OTEL_*`` environment
+    (see reference_app/telemetry.py), and nowhere when no OTLP endpoint is set.
+    """
+    # innermost first: idempotency and rate limiting go above this line (they key on the
+    # principal that OAuth establishes), SSE and normalisation below it, tracing outermost
+    if settings.auth:
+        from .auth import oauth_middleware
+
+        app = oauth_middleware(app, settings)
     app = SSEMiddleware(app, heartbeat=settings.sse_heartbeat)
     app = NormalizeMiddleware(
         app,
@@ -32,4 +44,12 @@ def build_stack(app: ASGIApp, settings: Settings) -> ASGIApp:
             NormalizeRoute("/v1/completions", minimal=MINIMAL_COMPLETION),
         ],
     )
-    return app
+    telemetry = telemetry if telemetry is not None else setup_telemetry()
+    app = TracingMiddleware(
+        app,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        excluded_urls=telemetry.excluded_urls,
+        access_log=settings.access_log,
+    )
+    return ShutdownTelemetry(app, telemetry=telemetry)

@@ -1,9 +1,9 @@
 """The reference app behind NormalizeMiddleware, driven by the openai SDK over a real socket.
 
 Every status the SDK maps to an exception class comes back in the one envelope, with message,
-type and code parsed; statuses the real stack produces come from it, the others from test routes
-added to this server's FastAPI app (OAuth, idempotency and rate limiting live in their own
-middlewares).
+type and code parsed. Statuses the real stack produces come from it (401 and 403 from the OAuth
+middleware of a server with auth on, 400, 404 and 503 from the app), the others from test routes
+added to this server's FastAPI app.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from fastapi.responses import JSONResponse
 
 from reference_app import Settings, create_app
 
-from ..servers import ThreadedServer
+from ..servers import ThreadedServer, free_port
 from .conftest import LONG_SCHEMA, MODEL, wait_ready
+from .test_oauth_e2e import Demo
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
@@ -86,11 +87,42 @@ def add_test_routes(api: FastAPI) -> None:
 @pytest.fixture(scope="module")
 def server() -> Iterator[ThreadedServer]:
     # one instance and no line, so a second generation is a real 503
-    stack = create_app(Settings(instances=1, max_queue=0))
+    stack = create_app(Settings(instances=1, max_queue=0, auth=False))
     add_test_routes(fastapi_of(stack))
     with ThreadedServer(stack) as running:
         wait_ready(running.url)
         yield running
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    port = free_port()
+    key_file = tmp_path_factory.mktemp("issuer") / "issuer-key.json"
+    settings = Settings(port=port, auth=True, auth_key_file=key_file)
+    with ThreadedServer(create_app(settings), port=port) as running:
+        wait_ready(running.url)
+        yield Demo(running, key_file)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_oauth_errors_reach_the_sdk_in_the_envelope_with_their_challenge(
+    secured: Demo, status: int
+) -> None:
+    token = "unused" if status == 401 else secured.token("--scope", "models:read")
+    cls = openai.AuthenticationError if status == 401 else openai.PermissionDeniedError
+    headers = {"Authorization": openai.omit} if status == 401 else {}
+    with secured.sdk(token) as client, pytest.raises(cls) as raised:
+        client.chat.completions.create(**hi(), extra_headers=headers)
+    error = raised.value
+    assert error.status_code == status
+    assert isinstance(error.body, dict)
+    assert set(error.body) >= {"message", "type", "param", "code"}
+    assert error.message == f"Error code: {status} - {error.body['message']}"
+    assert error.type == ("invalid_request_error" if status == 401 else "permission_error")
+    assert error.code == ("invalid_api_key" if status == 401 else "insufficient_scope")
+    assert error.request_id is not None
+    assert error.response.headers["www-authenticate"].startswith("Bearer ")
+    assert int(error.response.headers["content-length"]) == len(error.response.content)
 
 
 @pytest.fixture
@@ -124,7 +156,7 @@ CASES = [
         "/test/403",
         openai.PermissionDeniedError,
         "The token lacks the scope chat:write.",
-        "invalid_request_error",
+        "invalid_request_error",  # the app wrote its own envelope: its type wins
         "insufficient_permissions",
     ),
     (

@@ -29,7 +29,7 @@ __all__ = [
 STATUS_DEFAULTS: Final[dict[int, tuple[str, str | None]]] = {
     400: ("invalid_request_error", None),
     401: ("invalid_request_error", "invalid_api_key"),
-    403: ("invalid_request_error", "insufficient_permissions"),
+    403: ("permission_error", "insufficient_permissions"),
     404: ("invalid_request_error", "not_found"),
     405: ("invalid_request_error", "method_not_allowed"),
     406: ("invalid_request_error", "not_acceptable"),
