@@ -320,3 +320,32 @@ def test_the_callers_request_id_comes_back(server: ThreadedServer) -> None:
     )
     assert r.status_code == 404
     assert r.headers["x-request-id"] == "agent-42"
+
+
+def test_error_bodies_carry_the_trace_id_of_the_requests_span() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from reference_app.telemetry import Telemetry
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    stack = create_app(Settings(auth=False), telemetry=Telemetry(tracer_provider=provider))
+    add_test_routes(fastapi_of(stack))
+    try:
+        with ThreadedServer(stack) as running:
+            wait_ready(running.url)
+            missing = httpx.post(f"{running.url}/v1/chat/completions", json=hi(model="nope"))
+            crash = httpx.post(f"{running.url}/v1/test/500", json={})
+    finally:
+        provider.shutdown()
+    finished = exporter.get_finished_spans()
+    traces = {format(span.context.trace_id, "032x"): span for span in finished}
+    assert missing.json()["error"]["trace_id"] in traces
+    crash_error = crash.json()["error"]
+    assert crash_error["trace_id"] in traces
+    crash_span = traces[crash_error["trace_id"]]
+    assert crash_span.attributes["aimiddleware.normalize.exception"] == "RuntimeError"
+    assert crash_span.attributes["http.response.status_code"] == 500
