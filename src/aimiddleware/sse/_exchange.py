@@ -8,7 +8,16 @@ import math
 import zlib
 from typing import TYPE_CHECKING, Final
 
-from .._asgi import Message, Receive, Scope, Send, annotate, get_header, is_event_stream
+from .._asgi import (
+    Message,
+    RawHeaders,
+    Receive,
+    Scope,
+    Send,
+    annotate,
+    get_header,
+    is_event_stream,
+)
 from ._headers import stream_headers
 from ._inbox import Inbox
 
@@ -22,6 +31,14 @@ logger = logging.getLogger("aimiddleware.sse")
 # the end of a complete event: a heartbeat may only go out where one event ended
 _BOUNDARIES: Final = (b"\n\n", b"\r\r", b"\n\r\n")
 _FLUSH: Final[Message] = {"type": "http.response.body", "body": b"", "more_body": True}
+
+
+def _is_stream(headers: RawHeaders) -> bool:
+    # is_event_stream without parsing every Content-Type: this runs once per response
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == b"content-type":
+            return value[:17].lower() == b"text/event-stream" and is_event_stream(((name, value),))
+    return False
 
 
 class Exchange:
@@ -83,9 +100,7 @@ class Exchange:
 
     async def send(self, message: Message) -> None:
         if not self.stream:
-            if message["type"] == "http.response.start" and is_event_stream(
-                message.get("headers", ())
-            ):
+            if message["type"] == "http.response.start" and _is_stream(message.get("headers", ())):
                 await self._start(message)
                 return
             await self._send(message)

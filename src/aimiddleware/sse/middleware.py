@@ -122,7 +122,8 @@ class SSEMiddleware:
                 raise
         else:
             exchange.app_running = False
-            exchange.absorb_cancel()  # an app that swallowed the cancellation
+            if exchange.cancel_requested:
+                exchange.absorb_cancel()  # an app that swallowed the cancellation
         finally:
             exchange.app_running = False
             if exchange.stream:
