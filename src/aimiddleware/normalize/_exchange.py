@@ -131,21 +131,24 @@ class Exchange:
             if minimal:
                 headers.append((b"vary", b"Prefer"))
             message = {**message, "headers": headers}
-        kind = media_type(content_type)
-        if status >= 400 and kind != EVENT_STREAM and not message.get("trailers"):
+        stream = (
+            content_type[:17].lower() == b"text/event-stream"
+            and media_type(content_type) == EVENT_STREAM
+        )
+        if status >= 400 and not stream and not message.get("trailers"):
             if route is None or route.format != "passthrough":
                 self.mode, self._held = _HOLD_ERROR, message
                 return
         elif (
             minimal
-            and kind.endswith("json")
+            and media_type(content_type).endswith("json")
             and not encoded
             and not message.get("trailers")
             and prefers_minimal(get_headers(self._scope.get("headers", ()), b"prefer"))
         ):
             self.mode, self._held = _HOLD_MINIMAL, message
             return
-        elif kind == EVENT_STREAM:
+        elif stream:
             self.mode = _STREAM
         self.started = True
         await self._send(message)
