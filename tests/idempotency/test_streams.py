@@ -22,17 +22,9 @@ def shared(app: Any, store: Store, **options: Any) -> IdempotencyMiddleware:
     return IdempotencyMiddleware(app, store=store, anonymous="shared", **options)
 
 
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
-async def replay_when_stored(app: Any, timeout: float = 5.0) -> Result:
+async def replay_when_stored(app: Any) -> Result:
     """Retry until the first request's record is complete (409 while it still runs)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + 5.0
     while True:
         result = await call(app, STREAM)
         if result.status != 409:
