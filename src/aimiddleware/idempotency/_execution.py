@@ -53,6 +53,7 @@ class Execution:
         "count",
         "done",
         "extra_headers",
+        "faulted",
         "fingerprint",
         "forwarding",
         "headers",
@@ -99,6 +100,7 @@ class Execution:
         self.parts: list[bytes] = []
         self.size = 0
         self.count = 0
+        self.faulted = False  # one log line per fault: later failures of the same outage are quiet
         self._finished: asyncio.Event | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -229,6 +231,10 @@ class Execution:
             annotate(self.scope, RECORDED, reason)
 
     def _fault(self, operation: str, exc: StoreUnavailable) -> None:
+        if self.faulted:
+            self._drop("store_error")
+            return
+        self.faulted = True
         logger.warning(
             "idempotency: store %s failed while recording, the response is not stored: %s",
             operation,
@@ -282,6 +288,9 @@ class Execution:
             if self.count:
                 await store.delete(self.log)
         except StoreUnavailable as exc:
+            if self.faulted:
+                return
+            self.faulted = True
             logger.warning(
                 "idempotency: store release failed, the key stays claimed until its lease "
                 "expires (%.0f s): %s",
@@ -300,7 +309,9 @@ class Execution:
         try:
             won = await self.opts.store.renew(self.key, expected, self.opts.lease_ttl)
         except StoreUnavailable as exc:
-            logger.warning("idempotency: lease renewal failed, will retry: %s", exc)
+            if not self.faulted:
+                self.faulted = True
+                logger.warning("idempotency: lease renewal failed, will retry: %s", exc)
             return
         # a replace that ran meanwhile changed the value: not a lost claim
         if not won and not self.done and self.lease == expected:
