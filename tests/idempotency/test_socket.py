@@ -29,7 +29,9 @@ async def serving(app: Any) -> AsyncIterator[str]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
+        for _ in range(1000):  # up to 10 s
+            if server.started:
+                break
             await asyncio.sleep(0.01)
         yield f"http://127.0.0.1:{port}{PATH}"
     finally:
