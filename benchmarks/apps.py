@@ -105,3 +105,6 @@ config(
         description="one no-op BaseHTTPMiddleware",
     )
 )
+
+# each middleware's configurations register themselves on import
+from . import configs_idempotency  # noqa: E402, F401
