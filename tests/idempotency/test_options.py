@@ -54,7 +54,7 @@ async def _fingerprint(
         return {"type": "http.request", "body": body, "more_body": False}
 
     await read_body(scope, receive)
-    return hasher.fingerprint(scope, body)
+    return hasher.canonical_fingerprint(scope, body)
 
 
 @pytest.mark.anyio

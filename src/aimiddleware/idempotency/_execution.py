@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from .._asgi import ASGIApp, Message, Receive, Scope, Send, annotate, is_event_stream
@@ -49,6 +49,7 @@ class Execution:
         "_finished",
         "_send",
         "_timer",
+        "canonical",
         "complete",
         "count",
         "done",
@@ -80,6 +81,7 @@ class Execution:
         fingerprint: str,
         lease: bytes,
         extra_headers: Iterable[tuple[bytes, bytes]],
+        canonical: Callable[[], str],
     ) -> None:
         self.opts = opts
         self.scope = scope
@@ -87,6 +89,7 @@ class Execution:
         self.key = key
         self.token = token
         self.fingerprint = fingerprint
+        self.canonical = canonical
         self.lease = lease
         self.log = records.log_key(key, token)
         self.extra_headers = extra_headers
@@ -260,12 +263,17 @@ class Execution:
             return
         if self.stream:
             value = records.completed(
-                self.token, self.fingerprint, self.status, self.headers, chunks=self.count
+                self.token,
+                self.fingerprint,
+                self.canonical(),
+                self.status,
+                self.headers,
+                chunks=self.count,
             )
         else:
             body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
             value = records.completed(
-                self.token, self.fingerprint, self.status, self.headers, body=body
+                self.token, self.fingerprint, self.canonical(), self.status, self.headers, body=body
             )
         try:
             won = await self.opts.store.replace(self.key, self.lease, value, self.opts.ttl)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any, Final
+import re
+from typing import Final
 
 from .._asgi import Scope, get_header, json_body, media_type
 
 __all__ = ["MAX_KEY_LENGTH", "Hasher", "InvalidKeyError", "parse_key"]
 
 MAX_KEY_LENGTH: Final = 255
+_TOKEN: Final = re.compile(rb"[\x21\x23-\x5b\x5d-\x7e]+")  # visible ASCII but " and \
 
 
 class InvalidKeyError(ValueError):
@@ -36,7 +38,7 @@ def parse_key(raw: bytes) -> str:
     else:
         if not value:
             raise InvalidKeyError("the Idempotency-Key header is empty")
-        if any(not 0x21 <= b <= 0x7E for b in value) or b'"' in value or b"\\" in value:
+        if not _TOKEN.fullmatch(value):
             raise InvalidKeyError("the Idempotency-Key must be visible ASCII characters")
         key = value.decode("ascii")
     if not key:
@@ -88,23 +90,29 @@ class Hasher:
         self._secret = secret
 
     def digest(self, *parts: bytes) -> str:
-        hasher: Any = (
-            hmac.new(self._secret, digestmod=hashlib.sha256) if self._secret else hashlib.sha256()
-        )
         # length-prefixed parts: ("ab", "c") and ("a", "bc") never collide
-        for part in parts:
-            hasher.update(len(part).to_bytes(8, "big"))
-            hasher.update(part)
-        return hasher.hexdigest()[:32]  # type: ignore[no-any-return]
+        message = b"".join(len(part).to_bytes(8, "big") + part for part in parts)
+        if self._secret:
+            return hmac.digest(self._secret, message, "sha256").hex()[:32]
+        return hashlib.sha256(message).hexdigest()[:32]
 
     def record_key(self, tenant: str, key: str) -> str:
         """The store key of the record of ``key`` sent by ``tenant`` (never the raw key)."""
         return "idem:" + self.digest(tenant.encode("utf-8"), key.encode("ascii"))
 
     def fingerprint(self, scope: Scope, body: bytes) -> str:
-        """Hash of method, path, query and body; JSON bodies canonicalised first.
+        """Hash of method, path, query and the body bytes as sent.
 
-        Key order and insignificant whitespace of a JSON body do not change the fingerprint.
+        Most retries resend the same bytes, so this cheap hash decides most comparisons;
+        :meth:`canonical_fingerprint` settles the rest.
+        """
+        return self._request_digest(scope, body)
+
+    def canonical_fingerprint(self, scope: Scope, body: bytes) -> str:
+        """Like :meth:`fingerprint`, with a JSON body canonicalised first.
+
+        Key order and insignificant whitespace of a JSON body do not change it. Equal to
+        :meth:`fingerprint` for a body that is not JSON.
         """
         if body and _is_json(get_header(scope.get("headers", ()), b"content-type")):
             parsed = json_body(scope)
@@ -112,6 +120,9 @@ class Hasher:
                 body = json.dumps(
                     parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False
                 ).encode("utf-8")
+        return self._request_digest(scope, body)
+
+    def _request_digest(self, scope: Scope, body: bytes) -> str:
         path = scope.get("raw_path") or scope.get("path", "").encode("utf-8")
         return self.digest(
             scope["method"].encode("ascii"), path, scope.get("query_string", b""), body

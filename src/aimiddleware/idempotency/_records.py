@@ -2,11 +2,13 @@
 
 Three shapes share one key; the first byte says which::
 
-    L <token> <fingerprint>                                     a lease: the request is running
-    S <token> <fingerprint> <meta>                              a lease on a stream that started
-    C <token> <fingerprint> <meta> "\\n" <body>                  the completed response
+    L <token> <fingerprint>                                 a lease: the request is running
+    S <token> <fingerprint> <meta>                          a lease on a stream that started
+    C <token> <fingerprint> <canonical> <meta> "\\n" <body>  the completed response
 
-``token`` (32 hex) is random per execution: a lease is only renewed, completed or released by
+``fingerprint`` hashes the request as sent, ``canonical`` the same with a JSON body
+canonicalised (computed once the response is complete, off the latency path).
+``token`` (32 hex) is unique per execution: a lease is only renewed, completed or released by
 the execution that holds it (compare-and-set on the whole value). ``meta`` is JSON without a
 raw newline: status, headers, and for a stream the number of chunks in the chunk log
 ``<record key>:<token>``. A non-streamed body follows the newline as raw bytes, so a replay is
@@ -25,6 +27,7 @@ LEASE: Final = 0x4C  # "L"
 STREAMING: Final = 0x53  # "S"
 COMPLETED: Final = 0x43  # "C"
 _HEAD: Final = 65  # kind + token + fingerprint
+_COMPLETED_HEAD: Final = _HEAD + 32  # + canonical fingerprint
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -40,6 +43,7 @@ class Record:
     headers: Headers | None = None
     chunks: int | None = None
     body: bytes = b""
+    canonical: str = ""
 
     @property
     def complete(self) -> bool:
@@ -76,6 +80,7 @@ def streaming_lease(token: str, fingerprint: str, status: int, headers: Headers)
 def completed(
     token: str,
     fingerprint: str,
+    canonical: str,
     status: int,
     headers: Headers,
     *,
@@ -86,6 +91,7 @@ def completed(
         b"C"
         + token.encode("ascii")
         + fingerprint.encode("ascii")
+        + canonical.encode("ascii")
         + _meta(status, headers, chunks)
         + b"\n"
         + body
@@ -104,13 +110,15 @@ def decode(value: bytes) -> Record:
     fingerprint = value[33:_HEAD].decode("ascii")
     if kind == LEASE:
         return Record(kind, token, fingerprint)
+    canonical = ""
     if kind == STREAMING:
         meta, body = value[_HEAD:], b""
     else:
-        newline = value.find(b"\n", _HEAD)
+        canonical = value[_HEAD:_COMPLETED_HEAD].decode("ascii")
+        newline = value.find(b"\n", _COMPLETED_HEAD)
         if newline < 0:
             raise ValueError("a completed record without its body separator")
-        meta, body = value[_HEAD:newline], value[newline + 1 :]
+        meta, body = value[_COMPLETED_HEAD:newline], value[newline + 1 :]
     data = json.loads(meta)
     headers = [(name.encode("latin-1"), val.encode("latin-1")) for name, val in data["h"]]
-    return Record(kind, token, fingerprint, int(data["s"]), headers, data.get("n"), body)
+    return Record(kind, token, fingerprint, int(data["s"]), headers, data.get("n"), body, canonical)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import secrets
 from collections.abc import Collection, Iterable
 from typing import Final
@@ -33,6 +35,15 @@ __all__ = ["IdempotencyMiddleware"]
 OUTCOME: Final = "aimiddleware.idempotency.outcome"
 RETENTION_HEADER: Final = b"idempotency-retention"
 NOT_APPLIED: Final = (b"idempotency-applied", b"false")
+# Lease tokens only need to be unique across executions: a random part per process and a
+# counter are cheaper than fresh randomness per request.
+_PROCESS: Final = secrets.token_hex(8)
+_SEQUENCE: Final = itertools.count()
+
+
+def _wake(waiter: asyncio.Future[None], task: asyncio.Task[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class IdempotencyMiddleware:
@@ -156,7 +167,7 @@ class IdempotencyMiddleware:
         fingerprint = self._hasher.fingerprint(scope, body)
         record_key = self._hasher.record_key(tenant, key)
         annotate(scope, "aimiddleware.idempotency.key_hash", record_key[5:21])
-        token = secrets.token_hex(16)
+        token = f"{_PROCESS}{next(_SEQUENCE):016x}"
         lease = records.lease(token, fingerprint)
         try:
             existing = await opts.store.claim(record_key, lease, opts.lease_ttl)
@@ -165,9 +176,9 @@ class IdempotencyMiddleware:
             return
         if existing is None:
             annotate(scope, OUTCOME, "claimed")
-            await self._execute(scope, receive, send, record_key, token, fingerprint, lease)
+            await self._execute(scope, receive, send, record_key, token, fingerprint, lease, body)
             return
-        await self._answer_retry(scope, receive, send, record_key, existing, fingerprint)
+        await self._answer_retry(scope, send, record_key, existing, fingerprint, body)
 
     # -- who -------------------------------------------------------------------------------
 
@@ -202,33 +213,50 @@ class IdempotencyMiddleware:
         token: str,
         fingerprint: str,
         lease: bytes,
+        body: bytes,
     ) -> None:
         opts = self._opts
-        execution = Execution(opts, scope, send, key, token, fingerprint, lease, self._extra)
+        hasher = self._hasher
+        execution = Execution(
+            opts,
+            scope,
+            send,
+            key,
+            token,
+            fingerprint,
+            lease,
+            self._extra,
+            lambda: hasher.canonical_fingerprint(scope, body),
+        )
         if opts.on_disconnect == "abort":
             await execution.run(self.app, receive)
             return
         # The app runs in a task of its own: an outer cancellation (the client left, the SSE
         # middleware cancels us) stops only the forwarding, the generation runs on and is stored.
-        task = asyncio.ensure_future(execution.run(self.app, execution.hiding_disconnect(receive)))
+        # We wait on a plain future, not the task (awaiting a task would pass the cancel on).
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(execution.run(self.app, execution.hiding_disconnect(receive)))
+        waiter = loop.create_future()
+        task.add_done_callback(functools.partial(_wake, waiter))
         try:
-            await asyncio.shield(task)
+            await waiter
         except asyncio.CancelledError:
             if not task.done():
                 execution.detach()
                 keep_alive(task)
             raise
+        task.result()  # the app's exception, if any, goes on up
 
     # -- a retry ---------------------------------------------------------------------------
 
     async def _answer_retry(
         self,
         scope: Scope,
-        receive: Receive,
         send: Send,
         key: str,
         existing: bytes,
         fingerprint: str,
+        body: bytes,
     ) -> None:
         opts = self._opts
         try:
@@ -237,7 +265,15 @@ class IdempotencyMiddleware:
             logger.warning("idempotency: the store holds a value that is not a record")
             await self._unavailable(scope, send, "corrupt_record")
             return
-        if record.fingerprint != fingerprint:
+        if record.fingerprint != fingerprint and (
+            # a lease knows only the bytes as sent: a retry that differs in JSON key order
+            # or whitespace waits (409) until the record can be compared canonically
+            not record.complete
+            or record.canonical != self._hasher.canonical_fingerprint(scope, body)
+        ):
+            if not record.complete:
+                await self._conflict(scope, send)
+                return
             annotate(scope, OUTCOME, "mismatch")
             await send_problem(scope, send, "idempotency-key-reused", opts.problem_type_base)
             return
@@ -262,13 +298,16 @@ class IdempotencyMiddleware:
                 logger.warning("idempotency: following a stream failed: %s", exc)
                 raise
             return
+        await self._conflict(scope, send)
+
+    async def _conflict(self, scope: Scope, send: Send) -> None:
         annotate(scope, OUTCOME, "conflict")
         await send_problem(
             scope,
             send,
             "idempotency-key-in-flight",
-            opts.problem_type_base,
-            retry_after=opts.retry_after,
+            self._opts.problem_type_base,
+            retry_after=self._opts.retry_after,
         )
 
     # -- store faults ----------------------------------------------------------------------
