@@ -308,3 +308,17 @@ async def test_the_body_reaches_the_app_unchanged(store: Store) -> None:
     counter = Counter()
     result = await call(shared(chat_app(counter), store), {"model": "x", "n": [1, 2]})
     assert json.loads(result.body)["echo"] == {"model": "x", "n": [1, 2]}
+
+
+async def test_reordered_json_during_the_first_request_waits_then_replays(store: Store) -> None:
+    counter = Counter()
+    app = shared(chat_app(counter, delay=0.3), store)
+    first = asyncio.create_task(call(app, b'{"model": "m", "messages": []}'))
+    await asyncio.wait_for(counter.started.wait(), 5)
+    reordered = b'{"messages":[],"model":"m"}'
+    assert (await call(app, reordered)).status == 409  # the lease only knows the bytes as sent
+    original = await first
+    replay = await call(app, reordered)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.body == original.body
+    assert counter.runs == 1
