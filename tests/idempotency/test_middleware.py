@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from aimiddleware import Principal, set_principal
-from aimiddleware._asgi import get_annotations
+from aimiddleware._asgi import Message, get_annotations
 from aimiddleware.idempotency import IdempotencyMiddleware
 from aimiddleware.stores import Store
 
@@ -321,4 +321,20 @@ async def test_reordered_json_during_the_first_request_waits_then_replays(store:
     replay = await call(app, reordered)
     assert replay.headers["idempotent-replayed"] == "true"
     assert replay.body == original.body
+    assert counter.runs == 1
+
+
+async def test_the_record_is_stored_before_the_client_sees_the_end(store: Store) -> None:
+    counter = Counter()
+    app = shared(chat_app(counter), store)
+    seen_at_end: list[int] = []
+
+    async def on_send(message: Message) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            # a retry sent the moment the response arrives
+            seen_at_end.append((await call(app)).status)
+
+    first = await call(app, on_send=on_send)
+    assert first.status == 200
+    assert seen_at_end == [200]
     assert counter.runs == 1

@@ -67,6 +67,7 @@ class Execution:
         "scope",
         "size",
         "status",
+        "stored",
         "stream",
         "token",
     )
@@ -97,6 +98,7 @@ class Execution:
         self.recording = True
         self.complete = False
         self.done = False
+        self.stored = False
         self.stream = False
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -117,13 +119,16 @@ class Execution:
             await app(self.scope, receive, self.send)
         except asyncio.CancelledError:
             self._stop()
+            if self.stored:  # the response was complete and is kept
+                raise
             # a cancelled task may not await again under anyio's level cancellation: release
             # from a task of its own
             keep_alive(asyncio.ensure_future(self._release("cancelled")))
             raise
         except BaseException:
             self._stop()
-            await self._release("app_error")
+            if not self.stored:
+                await self._release("app_error")
             raise
         self._stop()
         await self._finish()
@@ -155,19 +160,28 @@ class Execution:
         kind = message["type"]
         if kind == "http.response.body":
             body = message.get("body", b"")
-            await self._forward(message)
-            if self.recording:
-                if self.stream:
-                    if body:
-                        await self._append(bytes(body))
-                else:
+            final = not message.get("more_body", False)
+            if self.stream:
+                await self._forward(message)
+                if self.recording and body:
+                    await self._append(bytes(body))
+            else:
+                if self.recording:
                     self.size += len(body)
                     if self.size > self.opts.max_body_bytes:
                         self._drop("too_large")
                     elif body:
                         self.parts.append(bytes(body))
-            if not message.get("more_body", False):
+                if not final:
+                    await self._forward(message)
+            if final:
                 self.complete = True
+                if self.recording:
+                    # stored before the client sees the end of a body: a retry sent the moment
+                    # the response arrived finds the record (a stream's last event is already out)
+                    await self._store()
+                if not self.stream:
+                    await self._forward(message)
                 if self._finished is not None:
                     self._finished.set()
             return
@@ -255,12 +269,14 @@ class Execution:
         self._drop("lease_lost")
 
     async def _finish(self) -> None:
+        if self.stored:
+            return
         if not self.recording:
             await self._release(None)  # _drop said why
-            return
-        if not self.complete:
+        else:
             await self._release("incomplete")
-            return
+
+    async def _store(self) -> None:
         if self.stream:
             value = records.completed(
                 self.token,
@@ -282,6 +298,7 @@ class Execution:
             return
         if won:
             self.lease = value
+            self.stored = True
             annotate(self.scope, RECORDED, "stored")
         else:
             self._lost()

@@ -114,6 +114,8 @@ class IdempotencyMiddleware:
         self._hasher = Hasher(self._opts.secret)
         self._extra: Final = ((RETENTION_HEADER, str(round(self._opts.ttl)).encode("ascii")),)
         self._warned_anonymous = False
+        # a store built here from a URL (or the default) is ours to close at shutdown
+        self._owns_store = not isinstance(store, Store)
 
     @property
     def store(self) -> Store:
@@ -130,6 +132,9 @@ class IdempotencyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         opts = self._opts
+        if scope["type"] == "lifespan" and self._owns_store:
+            await self.app(scope, receive, self._closing_store(send))
+            return
         if (
             scope["type"] != "http"
             or scope["method"] not in opts.methods
@@ -179,6 +184,17 @@ class IdempotencyMiddleware:
             await self._execute(scope, receive, send, record_key, token, fingerprint, lease, body)
             return
         await self._answer_retry(scope, send, record_key, existing, fingerprint, body)
+
+    def _closing_store(self, send: Send) -> Send:
+        async def _send(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                try:
+                    await self._opts.store.aclose()
+                except Exception as exc:  # shutting down: say it, do not fail the shutdown
+                    logger.warning("idempotency: closing the store failed: %r", exc)
+            await send(message)
+
+        return _send
 
     # -- who -------------------------------------------------------------------------------
 
