@@ -10,6 +10,7 @@ from aimiddleware import ConfigurationError
 from aimiddleware._asgi import read_body
 from aimiddleware.idempotency import IdempotencyMiddleware
 from aimiddleware.idempotency._keys import Hasher, InvalidKeyError, parse_key
+from aimiddleware.stores import MemoryStore
 
 from .helpers import scope_for
 
@@ -118,3 +119,36 @@ def test_repr_hides_the_secret() -> None:
     assert secret not in repr(middleware)
     assert "***" in repr(middleware)
     assert "MemoryStore()" in repr(middleware)
+
+
+async def _lifespan(app: Any) -> list[str]:
+    sent: list[str] = []
+    incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(incoming)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    return sent
+
+
+@pytest.mark.anyio
+async def test_a_store_built_from_a_url_is_closed_at_shutdown() -> None:
+    from starlette.applications import Starlette
+
+    closed: list[str] = []
+    owned = IdempotencyMiddleware(Starlette(), store="memory://")
+    given_store = MemoryStore()
+    given = IdempotencyMiddleware(Starlette(), store=given_store)
+
+    async def record(name: str) -> None:
+        closed.append(name)
+
+    owned.store.aclose = lambda: record("owned")  # type: ignore[method-assign]
+    given_store.aclose = lambda: record("given")  # type: ignore[method-assign]
+    assert await _lifespan(owned) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    await _lifespan(given)
+    assert closed == ["owned"]  # a store passed in belongs to the caller
