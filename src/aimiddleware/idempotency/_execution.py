@@ -49,6 +49,7 @@ class Execution:
         "_finished",
         "_send",
         "_timer",
+        "announced",
         "canonical",
         "complete",
         "count",
@@ -63,6 +64,7 @@ class Execution:
         "log",
         "opts",
         "parts",
+        "pending",
         "recording",
         "scope",
         "size",
@@ -99,6 +101,8 @@ class Execution:
         self.complete = False
         self.done = False
         self.stored = False
+        self.announced = False
+        self.pending: bytes | None = None
         self.stream = False
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -163,6 +167,8 @@ class Execution:
             final = not message.get("more_body", False)
             if self.stream:
                 await self._forward(message)
+                if self.recording and not self.announced:
+                    await self._announce()
                 if self.recording and body:
                     await self._append(bytes(body))
             else:
@@ -201,23 +207,25 @@ class Execution:
             self._drop("status")
         else:
             self.headers = [
-                (bytes(n).lower(), bytes(v))
-                for n, v in raw
-                if n.lower() not in NEVER_STORED_HEADERS
+                (bytes(n), bytes(v)) for n, v in raw if n.lower() not in NEVER_STORED_HEADERS
             ]
         await self._forward({**message, "headers": [*raw, *self.extra_headers]})
-        if self.recording and self.stream:
-            # followers learn from the lease that a stream is under way and what its head is
-            new = records.streaming_lease(self.token, self.fingerprint, status, self.headers)
-            try:
-                won = await self.opts.store.replace(self.key, self.lease, new, self.opts.lease_ttl)
-            except StoreUnavailable as exc:
-                self._fault("replace", exc)
-                return
-            if won:
-                self.lease = new
-            else:
-                self._lost()
+
+    async def _announce(self) -> None:
+        """Tell followers a stream is under way, and its head: after the first chunk went out,
+        so the store's round trip never delays the first token."""
+        self.announced = True
+        new = records.streaming_lease(self.token, self.fingerprint, self.status, self.headers)
+        self.pending = new
+        try:
+            won = await self.opts.store.replace(self.key, self.lease, new, self.opts.lease_ttl)
+        except StoreUnavailable as exc:
+            self._fault("replace", exc)
+            return
+        if won:
+            self.lease = new
+        else:
+            self._lost()
 
     async def _forward(self, message: Message) -> None:
         if not self.forwarding:
@@ -291,6 +299,7 @@ class Execution:
             value = records.completed(
                 self.token, self.fingerprint, self.canonical(), self.status, self.headers, body=body
             )
+        self.pending = value
         try:
             won = await self.opts.store.replace(self.key, self.lease, value, self.opts.ttl)
         except StoreUnavailable as exc:
@@ -309,8 +318,11 @@ class Execution:
             annotate(self.scope, RECORDED, reason)
         store = self.opts.store
         try:
-            await store.release(self.key, self.lease)
-            if self.count:
+            released = await store.release(self.key, self.lease)
+            if not released and self.pending is not None and self.pending != self.lease:
+                # cancelled while a replace was in flight: the store may hold the new value
+                await store.release(self.key, self.pending)
+            if self.announced:  # a chunk may have landed even if its append was cut short
                 await store.delete(self.log)
         except StoreUnavailable as exc:
             if self.faulted:
