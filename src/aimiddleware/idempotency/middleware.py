@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import secrets
-from collections.abc import Collection, Iterable
-from typing import Final
+from collections.abc import Collection, Coroutine, Iterable
+from typing import Any, Final
 
 from .._asgi import (
     ASGIApp,
@@ -41,9 +40,23 @@ _PROCESS: Final = secrets.token_hex(8)
 _SEQUENCE: Final = itertools.count()
 
 
-def _wake(waiter: asyncio.Future[None], task: asyncio.Task[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+async def _drive(run: Coroutine[Any, Any, None], waiter: asyncio.Future[None]) -> None:
+    """Run the execution and hand its outcome straight to the waiting request.
+
+    Settling the future here, rather than from a done-callback of the task, saves the request
+    one trip through the event loop.
+    """
+    try:
+        await run
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        if waiter.done():  # the request was cancelled meanwhile: keep_alive reports it
+            raise
+        waiter.set_exception(exc)
+    else:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 class IdempotencyMiddleware:
@@ -251,17 +264,17 @@ class IdempotencyMiddleware:
         # middleware cancels us) stops only the forwarding, the generation runs on and is stored.
         # We wait on a plain future, not the task (awaiting a task would pass the cancel on).
         loop = asyncio.get_running_loop()
-        task = loop.create_task(execution.run(self.app, execution.hiding_disconnect(receive)))
-        waiter = loop.create_future()
-        task.add_done_callback(functools.partial(_wake, waiter))
+        waiter: asyncio.Future[None] = loop.create_future()
+        task = loop.create_task(
+            _drive(execution.run(self.app, execution.hiding_disconnect(receive)), waiter)
+        )
         try:
-            await waiter
+            await waiter  # the app's exception, if any, goes on up from here
         except asyncio.CancelledError:
             if not task.done():
                 execution.detach()
                 keep_alive(task)
             raise
-        task.result()  # the app's exception, if any, goes on up
 
     # -- a retry ---------------------------------------------------------------------------
 
