@@ -152,3 +152,25 @@ async def test_a_store_built_from_a_url_is_closed_at_shutdown() -> None:
     assert await _lifespan(owned) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     await _lifespan(given)
     assert closed == ["owned"]  # a store passed in belongs to the caller
+
+
+def test_forked_workers_draw_their_own_lease_tokens() -> None:
+    import os
+    import warnings
+
+    from aimiddleware.idempotency import middleware
+
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() beside threads; the child only writes and exits
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child reports its token prefix and leaves at once
+        os.write(write, middleware._PROCESS.encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child
+    assert child != middleware._PROCESS

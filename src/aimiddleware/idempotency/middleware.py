@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import secrets
 from collections.abc import Collection, Coroutine, Iterable
 from typing import Any, Final
@@ -35,9 +36,19 @@ OUTCOME: Final = "aimiddleware.idempotency.outcome"
 RETENTION_HEADER: Final = b"idempotency-retention"
 NOT_APPLIED: Final = (b"idempotency-applied", b"false")
 # Lease tokens only need to be unique across executions: a random part per process and a
-# counter are cheaper than fresh randomness per request.
-_PROCESS: Final = secrets.token_hex(8)
-_SEQUENCE: Final = itertools.count()
+# counter are cheaper than fresh randomness per request. Forked workers (a preloading
+# server) draw their own random part, or two of them could hand out the same token.
+_PROCESS = secrets.token_hex(8)
+_SEQUENCE = itertools.count()
+
+
+def _new_process() -> None:
+    global _PROCESS, _SEQUENCE
+    _PROCESS = secrets.token_hex(8)
+    _SEQUENCE = itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_process)
 
 
 async def _drive(run: Coroutine[Any, Any, None], waiter: asyncio.Future[None]) -> None:
