@@ -143,7 +143,11 @@ class IdempotencyMiddleware:
 
     @property
     def store(self) -> Store:
-        """The store records live in (close it at shutdown: ``await mw.store.aclose()``)."""
+        """The store records live in.
+
+        A store the middleware built from a URL is closed at lifespan shutdown; a ``Store``
+        passed in stays the caller's to close (``await store.aclose()``).
+        """
         return self._opts.store
 
     def __repr__(self) -> str:
