@@ -89,16 +89,17 @@ class Hasher:
     def __init__(self, secret: bytes | None) -> None:
         self._secret = secret
 
-    def digest(self, *parts: bytes) -> str:
-        # length-prefixed parts: ("ab", "c") and ("a", "bc") never collide
-        message = b"".join(len(part).to_bytes(8, "big") + part for part in parts)
-        if self._secret:
-            return hmac.digest(self._secret, message, "sha256").hex()[:32]
-        return hashlib.sha256(message).hexdigest()[:32]
+    def _hash(self, head: bytes, body: bytes = b"") -> str:
+        hasher = hmac.new(self._secret, head, "sha256") if self._secret else hashlib.sha256(head)
+        if body:
+            hasher.update(body)
+        return hasher.hexdigest()[:32]
 
     def record_key(self, tenant: str, key: str) -> str:
         """The store key of the record of ``key`` sent by ``tenant`` (never the raw key)."""
-        return "idem:" + self.digest(tenant.encode("utf-8"), key.encode("ascii"))
+        raw = tenant.encode("utf-8")
+        # the tenant is length-prefixed: ("ab", "c") and ("a", "bc") never collide
+        return "idem:" + self._hash(b"%d:%s%s" % (len(raw), raw, key.encode("ascii")))
 
     def fingerprint(self, scope: Scope, body: bytes) -> str:
         """Hash of method, path, query and the body bytes as sent.
@@ -123,7 +124,12 @@ class Hasher:
         return self._request_digest(scope, body)
 
     def _request_digest(self, scope: Scope, body: bytes) -> str:
-        path = scope.get("raw_path") or scope.get("path", "").encode("utf-8")
-        return self.digest(
-            scope["method"].encode("ascii"), path, scope.get("query_string", b""), body
+        # unambiguous without length prefixes: a method has no space, a raw path no "?" (it
+        # would start the query) and the query no newline (it comes from the request line)
+        path = scope.get("raw_path") or scope.get("path", "").encode("utf-8").replace(b"?", b"%3F")
+        head = b"%s %s?%s\n" % (
+            scope["method"].encode("ascii"),
+            path,
+            scope.get("query_string", b""),
         )
+        return self._hash(head, body)
