@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from aimiddleware._asgi import Scope, get_header
 from aimiddleware.idempotency import IdempotencyMiddleware
 
 from .settings import Settings
@@ -17,16 +16,16 @@ from .settings import Settings
 ASGIApp = Any
 
 
-def credential_tenant(scope: Scope) -> str | None:
+def credential_tenant(scope: Any) -> str | None:
     """Until an auth middleware sets a principal: callers are told apart by their credential.
 
     The openai SDK always sends ``Authorization: Bearer <api key>``; only a hash of it is kept,
     so records of one key are never served to another.
     """
-    raw = get_header(scope.get("headers", ()), b"authorization")
-    if not raw:
-        return None
-    return "cred:" + hashlib.sha256(raw).hexdigest()[:32]
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization" and value:
+            return "cred:" + hashlib.sha256(value).hexdigest()[:32]
+    return None
 
 
 def build_stack(app: ASGIApp, settings: Settings) -> ASGIApp:
