@@ -10,17 +10,20 @@ import hashlib
 from typing import Any
 
 from aimiddleware.idempotency import IdempotencyMiddleware
+from aimiddleware.tracing import TracingMiddleware
 
 from .settings import Settings
+from .telemetry import ShutdownTelemetry, Telemetry, setup_telemetry
 
 ASGIApp = Any
 
 
 def credential_tenant(scope: Any) -> str | None:
-    """Until an auth middleware sets a principal: callers are told apart by their credential.
+    """Without an auth middleware's principal: callers are told apart by their credential.
 
     The openai SDK always sends ``Authorization: Bearer <api key>``; only a hash of it is kept,
-    so records of one key are never served to another.
+    so records of one key are never served to another. With ``auth`` on, the principal that
+    OAuth establishes takes precedence.
     """
     for name, value in scope.get("headers", ()):
         if name == b"authorization" and value:
@@ -28,12 +31,30 @@ def credential_tenant(scope: Any) -> str | None:
     return None
 
 
-def build_stack(app: ASGIApp, settings: Settings) -> ASGIApp:
-    """Wrap ``app`` in the library's middlewares, configured from ``settings``."""
+def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = None) -> ASGIApp:
+    """Wrap ``app`` in the library's middlewares, configured from ``settings``.
+
+    ``telemetry``: where spans and metrics go; by default from the ``OTEL_*`` environment
+    (see reference_app/telemetry.py), and nowhere when no OTLP endpoint is set.
+    """
+    # innermost first: rate limiting goes above idempotency; both key on the principal that
+    # OAuth establishes; SSE and normalisation go below OAuth, tracing outermost
     app = IdempotencyMiddleware(
         app,
         store=settings.store_url,
         paths=["/v1/*"],
         principal_resolver=credential_tenant,
     )
-    return app
+    if settings.auth:
+        from .auth import oauth_middleware
+
+        app = oauth_middleware(app, settings)
+    telemetry = telemetry if telemetry is not None else setup_telemetry()
+    app = TracingMiddleware(
+        app,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        excluded_urls=telemetry.excluded_urls,
+        access_log=settings.access_log,
+    )
+    return ShutdownTelemetry(app, telemetry=telemetry)
