@@ -256,3 +256,21 @@ async def test_an_unrenewed_claim_expires_within_the_lease(store: Store) -> None
     # the late first execution must not overwrite the record of the one that took over
     assert get_annotations(scope)["aimiddleware.idempotency.recorded"] == "lease_lost"
     assert (await call(other)).json()["run"] == 2
+
+
+async def test_a_follower_on_another_worker_gets_the_same_stream(store: Store) -> None:
+    """Two middleware instances sharing one store, as two workers share Redis."""
+    gate = asyncio.Event()
+    counter = Counter()
+    worker_a = shared(chat_app(counter, gate=gate), store, follow_streams=True)
+    worker_b = shared(chat_app(counter), store, follow_streams=True, poll_interval=0.01)
+    first = asyncio.create_task(call(worker_a, STREAM))
+    await asyncio.wait_for(counter.started.wait(), 5)
+    await asyncio.sleep(0.1)  # the first chunk is out and the stream announced
+    follower = asyncio.create_task(call(worker_b, STREAM))
+    await asyncio.sleep(0.1)
+    gate.set()
+    original, followed = await first, await follower
+    assert counter.runs == 1
+    assert followed.chunks == original.chunks == sse_chunks(5)
+    assert followed.headers["idempotent-replayed"] == "true"
