@@ -30,6 +30,7 @@ def test_nothing_private_is_exported() -> None:
         "oauth",
         "sse",
         "tracing",
+        "idempotency",
     }
     assert public - submodules <= set(aimiddleware.__all__)
 

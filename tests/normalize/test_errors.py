@@ -385,3 +385,23 @@ def test_bad_options_raise_configuration_error() -> None:
         with pytest.raises(ConfigurationError):
             NormalizeRoute(**route)
     assert "max_body=1048576" in repr(NormalizeMiddleware(app))
+
+
+async def test_a_problem_body_becomes_an_envelope_with_its_slug_as_code() -> None:
+    problem = {
+        "type": "https://example.org/problems#idempotency-key-reused",
+        "title": "Idempotency-Key is already used",
+        "status": 422,
+        "detail": "The key was used with another payload.",
+    }
+
+    async def reused(request: Request) -> Response:
+        return JSONResponse(problem, 422, media_type="application/problem+json")
+
+    app = starlette(Route("/r", reused))
+    error = error_of(await call(app, "GET", "/r"))
+    assert error["message"] == "The key was used with another payload."
+    assert error["code"] == "idempotency-key-reused"
+    asked = await call(app, "GET", "/r", headers={"accept": "application/problem+json"})
+    assert asked.json()["type"] == problem["type"]  # the author's type URI is kept
+    assert asked.json()["detail"] == problem["detail"]

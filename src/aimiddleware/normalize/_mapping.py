@@ -79,6 +79,7 @@ class ErrorInfo:
     param: str | None = None
     code: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # other keys of an app's error object
+    problem_type: str | None = None  # the type URI of an RFC 9457 body this error came from
 
     def envelope(self, trace_id: str | None = None) -> dict[str, Any]:
         error: dict[str, Any] = {
@@ -96,8 +97,10 @@ class ErrorInfo:
         self, type_base: str | None, request_id: str, trace_id: str | None = None
     ) -> dict[str, Any]:
         slug = self.code or self.type
+        # a problem keeps the type its author gave it
+        kind = self.problem_type or (f"{type_base}{slug}" if type_base else "about:blank")
         problem: dict[str, Any] = {
-            "type": f"{type_base}{slug}" if type_base else "about:blank",
+            "type": kind,
             "title": reason(self.status),
             "status": self.status,
             "detail": self.message,
@@ -188,6 +191,7 @@ def read_error(
     kind, code = defaults(status)
     param: str | None = None
     message: str | None = None
+    problem_type: str | None = None
     extra: dict[str, Any] = {}
     deliberate = False  # the message comes from a structured body, not from a traceback
     payload: Any = None
@@ -217,6 +221,10 @@ def read_error(
             deliberate = True
         elif isinstance(detail, str):  # FastAPI HTTPException, or RFC 9457
             message, deliberate = detail, True
+            problem_type = _problem_type(payload)
+            if problem_type is not None:
+                slug = _slug(problem_type)
+                code = slug or code
         elif isinstance(payload.get("message"), str):
             message, deliberate = payload["message"], True
         elif isinstance(payload.get("title"), str):
@@ -238,4 +246,22 @@ def read_error(
         message = None  # never exception text, never a framework's default page
     if not message or not message.strip():
         message = GENERIC_5XX if status >= 500 else reason(status)
-    return ErrorInfo(status, _clip(message), kind, param, code, extra)
+    return ErrorInfo(status, _clip(message), kind, param, code, extra, problem_type)
+
+
+def _problem_type(payload: dict[str, Any]) -> str | None:
+    """The ``type`` URI of an RFC 9457 problem (``None`` for ``about:blank`` or none)."""
+    kind = payload.get("type")
+    if isinstance(kind, str) and kind and kind != "about:blank" and "title" in payload:
+        return kind
+    return None
+
+
+def _slug(uri: str) -> str | None:
+    """The last name in a problem type URI: its fragment, else its last path segment.
+
+    >>> _slug("https://example.org/problems#idempotency-key-reused")
+    'idempotency-key-reused'
+    """
+    tail = uri.rsplit("#", 1)[1] if "#" in uri else uri.rstrip("/").rsplit("/", 1)[-1]
+    return tail or None
