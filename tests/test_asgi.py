@@ -19,6 +19,7 @@ from aimiddleware._asgi import (
     media_type,
     read_body,
     remove_headers,
+    replace_body,
     send_json,
     set_header,
 )
@@ -164,3 +165,17 @@ async def test_json_body_parses_once_and_tolerates_garbage() -> None:
     deep: dict[str, Any] = {"type": "http"}
     await read_body(deep, receiver({"type": "http.request", "body": b"[" * 100_000}))
     assert json_body(deep) is None
+
+
+async def test_replace_body_swaps_the_shared_body_for_inner_readers() -> None:
+    receive = receiver({"type": "http.request", "body": b'{"stream": true}', "more_body": False})
+    scope: dict[str, Any] = {"type": "http"}
+    _, replay = await read_body(scope, receive)
+    assert json_body(scope) == {"stream": True}
+    inner = await replace_body(scope, replay, b'{"stream": false}')
+    assert json_body(scope) == {"stream": False}  # the parsed cache follows the new body
+    body, again = await read_body(scope, inner)
+    assert body == b'{"stream": false}'
+    assert await again() == {"type": "http.request", "body": body, "more_body": False}
+    assert (await again())["type"] == "http.disconnect"  # then the real receive
+    assert receive.calls["n"] == 2  # the original body was read once, never replayed twice

@@ -7,6 +7,8 @@ LLMs to people and to autonomous agents.
 
 from __future__ import annotations
 
+import typing as _typing
+
 from .exceptions import AimiddlewareError, ConfigurationError, StoreUnavailable
 from .principal import Principal, get_principal, set_principal
 from .stores import MemoryStore, Store, store_from_url
@@ -18,6 +20,7 @@ __all__ = [
     "ConfigurationError",
     "MemoryStore",
     "Principal",
+    "RateLimitMiddleware",
     "Store",
     "StoreUnavailable",
     "__version__",
@@ -25,3 +28,19 @@ __all__ = [
     "set_principal",
     "store_from_url",
 ]
+
+if _typing.TYPE_CHECKING:
+    from .ratelimit import RateLimitMiddleware
+
+# middlewares whose extra may be missing: imported on first use, so `import aimiddleware`
+# needs no optional dependency
+_LAZY = {"RateLimitMiddleware": "ratelimit"}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aimiddleware' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{module}", __name__), name)

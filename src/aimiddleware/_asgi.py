@@ -34,6 +34,7 @@ __all__ = [
     "media_type",
     "read_body",
     "remove_headers",
+    "replace_body",
     "replay_receive",
     "request_id",
     "send_json",
@@ -250,6 +251,21 @@ async def read_body(
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     scope[_BODY_KEY] = body
     return body, replay_receive(body, receive)
+
+
+async def replace_body(scope: Scope, receive: Receive, body: bytes) -> Receive:
+    """Give the app (and inner middlewares) ``body`` instead of the request body read so far.
+
+    ``receive`` must be the one :func:`read_body` returned (its replayed body is consumed here,
+    without I/O). The shared body and its parsed JSON are replaced in the scope; outer
+    middlewares keep what they already read. Returns the ``receive`` to pass downstream.
+    """
+    message = await receive()
+    if message["type"] != "http.request":  # pragma: no cover (read_body's contract)
+        raise RuntimeError("replace_body needs the receive that read_body returned")
+    scope[_BODY_KEY] = body
+    scope.pop(_JSON_KEY, None)
+    return replay_receive(body, receive)
 
 
 def json_body(scope: Scope) -> Any:
