@@ -159,4 +159,3 @@ def is_usage_only_chunk(payload: Any) -> bool:
         and payload.get("choices") == []
         and isinstance(payload.get("usage"), dict)
     )
-

@@ -111,6 +111,13 @@ class Engine(ABC):
         """Release connections."""
 
 
+def _fits_at(window_ms: int, room: int, previous: int) -> int:
+    """Milliseconds into a window after which ``previous``'s weighted share leaves ``room``."""
+    if room + 1 >= previous:
+        return 0
+    return math.floor(window_ms * (1 - (room + 1) / previous)) + 1
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -156,12 +163,15 @@ class MemoryEngine(Engine):
         current, previous = record[1], record[2]
         if self._code == 2:
             return window_ms - elapsed
+        # the weighted count is floor(previous * (window - t) / window): it fits once that
+        # product drops below (room + 1), i.e. at t > window * (1 - (room + 1) / previous)
         if current + cost <= limit and previous > 0:
-            fits_at = math.ceil(window_ms * (1 - (limit - cost - current) / previous))
+            room = limit - cost - current
+            fits_at = _fits_at(window_ms, room, previous)
             return max(fits_at - elapsed, 1)
         wait = window_ms - elapsed
         if current > 0 and cost <= limit:
-            wait += max(0, math.ceil(window_ms * (1 - (limit - cost) / current)))
+            wait += _fits_at(window_ms, limit - cost, current)
         return wait
 
     # -- moving windows -----------------------------------------------------------------------

@@ -39,6 +39,11 @@ local function counter(key, window)
   if strategy == 1 then used = used + math.floor(p * (window - elapsed) / window) end
   return index, c, p, used, elapsed
 end
+-- ms into a window after which the previous count's weighted share leaves `room`
+local function fits_at(window, room, previous)
+  if room + 1 >= previous then return 0 end
+  return math.floor(window * (1 - (room + 1) / previous)) + 1
+end
 local function moving(key, window)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
   local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
@@ -92,12 +97,10 @@ for i = 1, n do
     if strategy == 2 then
       retry = window - elapsed
     elseif c + cost <= limit and p > 0 then
-      retry = math.max(math.ceil(window * (1 - (limit - cost - c) / p)) - elapsed, 1)
+      retry = math.max(fits_at(window, limit - cost - c, p) - elapsed, 1)
     else
       retry = window - elapsed
-      if c > 0 and cost <= limit then
-        retry = retry + math.max(0, math.ceil(window * (1 - (limit - cost) / c)))
-      end
+      if c > 0 and cost <= limit then retry = retry + fits_at(window, limit - cost, c) end
     end
     staged[i] = {index, c, p}
   end
