@@ -132,10 +132,11 @@ async def call_raw(
     headers: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
     disconnect_after: asyncio.Event | None = None,
     path: str = "/v1/chat/completions",
+    sent: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Drive the ASGI app directly and record every ``send`` message (no buffering)."""
     raw = json.dumps(body).encode()
-    sent: list[dict[str, Any]] = []
+    sent = [] if sent is None else sent
     delivered = False
 
     async def receive() -> dict[str, Any]:
