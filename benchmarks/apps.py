@@ -105,3 +105,6 @@ config(
         description="one no-op BaseHTTPMiddleware",
     )
 )
+
+# each middleware's configurations register themselves on import
+from . import configs_ratelimit  # noqa: E402, F401

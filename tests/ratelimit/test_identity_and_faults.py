@@ -45,9 +45,7 @@ async def test_forwarded_for_only_from_trusted_proxies(prefix: str, closing: Kee
         200,
         429,
     ]
-    assert await codes(limited, 1, peer="10.0.0.9", headers={"x-forwarded-for": "2.2.2.2"}) == [
-        200
-    ]
+    assert await codes(limited, 1, peer="10.0.0.9", headers={"x-forwarded-for": "2.2.2.2"}) == [200]
     # a forged hop in front of the real client is ignored (read right to left)
     forged = {"x-forwarded-for": "2.2.2.2, 3.3.3.3"}
     assert await codes(limited, 1, peer="10.0.0.9", headers=forged) == [200]
