@@ -188,3 +188,52 @@ def running_cluster() -> Iterator[RedisCluster]:
             yield cluster
         finally:
             cluster.stop()
+
+
+class ThreadedServer:
+    """An ASGI app under a real uvicorn server on a free loopback port, in a background thread.
+
+    The app is reached over a real socket; the test process can still look at its objects.
+    """
+
+    def __init__(self, app: object, *, port: int | None = None) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, name=f"uvicorn-{self.port}", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+    def __enter__(self) -> ThreadedServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

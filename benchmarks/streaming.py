@@ -1,0 +1,235 @@
+"""Streamed generation through the reference app against llama-cpp-python, in one run.
+
+    python -m benchmarks.streaming --rounds 3 --max-tokens 128
+
+Interleaves, on the same model, prompt and sampling settings:
+  in-process   llama-cpp-python generating in this process (the ceiling)
+  llama-server llama-cpp-python's own server (python -m llama_cpp.server), openai SDK streaming
+  reference    this project's reference app (python -m reference_app serve), openai SDK streaming
+and then aggregate tokens/s of 4 concurrent streams through the reference app with 1 and 2
+instances. Time to first token (TTFT) is measured from the request to the first content delta;
+decode tokens/s over the tokens after the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+
+from reference_app.engine import bundled_model_path
+from tests.servers import free_port
+
+MODEL_ID = "SmolLM2-135M-Instruct"
+PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class Sample:
+    ttft_ms: float
+    tokens: int
+    decode_tps: float  # tokens after the first, per second
+    total_s: float
+
+
+def _sample(started: float, stamps: list[float]) -> Sample:
+    first, last = stamps[0], stamps[-1]
+    decode = (len(stamps) - 1) / (last - first) if len(stamps) > 1 and last > first else 0.0
+    return Sample((first - started) * 1000, len(stamps), decode, last - started)
+
+
+def in_process(max_tokens: int) -> Callable[[], Sample]:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(bundled_model_path()), n_ctx=2048, verbose=False)
+    prompt = f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n"
+    tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+
+    def run() -> Sample:
+        started = time.perf_counter()
+        stream = llm.create_completion(
+            tokens, max_tokens=max_tokens, temperature=0, seed=1, stop=["<|im_end|>"], stream=True
+        )
+        stamps = [time.perf_counter() for chunk in stream if chunk["choices"][0]["text"]]
+        return _sample(started, stamps)
+
+    return run
+
+
+def over_http(base_url: str, model: str, max_tokens: int) -> Callable[[], Sample]:
+    client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0)
+
+    def run() -> Sample:
+        started = time.perf_counter()
+        stream = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": PROMPT}],
+            max_tokens=max_tokens,
+            temperature=0,
+            seed=1,
+            stream=True,
+        )
+        stamps = [
+            time.perf_counter()
+            for chunk in stream
+            if chunk.choices and chunk.choices[0].delta.content
+        ]
+        return _sample(started, stamps)
+
+    return run
+
+
+@contextlib.contextmanager
+def server(command: list[str], port: int) -> Iterator[str]:
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"{command[2]} did not start")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def reference_command(port: int, instances: int = 1) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "reference_app",
+        "serve",
+        "--port",
+        str(port),
+        "--instances",
+        str(instances),
+    ]
+
+
+def llama_server_command(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(bundled_model_path()),
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--model_alias",
+        MODEL_ID,
+    ]
+
+
+def concurrent(base_url: str, streams: int, max_tokens: int) -> float:
+    """Aggregate delivered tokens/s of ``streams`` simultaneous streams."""
+    results: list[Sample] = []
+    runner = over_http(base_url, MODEL_ID, max_tokens)
+    threads = [threading.Thread(target=lambda: results.append(runner())) for _ in range(streams)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(r.tokens for r in results) / (time.perf_counter() - started)
+
+
+def summarize(samples: list[Sample]) -> dict[str, float]:
+    return {
+        "ttft_p50_ms": statistics.median(s.ttft_ms for s in samples),
+        "decode_tps": statistics.median(s.decode_tps for s in samples),
+        "tokens": statistics.median(s.tokens for s in samples),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.streaming",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--skip-concurrency", action="store_true")
+    args = parser.parse_args(argv)
+
+    ref_port, llama_port = free_port(), free_port()
+    samples: dict[str, list[Sample]] = {"in-process": [], "llama-server": [], "reference": []}
+    with (
+        server(reference_command(ref_port), ref_port) as ref_url,
+        server(llama_server_command(llama_port), llama_port) as llama_url,
+    ):
+        runners = {
+            "in-process": in_process(args.max_tokens),
+            "llama-server": over_http(llama_url, MODEL_ID, args.max_tokens),
+            "reference": over_http(ref_url, MODEL_ID, args.max_tokens),
+        }
+        for runner in runners.values():  # warm up each once
+            runner()
+        for round_no in range(1, args.rounds + 1):
+            for name, runner in runners.items():
+                sample = runner()
+                samples[name].append(sample)
+                print(
+                    f"round {round_no} {name:13} ttft {sample.ttft_ms:7.1f} ms  "
+                    f"{sample.decode_tps:6.1f} tok/s  ({sample.tokens} tokens)",
+                    flush=True,
+                )
+    summary = {name: summarize(s) for name, s in samples.items()}
+    base = summary["in-process"]
+    server_tps = summary["llama-server"]["decode_tps"]
+    print(f"\n{'path':13} {'TTFT p50':>9} {'+ms vs a':>9} {'tok/s':>7}", end="")
+    print(f" {'x in-proc':>9} {'x llama-srv':>11}")
+    for name, row in summary.items():
+        print(
+            f"{name:13} {row['ttft_p50_ms']:8.1f}ms "
+            f"{row['ttft_p50_ms'] - base['ttft_p50_ms']:8.1f}ms "
+            f"{row['decode_tps']:7.1f} {row['decode_tps'] / base['decode_tps']:9.2f} "
+            f"{row['decode_tps'] / server_tps:11.2f}"
+        )
+    report: dict[str, object] = {"settings": vars(args), "summary": summary}
+    if not args.skip_concurrency:
+        aggregate = {}
+        for instances in (1, 2):
+            port = free_port()
+            with server(reference_command(port, instances), port) as url:
+                over_http(url, MODEL_ID, 8)()
+                aggregate[f"instances={instances}"] = concurrent(url, 4, args.max_tokens)
+            print(
+                f"4 concurrent streams, --instances {instances}: "
+                f"{aggregate[f'instances={instances}']:.1f} tok/s aggregate",
+                flush=True,
+            )
+        report["concurrent_4_streams_tps"] = aggregate
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"streaming-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"written {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

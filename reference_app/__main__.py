@@ -1,0 +1,113 @@
+"""``python -m reference_app serve [--host H] [--port P] [--model PATH] [--instances N] ...``"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, but Ctrl-C / SIGTERM end with exit status 0 after the graceful shutdown
+    (uvicorn re-raises the signal, which makes a clean stop look like a crash)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        log = logging.getLogger("reference_app")
+
+        def stop(signum: int, frame: Any) -> None:
+            log.info("shutting down: finishing or cancelling open streams (10 s at most)")
+            self.handle_exit(signum, frame)
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .app import create_app
+    from .settings import Settings
+
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "host": args.host,
+            "port": args.port,
+            "model": args.model,
+            "instances": args.instances,
+            "redis_url": args.redis_url,
+        }.items()
+        if value is not None
+    }
+    settings = Settings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s", stream=sys.stdout)
+    log = logging.getLogger("reference_app")
+    log.info(
+        "aimiddleware reference server: stores on %s",
+        "Redis" if settings.redis_url else "memory (one process)",
+    )
+    if args.workers > 1:
+        # every worker process builds its own app from the environment
+        for key, value in overrides.items():
+            os.environ[f"AIMW_{key.upper()}"] = str(value)
+        log.info(
+            "serving on http://%s:%d with %d workers", settings.host, settings.port, args.workers
+        )
+        uvicorn.run(
+            "reference_app.app:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=args.workers,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=10,
+        )
+        return 0
+    app = create_app(settings)
+    log.info(
+        "serving on http://%s:%d (OpenAI base_url http://%s:%d/v1)",
+        settings.host,
+        settings.port,
+        settings.host,
+        settings.port,
+    )
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    _Server(config).run()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reference_app")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the OpenAI-compatible server")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--model", type=Path, help="a GGUF file (default: the bundled SmolLM2)")
+    serve.add_argument("--instances", type=int, help="model instances (default 1)")
+    serve.add_argument("--redis-url", help="share stores through Redis (default: in memory)")
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.set_defaults(handler=_serve)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,479 @@
+"""The OpenAI-compatible endpoints."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from .engine import Engine, GenerationTimeout, QueueFull, Sampling, grammar_for
+from .errors import APIError, envelope
+from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from .settings import Settings
+
+router = APIRouter()
+
+OWNER = "aimiddleware-reference"
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    if not engine.ready.is_set():
+        raise APIError(
+            503,
+            "the model is still loading",
+            type="server_error",
+            code="model_loading",
+            headers={"Retry-After": "1"},
+        )
+    return engine
+
+
+def _check_model(request: Request, model: str) -> None:
+    if model != request.app.state.model_id:
+        raise APIError(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+
+
+def _check_logprobs(engine: Engine) -> None:
+    if not engine.logprobs:
+        raise APIError(
+            400,
+            "logprobs are off on this server; start it with AIMW_LOGPROBS=true to enable them.",
+            param="logprobs",
+            code="unsupported_parameter",
+        )
+
+
+def _sampling(
+    body: ChatCompletionRequest | CompletionRequest, room: int, stop: list[str]
+) -> Sampling:
+    limit = getattr(body, "max_completion_tokens", None) or body.max_tokens
+    return Sampling(
+        max_tokens=min(limit, room) if limit else room,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=[*stop, *body.stop_list()],
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+    )
+
+
+def _room(settings: Settings, prompt_tokens: int, param: str) -> int:
+    room = settings.n_ctx - prompt_tokens
+    if room < 1:
+        raise APIError(
+            400,
+            f"This model's maximum context length is {settings.n_ctx} tokens, "
+            f"the prompt has {prompt_tokens}.",
+            param=param,
+            code="context_length_exceeded",
+        )
+    return room
+
+
+def _deadline(settings: Settings) -> float:
+    return time.monotonic() + settings.generation_timeout
+
+
+def _overloaded(exc: QueueFull) -> APIError:
+    return APIError(
+        503,
+        f"The server is overloaded ({exc}); retry shortly.",
+        type="server_error",
+        code="server_overloaded",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _timeout() -> APIError:
+    return APIError(
+        504,
+        "The generation did not finish within the server's deadline.",
+        type="server_error",
+        code="generation_timeout",
+    )
+
+
+def _sse(payload: Any) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+_DONE = b"data: [DONE]\n\n"
+
+
+def _chat_logprobs(raw: Any, top: int) -> list[dict[str, Any]]:
+    """llama.cpp's completion logprobs in the chat completions shape."""
+    if not raw:
+        return []
+    entries = []
+    for token, logprob, alternatives in zip(
+        raw.get("tokens") or [],
+        raw.get("token_logprobs") or [],
+        raw.get("top_logprobs") or [],
+        strict=False,
+    ):
+        ranked = sorted((alternatives or {}).items(), key=lambda kv: kv[1], reverse=True)[:top]
+        entries.append(
+            {
+                "token": token,
+                "logprob": logprob,
+                "bytes": list(token.encode()),
+                "top_logprobs": [
+                    {"token": t, "logprob": p, "bytes": list(t.encode())} for t, p in ranked
+                ],
+            }
+        )
+    return entries
+
+
+class _Run:
+    """One generation: primes the first chunk so queue and deadline errors get their status."""
+
+    def __init__(
+        self, engine: Engine, tokens: list[int], sampling: Sampling, deadline: float
+    ) -> None:
+        self.stream = engine.generate(tokens, sampling, deadline=deadline)
+        self.prompt_tokens = len(tokens)
+        self.completion_tokens = 0
+        self.first: dict[str, Any] | None = None
+
+    async def start(self) -> None:
+        try:
+            self.first = await anext(self.stream, None)
+        except QueueFull as exc:
+            raise _overloaded(exc) from None
+        except GenerationTimeout:
+            raise _timeout() from None
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """The primed chunk, then the rest; raises GenerationTimeout mid-way."""
+        try:
+            if self.first is None:
+                return
+            yield self._count(self.first)
+            async for chunk in self.stream:
+                yield self._count(chunk)
+        finally:
+            await self.stream.aclose()
+
+    def _count(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        if chunk["choices"][0]["finish_reason"] is None:
+            self.completion_tokens += 1
+        return chunk
+
+    def usage(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+def _grammar(body: ChatCompletionRequest) -> Any:
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    try:
+        if fmt.type == "json_object":
+            return grammar_for(None)
+        if fmt.json_schema is None or not fmt.json_schema.schema_:
+            raise APIError(
+                400, "response_format.json_schema.schema is required", param="response_format"
+            )
+        return grammar_for(json.dumps(fmt.json_schema.schema_, sort_keys=True))
+    except APIError:
+        raise
+    except Exception as exc:  # llama.cpp's converter rejects what it cannot express
+        raise APIError(400, f"unsupported JSON schema: {exc}", param="response_format") from None
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    engine = _engine(request)
+    settings: Settings = request.app.state.settings
+    _check_model(request, body.model)
+    if body.n != 1:
+        raise APIError(400, "Only n=1 is supported.", param="n")
+    if body.tools and body.tool_choice != "none":
+        raise APIError(
+            400,
+            "This model's chat template has no tool-calling format; tools are not supported.",
+            param="tools",
+            code="unsupported_parameter",
+        )
+    messages = [
+        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        for m in body.messages
+    ]
+    tokens, stop = engine.chat_prompt(messages)
+    sampling = _sampling(body, _room(settings, len(tokens), "messages"), stop)
+    sampling.grammar = _grammar(body)
+    top = body.top_logprobs or 0
+    if body.logprobs:
+        _check_logprobs(engine)
+        sampling.logprobs = max(top, 1)
+    run = _Run(engine, tokens, sampling, _deadline(settings))
+    await run.start()
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "created": int(time.time()),
+        "model": request.app.state.model_id,
+        "system_fingerprint": request.app.state.fingerprint,
+    }
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            _chat_stream(run, base, include_usage, body.logprobs, top),
+            media_type="text/event-stream",
+        )
+    text: list[str] = []
+    logprobs: list[dict[str, Any]] = []
+    finish = "stop"
+    try:
+        async for chunk in run.chunks():
+            choice = chunk["choices"][0]
+            text.append(choice["text"])
+            if body.logprobs:
+                logprobs += _chat_logprobs(choice.get("logprobs"), top)
+            finish = choice["finish_reason"] or finish
+    except GenerationTimeout:
+        raise _timeout() from None
+    return {
+        **base,
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(text), "refusal": None},
+                "logprobs": {"content": logprobs} if body.logprobs else None,
+                "finish_reason": finish,
+            }
+        ],
+        "usage": run.usage(),
+    }
+
+
+async def _chat_stream(
+    run: _Run, base: dict[str, Any], include_usage: bool, logprobs: bool, top: int
+) -> AsyncIterator[bytes]:
+    head = {**base, "object": "chat.completion.chunk"}
+    if include_usage:
+        head["usage"] = None
+    yield _sse(
+        {
+            **head,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ],
+        }
+    )
+    try:
+        async for chunk in run.chunks():
+            choice = chunk["choices"][0]
+            finish = choice["finish_reason"]
+            if finish is None and not choice["text"]:
+                continue  # part of a multi-byte character: it comes with the next token
+            delta = {"content": choice["text"]} if choice["text"] else {}
+            lp = {"content": _chat_logprobs(choice.get("logprobs"), top)} if logprobs else None
+            yield _sse(
+                {
+                    **head,
+                    "choices": [
+                        {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}
+                    ],
+                }
+            )
+    except GenerationTimeout:
+        yield _sse(
+            envelope(
+                "The generation did not finish within the server's deadline.",
+                "server_error",
+                None,
+                "generation_timeout",
+            )
+        )
+        yield _DONE
+        return
+    if include_usage:
+        yield _sse({**head, "choices": [], "usage": run.usage()})
+    yield _DONE
+
+
+@router.post("/v1/completions", response_model=None)
+async def completions(body: CompletionRequest, request: Request) -> Any:
+    engine = _engine(request)
+    settings: Settings = request.app.state.settings
+    _check_model(request, body.model)
+    if body.n != 1:
+        raise APIError(400, "Only n=1 is supported.", param="n")
+    if body.echo or body.suffix:
+        raise APIError(
+            400, "echo and suffix are not supported.", param="echo" if body.echo else "suffix"
+        )
+    prompt = body.prompt
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
+        if len(prompt) != 1:
+            raise APIError(400, "Only one prompt per request is supported.", param="prompt")
+        prompt = prompt[0]
+    tokens = engine.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+    if not tokens:
+        raise APIError(400, "The prompt is empty.", param="prompt")
+    sampling = _sampling(body, _room(settings, len(tokens), "prompt"), [])
+    if body.logprobs is not None:
+        _check_logprobs(engine)
+    sampling.logprobs = body.logprobs
+    run = _Run(engine, tokens, sampling, _deadline(settings))
+    await run.start()
+    base = {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": request.app.state.model_id,
+    }
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            _completion_stream(run, base, include_usage), media_type="text/event-stream"
+        )
+    text: list[str] = []
+    finish = "stop"
+    try:
+        async for chunk in run.chunks():
+            text.append(chunk["choices"][0]["text"])
+            finish = chunk["choices"][0]["finish_reason"] or finish
+    except GenerationTimeout:
+        raise _timeout() from None
+    return {
+        **base,
+        "choices": [{"index": 0, "text": "".join(text), "logprobs": None, "finish_reason": finish}],
+        "usage": run.usage(),
+    }
+
+
+async def _completion_stream(
+    run: _Run, base: dict[str, Any], include_usage: bool
+) -> AsyncIterator[bytes]:
+    head = {**base, "usage": None} if include_usage else base
+    try:
+        async for chunk in run.chunks():
+            choice = chunk["choices"][0]
+            if choice["finish_reason"] is None and not choice["text"]:
+                continue
+            yield _sse(
+                {
+                    **head,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "text": choice["text"],
+                            "logprobs": choice.get("logprobs"),
+                            "finish_reason": choice["finish_reason"],
+                        }
+                    ],
+                }
+            )
+    except GenerationTimeout:
+        yield _sse(
+            envelope(
+                "The generation did not finish within the server's deadline.",
+                "server_error",
+                None,
+                "generation_timeout",
+            )
+        )
+        yield _DONE
+        return
+    if include_usage:
+        yield _sse({**head, "choices": [], "usage": run.usage()})
+    yield _DONE
+
+
+@router.post("/v1/embeddings")
+async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+    engine = _engine(request)
+    _check_model(request, body.model)
+    if body.dimensions is not None:
+        raise APIError(400, "This model does not support shortened embeddings.", param="dimensions")
+    raw = body.input
+    inputs: list[str] | list[list[int]]
+    if isinstance(raw, str):
+        inputs = [raw]
+    elif raw and all(isinstance(x, int) for x in raw):
+        inputs = [list(raw)]  # type: ignore[arg-type]
+    else:
+        inputs = list(raw)  # type: ignore[arg-type]
+    if not inputs or any(len(x) == 0 for x in inputs):
+        raise APIError(400, "Every input must be non-empty.", param="input")
+    vectors, used = await engine.embed(inputs)
+    data = []
+    for i, vector in enumerate(vectors):
+        if not all(math.isfinite(x) for x in vector):
+            raise APIError(500, "The model produced a non-finite embedding.", type="server_error")
+        value: Any = vector
+        if body.encoding_format == "base64":
+            value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    return {
+        "object": "list",
+        "data": data,
+        "model": request.app.state.model_id,
+        "usage": {"prompt_tokens": used, "total_tokens": used},
+    }
+
+
+def _model_card(request: Request) -> dict[str, Any]:
+    return {
+        "id": request.app.state.model_id,
+        "object": "model",
+        "created": request.app.state.model_created,
+        "owned_by": OWNER,
+    }
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": [_model_card(request)]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    _check_model(request, model_id)
+    return _model_card(request)
+
+
+@router.get("/health", response_model=None)
+async def health(request: Request) -> Any:
+    engine: Engine = request.app.state.engine
+    stats = engine.stats
+    body = {
+        "status": "ok" if engine.ready.is_set() else "loading",
+        "model": request.app.state.model_id,
+        "device": engine.device,
+        "instances": engine.instances,
+        "waiting": engine.waiting,
+        "generations_started": stats.generations_started,
+        "generations_active": stats.generations_active,
+        "generations_cancelled": stats.generations_cancelled,
+    }
+    if not engine.ready.is_set():
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+    return body

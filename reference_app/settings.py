@@ -1,0 +1,40 @@
+"""Settings of the reference app: command-line flags, else ``AIMW_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting can be given as an environment variable with the ``AIMW_`` prefix,
+    e.g. ``AIMW_INSTANCES=2`` or ``AIMW_REDIS_URL=redis://127.0.0.1:6379/0``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AIMW_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    model: Path | None = Field(None, description="a GGUF file; default: the bundled SmolLM2")
+    model_name: str | None = Field(None, description="the id clients use; default: from the file")
+    instances: int = Field(1, ge=1, le=64, description="model instances generating in parallel")
+    n_ctx: int = Field(2048, ge=128, description="context window per instance, in tokens")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads per instance")
+    gpu_layers: int = Field(-1, description="layers offloaded when built with CUDA (-1: all)")
+    logprobs: bool = Field(
+        False,
+        description="keep logits of every token so requests may ask for logprobs "
+        "(costs n_ctx x vocabulary x 4 bytes per instance)",
+    )
+    max_queue: int = Field(32, ge=0, description="requests waiting for an instance before 503")
+    generation_timeout: float = Field(
+        120.0, gt=0, description="seconds per request, queue included"
+    )
+    redis_url: str | None = Field(None, description="shared stores; default: in-memory stores")
+    log_level: str = "info"
+
+    @property
+    def store_url(self) -> str:
+        return self.redis_url or "memory://"

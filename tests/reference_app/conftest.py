@@ -1,0 +1,79 @@
+"""The reference app with the real SmolLM2 model, served by uvicorn on a loopback port."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from reference_app import Settings, create_app
+
+from ..servers import ThreadedServer
+
+MODEL = "SmolLM2-135M-Instruct"
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+@contextmanager
+def serve_reference(**settings: Any) -> Iterator[ThreadedServer]:
+    """Start a reference app with these settings; yields the running server."""
+    with ThreadedServer(create_app(Settings(**settings))) as server:
+        wait_ready(server.url)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def reference_server() -> Iterator[ThreadedServer]:
+    """One reference app with the default settings, shared by the session."""
+    with serve_reference() as server:
+        yield server
+
+
+@pytest.fixture
+def reference_factory() -> Callable[..., AbstractContextManager[ThreadedServer]]:
+    """Start a reference app with other settings (for queue, deadline and instance tests)."""
+    return serve_reference
+
+
+@pytest.fixture
+def client(reference_server: ThreadedServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{reference_server.url}/v1", api_key="none", max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+async def async_client(reference_server: ThreadedServer) -> Any:
+    c = openai.AsyncOpenAI(base_url=f"{reference_server.url}/v1", api_key="none", max_retries=0)
+    async with c:
+        yield c
+
+
+def health(url: str) -> dict[str, Any]:
+    return httpx.get(f"{url}/health", timeout=5).json()  # type: ignore[no-any-return]
+
+
+# A schema the model cannot finish early: the grammar forces well over a thousand tokens, seconds
+# of generation even on a fast machine.
+LONG_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "numbers",
+        "schema": {"type": "array", "minItems": 700, "items": {"type": "integer"}},
+    },
+}
