@@ -13,6 +13,38 @@ from .settings import Settings
 ASGIApp = Any
 
 
+def _rate_limits(app: ASGIApp, settings: Settings) -> ASGIApp:
+    from aimiddleware.ratelimit import RateLimitMiddleware, Tier
+
+    tiers = [
+        Tier(
+            "agent",
+            requests=settings.agent_requests,
+            tokens=settings.agent_tokens,
+            concurrency=settings.agent_concurrency,
+        ),
+        Tier(
+            "human",
+            requests=settings.human_requests,
+            tokens=settings.human_tokens,
+            concurrency=settings.human_concurrency,
+        ),
+    ]
+    return RateLimitMiddleware(
+        app,
+        tiers=tiers,
+        default_tier=settings.anonymous_tier,
+        storage=settings.store_url,
+        on_store_error=settings.rate_limit_on_store_error,
+        client_type_header=settings.client_type_header,
+        client_type_trusted_from=settings.client_type_trusted_from,
+        trusted_proxies=settings.trusted_proxies,
+        exempt_paths=["/health"],
+    )
+
+
 def build_stack(app: ASGIApp, settings: Settings) -> ASGIApp:
     """Wrap ``app`` in the library's middlewares, configured from ``settings``."""
+    if settings.rate_limits:
+        app = _rate_limits(app, settings)
     return app

@@ -15,6 +15,7 @@ import anyio
 from .._asgi import (
     ASGIApp,
     ClientDisconnected,
+    Message,
     Receive,
     Scope,
     Send,
@@ -167,15 +168,29 @@ class RateLimitMiddleware:
         """Close the storage's connections (call on application shutdown)."""
         await self._engine.aclose()
 
+    def _closing_on_shutdown(self, send: Send) -> Send:
+        async def _send(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self._engine.aclose()  # the storage's connections end with the app
+            await send(message)
+
+        return _send
+
     # -- who and which tier ------------------------------------------------------------------
 
-    async def _tier(self, scope: Scope, principal: Principal | None, subject: str) -> Tier:
+    async def _tier(
+        self, scope: Scope, principal: Principal | None, subject: str
+    ) -> tuple[Tier, str]:
+        """The tier of the request and the key it is counted under."""
         tier = None
         if principal is not None and principal.tier is not None:
             tier = self._tiers.get(principal.tier)
         if tier is None and principal is None:
             name = header_tier(scope, self._header, self._header_from, self._header_tiers)
-            tier = self._tiers.get(name) if name else None
+            if name is not None:
+                tier = self._tiers[name]
+                # agents and people behind one address (a gateway) keep separate budgets
+                subject = f"{subject}|{name}"
         tier = tier or self._default
         if self._overrides is not None:
             try:
@@ -187,19 +202,21 @@ class RateLimitMiddleware:
                 result = None
             if isinstance(result, Tier):
                 tier = result
-        return tier
+        return tier, subject
 
     # -- the request -------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in self._exempt:
+            if scope["type"] == "lifespan":
+                send = self._closing_on_shutdown(send)
             await self.app(scope, receive, send)
             return
         principal = get_principal(scope)
         subject = (
             principal.id if principal is not None else "ip:" + client_address(scope, self._proxies)
         )
-        tier = await self._tier(scope, principal, subject)
+        tier, subject = await self._tier(scope, principal, subject)
         annotate(scope, "aimiddleware.ratelimit.tier", tier.name)
 
         llm: LLMRequest | None = None
