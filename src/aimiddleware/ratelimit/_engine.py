@@ -23,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Final
+from typing import ClassVar, Final, NamedTuple
 
 __all__ = [
     "STRATEGY_CODES",
@@ -39,8 +39,7 @@ __all__ = [
 STRATEGY_CODES: Final = {"sliding-window": 1, "fixed-window": 2, "moving-window": 3}
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
+class Check(NamedTuple):
     """One window limit of a request: ``cost`` units against ``limit`` per ``window`` seconds."""
 
     key: str
@@ -49,8 +48,7 @@ class Check:
     cost: int
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(NamedTuple):
     """A concurrency slot: at most ``limit`` leases in ``key``; this request's is ``token``."""
 
     key: str
@@ -58,8 +56,7 @@ class Slot:
     lease: float
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """The state of one limit after ``acquire``: what is left, when the window resets (s),
     how long to wait before the same cost would fit (s), and the window that was charged."""
 
@@ -84,6 +81,8 @@ class Engine(ABC):
 
     backend: ClassVar[str] = "abstract"
     shared: ClassVar[bool] = False
+    # whether settle() waits on I/O, where a cancelled request could interrupt it
+    suspends: ClassVar[bool] = True
 
     def __init__(self, strategy: str) -> None:
         self.strategy = strategy
@@ -129,6 +128,7 @@ class MemoryEngine(Engine):
     """
 
     backend: ClassVar[str] = "memory"
+    suspends: ClassVar[bool] = False
     _SWEEP_EVERY: Final = 4096
 
     def __init__(self, strategy: str) -> None:
@@ -185,63 +185,64 @@ class MemoryEngine(Engine):
     async def acquire(self, checks: Sequence[Check], slot: Slot | None, token: str) -> Decision:
         now = _now_ms()
         self._sweep(now)
-        outcomes: list[Outcome] = []
+        before: list[Outcome] = []  # the state as found, reported when something rejects
+        after: list[Outcome] = []  # the state once charged
         failed = -1
-        counters: list[tuple[int, Check, list[int]]] = []
-        moving: list[tuple[int, Check, list[tuple[int, str, int]]]] = []
+        counters: list[tuple[Check, list[int]]] = []
+        moving: list[tuple[Check, list[tuple[int, str, int]]]] = []
         for position, check in enumerate(checks):
             window_ms = check.window * 1000
+            cost, limit = check.cost, check.limit
             if self._code == 3:
                 entries, used = self._moving(check.key, window_ms, now)
                 reset = (entries[0][0] + window_ms - now) if entries else window_ms
+                fits = cost <= limit and used + cost <= limit
                 retry = window_ms
-                if check.cost <= check.limit:
+                if not fits and cost <= limit:
                     freed = 0
                     for stamp, _, amount in entries:
                         freed += amount
-                        if used - freed + check.cost <= check.limit:
+                        if used - freed + cost <= limit:
                             retry = stamp + window_ms - now
                             break
-                moving.append((position, check, entries))
+                moving.append((check, entries))
                 index = 0
             else:
                 record, used, elapsed = self._counter(check.key, window_ms, now)
                 reset = window_ms - elapsed
-                retry = self._counter_retry(record, check.cost, check.limit, elapsed)
-                counters.append((position, check, record))
+                fits = cost <= limit and used + cost <= limit
+                retry = 0 if fits else self._counter_retry(record, cost, limit, elapsed)
+                counters.append((check, record))
                 index = record[0]
-            fits = check.cost <= check.limit and used + check.cost <= check.limit
             if not fits and failed < 0:
                 failed = position
-            outcomes.append(Outcome(max(0, check.limit - used), reset / 1000, retry / 1000, index))
+            remaining = limit - used if used < limit else 0
+            before.append(Outcome(remaining, reset / 1000, retry / 1000, index))
+            after.append(Outcome(max(0, remaining - cost), reset / 1000, 0.0, index))
         in_use = 0
         if slot is not None:
-            leases = {t: e for t, e in self._slots.get(slot.key, {}).items() if e > now}
+            leases = self._slots.get(slot.key)
+            if leases is None:
+                leases = self._slots[slot.key] = {}
+            if len(leases) >= slot.limit:  # only a full set can hold leases that lapsed
+                for expired in [t for t, e in leases.items() if e <= now]:
+                    del leases[expired]
             in_use = len(leases)
             if failed < 0 and in_use >= slot.limit:
                 failed = len(checks)
             if failed < 0:
                 leases[token] = now + int(slot.lease * 1000)
                 in_use += 1
-            self._slots[slot.key] = leases
         if failed >= 0:
-            return Decision(False, failed, outcomes, in_use)
-        for _, check, entries in moving:
+            return Decision(False, failed, before, in_use)
+        for check, entries in moving:
             entries.append((now, token, check.cost))
             self._entries[check.key] = entries
             self._windows[check.key] = check.window * 1000
-        for _, check, record in counters:
+        for check, record in counters:
             record[1] += check.cost
             self._counters[check.key] = record
-        for position, check in enumerate(checks):
-            before = outcomes[position]
-            outcomes[position] = Outcome(
-                max(0, before.remaining - check.cost),
-                before.reset,
-                before.retry,
-                before.charged_window,
-            )
-        return Decision(True, -1, outcomes, in_use)
+        return Decision(True, -1, after, in_use)
 
     async def settle(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Final
@@ -122,7 +123,7 @@ class Exchange:
             return
         self._copy += body
         if not message.get("more_body", False):
-            self.response.observe_body(bytes(self._copy))
+            _observe_usage(self.response, bytes(self._copy))
             self._copy = None
 
     async def _renew_if_due(self) -> None:
@@ -145,3 +146,22 @@ class Exchange:
         if response.input_tokens is None and response.output_tokens is None:
             return None
         return (response.input_tokens or 0) + (response.output_tokens or 0)
+
+
+_DECODER: Final = json.JSONDecoder()
+
+
+def _observe_usage(response: LLMResponse, body: bytes) -> None:
+    """Read ``usage`` from a whole JSON answer, decoding only that object when it can."""
+    at = body.rfind(b'"usage"')
+    if at >= 0:
+        colon = body.find(b":", at + 7)
+        try:
+            text = body[colon + 1 :].decode("utf-8").lstrip()
+            usage, _ = _DECODER.raw_decode(text)
+        except (ValueError, UnicodeDecodeError):
+            usage = None
+        if isinstance(usage, dict):
+            response.observe({"usage": usage})
+            return
+    response.observe_body(body)  # no usage where expected: the full parse decides

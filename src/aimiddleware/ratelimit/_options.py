@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from limits import RateLimitItem, parse_many
 
@@ -90,6 +90,8 @@ class Tier:
     tokens: tuple[Window, ...] = ()
     concurrency: int | None = None
     models: Mapping[str, ModelLimits] = field(default_factory=dict)
+    # what the middleware derives from the tier once (key suffixes, header names)
+    _templates: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __init__(
         self,
@@ -115,3 +117,4 @@ class Tier:
         object.__setattr__(self, "tokens", parse_windows(tokens, f"tier {name!r} tokens"))
         object.__setattr__(self, "concurrency", concurrency)
         object.__setattr__(self, "models", models)
+        object.__setattr__(self, "_templates", {})

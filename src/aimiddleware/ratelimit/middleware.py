@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import logging
 import math
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Literal
 
@@ -30,9 +31,10 @@ from ..exceptions import ConfigurationError, StoreUnavailable
 from ..principal import Principal, get_principal
 from ._engine import Check, Decision, Engine, Outcome, Slot
 from ._exchange import Exchange
-from ._headers import Quota, go_duration, ietf_fields, openai_fields
+from ._headers import go_duration
 from ._identity import ProxyTrust, client_address, hash_tag, header_tier
-from ._options import STRATEGIES, Strategy, Tier, Window
+from ._options import STRATEGIES, Strategy, Tier
+from ._plan import Template, template_for
 from ._storage import engine_from_url
 
 __all__ = ["OverrideProvider", "RateLimitMiddleware"]
@@ -40,33 +42,6 @@ __all__ = ["OverrideProvider", "RateLimitMiddleware"]
 logger = logging.getLogger("aimiddleware.ratelimit")
 
 OverrideProvider = Callable[[str], "Tier | Awaitable[Tier | None] | None"]
-
-
-class _Plan:
-    """What one request is checked against: its window checks, their advertised names."""
-
-    __slots__ = ("checks", "kinds", "names", "token_positions")
-
-    def __init__(self) -> None:
-        self.checks: list[Check] = []
-        self.names: list[str] = []
-        self.kinds: list[str] = []
-        self.token_positions: list[int] = []
-
-    def add(self, kind: str, name: str, key: str, window: Window, cost: int) -> None:
-        if kind == "tokens":
-            self.token_positions.append(len(self.checks))
-        self.checks.append(Check(key, window.amount, window.seconds, cost))
-        self.names.append(name)
-        self.kinds.append(kind)
-
-
-def _names(kind: str, windows: Sequence[Window], model: str | None) -> list[str]:
-    base = kind if model is None else f"{model}:{kind}"
-    base = "".join(c for c in base if 0x20 <= ord(c) < 0x7F and c not in '"\\')
-    if len(windows) == 1:
-        return [base]
-    return [f"{base}-{w.seconds}s" for w in windows]
 
 
 class RateLimitMiddleware:
@@ -154,6 +129,9 @@ class RateLimitMiddleware:
         self._exempt = frozenset(exempt_paths)
         self._engine: Engine = engine_from_url(storage, strategy=strategy, timeout=float(timeout))
         self._storage_kind = self._engine.backend
+        # slot leases and moving-window entries need a token unique across workers
+        self._token_prefix = secrets.token_hex(6) + "."
+        self._tokens = itertools.count()
 
     def __repr__(self) -> str:
         # the storage URL is left out: it may carry a password
@@ -242,39 +220,36 @@ class RateLimitMiddleware:
                 receive = await replace_body(scope, receive, json.dumps(changed).encode())
                 strip_usage = True
 
-        plan, estimate = self._plan(tier, subject, llm)
-        slot = (
-            Slot(f"{self._prefix}{{{hash_tag(subject)}}}:slots", tier.concurrency, self._lease)
-            if tier.concurrency
-            else None
-        )
-        if not plan.checks and slot is None:
+        base = f"{self._prefix}{{{hash_tag(subject)}}}:"
+        estimate = 0
+        if llm is not None:
+            completion = llm.max_tokens if llm.max_tokens is not None else self._default_completion
+            estimate = max(1, math.ceil(llm.prompt_chars / self._chars_per_token) + completion)
+        plan = template_for(tier, llm.model if llm is not None else None, llm is not None)
+        checks = plan.checks(base, estimate)
+        slot = Slot(base + "slots", tier.concurrency, self._lease) if tier.concurrency else None
+        if not checks and slot is None:
             await self.app(scope, receive, send)
             return
-        token = uuid.uuid4().hex
+        token = f"{self._token_prefix}{next(self._tokens)}"
         try:
-            decision = await self._engine.acquire(plan.checks, slot, token)
+            decision = await self._engine.acquire(checks, slot, token)
         except StoreUnavailable as exc:
             await self._store_fault(scope, receive, send, exc)
             return
-        fields = self._fields(plan, decision, slot)
+        slots_free = max(0, slot.limit - decision.slots_in_use) if slot is not None else 0
+        fields = plan.fields(decision.outcomes, slots_free)
         if not decision.allowed:
-            await self._reject(scope, send, plan, decision, slot, fields)
+            await self._reject(scope, send, plan, checks, decision, slot, fields)
             return
+        for kind, position in plan.first:
+            annotate(
+                scope,
+                f"aimiddleware.ratelimit.remaining_{kind}",
+                decision.outcomes[position].remaining,
+            )
         if plan.token_positions:
             annotate(scope, "aimiddleware.ratelimit.tokens_reserved", estimate)
-        for position, kind in enumerate(plan.kinds):
-            if kind in (
-                "requests",
-                "tokens",
-            ) and f"aimiddleware.ratelimit.remaining_{kind}" not in scope.get(
-                "aimiddleware.attributes", {}
-            ):
-                annotate(
-                    scope,
-                    f"aimiddleware.ratelimit.remaining_{kind}",
-                    decision.outcomes[position].remaining,
-                )
         exchange = Exchange(
             send,
             fields,
@@ -287,56 +262,19 @@ class RateLimitMiddleware:
         try:
             await self.app(scope, receive, exchange)
         finally:
-            await self._settle(scope, plan, decision, slot, token, exchange, llm, estimate)
-
-    def _plan(self, tier: Tier, subject: str, llm: LLMRequest | None) -> tuple[_Plan, int]:
-        plan = _Plan()
-        base = f"{self._prefix}{{{hash_tag(subject)}}}:"
-        estimate = 0
-        if llm is not None:
-            completion = llm.max_tokens if llm.max_tokens is not None else self._default_completion
-            estimate = max(1, math.ceil(llm.prompt_chars / self._chars_per_token) + completion)
-        model = llm.model if llm is not None else None
-        extra = tier.models.get(model) if model is not None else None
-        for kind, windows, cost, scope_model in (
-            ("requests", tier.requests, 1, None),
-            ("tokens", tier.tokens if llm is not None else (), estimate, None),
-            ("requests", extra.requests if extra else (), 1, model),
-            ("tokens", extra.tokens if extra and llm is not None else (), estimate, model),
-        ):
-            for window, name in zip(windows, _names(kind, windows, scope_model), strict=True):
-                suffix = (
-                    f"{kind}:{window.seconds}"
-                    if scope_model is None
-                    else f"m:{hash_tag(scope_model)}:{kind}:{window.seconds}"
-                )
-                plan.add(kind, name, base + suffix, window, cost)
-        return plan, estimate
-
-    def _fields(
-        self, plan: _Plan, decision: Decision, slot: Slot | None
-    ) -> list[tuple[bytes, bytes]]:
-        quotas = [
-            Quota(name, kind, check.limit, check.window, outcome.remaining, outcome.reset)
-            for name, kind, check, outcome in zip(
-                plan.names, plan.kinds, plan.checks, decision.outcomes, strict=True
-            )
-        ]
-        if slot is not None:
-            free = max(0, slot.limit - decision.slots_in_use)
-            quotas.append(Quota("concurrency", "concurrency", slot.limit, None, free, 0.0))
-        return ietf_fields(quotas) + openai_fields(quotas)
+            await self._settle(scope, plan, checks, decision, slot, token, exchange, llm, estimate)
 
     async def _reject(
         self,
         scope: Scope,
         send: Send,
-        plan: _Plan,
+        plan: Template,
+        checks: list[Check],
         decision: Decision,
         slot: Slot | None,
         fields: list[tuple[bytes, bytes]],
     ) -> None:
-        if decision.failed >= len(plan.checks):
+        if decision.failed >= len(checks):
             assert slot is not None
             kind, retry = "concurrency", 1.0
             message = (
@@ -344,7 +282,7 @@ class RateLimitMiddleware:
                 "Please try again when one of your requests has finished."
             )
         else:
-            check = plan.checks[decision.failed]
+            check = checks[decision.failed]
             kind = plan.kinds[decision.failed]
             outcome: Outcome = decision.outcomes[decision.failed]
             retry = max(outcome.retry, 0.001)
@@ -394,7 +332,8 @@ class RateLimitMiddleware:
     async def _settle(
         self,
         scope: Scope,
-        plan: _Plan,
+        plan: Template,
+        checks: list[Check],
         decision: Decision,
         slot: Slot | None,
         token: str,
@@ -415,11 +354,14 @@ class RateLimitMiddleware:
                 actual = min(estimate, prompt + exchange.response.chunks)
             annotate(scope, "aimiddleware.ratelimit.tokens_charged", actual)
         adjustments = [
-            (plan.checks[i], decision.outcomes[i], actual)
+            (checks[i], decision.outcomes[i], actual)
             for i in plan.token_positions
-            if actual != plan.checks[i].cost
+            if actual != checks[i].cost
         ]
         if not adjustments and slot is None:
+            return
+        if not self._engine.suspends:
+            await self._engine.settle(adjustments, slot, token)  # never suspends: not cancellable
             return
         # runs even when the request was cancelled (client gone): the slot must come back now
         with anyio.CancelScope(shield=True):
