@@ -71,8 +71,9 @@ async def test_2000_requests_against_100_per_minute(
     into = seconds_into_minute(redis_server)
     if into > 20:
         await asyncio.sleep(60 - into + 0.2)
+    started = seconds_into_minute(redis_server)
     codes = await fire(workers, 2000, 32, method="GET", url="/ping")
-    assert seconds_into_minute(redis_server) > min(into, 20), "the burst outlasted its minute"
+    assert seconds_into_minute(redis_server) >= started, "the burst outlasted its minute"
     assert len(codes) == 2000
     assert codes.count(200) == 100
     assert codes.count(429) == 1900
