@@ -145,3 +145,17 @@ async def test_crashed_workers_slot_expires_by_lease(redis_url: str, prefix: str
         assert (await engine.acquire([], slot, "other")).allowed
     finally:
         await engine.aclose()
+
+
+async def test_headers_are_added_without_touching_the_apps_own_list(prefix: str) -> None:
+    shared = [(b"content-type", b"application/json")]
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": shared})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"{}"})  # type: ignore[operator]
+
+    limited = RateLimitMiddleware(app, tiers=[Tier("t", requests="5/minute")], key_prefix=prefix)
+    for _ in range(2):
+        sent = await call_raw(limited, {}, path="/ping")
+        assert headers_of(sent)["x-ratelimit-limit-requests"] == "5"
+    assert shared == [(b"content-type", b"application/json")]

@@ -78,11 +78,10 @@ class Exchange:
         if kind == "http.response.start":
             self.started = True
             self.status = int(message["status"])
-            headers = message.setdefault("headers", [])
+            headers = message.get("headers", ())
             self.event_stream = is_event_stream(headers)
-            if not isinstance(headers, list):
-                message["headers"] = headers = list(headers)
-            headers.extend(self._fields)
+            # a new message: an app may send the same header list with every response
+            message = {**message, "headers": [*headers, *self._fields]}
             if self.llm and self.event_stream:
                 self._parser = SSEParser()
                 if self.strip_usage:
