@@ -21,13 +21,14 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.e2e]
 
 @pytest.fixture
 def workers(redis_server: RedisServer, request: pytest.FixtureRequest) -> Iterator[str]:
-    usage = getattr(request, "param", 19)
+    options = {"usage": 19, "strategy": "sliding-window", **getattr(request, "param", {})}
     port = free_port()
     env = {
         **os.environ,
         "AIMW_RL_STORAGE": redis_server.url,
         "AIMW_RL_PREFIX": f"w{uuid.uuid4().hex[:8]}:",
-        "AIMW_RL_USAGE": str(usage),
+        "AIMW_RL_USAGE": str(options["usage"]),
+        "AIMW_RL_STRATEGY": str(options["strategy"]),
     }
     command = [
         sys.executable, "-m", "uvicorn", "tests.ratelimit.workers_app:app",
@@ -79,7 +80,15 @@ async def test_2000_requests_against_100_per_minute(
     assert codes.count(429) == 1900
 
 
-@pytest.mark.parametrize("workers", [110], indirect=True)
+@pytest.mark.parametrize("workers", [{"strategy": "moving-window"}], indirect=True)
+async def test_moving_window_is_exact_whenever_the_burst_starts(workers: str) -> None:
+    # no clock alignment: a moving window counts the last 60 s, boundaries or not
+    codes = await fire(workers, 2000, 32, method="GET", url="/ping")
+    assert codes.count(200) == 100
+    assert codes.count(429) == 1900
+
+
+@pytest.mark.parametrize("workers", [{"usage": 110}], indirect=True)
 async def test_token_budget_overshoot_is_at_most_one_reservation(workers: str) -> None:
     # each request reserves 40/4 + 90 = 100 tokens but really uses 110 (the prompt estimate
     # is short), so concurrent requests can carry the budget past its limit a little

@@ -21,5 +21,6 @@ app = SetPrincipal(
         storage=os.environ["AIMW_RL_STORAGE"],
         key_prefix=os.environ["AIMW_RL_PREFIX"],
         timeout=2.0,
+        strategy=os.environ.get("AIMW_RL_STRATEGY", "sliding-window"),  # type: ignore[arg-type]
     )
 )
