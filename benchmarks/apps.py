@@ -107,4 +107,4 @@ config(
 )
 
 # each middleware's configurations register themselves on import
-from . import configs_ratelimit  # noqa: E402, F401
+from . import configs_oauth, configs_ratelimit  # noqa: E402, F401

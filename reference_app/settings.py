@@ -53,6 +53,16 @@ class Settings(BaseSettings):
         default_factory=list, description="peers whose X-Forwarded-For is believed"
     )
     rate_limit_on_store_error: Literal["open", "closed"] = "open"
+    auth: bool = Field(
+        True, description="OAuth on: tokens from `python -m reference_app token` (AIMW_AUTH=0: off)"
+    )
+    public_url: str | None = Field(
+        None, description="the URL clients use (resource and issuer); default http://host:port"
+    )
+    auth_key_file: Path = Field(
+        Path(".reference_app/issuer-key.json"),
+        description="the development issuer's private key, created on first use",
+    )
     log_level: str = "info"
 
     @property

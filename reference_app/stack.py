@@ -45,6 +45,12 @@ def _rate_limits(app: ASGIApp, settings: Settings) -> ASGIApp:
 
 def build_stack(app: ASGIApp, settings: Settings) -> ASGIApp:
     """Wrap ``app`` in the library's middlewares, configured from ``settings``."""
+    # innermost first: rate limiting, then idempotency above this line (both key on the
+    # principal that OAuth establishes), SSE, normalisation and tracing below it
     if settings.rate_limits:
         app = _rate_limits(app, settings)
+    if settings.auth:
+        from .auth import oauth_middleware
+
+        app = oauth_middleware(app, settings)
     return app

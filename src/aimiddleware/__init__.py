@@ -13,14 +13,36 @@ from .exceptions import AimiddlewareError, ConfigurationError, StoreUnavailable
 from .principal import Principal, get_principal, set_principal
 from .stores import MemoryStore, Store, store_from_url
 
+if _typing.TYPE_CHECKING:
+    from .oauth import APIKey, APIKeys, DPoP, Introspection, OAuthMiddleware, ScopeRule
+    from .ratelimit import RateLimitMiddleware
+
 __version__ = "0.1.0"
 
+# names whose subpackage needs an optional extra: imported on first use, so that
+# `import aimiddleware` works without the extra installed
+_LAZY = {
+    "APIKey": "oauth",
+    "APIKeys": "oauth",
+    "DPoP": "oauth",
+    "Introspection": "oauth",
+    "OAuthMiddleware": "oauth",
+    "RateLimitMiddleware": "ratelimit",
+    "ScopeRule": "oauth",
+}
+
 __all__ = [
+    "APIKey",
+    "APIKeys",
     "AimiddlewareError",
     "ConfigurationError",
+    "DPoP",
+    "Introspection",
     "MemoryStore",
+    "OAuthMiddleware",
     "Principal",
     "RateLimitMiddleware",
+    "ScopeRule",
     "Store",
     "StoreUnavailable",
     "__version__",
@@ -29,13 +51,6 @@ __all__ = [
     "store_from_url",
 ]
 
-if _typing.TYPE_CHECKING:
-    from .ratelimit import RateLimitMiddleware
-
-# middlewares whose extra may be missing: imported on first use, so `import aimiddleware`
-# needs no optional dependency
-_LAZY = {"RateLimitMiddleware": "ratelimit"}
-
 
 def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
@@ -43,4 +58,6 @@ def __getattr__(name: str) -> _typing.Any:
         raise AttributeError(f"module 'aimiddleware' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -42,9 +42,15 @@ UNREACHED_LIMITS: dict[str, Any] = {
 
 @contextmanager
 def serve_reference(**settings: Any) -> Iterator[ThreadedServer]:
-    """Start a reference app with these settings; yields the running server."""
+    """Start a reference app with these settings; yields the running server.
+
+    Auth is off unless asked for: these servers test the API itself, the OAuth end-to-end
+    tests (test_oauth_e2e.py) start their own with auth on.
+    """
     settings = {**UNREACHED_LIMITS, **settings}
-    with ThreadedServer(create_app(Settings(**settings))) as server:
+    settings.setdefault("auth", False)
+    # a server with auth on must know its port up front: it is the tokens' audience
+    with ThreadedServer(create_app(Settings(**settings)), port=settings.get("port")) as server:
         wait_ready(server.url)
         yield server
 
