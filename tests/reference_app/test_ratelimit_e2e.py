@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from ..servers import ThreadedServer
+from reference_app import Settings
+from reference_app.auth import mint
+
+from ..servers import ThreadedServer, free_port
 from .conftest import MODEL, serve_reference
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
@@ -180,3 +184,36 @@ def test_disconnected_stream_releases_its_slot_at_once() -> None:
                     raise
                 time.sleep(0.05)
     assert answer.choices[0].message.content is not None
+
+
+def test_tier_from_the_token_claim_with_auth_on(tmp_path: Path) -> None:
+    port = free_port()
+    settings = {
+        "auth": True,
+        "port": port,
+        "auth_key_file": tmp_path / "issuer-key.json",
+        "agent_requests": "4/hour",
+        "human_requests": "2/hour",
+        # a header claim means nothing once callers authenticate
+        "client_type_header": "X-Client-Type",
+    }
+    with serve_reference(**settings) as server:
+        issuer = Settings(**settings)
+        agent = mint(issuer, scope="chat", tier="agent", client_id="bot-1")
+        human = mint(issuer, scope="chat", tier="human", client_id="alice")
+        unclaimed = mint(issuer, scope="chat", client_id="carol")
+
+        def client(token: str, **headers: str) -> openai.OpenAI:
+            return openai.OpenAI(
+                base_url=f"{server.url}/v1", api_key=token, max_retries=0, default_headers=headers
+            )
+
+        with (
+            client(agent) as a,
+            client(human) as h,
+            client(unclaimed, **{"X-Client-Type": "agent"}) as u,
+        ):
+            assert admitted(a, 6)[0] == 4
+            assert admitted(h, 4)[0] == 2
+            # no tier claim: the anonymous tier, whatever header the caller adds
+            assert admitted(u, 4)[0] == 2
