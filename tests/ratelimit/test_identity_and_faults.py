@@ -79,6 +79,8 @@ async def test_client_type_header_only_when_configured(prefix: str, closing: Kee
     )
     # from the trusted gateway the header picks the tier ...
     assert await codes(trusting, 4, peer="10.1.2.3", headers=agent) == [200, 200, 200, 429]
+    # the value is case-insensitive, and it shares the one agent budget of that address
+    assert await codes(trusting, 1, peer="10.1.2.3", headers={"x-client-type": "AGENT"}) == [429]
     # ... from anyone else it is ignored
     assert await codes(trusting, 2, peer="192.0.2.2", headers=agent) == [200, 429]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable, Mapping
 
 from .._asgi import Scope, get_header
 from ..exceptions import ConfigurationError
@@ -70,9 +70,12 @@ def client_address(scope: Scope, trusted: ProxyTrust) -> str:
 
 
 def header_tier(
-    scope: Scope, header: bytes | None, trusted: ProxyTrust, allowed: Collection[str]
+    scope: Scope, header: bytes | None, trusted: ProxyTrust, allowed: Mapping[str, str]
 ) -> str | None:
-    """The tier a configured client-type header names, if the sender may choose it."""
+    """The tier a configured client-type header names, if the sender may choose it.
+
+    ``allowed`` maps lower-case names to tier names: the header's value is case-insensitive.
+    """
     if header is None:
         return None
     if trusted and peer_address(scope) not in trusted:
@@ -80,8 +83,7 @@ def header_tier(
     value = get_header(scope.get("headers", ()), header)
     if not value:
         return None
-    name = value.decode("latin-1").strip().lower()
-    return name if name in allowed else None
+    return allowed.get(value.decode("latin-1").strip().lower())
 
 
 def hash_tag(subject: str) -> str:

@@ -122,7 +122,7 @@ class RateLimitMiddleware:
             raise ConfigurationError(
                 f"client_type_tiers names unknown tiers: {allowed - set(self._tiers)}"
             )
-        self._header_tiers = frozenset(allowed)
+        self._header_tiers = {name.lower(): name for name in allowed}
         if overrides is not None and not callable(overrides):
             raise ConfigurationError("overrides must be a callable")
         self._overrides = overrides
