@@ -25,6 +25,14 @@ def _memory() -> ASGIApp:
     return _ours("memory://")
 
 
+def _memory_requests() -> ASGIApp:
+    from aimiddleware.ratelimit import RateLimitMiddleware, Tier
+
+    # the cost of counting alone: no body parsed, no slot, no usage read back
+    tier = Tier("agent", requests=_HIGH)
+    return RateLimitMiddleware(bare_app(), tiers=[tier], key_prefix="bench:")
+
+
 def _redis() -> ASGIApp:
     return _ours(os.environ["AIMW_BENCH_REDIS_URL"])
 
@@ -46,6 +54,14 @@ config(
         _memory,
         group="ratelimit",
         description="RateLimitMiddleware, requests+tokens+concurrency, memory",
+    )
+)
+config(
+    Config(
+        "ratelimit:memory-requests",
+        _memory_requests,
+        group="ratelimit",
+        description="RateLimitMiddleware, one requests limit only, memory",
     )
 )
 config(

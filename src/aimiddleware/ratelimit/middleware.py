@@ -156,31 +156,29 @@ class RateLimitMiddleware:
 
     # -- who and which tier ------------------------------------------------------------------
 
-    async def _tier(
-        self, scope: Scope, principal: Principal | None, subject: str
-    ) -> tuple[Tier, str]:
+    def _tier(self, scope: Scope, principal: Principal | None, subject: str) -> tuple[Tier, str]:
         """The tier of the request and the key it is counted under."""
         tier = None
         if principal is not None and principal.tier is not None:
             tier = self._tiers.get(principal.tier)
-        if tier is None and principal is None:
+        if tier is None and principal is None and self._header is not None:
             name = header_tier(scope, self._header, self._header_from, self._header_tiers)
             if name is not None:
                 tier = self._tiers[name]
                 # agents and people behind one address (a gateway) keep separate budgets
                 subject = f"{subject}|{name}"
-        tier = tier or self._default
-        if self._overrides is not None:
-            try:
-                result = self._overrides(subject)
-                if inspect.isawaitable(result):
-                    result = await result
-            except Exception as exc:
-                logger.warning("rate limit override provider failed, using the tier: %r", exc)
-                result = None
-            if isinstance(result, Tier):
-                tier = result
-        return tier, subject
+        return tier or self._default, subject
+
+    async def _override(self, subject: str, tier: Tier) -> Tier:
+        assert self._overrides is not None
+        try:
+            result = self._overrides(subject)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            logger.warning("rate limit override provider failed, using the tier: %r", exc)
+            return tier
+        return result if isinstance(result, Tier) else tier
 
     # -- the request -------------------------------------------------------------------------
 
@@ -194,7 +192,9 @@ class RateLimitMiddleware:
         subject = (
             principal.id if principal is not None else "ip:" + client_address(scope, self._proxies)
         )
-        tier, subject = await self._tier(scope, principal, subject)
+        tier, subject = self._tier(scope, principal, subject)
+        if self._overrides is not None:
+            tier = await self._override(subject, tier)
         annotate(scope, "aimiddleware.ratelimit.tier", tier.name)
 
         llm: LLMRequest | None = None
