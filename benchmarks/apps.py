@@ -106,5 +106,5 @@ config(
     )
 )
 
-# each middleware's configurations register themselves on import
-from . import configs_oauth, configs_ratelimit  # noqa: E402, F401
+# each middleware's configurations live in their own module, registered on import
+from . import configs_oauth, configs_ratelimit, configs_tracing  # noqa: E402, F401
