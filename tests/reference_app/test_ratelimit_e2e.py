@@ -16,7 +16,7 @@ from reference_app import Settings
 from reference_app.auth import mint
 
 from ..servers import ThreadedServer, free_port
-from .conftest import MODEL, serve_reference
+from .conftest import LONG_SCHEMA, MODEL, serve_reference
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
@@ -160,9 +160,10 @@ def test_disconnected_stream_releases_its_slot_at_once() -> None:
     with serve_reference(human_concurrency=1) as server, sdk(server) as client:
         body = {
             "model": MODEL,
-            "messages": [{"role": "user", "content": "Count from one to one thousand."}],
+            "messages": [{"role": "user", "content": "List numbers."}],
             "max_tokens": 1500,
             "stream": True,
+            "response_format": LONG_SCHEMA,  # seconds of generation: it cannot end on its own
         }
         with (
             httpx.Client(base_url=server.url, timeout=30) as http,

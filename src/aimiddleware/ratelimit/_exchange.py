@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from .._asgi import Message, Send, is_event_stream, remove_headers
@@ -35,6 +36,7 @@ class Exchange:
         "_engine",
         "_fields",
         "_last_renewal",
+        "_on_complete",
         "_parser",
         "_send",
         "_slot",
@@ -57,8 +59,10 @@ class Exchange:
         engine: Engine,
         slot: Slot | None,
         token: str,
+        on_complete: Callable[[], Awaitable[None]],
     ) -> None:
         self._send = send
+        self._on_complete = on_complete
         self._fields = fields
         self.llm = llm
         self.strip_usage = strip_usage
@@ -95,6 +99,9 @@ class Exchange:
                 message = self._watch_stream(message)
             elif self._copy is not None:
                 self._keep_copy(message)
+            if not message.get("more_body", False):
+                # settle before the client sees the end: its next request finds the real usage
+                await self._on_complete()
         await self._send(message)
 
     def _watch_stream(self, message: Message) -> Message:

@@ -250,6 +250,16 @@ class RateLimitMiddleware:
             )
         if plan.token_positions:
             annotate(scope, "aimiddleware.ratelimit.tokens_reserved", estimate)
+        settled = False
+
+        async def settle() -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                await self._settle(
+                    scope, plan, checks, decision, slot, token, exchange, llm, estimate
+                )
+
         exchange = Exchange(
             send,
             fields,
@@ -258,11 +268,12 @@ class RateLimitMiddleware:
             engine=self._engine,
             slot=slot,
             token=token,
+            on_complete=settle,
         )
         try:
             await self.app(scope, receive, exchange)
         finally:
-            await self._settle(scope, plan, checks, decision, slot, token, exchange, llm, estimate)
+            await settle()  # an error or a disconnect ended the response before its last byte
 
     async def _reject(
         self,
