@@ -159,3 +159,45 @@ async def test_headers_are_added_without_touching_the_apps_own_list(prefix: str)
         sent = await call_raw(limited, {}, path="/ping")
         assert headers_of(sent)["x-ratelimit-limit-requests"] == "5"
     assert shared == [(b"content-type", b"application/json")]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_usage_is_settled_before_the_last_byte(
+    storage: str, prefix: str, closing: Keep, stream: bool
+) -> None:
+    limited = closing(
+        RateLimitMiddleware(
+            Upstream().app(),
+            tiers=[Tier("t", tokens="1000/minute")],
+            storage=storage,
+            key_prefix=prefix,
+        )
+    )
+    seen: list[str] = []
+    raw = json.dumps(chat_body(stream=stream, max_tokens=90)).encode()
+
+    delivered = asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        if delivered.is_set():
+            await asyncio.Event().wait()  # the client stays until the response is done
+        delivered.set()
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            # the moment the client could see the end: a next request finds the real usage
+            nxt = await call_raw(limited, chat_body(max_tokens=90))
+            seen.append(headers_of(nxt)["x-ratelimit-remaining-tokens"])
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "query_string": b"",
+        "state": {},
+    }
+    await limited(scope, receive, send)  # type: ignore[arg-type]
+    assert seen == [str(1000 - 19 - 100)]
