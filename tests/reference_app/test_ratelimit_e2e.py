@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
@@ -158,23 +157,21 @@ def test_token_budget_rejects_with_rate_limit_error() -> None:
 
 def test_disconnected_stream_releases_its_slot_at_once() -> None:
     with serve_reference(human_concurrency=1) as server, sdk(server) as client:
-        body = {
-            "model": MODEL,
-            "messages": [{"role": "user", "content": "List numbers."}],
-            "max_tokens": 1500,
-            "stream": True,
-            "response_format": LONG_SCHEMA,  # seconds of generation: it cannot end on its own
-        }
-        with (
-            httpx.Client(base_url=server.url, timeout=30) as http,
-            http.stream("POST", "/v1/chat/completions", json=body) as stream,
-        ):
-            assert stream.status_code == 200
-            next(stream.iter_lines())  # the stream is running and holds the only slot
-            with pytest.raises(openai.RateLimitError) as busy:
-                ask(client)
-            assert busy.value.type == "concurrency"
-        # the client went away mid-stream: the slot comes back without waiting for the model
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "List numbers."}],
+            max_tokens=1500,
+            stream=True,
+            response_format=LONG_SCHEMA,  # type: ignore[arg-type] # seconds of generation
+        )
+        chunks = iter(stream)
+        next(chunks)  # the stream is running and holds the only slot
+        with pytest.raises(openai.RateLimitError) as busy:
+            ask(client)
+        assert busy.value.type == "concurrency"
+        next(chunks)  # still running
+        stream.close()  # the client goes away mid-stream
+        # the slot comes back without waiting for the model to finish
         deadline = time.monotonic() + 2.0
         while True:
             try:
