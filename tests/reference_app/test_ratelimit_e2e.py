@@ -215,3 +215,15 @@ def test_tier_from_the_token_claim_with_auth_on(tmp_path: Path) -> None:
             assert admitted(h, 4)[0] == 2
             # no tier claim: the anonymous tier, whatever header the caller adds
             assert admitted(u, 4)[0] == 2
+
+
+def test_idempotent_replays_cost_no_budget() -> None:
+    with serve_reference(human_requests="2/hour") as server, sdk(server) as client:
+        first = ask(client, extra_headers={"Idempotency-Key": "order-1"})
+        # the same key again is answered by the idempotency middleware: the limiter never sees it
+        again = ask(client, extra_headers={"Idempotency-Key": "order-1"})
+        assert again.id == first.id
+        ask(client, extra_headers={"Idempotency-Key": "order-2"})
+        with pytest.raises(openai.RateLimitError) as caught:
+            ask(client, extra_headers={"Idempotency-Key": "order-3"})
+    assert caught.value.type == "requests"
