@@ -253,18 +253,17 @@ async def read_body(
     return body, replay_receive(body, receive)
 
 
-async def replace_body(scope: Scope, receive: Receive, body: bytes) -> Receive:
-    """Give the app (and inner middlewares) ``body`` instead of the request body read so far.
+async def replace_body(receive: Receive, body: bytes) -> Receive:
+    """Give the app ``body`` instead of the request body read so far.
 
     ``receive`` must be the one :func:`read_body` returned (its replayed body is consumed here,
-    without I/O). The shared body and its parsed JSON are replaced in the scope; outer
-    middlewares keep what they already read. Returns the ``receive`` to pass downstream.
+    without I/O). The shared body in the scope stays the request as the client sent it: outer
+    middlewares fingerprint, log and trace that one, possibly after the app has run. Returns
+    the ``receive`` to pass downstream.
     """
     message = await receive()
     if message["type"] != "http.request":  # pragma: no cover (read_body's contract)
         raise RuntimeError("replace_body needs the receive that read_body returned")
-    scope[_BODY_KEY] = body
-    scope.pop(_JSON_KEY, None)
     return replay_receive(body, receive)
 
 

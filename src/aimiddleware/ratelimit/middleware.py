@@ -217,7 +217,7 @@ class RateLimitMiddleware:
                         "include_usage": True,
                     },
                 }
-                receive = await replace_body(scope, receive, json.dumps(changed).encode())
+                receive = await replace_body(receive, json.dumps(changed).encode())
                 strip_usage = True
 
         base = f"{self._prefix}{{{hash_tag(subject)}}}:"
