@@ -30,3 +30,34 @@ def docs_api_key(docs_settings: dict[str, Any]) -> str:
     from reference_app.auth import mint
 
     return mint(Settings(**docs_settings), scope="chat models:read embeddings")
+
+
+class Collector:
+    """An OTLP/HTTP collector on loopback that keeps the trace export requests it receives."""
+
+    def __init__(self) -> None:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        self.received: list[bytes] = []
+
+        async def traces(request: Request) -> Response:
+            self.received.append(await request.body())
+            return Response(b"", media_type="application/x-protobuf")
+
+        self.server = ThreadedServer(
+            Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])
+        )
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+@pytest.fixture(scope="session")
+def otlp_collector() -> Iterator[Collector]:
+    collector = Collector()
+    with collector.server:
+        yield collector

@@ -1,8 +1,9 @@
 """Every Python block in the README and docs/ runs, so a recipe cannot rot.
 
-Each block is a self-contained program, run in a fresh interpreter. The demo server's documented
-address (http://127.0.0.1:8000) is pointed at a reference app this session starts, so blocks that
-talk to the demo server run against the real model.
+Each block is a self-contained program, run in a fresh interpreter. The documented addresses are
+pointed at real servers the session starts, only for the blocks that use them: the demo server
+(http://127.0.0.1:8000, the reference app with the real model), Redis (127.0.0.1:6379), a Redis
+Cluster (127.0.0.1:7000-7002) and an OTLP/HTTP collector (127.0.0.1:4318).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from ..servers import ThreadedServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_URL = "http://127.0.0.1:8000"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+CLUSTER_URL = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"
+OTLP_URL = "http://127.0.0.1:4318"
 FENCE = re.compile(r"^```(?:python|py)\s*$\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 
 
@@ -42,9 +46,23 @@ def test_the_docs_have_python_examples() -> None:
 @pytest.mark.e2e
 @pytest.mark.parametrize(("where", "code"), BLOCKS, ids=[where for where, _ in BLOCKS])
 def test_example_runs(
-    where: str, code: str, docs_server: ThreadedServer, docs_api_key: str, tmp_path: Path
+    where: str,
+    code: str,
+    docs_server: ThreadedServer,
+    docs_api_key: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     program = code.replace(DEMO_URL, docs_server.url)
+    if REDIS_URL in program:
+        program = program.replace(REDIS_URL, request.getfixturevalue("redis_server").url)
+    if CLUSTER_URL in program:
+        program = program.replace(CLUSTER_URL, request.getfixturevalue("redis_cluster").url)
+    collector = None
+    if OTLP_URL in program:
+        collector = request.getfixturevalue("otlp_collector")
+        before = len(collector.received)
+        program = program.replace(OTLP_URL, collector.url)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
@@ -59,3 +77,5 @@ def test_example_runs(
         timeout=180,
     )
     assert result.returncode == 0, f"{where} failed:\n{result.stderr[-3000:]}"
+    if collector is not None:
+        assert len(collector.received) > before, f"{where} exported nothing to the collector"

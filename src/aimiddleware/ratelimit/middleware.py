@@ -93,6 +93,11 @@ class RateLimitMiddleware:
             raise ConfigurationError("two tiers share a name")
         if default_tier is None and len(listed) == 1:
             default_tier = listed[0].name
+        if default_tier is None:
+            raise ConfigurationError(
+                f"with several tiers ({', '.join(self._tiers)}), name the default_tier that "
+                "callers without a tier of their own get"
+            )
         if default_tier not in self._tiers:
             raise ConfigurationError(f"default_tier {default_tier!r} is not one of the tiers")
         self._default = self._tiers[default_tier]
