@@ -13,9 +13,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from . import errors
+from . import errors, playground
 from .api import router
 from .engine import BUNDLED_MODEL, Engine, bundled_model_path
+from .playground import DemoTokenIssuer
 from .settings import Settings
 from .stack import build_stack
 
@@ -45,10 +46,14 @@ async def _load(engine: Engine) -> None:
     logger.info("model ready on %s in %.1f s", where, time.monotonic() - started)
 
 
-def create_app(settings: Settings | None = None) -> Any:
+def create_app(
+    settings: Settings | None = None, *, demo_tokens: DemoTokenIssuer | None = None
+) -> Any:
     """Build the reference app (FastAPI inside the middleware stack) from ``settings``.
 
     The model loads in the background once the server starts; ``/health`` answers 503 until then.
+    ``demo_tokens`` turns demo mode on: the playground page at ``/`` fetches a short-lived token
+    from ``GET /demo/token`` and sends it as its bearer credential (see ``playground.py``).
     """
     settings = settings or Settings()
     model_path = (settings.model or bundled_model_path()).resolve()
@@ -88,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Any:
     api.state.fingerprint = "fp_" + hashlib.sha256(str(model_path).encode()).hexdigest()[:10]
     errors.install(api)
     api.include_router(router)
+    playground.install(api, demo_tokens)
     return build_stack(api, settings)
 
 
