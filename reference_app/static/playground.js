@@ -198,7 +198,7 @@ function inspect(response, key, payload) {
   setText("idempotency-key", key);
   const replayed = (h.get("idempotent-replayed") ?? "").toLowerCase() === "true";
   const el = $("replayed");
-  el.textContent = replayed ? "yes: a stored response, replayed" : "no: generated now";
+  el.textContent = replayed ? "yes: a stored response, replayed" : response.ok ? "no: generated now" : "no";
   el.dataset.replayed = String(replayed);
 
   const { rows, raw } = rateLimits(h);
@@ -215,7 +215,7 @@ function inspect(response, key, payload) {
     }),
   );
   $("limits").hidden = rows.length === 0;
-  $("limits-none").hidden = raw.length > 0;
+  $("limits-none").hidden = raw.some(([name]) => name !== "retry-after");
   $("limits-raw-box").hidden = raw.length === 0;
   $("limits-raw").replaceChildren(
     ...raw.flatMap(([name, value]) => {
@@ -354,7 +354,7 @@ async function generate(body, key, label) {
   turn.meta.textContent = notes.filter(Boolean).join(" · ");
   turn.li.dataset.status = status;
   turn.li.scrollIntoView({ block: "end" });
-  if (!text && status !== "done") turn.content.textContent = status === "stopped" ? "(stopped before the first token)" : "(no answer)";
+  if (!text && status !== "done") turn.content.textContent = status === "stopped" ? "(stopped before the first token)" : "(no answer: see the error below)";
   setBusy(false);
   return { text, status };
 }

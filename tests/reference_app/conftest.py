@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from reference_app import Settings, create_app
+from reference_app import DemoTokenIssuer, Settings, create_app
 
 from ..servers import ThreadedServer
 
@@ -31,9 +31,12 @@ def wait_ready(url: str, timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def serve_reference(**settings: Any) -> Iterator[ThreadedServer]:
+def serve_reference(
+    *, demo_tokens: DemoTokenIssuer | None = None, **settings: Any
+) -> Iterator[ThreadedServer]:
     """Start a reference app with these settings; yields the running server."""
-    with ThreadedServer(create_app(Settings(**settings))) as server:
+    app = create_app(Settings(**settings), demo_tokens=demo_tokens)
+    with ThreadedServer(app) as server:
         wait_ready(server.url)
         yield server
 

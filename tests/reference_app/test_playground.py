@@ -1,0 +1,338 @@
+"""The playground page at ``/``, driven in headless Chromium against the real model."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Playwright, sync_playwright
+
+from reference_app import DemoToken, Settings, create_app
+
+from ..servers import ThreadedServer
+from .browser import Playground, playground_page
+from .conftest import LONG_SCHEMA, MODEL, health, wait_ready
+
+pytestmark = [pytest.mark.model, pytest.mark.e2e]
+
+Factory = Callable[..., AbstractContextManager[ThreadedServer]]
+QUOTED_UUID = re.compile(r'^"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"$')
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture
+def browser(playwright: Playwright, tmp_path: Path) -> Iterator[Playground]:
+    with playground_page(playwright, tmp_path / "profile") as playground:
+        yield playground
+        assert playground.errors == [], "the page raised script errors"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+# ---- served files and the demo-token seam, over a plain socket --------------------------------
+
+
+def test_page_and_assets_are_served_with_a_strict_policy(reference_server: ThreadedServer) -> None:
+    url = reference_server.url
+    page = httpx.get(f"{url}/", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "connect-src 'self'" in policy
+    assert "script-src 'self'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    for src in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+        assert src.startswith("/") or src.startswith("data:"), f"{src} is not on this server"
+    for asset, kind in [
+        ("playground.js", "javascript"),
+        ("sse.js", "javascript"),
+        ("playground.css", "text/css"),
+    ]:
+        r = httpx.get(f"{url}/playground/{asset}", timeout=10)
+        assert r.status_code == 200, asset
+        assert kind in r.headers["content-type"], asset
+    # the page is not part of the API's schema
+    assert "/demo/token" not in httpx.get(f"{url}/openapi.json", timeout=10).text
+
+
+def test_demo_token_is_a_404_in_the_openai_envelope_when_demo_mode_is_off(
+    reference_server: ThreadedServer,
+) -> None:
+    r = httpx.get(f"{reference_server.url}/demo/token", timeout=10)
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "demo_mode_off"
+    assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+# ---- the page in a real browser ------------------------------------------------------------
+
+
+def test_sse_parser_handles_split_line_endings_comments_and_multiline_data(
+    reference_server: ThreadedServer, browser: Playground
+) -> None:
+    browser.open(reference_server.url)
+    chunks = [
+        ": heartbeat\r",
+        '\ndata: {"a":',
+        "1}\r",
+        "\n\r\ndata: one\ndata: two\n",
+        '\nevent: error\ndata: {"error":{}}\n\n',
+        "data: tail-without-blank-line",
+    ]
+    parsed = browser.page.evaluate(
+        """async (chunks) => {
+          const { SSEParser } = await import("/playground/sse.js");
+          const parser = new SSEParser();
+          return chunks.flatMap((chunk) => [...parser.feed(chunk)]);
+        }""",
+        chunks,
+    )
+    assert [(e["event"], e["data"]) for e in parsed] == [
+        ("message", '{"a":1}'),
+        ("message", "one\ntwo"),
+        ("error", '{"error":{}}'),
+    ]
+
+
+def test_tokens_stream_in_and_each_send_has_a_fresh_idempotency_key(
+    reference_server: ThreadedServer, browser: Playground
+) -> None:
+    browser.open(reference_server.url)
+    browser.settings(max_tokens=48)
+    before = browser.send("Write a short poem about the sea.")
+    watched = browser.watch(before)
+
+    assert watched["status"] == "done"
+    lengths = watched["lengths"]
+    growing = [n for n in lengths if n > 0]
+    assert len(growing) >= 3, f"the answer appeared in {len(growing)} steps: {lengths}"
+    assert growing == sorted(growing)
+    answer = browser.last_answer().locator(".content").inner_text()
+    assert answer.strip()
+    assert "finish:" in browser.last_answer().locator(".meta").inner_text()
+    assert browser.fact("status") == "200 OK"
+    assert "completion" in browser.fact("tokens")
+    browser.screenshot("playground-stream.png")
+
+    first = browser.traffic.chats[0]
+    assert first.headers["accept"] == "text/event-stream"
+    first_key = first.headers["idempotency-key"]
+    assert QUOTED_UUID.match(first_key)
+    assert browser.fact("idempotency-key") == first_key.strip('"')
+    assert first.post_data_json["stream"] is True
+    assert first.post_data_json["model"] == MODEL
+    assert "authorization" not in first.headers  # demo mode is off on this server
+
+    # the second turn carries the conversation so far, and a new key
+    browser.settings(max_tokens=8)
+    browser.watch(browser.send("Thank you."))
+    second = browser.traffic.chats[1]
+    assert QUOTED_UUID.match(second.headers["idempotency-key"])
+    assert second.headers["idempotency-key"] != first_key
+    history = second.post_data_json["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant", "user"]
+    assert history[1]["content"] == answer
+
+    # nothing was fetched from anywhere but this server
+    assert all(u.startswith(reference_server.url) for u in browser.traffic.urls), browser.traffic
+
+
+def test_stop_aborts_the_generation_on_the_server(
+    reference_server: ThreadedServer, browser: Playground
+) -> None:
+    url = reference_server.url
+    browser.open(url)
+    browser.settings(max_tokens=1500)
+    cancelled = health(url)["generations_cancelled"]
+    browser.send("Count from 1 to 1000, separated by commas.")
+    browser.page.wait_for_function(
+        "() => document.querySelector('.turn.assistant:last-of-type .content')"
+        ".textContent.length > 20"
+    )
+    browser.page.click("#stop")
+
+    answer = browser.last_answer()
+    browser.page.wait_for_selector(".turn.assistant[data-status='stopped']")
+    assert "stopped" in answer.locator(".meta").inner_text()
+    assert browser.page.is_disabled("#stop")
+    assert browser.page.is_enabled("#send")
+    assert browser.page.is_hidden("#error")
+    # the abort closed the connection and the server cancelled the generation
+    assert wait_until(lambda: health(url)["generations_cancelled"] == cancelled + 1)
+    assert wait_until(lambda: health(url)["generations_active"] == 0)
+    stopped_at = len(answer.locator(".content").inner_text())
+    time.sleep(0.3)
+    assert len(answer.locator(".content").inner_text()) == stopped_at
+
+
+def test_an_overloaded_server_error_is_shown_with_its_envelope(
+    reference_factory: Factory, browser: Playground
+) -> None:
+    # The rate limiter is not part of this app yet; the queue-full 503 is the real error path
+    # through which the page meets an OpenAI error envelope with Retry-After.
+    with reference_factory(instances=1, max_queue=0) as server:
+        browser.open(server.url)
+        occupy = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "List numbers."}],
+            "response_format": LONG_SCHEMA,
+            "max_tokens": 1500,
+            "stream": True,
+        }
+        with httpx.stream(
+            "POST", f"{server.url}/v1/chat/completions", json=occupy, timeout=60
+        ) as busy:
+            lines = busy.iter_lines()
+            next(lines)  # the only instance is generating for this stream now
+            browser.settings(max_tokens=16)
+            browser.watch(browser.send("Hello?"))
+
+            assert browser.page.is_visible("#error")
+            assert "HTTP 503" in browser.fact("error-title")
+            assert "overloaded" in browser.fact("error-message")
+            fields = browser.fact("error-fields")
+            assert "server_error" in fields
+            assert "server_overloaded" in fields
+            assert "retry after" in fields
+            assert browser.fact("status").startswith("503")
+            assert browser.last_answer().get_attribute("data-status") == "error"
+            browser.screenshot("playground-error.png")
+
+
+def test_an_error_event_in_the_middle_of_a_stream_is_shown(
+    reference_factory: Factory, browser: Playground
+) -> None:
+    with reference_factory(generation_timeout=2.0) as server:
+        browser.open(server.url)
+        browser.settings(max_tokens=1500)
+        watched = browser.watch(browser.send("Count from 1 to 1000, separated by commas."))
+
+        assert watched["status"] == "error"
+        assert max(watched["lengths"]) > 0, "tokens arrived before the error"
+        assert browser.fact("status") == "200 OK"
+        assert "stream ended with an error" in browser.fact("error-title")
+        assert "deadline" in browser.fact("error-message")
+        assert "generation_timeout" in browser.fact("error-fields")
+
+
+def test_demo_mode_token_is_fetched_and_sent_as_bearer(
+    reference_factory: Factory, browser: Playground
+) -> None:
+    issued: list[str] = []
+
+    def issue() -> DemoToken:
+        issued.append(secrets.token_urlsafe(24))
+        return DemoToken(access_token=issued[-1], expires_in=300, scope="chat")
+
+    with reference_factory(demo_tokens=issue) as server:
+        r = httpx.get(f"{server.url}/demo/token", timeout=10)
+        assert r.status_code == 200
+        assert r.headers["cache-control"] == "no-store"
+        assert r.json() == {
+            "access_token": issued[-1],
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "chat",
+        }
+
+        browser.open(server.url)
+        browser.page.wait_for_selector("#auth[data-state='ok']")
+        browser.settings(max_tokens=8)
+        browser.watch(browser.send("Hi"))
+        sent = browser.traffic.chats[-1].headers["authorization"]
+        assert sent.startswith("Bearer ")
+        assert sent.removeprefix("Bearer ") in issued[1:]  # a token the page itself fetched
+
+
+class HeaderStandIn:
+    """MOCK of the tracing, idempotency and rate-limit middlewares, which this app does not
+    mount yet: it only adds the response headers they send (a fresh request id and trace per
+    request, both rate-limit header families, ``Idempotent-Replayed`` on a repeated key), so
+    that the page's display of them is tested against values it cannot have guessed."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.keys: set[bytes] = set()
+        self.sent: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
+            await self.app(scope, receive, send)
+            return
+        key = dict(scope["headers"]).get(b"idempotency-key", b"")
+        with self.lock:
+            replayed = key in self.keys
+            self.keys.add(key)
+            remaining = 10 - len(self.sent) - 1
+            headers = {
+                "x-request-id": f"req_{uuid.uuid4().hex}",
+                "traceparent": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01",
+                "ratelimit-policy": '"requests";q=10;w=60, "tokens";q=20000;w=60;qu="tokens"',
+                "ratelimit": f'"requests";r={remaining};t=60, "tokens";r=19000;t=60',
+                "x-ratelimit-limit-requests": "10",
+                "x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-reset-requests": "6s",
+            }
+            if replayed:
+                headers["idempotent-replayed"] = "true"
+            self.sent.append(headers)
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(k.encode(), v.encode()) for k, v in headers.items()]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def test_inspector_shows_ids_rate_limits_and_replays(browser: Playground) -> None:
+    stand_in = HeaderStandIn(create_app(Settings()))
+    with ThreadedServer(stand_in) as server:
+        wait_ready(server.url)
+        browser.open(server.url)
+        browser.settings(max_tokens=8)
+        browser.watch(browser.send("Hi"))
+        sent = stand_in.sent[-1]
+        assert browser.fact("request-id") == sent["x-request-id"]
+        assert browser.fact("trace-id") == sent["traceparent"].split("-")[1]
+        assert browser.fact("replayed").startswith("no")
+        limits = browser.page.inner_text("#limits")
+        assert "requests\t9 / 10 per 60 s\tin 60 s" in limits
+        assert "tokens\t19000 / 20000 tokens per 60 s" in limits
+        assert "x-ratelimit requests\t9 / 10\tin 6s" in limits
+        assert browser.page.is_hidden("#limits-none")
+
+        before = browser.page.locator(".turn.assistant").count()
+        browser.page.click("#resend")
+        browser.watch(before)
+        first, again = browser.traffic.chats
+        assert again.headers["idempotency-key"] == first.headers["idempotency-key"]
+        assert again.post_data == first.post_data
+        assert browser.fact("replayed").startswith("yes")
+        assert browser.fact("request-id") == stand_in.sent[-1]["x-request-id"]
+        assert "requests\t8 / 10" in browser.page.inner_text("#limits")
+        browser.screenshot("playground-headers.png")
