@@ -25,6 +25,9 @@ from .conftest import LONG_SCHEMA, MODEL, health, wait_ready
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
 Factory = Callable[..., AbstractContextManager[ThreadedServer]]
+# Greedy decoding makes this prompt run to any max_tokens (the model loops), so a stop or a
+# deadline always lands mid-stream.
+LONG_PROMPT = "Write a long story about a dragon who learns to sing."
 QUOTED_UUID = re.compile(r'^"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"$')
 
 
@@ -141,8 +144,8 @@ def test_tokens_stream_in_and_each_send_has_a_fresh_idempotency_key(
     first_key = first.headers["idempotency-key"]
     assert QUOTED_UUID.match(first_key)
     assert browser.fact("idempotency-key") == first_key.strip('"')
-    assert first.post_data_json["stream"] is True
-    assert first.post_data_json["model"] == MODEL
+    assert browser.traffic.chat_body(0)["stream"] is True
+    assert browser.traffic.chat_body(0)["model"] == MODEL
     assert "authorization" not in first.headers  # demo mode is off on this server
 
     # the second turn carries the conversation so far, and a new key
@@ -151,7 +154,7 @@ def test_tokens_stream_in_and_each_send_has_a_fresh_idempotency_key(
     second = browser.traffic.chats[1]
     assert QUOTED_UUID.match(second.headers["idempotency-key"])
     assert second.headers["idempotency-key"] != first_key
-    history = second.post_data_json["messages"]
+    history = browser.traffic.chat_body(1)["messages"]
     assert [m["role"] for m in history] == ["user", "assistant", "user"]
     assert history[1]["content"] == answer
 
@@ -164,9 +167,9 @@ def test_stop_aborts_the_generation_on_the_server(
 ) -> None:
     url = reference_server.url
     browser.open(url)
-    browser.settings(max_tokens=1500)
+    browser.settings(max_tokens=1500, temperature=0)
     cancelled = health(url)["generations_cancelled"]
-    browser.send("Count from 1 to 1000, separated by commas.")
+    browser.send(LONG_PROMPT)
     browser.page.wait_for_function(
         "() => document.querySelector('.turn.assistant:last-of-type .content')"
         ".textContent.length > 20"
@@ -224,10 +227,13 @@ def test_an_overloaded_server_error_is_shown_with_its_envelope(
 def test_an_error_event_in_the_middle_of_a_stream_is_shown(
     reference_factory: Factory, browser: Playground
 ) -> None:
-    with reference_factory(generation_timeout=2.0) as server:
+    with reference_factory(generation_timeout=4.0) as server:
+        # a first generation pays the model's warm-up, which must not eat the page's deadline
+        warm = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        httpx.post(f"{server.url}/v1/chat/completions", json=warm, timeout=30)
         browser.open(server.url)
-        browser.settings(max_tokens=1500)
-        watched = browser.watch(browser.send("Count from 1 to 1000, separated by commas."))
+        browser.settings(max_tokens=1500, temperature=0)
+        watched = browser.watch(browser.send(LONG_PROMPT))
 
         assert watched["status"] == "error"
         assert max(watched["lengths"]) > 0, "tokens arrived before the error"
