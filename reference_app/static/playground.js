@@ -2,6 +2,7 @@
 // said about the last response. No framework and no build step; model output is only ever
 // inserted as text, never as HTML.
 
+import { inspect, resetInspector, setText } from "./inspector.js";
 import { events } from "./sse.js";
 
 const $ = (id) => document.getElementById(id);
@@ -14,6 +15,7 @@ const state = {
   token: null,
   tokenRefreshAt: 0,
   demoMode: null, // null: not asked yet; false: the server answered 404
+  tokenRequest: null, // the /demo/token fetch in flight, shared by concurrent callers
 };
 
 // ---- small helpers -------------------------------------------------------------------------
@@ -26,13 +28,6 @@ function newKey() {
   b[8] = (b[8] & 0x3f) | 0x80;
   const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function setText(id, text, title) {
-  const el = $(id);
-  el.textContent = text ?? "—";
-  if (title) el.title = title;
-  else el.removeAttribute("title");
 }
 
 function badge(id, text, kind) {
@@ -50,6 +45,13 @@ function ms(value) {
 async function bearer() {
   if (state.demoMode === false) return null;
   if (state.token && Date.now() < state.tokenRefreshAt) return state.token;
+  state.tokenRequest ??= fetchToken().finally(() => {
+    state.tokenRequest = null;
+  });
+  return state.tokenRequest;
+}
+
+async function fetchToken() {
   const response = await fetch("/demo/token", { cache: "no-store" });
   if (response.status === 404) {
     state.demoMode = false;
@@ -108,6 +110,8 @@ async function failure(response, context) {
   const fields = { ...(described?.fields ?? {}) };
   const retry = response.headers.get("retry-after");
   if (retry) fields["retry after"] = `${retry} s`;
+  const challenge = response.headers.get("www-authenticate");
+  if (challenge) fields["www-authenticate"] = challenge;
   const title = `${context}: HTTP ${response.status} ${response.statusText}`.trim();
   const err = new DisplayedError(title, described?.message ?? (text.slice(0, 500) || "(empty body)"), fields);
   err.payload = payload;
@@ -134,105 +138,6 @@ function showError(err) {
 
 function clearError() {
   $("error").hidden = true;
-}
-
-// ---- the inspector -------------------------------------------------------------------------
-
-const TRACEPARENT = /^[\da-f]{2}-([\da-f]{32})-[\da-f]{16}-[\da-f]{2}/i;
-
-function traceId(headers, payload) {
-  for (const name of ["traceparent", "traceresponse"]) {
-    const match = TRACEPARENT.exec(headers.get(name) ?? "");
-    if (match) return match[1];
-  }
-  return headers.get("x-trace-id") ?? payload?.error?.trace_id ?? payload?.trace_id ?? null;
-}
-
-// One member of an RFC 8941 list: "name";a=1;b="x"
-function sfItems(value) {
-  const items = [];
-  for (const member of (value ?? "").split(/,(?=(?:[^"]*"[^"]*")*[^"]*$)/)) {
-    const [head, ...params] = member.trim().split(";");
-    if (!head) continue;
-    const item = { name: head.replace(/^"|"$/g, ""), params: {} };
-    for (const param of params) {
-      const [key, raw = "?1"] = param.trim().split("=");
-      item.params[key] = raw.replace(/^"|"$/g, "");
-    }
-    items.push(item);
-  }
-  return items;
-}
-
-const OPENAI_KINDS = ["requests", "tokens"];
-
-function rateLimits(headers) {
-  const rows = [];
-  const policies = Object.fromEntries(sfItems(headers.get("ratelimit-policy")).map((p) => [p.name, p]));
-  for (const item of sfItems(headers.get("ratelimit"))) {
-    const policy = policies[item.name]?.params ?? {};
-    const unit = policy.qu ? ` ${policy.qu}` : "";
-    const quota = policy.q ? ` / ${policy.q}` : "";
-    const window = policy.w ? ` per ${policy.w} s` : "";
-    rows.push([item.name, `${item.params.r ?? "?"}${quota}${unit}${window}`, item.params.t ? `in ${item.params.t} s` : "—"]);
-  }
-  for (const kind of OPENAI_KINDS) {
-    const remaining = headers.get(`x-ratelimit-remaining-${kind}`);
-    if (remaining === null) continue;
-    const limit = headers.get(`x-ratelimit-limit-${kind}`);
-    const reset = headers.get(`x-ratelimit-reset-${kind}`);
-    rows.push([`x-ratelimit ${kind}`, limit ? `${remaining} / ${limit}` : remaining, reset ? `in ${reset}` : "—"]);
-  }
-  const raw = [];
-  headers.forEach((value, name) => {
-    if (/^(ratelimit|ratelimit-policy|x-ratelimit-.+|retry-after)$/.test(name)) raw.push([name, value]);
-  });
-  return { rows, raw };
-}
-
-function inspect(response, key, payload) {
-  const h = response.headers;
-  setText("status", `${response.status} ${response.statusText}`.trim());
-  setText("request-id", h.get("x-request-id") ?? payload?.error?.request_id ?? null);
-  setText("trace-id", traceId(h, payload));
-  setText("idempotency-key", key);
-  const replayed = (h.get("idempotent-replayed") ?? "").toLowerCase() === "true";
-  const el = $("replayed");
-  el.textContent = replayed ? "yes: a stored response, replayed" : response.ok ? "no: generated now" : "no";
-  el.dataset.replayed = String(replayed);
-
-  const { rows, raw } = rateLimits(h);
-  const body = $("limits").tBodies[0];
-  body.replaceChildren(
-    ...rows.map((cells) => {
-      const tr = document.createElement("tr");
-      for (const cell of cells) {
-        const td = document.createElement("td");
-        td.textContent = cell;
-        tr.append(td);
-      }
-      return tr;
-    }),
-  );
-  $("limits").hidden = rows.length === 0;
-  $("limits-none").hidden = raw.some(([name]) => name !== "retry-after");
-  $("limits-raw-box").hidden = raw.length === 0;
-  $("limits-raw").replaceChildren(
-    ...raw.flatMap(([name, value]) => {
-      const dt = document.createElement("dt");
-      dt.textContent = name;
-      const dd = document.createElement("dd");
-      dd.textContent = value;
-      dd.className = "mono";
-      return [dt, dd];
-    }),
-  );
-}
-
-function resetInspector(key) {
-  for (const id of ["status", "request-id", "trace-id", "replayed", "ttft", "tokens"]) setText(id, "—");
-  setText("status", "waiting…");
-  setText("idempotency-key", key);
 }
 
 // ---- the transcript ------------------------------------------------------------------------
@@ -280,6 +185,7 @@ async function generate(body, key, label) {
   let finish = null;
   let usage = null;
   let status = "done";
+  let replayed = false;
   try {
     const token = await bearer();
     const headers = {
@@ -297,12 +203,23 @@ async function generate(body, key, label) {
       cache: "no-store",
     });
     if (!response.ok) {
+      // a rejected token is dropped so that the next send asks for a fresh one
+      if (response.status === 401) state.token = null;
       const err = await failure(response, "The request failed");
       inspect(response, key, err.payload);
       throw err;
     }
-    inspect(response, key, null);
-    for await (const event of events(response.body)) {
+    replayed = inspect(response, key, null);
+    const type = (response.headers.get("content-type") ?? "").split(";")[0].trim();
+    if (type !== "text/event-stream") {
+      // not a stream after all (e.g. a replay stored from a non-streamed request)
+      const payload = await response.json();
+      text = payload.choices?.[0]?.message?.content ?? "";
+      finish = payload.choices?.[0]?.finish_reason ?? null;
+      usage = payload.usage ?? null;
+      turn.node.appendData(text);
+    }
+    for await (const event of type === "text/event-stream" ? events(response.body) : []) {
       if (event.data === "[DONE]") break;
       let payload;
       try {
@@ -350,7 +267,7 @@ async function generate(body, key, label) {
     const rate = firstToken !== null && elapsed > firstToken ? usage.completion_tokens / ((elapsed - firstToken) / 1000) : null;
     setText("tokens", `${usage.completion_tokens} completion + ${usage.prompt_tokens} prompt${rate ? ` · ${rate.toFixed(0)} tokens/s` : ""}`);
   }
-  const notes = [label, status === "stopped" ? "stopped" : null, status === "error" ? "failed" : null, finish ? `finish: ${finish}` : null, ms(elapsed)];
+  const notes = [label, replayed ? "replayed" : null, status === "stopped" ? "stopped" : null, status === "error" ? "failed" : null, finish ? `finish: ${finish}` : null, ms(elapsed)];
   turn.meta.textContent = notes.filter(Boolean).join(" · ");
   turn.li.dataset.status = status;
   turn.li.scrollIntoView({ block: "end" });

@@ -71,6 +71,7 @@ def test_page_and_assets_are_served_with_a_strict_policy(reference_server: Threa
     for asset, kind in [
         ("playground.js", "javascript"),
         ("sse.js", "javascript"),
+        ("inspector.js", "javascript"),
         ("playground.css", "text/css"),
     ]:
         r = httpx.get(f"{url}/playground/{asset}", timeout=10)
