@@ -14,12 +14,14 @@ Demo mode is a token issuer handed to :func:`reference_app.create_app`::
 
     app = create_app(Settings(), demo_tokens=issue)
 
-Without an issuer ``GET /demo/token`` answers 404 and the page calls the API without a token.
+Without an issuer ``GET /demo/token`` answers 404 (``demo_mode_off``) and the page calls the API
+without a token; an issuer that raises gets a 503 (``demo_token_unavailable``) and one log line.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
 
 from .errors import APIError
+
+logger = logging.getLogger("reference_app")
 
 STATIC_DIR = Path(__file__).parent / "static"
 ASSETS_PATH = "/playground"
@@ -92,7 +96,20 @@ def _router() -> APIRouter:
                 "Demo mode is off: this server issues no demo tokens.",
                 code="demo_mode_off",
             )
-        token = await _issue(issuer)
+        try:
+            token = await _issue(issuer)
+        except Exception as exc:
+            # fail closed: no token rather than a bare 500; the page shows this error
+            logger.error(
+                "the demo token issuer failed (%s: %s); answering 503", type(exc).__name__, exc
+            )
+            raise APIError(
+                503,
+                "The demo token issuer is unavailable; retry shortly.",
+                type="server_error",
+                code="demo_token_unavailable",
+                headers={"Retry-After": "1"},
+            ) from None
         # RFC 6749 section 5.1: token responses are never cached
         return JSONResponse(
             {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import threading
@@ -271,6 +272,27 @@ def test_demo_mode_token_is_fetched_and_sent_as_bearer(
         sent = browser.traffic.chats[-1].headers["authorization"]
         assert sent.startswith("Bearer ")
         assert sent.removeprefix("Bearer ") in issued[1:]  # a token the page itself fetched
+
+
+def test_a_failing_token_issuer_is_a_503_and_one_log_line(
+    reference_factory: Factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key_file = tmp_path / "issuer-key.json"  # never created: the issuer cannot sign
+
+    def issue() -> DemoToken:
+        return DemoToken(access_token=key_file.read_text(), expires_in=300)
+
+    with reference_factory(demo_tokens=issue) as server:
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="reference_app"):
+            r = httpx.get(f"{server.url}/demo/token", timeout=10)
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "1"
+    assert r.json()["error"]["code"] == "demo_token_unavailable"
+    assert r.json()["error"]["type"] == "server_error"
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "reference_app"]
+    assert len(lines) == 1
+    assert "FileNotFoundError" in lines[0]
 
 
 class HeaderStandIn:
