@@ -105,3 +105,5 @@ config(
         description="one no-op BaseHTTPMiddleware",
     )
 )
+
+from . import configs_oauth  # noqa: E402, F401 (registers the oauth configurations)

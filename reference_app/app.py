@@ -93,6 +93,10 @@ def create_app(
     api.state.fingerprint = "fp_" + hashlib.sha256(str(model_path).encode()).hexdigest()[:10]
     errors.install(api)
     api.include_router(router)
+    if settings.auth:
+        from .auth import issuer_router
+
+        api.include_router(issuer_router(settings))
     playground.install(api, demo_tokens)
     return build_stack(api, settings)
 

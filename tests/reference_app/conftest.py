@@ -34,9 +34,15 @@ def wait_ready(url: str, timeout: float = 60.0) -> None:
 def serve_reference(
     *, demo_tokens: DemoTokenIssuer | None = None, **settings: Any
 ) -> Iterator[ThreadedServer]:
-    """Start a reference app with these settings; yields the running server."""
+    """Start a reference app with these settings; yields the running server.
+
+    Auth is off unless asked for: these servers test the API itself, the OAuth end-to-end
+    tests (test_oauth_e2e.py) start their own with auth on.
+    """
+    settings.setdefault("auth", False)
     app = create_app(Settings(**settings), demo_tokens=demo_tokens)
-    with ThreadedServer(app) as server:
+    # a server with auth on must know its port up front: it is the tokens' audience
+    with ThreadedServer(app, port=settings.get("port")) as server:
         wait_ready(server.url)
         yield server
 
