@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install the project with every extra
 
-demo: $(STAMP)  ## start the reference app with the full stack on the embedded defaults
-	$(BIN)/python -m reference_app serve $(ARGS)
+demo: $(STAMP)  ## start the reference app with the full stack; the playground at http://127.0.0.1:8000/
+	$(BIN)/python -m reference_app serve --demo $(ARGS)
 
 test: lint typecheck pytest  ## everything CI checks
 

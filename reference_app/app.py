@@ -97,6 +97,8 @@ def create_app(
         from .auth import issuer_router
 
         api.include_router(issuer_router(settings))
+    if demo_tokens is None and settings.demo and settings.auth:
+        demo_tokens = playground.demo_issuer(settings)
     playground.install(api, demo_tokens)
     return build_stack(api, settings)
 

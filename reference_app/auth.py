@@ -37,6 +37,10 @@ RULES = [
 ]
 PUBLIC_PATHS = [
     "/health",
+    # the playground page and its assets; /demo/token answers 404 unless demo mode is on
+    "/",
+    "/playground/*",
+    "/demo/token",
     "/.well-known/oauth-authorization-server",
     "/.well-known/jwks.json",
     "/docs",

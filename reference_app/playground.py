@@ -5,7 +5,9 @@ fetched from outside the server). It streams chat completions with ``fetch`` and
 ``ReadableStream``, shows the headers the middlewares add to the last response, and, when the
 server runs in demo mode, sends a short-lived demo token as its bearer credential.
 
-Demo mode is a token issuer handed to :func:`reference_app.create_app`::
+``python -m reference_app serve --demo`` (``AIMW_DEMO=1``, and ``make demo``) turns demo mode on
+with the server's own development issuer; any other issuer can be handed to
+:func:`reference_app.create_app`::
 
     from reference_app import DemoToken, Settings, create_app
 
@@ -20,6 +22,7 @@ without a token; an issuer that raises gets a 503 (``demo_token_unavailable``) a
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -31,6 +34,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
 
 from .errors import APIError
+from .settings import Settings
 
 logger = logging.getLogger("reference_app")
 
@@ -70,6 +74,31 @@ class DemoToken:
 #: Issues one demo token per call; may be a plain or an async function.
 DemoTokenIssuer = Callable[[], DemoToken | Awaitable[DemoToken]]
 
+# What the page needs (chat) and nothing more, for long enough to be worth caching but short
+# enough that a leaked token soon stops working.
+DEMO_SCOPE = "chat"
+DEMO_TTL = 300
+DEMO_CLIENT_ID = "playground"
+
+
+def demo_issuer(settings: Settings) -> DemoTokenIssuer:
+    """Demo mode on the server's own development issuer (``auth.mint``): each call signs a fresh
+    ``at+jwt`` with the ``chat`` scope, valid five minutes. Example::
+
+        issue = demo_issuer(Settings(demo=True))
+        token = await issue()  # DemoToken(access_token='***', expires_in=300, scope='chat')
+    """
+    from .auth import mint
+
+    async def issue() -> DemoToken:
+        # mint reads the key file and signs with RSA: off the event loop
+        token = await asyncio.to_thread(
+            mint, settings, scope=DEMO_SCOPE, client_id=DEMO_CLIENT_ID, ttl=DEMO_TTL
+        )
+        return DemoToken(access_token=token, expires_in=DEMO_TTL, scope=DEMO_SCOPE)
+
+    return issue
+
 
 async def _issue(issuer: DemoTokenIssuer) -> DemoToken:
     token = issuer()
@@ -93,7 +122,7 @@ def _router() -> APIRouter:
         if issuer is None:
             raise APIError(
                 404,
-                "Demo mode is off: this server issues no demo tokens.",
+                "No demo tokens here: demo mode is off, or auth is off and the API needs none.",
                 code="demo_mode_off",
             )
         try:

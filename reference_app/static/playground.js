@@ -130,7 +130,7 @@ function showError(err) {
     dt.textContent = name;
     const dd = document.createElement("dd");
     dd.textContent = String(value);
-    dd.className = "mono";
+    if (name !== "hint") dd.className = "mono";
     list.append(dt, dd);
   }
   box.hidden = false;
@@ -206,6 +206,10 @@ async function generate(body, key, label) {
       // a rejected token is dropped so that the next send asks for a fresh one
       if (response.status === 401) state.token = null;
       const err = await failure(response, "The request failed");
+      if (response.status === 401 && state.demoMode === false) {
+        err.fields.hint = "this server wants a bearer token: start it with --demo (make demo) " +
+          "so this page gets one, or turn auth off with AIMW_AUTH=0";
+      }
       inspect(response, key, err.payload);
       throw err;
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
 import secrets
@@ -19,7 +21,7 @@ from playwright.sync_api import Playwright, sync_playwright
 
 from reference_app import DemoToken, Settings, create_app
 
-from ..servers import ThreadedServer
+from ..servers import ThreadedServer, free_port
 from .browser import Playground, playground_page
 from .conftest import LONG_SCHEMA, MODEL, health, wait_ready
 
@@ -43,6 +45,11 @@ def browser(playwright: Playwright, tmp_path: Path) -> Iterator[Playground]:
     with playground_page(playwright, tmp_path / "profile") as playground:
         yield playground
         assert playground.errors == [], "the page raised script errors"
+
+
+def jwt_claims(token: str) -> Any:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -245,7 +252,53 @@ def test_an_error_event_in_the_middle_of_a_stream_is_shown(
         assert "generation_timeout" in browser.fact("error-fields")
 
 
-def test_demo_mode_token_is_fetched_and_sent_as_bearer(
+def test_demo_mode_on_the_development_issuer_lets_the_page_chat(
+    reference_factory: Factory, browser: Playground, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = {"auth": True, "demo": True, "port": port, "auth_key_file": tmp_path / "key.json"}
+    with reference_factory(**settings) as server:
+        r = httpx.get(f"{server.url}/demo/token", timeout=10)
+        assert r.status_code == 200
+        assert r.headers["cache-control"] == "no-store"
+        grant = r.json()
+        assert (grant["token_type"], grant["expires_in"], grant["scope"]) == ("Bearer", 300, "chat")
+        claims = jwt_claims(grant["access_token"])
+        assert claims["aud"] == server.url
+        assert claims["scope"] == "chat"
+        assert claims["exp"] - claims["iat"] == 300
+
+        browser.open(server.url)
+        browser.page.wait_for_selector("#auth[data-state='ok']")
+        browser.settings(max_tokens=8)
+        watched = browser.watch(browser.send("Hi"))
+        assert watched["status"] == "done"
+        assert browser.fact("status") == "200 OK"
+        sent = browser.traffic.chats[-1].headers["authorization"]
+        assert jwt_claims(sent.removeprefix("Bearer "))["client_id"] == "playground"
+
+
+def test_auth_on_without_demo_mode_shows_the_401_challenge(
+    reference_factory: Factory, browser: Playground, tmp_path: Path
+) -> None:
+    settings = {"auth": True, "port": free_port(), "auth_key_file": tmp_path / "key.json"}
+    with reference_factory(**settings) as server:
+        browser.open(server.url)
+        browser.page.wait_for_selector("#auth[data-state='neutral']")
+        browser.settings(max_tokens=8)
+        watched = browser.watch(browser.send("Hi"))
+        assert watched["status"] == "error"
+        assert "authorization" not in browser.traffic.chats[-1].headers
+        assert "HTTP 401" in browser.fact("error-title")
+        fields = browser.fact("error-fields")
+        assert "invalid_api_key" in fields
+        assert "www-authenticate" in fields
+        assert f'resource_metadata="{server.url}/.well-known/oauth-protected-resource"' in fields
+        assert "--demo" in fields  # the page says how to get a token
+        browser.screenshot("playground-401.png")
+
+
+def test_a_custom_token_issuer_is_fetched_and_sent_as_bearer(
     reference_factory: Factory, browser: Playground
 ) -> None:
     issued: list[str] = []
@@ -339,7 +392,7 @@ class HeaderStandIn:
 
 
 def test_inspector_shows_ids_rate_limits_and_replays(browser: Playground) -> None:
-    stand_in = HeaderStandIn(create_app(Settings()))
+    stand_in = HeaderStandIn(create_app(Settings(auth=False)))
     with ThreadedServer(stand_in) as server:
         wait_ready(server.url)
         browser.open(server.url)
