@@ -109,7 +109,7 @@ async function failure(response, context) {
   const described = describe(payload);
   const fields = { ...(described?.fields ?? {}) };
   const retry = response.headers.get("retry-after");
-  if (retry) fields["retry after"] = `${retry} s`;
+  if (retry) fields["retry after"] = /^\d+$/.test(retry) ? `${retry} s` : retry; // seconds or a date
   const challenge = response.headers.get("www-authenticate");
   if (challenge) fields["www-authenticate"] = challenge;
   const title = `${context}: HTTP ${response.status} ${response.statusText}`.trim();
@@ -223,8 +223,12 @@ async function generate(body, key, label) {
       usage = payload.usage ?? null;
       turn.node.appendData(text);
     }
-    for await (const event of type === "text/event-stream" ? events(response.body) : []) {
-      if (event.data === "[DONE]") break;
+    let ended = type !== "text/event-stream";
+    for await (const event of ended ? [] : events(response.body)) {
+      if (event.data === "[DONE]") {
+        ended = true;
+        break;
+      }
       let payload;
       try {
         payload = JSON.parse(event.data);
@@ -255,6 +259,13 @@ async function generate(body, key, label) {
         turn.li.scrollIntoView({ block: "end" });
       }
       if (choice.finish_reason) finish = choice.finish_reason;
+    }
+    if (!ended) {
+      throw new DisplayedError(
+        "The stream was cut short",
+        "The connection closed before the stream's final data: [DONE]; the answer may be incomplete.",
+        {},
+      );
     }
   } catch (err) {
     if (err.name === "AbortError") {
