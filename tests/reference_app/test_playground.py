@@ -7,9 +7,7 @@ import json
 import logging
 import re
 import secrets
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -24,6 +22,7 @@ from reference_app import DemoToken, Settings, create_app
 from ..servers import ThreadedServer, free_port
 from .browser import Playground, playground_page
 from .conftest import LONG_SCHEMA, MODEL, health, wait_ready
+from .stand_in import HeaderStandIn
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
@@ -346,49 +345,6 @@ def test_a_failing_token_issuer_is_a_503_and_one_log_line(
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "reference_app"]
     assert len(lines) == 1
     assert "FileNotFoundError" in lines[0]
-
-
-class HeaderStandIn:
-    """MOCK of the tracing, idempotency and rate-limit middlewares, which this app does not
-    mount yet: it only adds the response headers they send (a fresh request id and trace per
-    request, both rate-limit header families, ``Idempotent-Replayed`` on a repeated key), so
-    that the page's display of them is tested against values it cannot have guessed."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.keys: set[bytes] = set()
-        self.sent: list[dict[str, str]] = []
-        self.lock = threading.Lock()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
-            await self.app(scope, receive, send)
-            return
-        key = dict(scope["headers"]).get(b"idempotency-key", b"")
-        with self.lock:
-            replayed = key in self.keys
-            self.keys.add(key)
-            remaining = 10 - len(self.sent) - 1
-            headers = {
-                "x-request-id": f"req_{uuid.uuid4().hex}",
-                "traceparent": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01",
-                "ratelimit-policy": '"requests";q=10;w=60, "tokens";q=20000;w=60;qu="tokens"',
-                "ratelimit": f'"requests";r={remaining};t=60, "tokens";r=19000;t=60',
-                "x-ratelimit-limit-requests": "10",
-                "x-ratelimit-remaining-requests": str(remaining),
-                "x-ratelimit-reset-requests": "6s",
-            }
-            if replayed:
-                headers["idempotent-replayed"] = "true"
-            self.sent.append(headers)
-
-        async def send_with_headers(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                extra = [(k.encode(), v.encode()) for k, v in headers.items()]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 def test_inspector_shows_ids_rate_limits_and_replays(browser: Playground) -> None:

@@ -1,0 +1,50 @@
+"""A stand-in for response headers of middlewares this app does not mount yet."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+
+class HeaderStandIn:
+    """MOCK of the tracing, idempotency and rate-limit middlewares, which this app does not
+    mount yet: it only adds the response headers they send (a fresh request id and trace per
+    request, both rate-limit header families, ``Idempotent-Replayed`` on a repeated key), so
+    that the page's display of them is tested against values it cannot have guessed."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.keys: set[bytes] = set()
+        self.sent: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
+            await self.app(scope, receive, send)
+            return
+        key = dict(scope["headers"]).get(b"idempotency-key", b"")
+        with self.lock:
+            replayed = key in self.keys
+            self.keys.add(key)
+            remaining = 10 - len(self.sent) - 1
+            headers = {
+                "x-request-id": f"req_{uuid.uuid4().hex}",
+                "traceparent": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01",
+                "ratelimit-policy": '"requests";q=10;w=60, "tokens";q=20000;w=60;qu="tokens"',
+                "ratelimit": f'"requests";r={remaining};t=60, "tokens";r=19000;t=60',
+                "x-ratelimit-limit-requests": "10",
+                "x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-reset-requests": "6s",
+            }
+            if replayed:
+                headers["idempotent-replayed"] = "true"
+            self.sent.append(headers)
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(k.encode(), v.encode()) for k, v in headers.items()]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
