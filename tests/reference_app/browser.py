@@ -74,11 +74,15 @@ class Playground:
         self.page.fill("#max-tokens", str(max_tokens))
         self.page.fill("#temperature", str(temperature))
 
-    def send(self, text: str) -> int:
-        """Type and send ``text``; returns how many answers there were before it."""
+    def send(self, text: str, *, key: str | None = None) -> int:
+        """Type ``text`` and click Send (or press ``key`` in the text box); returns how many
+        answers there were before it."""
         before = self.page.locator(".turn.assistant").count()
         self.page.fill("#prompt", text)
-        self.page.click("#send")
+        if key is None:
+            self.page.click("#send")
+        else:
+            self.page.press("#prompt", key)
         return before
 
     def watch(self, before: int) -> dict[str, Any]:

@@ -156,9 +156,9 @@ def test_tokens_stream_in_and_each_send_has_a_fresh_idempotency_key(
     assert browser.traffic.chat_body(0)["model"] == MODEL
     assert "authorization" not in first.headers  # demo mode is off on this server
 
-    # the second turn carries the conversation so far, and a new key
+    # the second turn (sent with Enter) carries the conversation so far, and a new key
     browser.settings(max_tokens=8)
-    browser.watch(browser.send("Thank you."))
+    browser.watch(browser.send("Thank you.", key="Enter"))
     second = browser.traffic.chats[1]
     assert QUOTED_UUID.match(second.headers["idempotency-key"])
     assert second.headers["idempotency-key"] != first_key
