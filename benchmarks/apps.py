@@ -106,4 +106,5 @@ config(
     )
 )
 
-from . import configs_oauth  # noqa: E402, F401 (registers the oauth configurations)
+# each middleware's configurations live in their own module, registered on import
+from . import configs_oauth, configs_tracing  # noqa: E402, F401

@@ -19,6 +19,7 @@ from .engine import BUNDLED_MODEL, Engine, bundled_model_path
 from .playground import DemoTokenIssuer
 from .settings import Settings
 from .stack import build_stack
+from .telemetry import Telemetry
 
 logger = logging.getLogger("reference_app")
 
@@ -47,11 +48,15 @@ async def _load(engine: Engine) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, *, demo_tokens: DemoTokenIssuer | None = None
+    settings: Settings | None = None,
+    *,
+    telemetry: Telemetry | None = None,
+    demo_tokens: DemoTokenIssuer | None = None,
 ) -> Any:
     """Build the reference app (FastAPI inside the middleware stack) from ``settings``.
 
     The model loads in the background once the server starts; ``/health`` answers 503 until then.
+    ``telemetry`` overrides where spans and metrics go (default: the ``OTEL_*`` environment).
     ``demo_tokens`` turns demo mode on: the playground page at ``/`` fetches a short-lived token
     from ``GET /demo/token`` and sends it as its bearer credential (see ``playground.py``).
     """
@@ -100,7 +105,7 @@ def create_app(
     if demo_tokens is None and settings.demo and settings.auth:
         demo_tokens = playground.demo_issuer(settings)
     playground.install(api, demo_tokens)
-    return build_stack(api, settings)
+    return build_stack(api, settings, telemetry)
 
 
 def app_from_env() -> Any:
