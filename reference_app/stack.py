@@ -12,6 +12,7 @@ from aimiddleware.tracing import TracingMiddleware
 
 from .settings import Settings
 from .telemetry import ShutdownTelemetry, Telemetry, setup_telemetry
+from .trace_header import TraceIdHeader
 
 ASGIApp = Any
 
@@ -29,6 +30,9 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
 
         app = oauth_middleware(app, settings)
     telemetry = telemetry if telemetry is not None else setup_telemetry()
+    # the trace id on the response, for the playground and for bug reports (it reads the id
+    # the tracing middleware puts in the scope, so it sits directly inside it)
+    app = TraceIdHeader(app)
     app = TracingMiddleware(
         app,
         tracer_provider=telemetry.tracer_provider,

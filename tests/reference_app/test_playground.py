@@ -15,9 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from playwright.sync_api import Playwright, sync_playwright
 
 from reference_app import DemoToken, Settings, create_app
+from reference_app.telemetry import Telemetry
 
 from ..servers import ThreadedServer, free_port
 from .browser import Playground, playground_page
@@ -49,6 +54,11 @@ def browser(playwright: Playwright, tmp_path: Path) -> Iterator[Playground]:
 def jwt_claims(token: str) -> Any:
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def span_trace_id(span: ReadableSpan) -> str:
+    assert span.context is not None
+    return format(span.context.trace_id, "032x")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -145,6 +155,7 @@ def test_tokens_stream_in_and_each_send_has_a_fresh_idempotency_key(
     assert "finish:" in browser.last_answer().locator(".meta").inner_text()
     assert browser.fact("status") == "200 OK"
     assert "completion" in browser.fact("tokens")
+    assert browser.fact("trace-id") == "—"  # no tracer configured: no trace, no header
     browser.screenshot("playground-stream.png")
 
     first = browser.traffic.chats[0]
@@ -345,6 +356,37 @@ def test_a_failing_token_issuer_is_a_503_and_one_log_line(
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "reference_app"]
     assert len(lines) == 1
     assert "FileNotFoundError" in lines[0]
+
+
+def test_the_trace_id_of_the_request_span_is_shown(browser: Playground) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = create_app(Settings(auth=False), telemetry=Telemetry(tracer_provider=provider))
+    try:
+        with ThreadedServer(app) as server:
+            wait_ready(server.url)
+            browser.open(server.url)
+            browser.settings(max_tokens=8)
+            assert browser.watch(browser.send("Hi"))["status"] == "done"
+            response = browser.traffic.chats[-1].response()
+            assert response is not None
+            shown = browser.fact("trace-id")
+            assert response.headers["x-trace-id"] == shown
+
+            def chat_spans() -> list[ReadableSpan]:
+                return [
+                    span
+                    for span in exporter.get_finished_spans()
+                    if span.kind is SpanKind.SERVER
+                    and span.attributes
+                    and span.attributes.get("url.path") == "/v1/chat/completions"
+                ]
+
+            assert wait_until(lambda: len(chat_spans()) == 1)
+            assert span_trace_id(chat_spans()[0]) == shown
+    finally:
+        provider.shutdown()
 
 
 def test_inspector_shows_ids_rate_limits_and_replays(browser: Playground) -> None:
