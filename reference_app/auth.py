@@ -24,6 +24,7 @@ from joserfc import jwk, jwt
 
 from aimiddleware.oauth import OAuthMiddleware, ScopeRule
 
+from .playground import PAGE_PATHS
 from .settings import Settings
 
 SCOPES = ("models:read", "chat", "embeddings")
@@ -38,9 +39,7 @@ RULES = [
 PUBLIC_PATHS = [
     "/health",
     # the playground page and its assets; /demo/token answers 404 unless demo mode is on
-    "/",
-    "/playground/*",
-    "/demo/token",
+    *PAGE_PATHS,
     "/.well-known/oauth-authorization-server",
     "/.well-known/jwks.json",
     "/docs",

@@ -41,6 +41,14 @@ logger = logging.getLogger("reference_app")
 STATIC_DIR = Path(__file__).parent / "static"
 ASSETS_PATH = "/playground"
 
+#: Every path the page itself uses, exact (no patterns): for the public paths of an auth
+#: middleware and the exempt paths of a rate limiter, so that loading the page costs nothing.
+PAGE_PATHS: tuple[str, ...] = (
+    "/",
+    "/demo/token",
+    *sorted(f"{ASSETS_PATH}/{p.name}" for p in STATIC_DIR.iterdir() if p.name != "index.html"),
+)
+
 # The page loads its script and stylesheet from this server and talks only to this server.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "

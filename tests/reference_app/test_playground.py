@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from opentelemetry.trace import SpanKind
 from playwright.sync_api import Playwright, sync_playwright
 
 from reference_app import DemoToken, Settings, create_app
+from reference_app.playground import PAGE_PATHS
 from reference_app.telemetry import Telemetry
 
 from ..servers import ThreadedServer, free_port
@@ -177,8 +179,11 @@ def test_tokens_stream_in_and_each_send_has_a_fresh_idempotency_key(
     assert [m["role"] for m in history] == ["user", "assistant", "user"]
     assert history[1]["content"] == answer
 
-    # nothing was fetched from anywhere but this server
+    # nothing was fetched from anywhere but this server, and PAGE_PATHS (what auth makes public
+    # and a rate limiter may exempt) is exactly what the page loads besides the API
     assert all(u.startswith(reference_server.url) for u in browser.traffic.urls), browser.traffic
+    paths = {urlsplit(u).path for u in browser.traffic.urls}
+    assert paths - {"/health", "/v1/chat/completions"} == set(PAGE_PATHS)
 
 
 def test_stop_aborts_the_generation_on_the_server(
