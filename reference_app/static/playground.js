@@ -279,7 +279,8 @@ async function generate(body, key, label) {
   }
   const elapsed = performance.now() - started;
   if (usage) {
-    const rate = firstToken !== null && elapsed > firstToken ? usage.completion_tokens / ((elapsed - firstToken) / 1000) : null;
+    // a replay comes from the store at its own speed: a generation rate would mislead
+    const rate = !replayed && firstToken !== null && elapsed > firstToken ? usage.completion_tokens / ((elapsed - firstToken) / 1000) : null;
     setText("tokens", `${usage.completion_tokens} completion + ${usage.prompt_tokens} prompt${rate ? ` · ${rate.toFixed(0)} tokens/s` : ""}`);
   }
   const notes = [label, replayed ? "replayed" : null, status === "stopped" ? "stopped" : null, status === "error" ? "failed" : null, finish ? `finish: ${finish}` : null, ms(elapsed)];

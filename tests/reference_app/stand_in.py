@@ -8,14 +8,13 @@ from typing import Any
 
 
 class HeaderStandIn:
-    """MOCK of the tracing, idempotency and rate-limit middlewares, which this app does not
-    mount yet: it only adds the response headers they send (a fresh request id and trace per
-    request, both rate-limit header families, ``Idempotent-Replayed`` on a repeated key), so
-    that the page's display of them is tested against values it cannot have guessed."""
+    """MOCK of the response headers of the rate-limit and normalisation middlewares, which this
+    app does not mount yet, and of a caller's own ``traceparent`` propagation: a fresh request
+    id and trace per request and both rate-limit header families, so that the page's display
+    of them is tested against values it cannot have guessed."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.keys: set[bytes] = set()
         self.sent: list[dict[str, str]] = []
         self.lock = threading.Lock()
 
@@ -23,10 +22,7 @@ class HeaderStandIn:
         if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
             await self.app(scope, receive, send)
             return
-        key = dict(scope["headers"]).get(b"idempotency-key", b"")
         with self.lock:
-            replayed = key in self.keys
-            self.keys.add(key)
             remaining = 10 - len(self.sent) - 1
             headers = {
                 "x-request-id": f"req_{uuid.uuid4().hex}",
@@ -37,8 +33,6 @@ class HeaderStandIn:
                 "x-ratelimit-remaining-requests": str(remaining),
                 "x-ratelimit-reset-requests": "6s",
             }
-            if replayed:
-                headers["idempotent-replayed"] = "true"
             self.sent.append(headers)
 
         async def send_with_headers(message: Any) -> None:

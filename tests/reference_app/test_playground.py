@@ -291,6 +291,18 @@ def test_demo_mode_on_the_development_issuer_lets_the_page_chat(
         assert browser.fact("status") == "200 OK"
         sent = browser.traffic.chats[-1].headers["authorization"]
         assert jwt_claims(sent.removeprefix("Bearer "))["client_id"] == "playground"
+        assert browser.fact("replayed").startswith("no")
+        answer = browser.last_answer().locator(".content").inner_text()
+
+        # the same key again: the idempotency middleware replays the stored stream
+        browser.page.click("#resend")
+        browser.watch(1)
+        first, again = browser.traffic.chats
+        assert again.headers["idempotency-key"] == first.headers["idempotency-key"]
+        assert browser.fact("replayed").startswith("yes")
+        assert "replayed" in browser.last_answer().locator(".meta").inner_text()
+        assert browser.last_answer().locator(".content").inner_text() == answer
+        browser.screenshot("playground-replay.png")
 
 
 def test_auth_on_without_demo_mode_shows_the_401_challenge(
@@ -394,7 +406,7 @@ def test_the_trace_id_of_the_request_span_is_shown(browser: Playground) -> None:
         provider.shutdown()
 
 
-def test_inspector_shows_ids_rate_limits_and_replays(browser: Playground) -> None:
+def test_inspector_shows_request_ids_and_rate_limits(browser: Playground) -> None:
     stand_in = HeaderStandIn(create_app(Settings(auth=False)))
     with ThreadedServer(stand_in) as server:
         wait_ready(server.url)
@@ -404,7 +416,6 @@ def test_inspector_shows_ids_rate_limits_and_replays(browser: Playground) -> Non
         sent = stand_in.sent[-1]
         assert browser.fact("request-id") == sent["x-request-id"]
         assert browser.fact("trace-id") == sent["traceparent"].split("-")[1]
-        assert browser.fact("replayed").startswith("no")
         limits = browser.page.inner_text("#limits")
         assert "requests\t9 / 10 per 60 s\tin 60 s" in limits
         assert "tokens\t19000 / 20000 tokens per 60 s" in limits
@@ -417,7 +428,6 @@ def test_inspector_shows_ids_rate_limits_and_replays(browser: Playground) -> Non
         first, again = browser.traffic.chats
         assert again.headers["idempotency-key"] == first.headers["idempotency-key"]
         assert again.post_data == first.post_data
-        assert browser.fact("replayed").startswith("yes")
         assert browser.fact("request-id") == stand_in.sent[-1]["x-request-id"]
         assert "requests\t8 / 10" in browser.page.inner_text("#limits")
         browser.screenshot("playground-headers.png")
