@@ -8,10 +8,10 @@ from typing import Any
 
 
 class HeaderStandIn:
-    """MOCK of the response headers of the rate-limit and normalisation middlewares, which this
-    app does not mount yet, and of a caller's own ``traceparent`` propagation: a fresh request
-    id and trace per request and both rate-limit header families, so that the page's display
-    of them is tested against values it cannot have guessed."""
+    """MOCK of the response headers of the rate-limit middleware, which this app does not mount
+    yet, and of a ``traceparent`` echoed by a proxy: a fresh trace per request and both
+    rate-limit header families, so that the page's display of them is tested against values
+    it cannot have guessed."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -25,7 +25,6 @@ class HeaderStandIn:
         with self.lock:
             remaining = 10 - len(self.sent) - 1
             headers = {
-                "x-request-id": f"req_{uuid.uuid4().hex}",
                 "traceparent": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01",
                 "ratelimit-policy": '"requests";q=10;w=60, "tokens";q=20000;w=60;qu="tokens"',
                 "ratelimit": f'"requests";r={remaining};t=60, "tokens";r=19000;t=60',
