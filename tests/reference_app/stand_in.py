@@ -1,4 +1,4 @@
-"""A stand-in for response headers of middlewares this app does not mount yet."""
+"""A stand-in for a proxy that echoes ``traceparent`` on responses."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from typing import Any
 
 
 class HeaderStandIn:
-    """MOCK of the response headers of the rate-limit middleware, which this app does not mount
-    yet, and of a ``traceparent`` echoed by a proxy: a fresh trace per request and both
-    rate-limit header families, so that the page's display of them is tested against values
-    it cannot have guessed."""
+    """MOCK of a tracing proxy in front of the app (none runs here): it answers each chat with
+    a ``traceparent`` of a fresh trace, so that the page's reading of that header is tested
+    against values it cannot have guessed."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -23,15 +22,7 @@ class HeaderStandIn:
             await self.app(scope, receive, send)
             return
         with self.lock:
-            remaining = 10 - len(self.sent) - 1
-            headers = {
-                "traceparent": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01",
-                "ratelimit-policy": '"requests";q=10;w=60, "tokens";q=20000;w=60;qu="tokens"',
-                "ratelimit": f'"requests";r={remaining};t=60, "tokens";r=19000;t=60',
-                "x-ratelimit-limit-requests": "10",
-                "x-ratelimit-remaining-requests": str(remaining),
-                "x-ratelimit-reset-requests": "6s",
-            }
+            headers = {"traceparent": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"}
             self.sent.append(headers)
 
         async def send_with_headers(message: Any) -> None:

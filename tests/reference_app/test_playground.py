@@ -413,20 +413,14 @@ def test_the_trace_id_of_the_request_span_is_shown(browser: Playground) -> None:
         provider.shutdown()
 
 
-def test_inspector_shows_request_ids_and_rate_limits(browser: Playground) -> None:
+def test_a_traceparent_on_the_response_is_read_as_the_trace_id(browser: Playground) -> None:
     stand_in = HeaderStandIn(create_app(Settings(auth=False)))
     with ThreadedServer(stand_in) as server:
         wait_ready(server.url)
         browser.open(server.url)
         browser.settings(max_tokens=8)
         browser.watch(browser.send("Hi"))
-        sent = stand_in.sent[-1]
-        assert browser.fact("trace-id") == sent["traceparent"].split("-")[1]
-        limits = browser.page.inner_text("#limits")
-        assert "requests\t9 / 10 per 60 s\tin 60 s" in limits
-        assert "tokens\t19000 / 20000 tokens per 60 s" in limits
-        assert "x-ratelimit requests\t9 / 10\tin 6s" in limits
-        assert browser.page.is_hidden("#limits-none")
+        assert browser.fact("trace-id") == stand_in.sent[-1]["traceparent"].split("-")[1]
 
         before = browser.page.locator(".turn.assistant").count()
         browser.page.click("#resend")
@@ -435,5 +429,32 @@ def test_inspector_shows_request_ids_and_rate_limits(browser: Playground) -> Non
         assert again.headers["idempotency-key"] == first.headers["idempotency-key"]
         assert again.post_data == first.post_data
         assert browser.fact("trace-id") == stand_in.sent[-1]["traceparent"].split("-")[1]
-        assert "requests\t8 / 10" in browser.page.inner_text("#limits")
-        browser.screenshot("playground-headers.png")
+
+
+def test_rate_limit_headers_and_the_429_are_shown(
+    reference_factory: Factory, browser: Playground
+) -> None:
+    with reference_factory(human_requests="2/minute") as server:
+        browser.open(server.url)  # the page's own paths are exempt: only chats count
+        browser.settings(max_tokens=4)
+        for _ in range(2):
+            assert browser.watch(browser.send("Hi"))["status"] == "done"
+        response = browser.traffic.chats[-1].response()
+        assert response is not None
+        limits = browser.page.inner_text("#limits")
+        for item in response.headers["ratelimit"].split(","):
+            name, *params = item.strip().split(";")
+            remaining = dict(p.split("=") for p in params)["r"]
+            assert f"{name.strip(chr(34))}\t{remaining} / " in limits
+        remaining_requests = response.headers["x-ratelimit-remaining-requests"]
+        assert f"x-ratelimit requests\t{remaining_requests} / " in limits
+
+        watched = browser.watch(browser.send("Hi"))
+        assert watched["status"] == "error"
+        assert "HTTP 429" in browser.fact("error-title")
+        fields = browser.fact("error-fields")
+        assert "rate_limit_exceeded" in fields
+        assert "retry after" in fields
+        assert browser.fact("status").startswith("429")
+        assert browser.page.is_visible("#limits")
+        browser.screenshot("playground-rate-limit.png")
