@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest bench docs soak clean
+.PHONY: venv demo test lint typecheck pytest browser bench docs soak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required, found " + sys.version.split()[0])'
@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install the project with every extra
 
-demo: $(STAMP)  ## start the reference app with the full stack on the embedded defaults
-	$(BIN)/python -m reference_app serve $(ARGS)
+demo: $(STAMP)  ## start the reference app with the full stack; the playground at http://127.0.0.1:8000/
+	$(BIN)/python -m reference_app serve --demo $(ARGS)
 
 test: lint typecheck pytest  ## everything CI checks
 
@@ -28,8 +28,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The playground test drives Debian's chromium through Playwright; no browser is ever downloaded.
+browser:  ## install Debian's chromium when it is missing (as root), else say how
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the playground's browser test"; \
+	    apt-get update -q && apt-get install -y -q --no-install-recommends chromium; \
+	  else \
+	    echo "The playground test needs Chromium. Install Debian's package as root:" >&2; \
+	    echo "  apt-get install chromium   (or run make test as root)" >&2; \
+	    exit 1; \
+	  fi; \
+	}
 
 bench: $(STAMP)  ## the performance report: writes docs/benchmarks.md
 	$(BIN)/python -m benchmarks $(ARGS)

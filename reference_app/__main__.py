@@ -47,6 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
             "model": args.model,
             "instances": args.instances,
             "redis_url": args.redis_url,
+            "demo": args.demo,
         }.items()
         if value is not None
     }
@@ -79,6 +80,13 @@ def _serve(args: argparse.Namespace) -> int:
             "auth on: export OPENAI_API_KEY=$(python -m reference_app token%s) "
             "(scopes: chat models:read embeddings; AIMW_AUTH=0 turns auth off)",
             "" if settings.port == 8000 else f" --port {settings.port}",
+        )
+    if settings.demo and settings.auth:
+        log.info(
+            "demo mode: the playground at http://%s:%d/ gets 5-minute chat tokens from /demo/token "
+            "(anyone who reaches this address can)",
+            settings.host,
+            settings.port,
         )
     app = create_app(settings)
     log.info(
@@ -123,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--instances", type=int, help="model instances (default 1)")
     serve.add_argument("--redis-url", help="share stores through Redis (default: in memory)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        default=None,
+        help="hand the playground short-lived tokens at /demo/token (local demos only)",
+    )
     serve.set_defaults(handler=_serve)
     token = commands.add_parser(
         "token", help="print an access token the demo server trusts (development issuer)"

@@ -13,9 +13,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from . import errors
+from . import errors, playground
 from .api import router
 from .engine import BUNDLED_MODEL, Engine, bundled_model_path
+from .playground import DemoTokenIssuer
 from .settings import Settings
 from .stack import build_stack
 from .telemetry import Telemetry
@@ -46,11 +47,18 @@ async def _load(engine: Engine) -> None:
     logger.info("model ready on %s in %.1f s", where, time.monotonic() - started)
 
 
-def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None = None) -> Any:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    telemetry: Telemetry | None = None,
+    demo_tokens: DemoTokenIssuer | None = None,
+) -> Any:
     """Build the reference app (FastAPI inside the middleware stack) from ``settings``.
 
     The model loads in the background once the server starts; ``/health`` answers 503 until then.
     ``telemetry`` overrides where spans and metrics go (default: the ``OTEL_*`` environment).
+    ``demo_tokens`` turns demo mode on: the playground page at ``/`` fetches a short-lived token
+    from ``GET /demo/token`` and sends it as its bearer credential (see ``playground.py``).
     """
     settings = settings or Settings()
     model_path = (settings.model or bundled_model_path()).resolve()
@@ -94,6 +102,9 @@ def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None 
         from .auth import issuer_router
 
         api.include_router(issuer_router(settings))
+    if demo_tokens is None and settings.demo and settings.auth:
+        demo_tokens = playground.demo_issuer(settings)
+    playground.install(api, demo_tokens)
     return build_stack(api, settings, telemetry)
 
 

@@ -24,6 +24,7 @@ from joserfc import jwk, jwt
 
 from aimiddleware.oauth import OAuthMiddleware, ScopeRule
 
+from .playground import PAGE_PATHS
 from .settings import Settings
 
 SCOPES = ("models:read", "chat", "embeddings")
@@ -37,6 +38,8 @@ RULES = [
 ]
 PUBLIC_PATHS = [
     "/health",
+    # the playground page and its assets; /demo/token answers 404 unless demo mode is on
+    *PAGE_PATHS,
     "/.well-known/oauth-authorization-server",
     "/.well-known/jwks.json",
     "/docs",

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="the URL clients use (resource and issuer); default http://host:port"
     )
+    demo: bool = Field(
+        False,
+        description="demo mode: the playground at / gets short-lived tokens from GET /demo/token "
+        "(anyone who reaches the server can; for local demos only)",
+    )
     auth_key_file: Path = Field(
         Path(".reference_app/issuer-key.json"),
         description="the development issuer's private key, created on first use",

@@ -14,8 +14,10 @@ from aimiddleware.normalize import NormalizeMiddleware, NormalizeRoute
 from aimiddleware.sse import SSEMiddleware
 from aimiddleware.tracing import TracingMiddleware
 
+from .playground import PAGE_PATHS
 from .settings import Settings
 from .telemetry import ShutdownTelemetry, Telemetry, setup_telemetry
+from .trace_header import TraceIdHeader
 
 ASGIApp = Any
 
@@ -50,7 +52,8 @@ def _rate_limits(app: ASGIApp, settings: Settings) -> ASGIApp:
         client_type_header=settings.client_type_header,
         client_type_trusted_from=settings.client_type_trusted_from,
         trusted_proxies=settings.trusted_proxies,
-        exempt_paths=["/health"],
+        # loading the playground (page, assets, demo token) costs no budget; its chats do
+        exempt_paths=["/health", *PAGE_PATHS],
     )
 
 
@@ -100,6 +103,9 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
         ],
     )
     telemetry = telemetry if telemetry is not None else setup_telemetry()
+    # the trace id on the response, for the playground and for bug reports (it reads the id
+    # the tracing middleware puts in the scope, so it sits directly inside it)
+    app = TraceIdHeader(app)
     app = TracingMiddleware(
         app,
         tracer_provider=telemetry.tracer_provider,

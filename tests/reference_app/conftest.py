@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from reference_app import Settings, create_app
+from reference_app import DemoTokenIssuer, Settings, create_app
 
 from ..servers import ThreadedServer
 
@@ -41,7 +41,9 @@ UNREACHED_LIMITS: dict[str, Any] = {
 
 
 @contextmanager
-def serve_reference(**settings: Any) -> Iterator[ThreadedServer]:
+def serve_reference(
+    *, demo_tokens: DemoTokenIssuer | None = None, **settings: Any
+) -> Iterator[ThreadedServer]:
     """Start a reference app with these settings; yields the running server.
 
     Auth is off unless asked for: these servers test the API itself, the OAuth end-to-end
@@ -49,8 +51,9 @@ def serve_reference(**settings: Any) -> Iterator[ThreadedServer]:
     """
     settings = {**UNREACHED_LIMITS, **settings}
     settings.setdefault("auth", False)
+    app = create_app(Settings(**settings), demo_tokens=demo_tokens)
     # a server with auth on must know its port up front: it is the tokens' audience
-    with ThreadedServer(create_app(Settings(**settings)), port=settings.get("port")) as server:
+    with ThreadedServer(app, port=settings.get("port")) as server:
         wait_ready(server.url)
         yield server
 
