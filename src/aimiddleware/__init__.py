@@ -8,6 +8,7 @@ LLMs to people and to autonomous agents.
 from __future__ import annotations
 
 from .exceptions import AimiddlewareError, ConfigurationError, StoreUnavailable
+from .mcp import MCPOriginMiddleware, MCPScopeMiddleware
 from .principal import Principal, get_principal, set_principal
 from .stores import MemoryStore, Store, store_from_url
 
@@ -16,6 +17,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AimiddlewareError",
     "ConfigurationError",
+    "MCPOriginMiddleware",
+    "MCPScopeMiddleware",
     "MemoryStore",
     "Principal",
     "Store",
