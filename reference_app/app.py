@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from . import errors
 from .api import router
 from .engine import BUNDLED_MODEL, Engine, bundled_model_path
+from .mcp_server import mount_mcp
 from .settings import Settings
 from .stack import build_stack
 
@@ -68,7 +69,8 @@ def create_app(settings: Settings | None = None) -> Any:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(_load(engine))
         try:
-            yield
+            async with mcp_running():
+                yield
         finally:
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Any:
     api.state.fingerprint = "fp_" + hashlib.sha256(str(model_path).encode()).hexdigest()[:10]
     errors.install(api)
     api.include_router(router)
+    mcp_running = mount_mcp(api, settings)
     return build_stack(api, settings)
 
 
