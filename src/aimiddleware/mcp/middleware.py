@@ -218,11 +218,12 @@ class MCPScopeMiddleware:
                 annotate(scope, _PREFIX + "tool", found[0].tool)
         needed: dict[str, None] = dict.fromkeys(self.scopes)
         refused: Call | None = None
+        # the challenge names every scope the whole request needs, so one step-up suffices
         for call in found or [Call("", None)]:
             required = self.required(call)
-            if not principal.has_scopes(required):
-                needed.update(dict.fromkeys(required))
-                refused = refused or call
+            needed.update(dict.fromkeys(required))
+            if refused is None and not principal.has_scopes(required):
+                refused = call
         if refused is None:
             annotate(scope, _PREFIX + "outcome", "allowed")
             return True
