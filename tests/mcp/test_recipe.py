@@ -1,0 +1,143 @@
+"""The docs/mcp.md recipe, run as written: a generic MCP server (official SDK) behind the
+guards, under uvicorn on loopback, driven by the official ``mcp`` client."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from aimiddleware.mcp import FORBIDDEN_ORIGIN, INSUFFICIENT_SCOPE, UNAUTHORIZED
+
+from ..servers import ThreadedServer
+from ._helpers import PrincipalFromHeaderTestOnly, rpc
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+DOC = Path(__file__).parents[2] / "docs" / "mcp.md"
+
+
+def recipe_app() -> Any:
+    """The first Python block of docs/mcp.md, executed; its ``app``."""
+    block = re.search(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
+    assert block is not None
+    namespace: dict[str, Any] = {}
+    exec(compile(block.group(1), str(DOC), "exec"), namespace)
+    return namespace["app"]
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with ThreadedServer(PrincipalFromHeaderTestOnly(recipe_app())) as server:
+        yield f"{server.url}/mcp"
+
+
+@asynccontextmanager
+async def connect(url: str, scopes: str | None, **headers: str) -> AsyncIterator[Client]:
+    if scopes is not None:
+        headers["x-test-only-scopes"] = scopes
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
+
+
+async def test_a_caller_with_the_scopes_lists_and_calls_the_tools(url: str) -> None:
+    async with connect(url, "mcp notes:write notes:read") as client:
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        assert tools == {"add_note", "read_notes"}
+        added = await client.call_tool("add_note", {"text": "buy milk"})
+        assert not added.is_error
+        read = await client.call_tool("read_notes", {})
+        assert "buy milk" in read.structured_content["result"]  # type: ignore[index]
+
+
+async def test_a_tool_without_its_scope_raises_the_scope_error_naming_the_scope(url: str) -> None:
+    async with connect(url, "mcp notes:write") as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("read_notes", {})
+    error = refused.value.error
+    assert error.code == INSUFFICIENT_SCOPE
+    assert error.data == {
+        "error": "insufficient_scope",
+        "scope": "mcp notes:read",
+        "missing_scopes": ["notes:read"],
+        "tool": "read_notes",
+    }
+
+
+async def test_without_a_principal_the_endpoint_answers_401_with_resource_metadata(
+    url: str,
+) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            url,
+            content=rpc("tools/list"),
+            headers={
+                "content-type": "application/json",
+                "accept": "application/json, text/event-stream",
+            },
+        )
+    assert response.status_code == 401
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith("Bearer ")
+    assert 'resource_metadata="https://notes.example.com/' in challenge
+    assert 'scope="mcp"' in challenge
+
+
+async def test_an_invalid_origin_is_403_even_with_every_scope(url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            url,
+            content=rpc("tools/list"),
+            headers={
+                "origin": "https://evil.example.com",
+                "x-test-only-scopes": "mcp notes:read notes:write",
+                "content-type": "application/json",
+                "accept": "application/json, text/event-stream",
+            },
+        )
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == FORBIDDEN_ORIGIN
+    # and the official client, sent from that origin, does not get in either
+    assert await refusal(url, "mcp notes:read", origin="https://evil.example.com") == (
+        FORBIDDEN_ORIGIN
+    )
+
+
+async def test_the_official_client_without_a_principal_is_refused_with_unauthorized(
+    url: str,
+) -> None:
+    assert await refusal(url, None) == UNAUTHORIZED
+
+
+async def refusal(url: str, scopes: str | None, **headers: str) -> int:
+    """The JSON-RPC error code the official client fails with while connecting."""
+    try:
+        async with connect(url, scopes, **headers) as client:
+            await client.list_tools()
+    except MCPError as exc:
+        return exc.error.code
+    except BaseExceptionGroup as group:  # the client's task group wraps what its tasks raise
+        found = group.subgroup(lambda e: isinstance(e, MCPError))
+        while isinstance(found, BaseExceptionGroup):
+            found = found.exceptions[0]  # type: ignore[assignment]
+        if not isinstance(found, MCPError):
+            raise
+        return found.error.code
+    raise AssertionError("the client got in")
+
+
+async def test_an_allowed_origin_gets_in(url: str) -> None:
+    async with connect(url, "mcp notes:read", origin="http://localhost:6274") as client:
+        assert (await client.call_tool("read_notes", {})).is_error is False
