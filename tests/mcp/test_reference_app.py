@@ -1,0 +1,173 @@
+"""The reference app's /mcp endpoint with the real SmolLM2 model, over a real socket, driven
+by the official ``mcp`` client; the REST answers (openai SDK) are the yardstick."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import httpx
+import openai
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from aimiddleware.mcp import FORBIDDEN_ORIGIN, INSUFFICIENT_SCOPE
+from reference_app import Settings, create_app
+
+from ..reference_app.conftest import MODEL, wait_ready
+from ..servers import ThreadedServer
+from ._helpers import PrincipalFromHeaderTestOnly, rpc
+
+pytestmark = [pytest.mark.anyio, pytest.mark.model, pytest.mark.e2e]
+
+ALL_SCOPES = "mcp chat embeddings models:read"
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    app = PrincipalFromHeaderTestOnly(create_app(Settings()))
+    with ThreadedServer(app) as server:
+        wait_ready(server.url)
+        yield server.url
+
+
+@asynccontextmanager
+async def connect(base_url: str, scopes: str, **headers: str) -> AsyncIterator[Client]:
+    headers["x-test-only-scopes"] = scopes
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        Client(streamable_http_client(f"{base_url}/mcp", http_client=http)) as client,
+    ):
+        yield client
+
+
+def rest(base_url: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="none", max_retries=0)
+
+
+async def test_the_tools_are_listed_with_schemas_and_the_scope_they_need(base_url: str) -> None:
+    async with connect(base_url, "mcp") as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert set(tools) == {"chat", "embeddings", "list_models"}
+    for name, scope in (("chat", "chat"), ("embeddings", "embeddings"), ("list_models", "models")):
+        assert f"`{scope}" in (tools[name].description or ""), name
+        assert tools[name].output_schema is not None
+        assert tools[name].annotations is not None
+        assert tools[name].annotations.read_only_hint is True
+    chat = tools["chat"].input_schema
+    assert chat["required"] == ["messages"]
+    assert chat["properties"]["messages"]["minItems"] == 1
+    message = chat["$defs"]["Message"]
+    assert message["properties"]["role"]["enum"] == ["system", "user", "assistant"]
+    assert tools["embeddings"].input_schema["properties"]["input"]["type"] == "array"
+
+
+async def test_the_chat_tool_answers_with_the_real_model_as_the_rest_operation_does(
+    base_url: str,
+) -> None:
+    messages = [{"role": "user", "content": "Name one colour of the rainbow."}]
+    async with connect(base_url, "mcp chat") as client:
+        result = await client.call_tool(
+            "chat", {"messages": messages, "max_tokens": 24, "temperature": 0, "seed": 7}
+        )
+    assert not result.is_error
+    reply = result.structured_content
+    assert reply is not None
+    assert reply["model"] == MODEL
+    assert reply["usage"]["completion_tokens"] >= 1
+    assert reply["finish_reason"] in ("stop", "length")
+    assert reply["content"].strip()
+    async with rest(base_url) as api:
+        expected = await api.chat.completions.create(
+            model=MODEL,
+            messages=messages,
+            max_tokens=24,
+            temperature=0,
+            seed=7,  # type: ignore[arg-type]
+        )
+    # greedy decoding: the tool ran the same operation on the same model
+    assert reply["content"] == expected.choices[0].message.content
+    assert reply["usage"]["prompt_tokens"] == expected.usage.prompt_tokens  # type: ignore[union-attr]
+
+
+async def test_the_embeddings_and_models_tools_match_the_rest_operations(base_url: str) -> None:
+    async with connect(base_url, "mcp embeddings models:read") as client:
+        vectors = await client.call_tool("embeddings", {"input": ["red", "a blue sky"]})
+        models = await client.call_tool("list_models", {})
+    async with rest(base_url) as api:
+        expected = await api.embeddings.create(model=MODEL, input=["red", "a blue sky"])
+        listed = await api.models.list()
+    data = vectors.structured_content["data"]  # type: ignore[index]
+    assert [d["index"] for d in data] == [0, 1]
+    for got, want in zip(data, expected.data, strict=True):
+        assert math.isclose(sum(x * x for x in got["embedding"]), 1.0, rel_tol=1e-4)
+        assert got["embedding"] == pytest.approx(want.embedding, abs=1e-6)
+    assert [m["id"] for m in models.structured_content["models"]] == [  # type: ignore[index]
+        m.id for m in listed.data
+    ]
+
+
+async def test_an_operation_error_is_a_tool_error_with_the_openai_message(base_url: str) -> None:
+    too_long = [{"role": "user", "content": "word " * 3000}]
+    async with connect(base_url, "mcp chat") as client:
+        result = await client.call_tool("chat", {"messages": too_long})
+    assert result.is_error
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert "context_length_exceeded" in text
+    assert "maximum context length" in text
+
+
+@pytest.mark.parametrize(
+    ("scopes", "tool", "arguments", "missing"),
+    [
+        (
+            "mcp embeddings models:read",
+            "chat",
+            {"messages": [{"role": "user", "content": "hi"}]},
+            "chat",
+        ),
+        ("mcp chat", "embeddings", {"input": ["x"]}, "embeddings"),
+        ("mcp chat embeddings", "list_models", {}, "models:read"),
+    ],
+)
+async def test_a_tool_without_its_scope_is_refused_naming_the_scope_to_ask_for(
+    base_url: str, scopes: str, tool: str, arguments: dict[str, object], missing: str
+) -> None:
+    async with connect(base_url, scopes) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool(tool, arguments)
+        # the refusal is per call: the session goes on
+        assert (await client.list_tools()).tools
+    assert refused.value.error.code == INSUFFICIENT_SCOPE
+    assert refused.value.error.data["missing_scopes"] == [missing]  # type: ignore[index]
+    assert refused.value.error.data["scope"] == f"mcp {missing}"  # type: ignore[index]
+
+
+async def test_an_invalid_origin_is_403_and_an_allowed_one_passes(base_url: str) -> None:
+    headers = {
+        "x-test-only-scopes": ALL_SCOPES,
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+    }
+    async with httpx.AsyncClient() as http:
+        evil = await http.post(
+            f"{base_url}/mcp",
+            content=rpc("tools/list"),
+            headers={**headers, "origin": "http://attacker.example:8000"},
+        )
+    assert evil.status_code == 403
+    assert evil.json()["error"]["code"] == FORBIDDEN_ORIGIN
+    async with connect(base_url, ALL_SCOPES, origin="http://localhost:6274") as client:
+        assert (await client.call_tool("list_models", {})).is_error is False
+
+
+async def test_the_rest_api_is_not_subject_to_the_mcp_guards(base_url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(
+            f"{base_url}/v1/models", headers={"origin": "http://attacker.example"}
+        )
+    assert response.status_code == 200
