@@ -105,3 +105,6 @@ config(
         description="one no-op BaseHTTPMiddleware",
     )
 )
+
+# configurations of each feature, registered by importing their modules
+from . import mcp_guards as _mcp_guards  # noqa: E402, F401
