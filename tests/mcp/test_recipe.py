@@ -141,3 +141,42 @@ async def refusal(url: str, scopes: str | None, **headers: str) -> int:
 async def test_an_allowed_origin_gets_in(url: str) -> None:
     async with connect(url, "mcp notes:read", origin="http://localhost:6274") as client:
         assert (await client.call_tool("read_notes", {})).is_error is False
+
+
+META = (
+    '"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", '
+    '"io.modelcontextprotocol/clientCapabilities": {}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "status"),
+    [("add_note", "read_notes", 403), ("read_notes", "add_note", 200)],
+)
+async def test_a_duplicated_tool_name_is_judged_as_the_server_reads_it(
+    url: str, first: str, last: str, status: int
+) -> None:
+    """Smuggling by duplicate keys: the guard and the SDK both take the last ``name``, so the
+    tool authorised is the tool run (a caller with ``notes:write`` cannot reach ``read_notes``)."""
+    body = (
+        '{"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {'
+        f'{META}, "name": "{first}", "arguments": {{"text": "x"}}, "name": "{last}"}}}}'
+    )
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            url,
+            content=body,
+            headers={
+                "x-test-only-scopes": "mcp notes:write",
+                "content-type": "application/json",
+                "accept": "application/json, text/event-stream",
+                "mcp-protocol-version": "2026-07-28",
+                "mcp-method": "tools/call",
+                "mcp-name": last,
+            },
+        )
+    assert response.status_code == status, response.text
+    if status == 403:
+        assert response.json()["error"]["data"]["tool"] == "read_notes"
+    else:  # add_note ran (it answers a count), not read_notes (a list)
+        assert isinstance(response.json()["result"]["structuredContent"]["result"], int)
