@@ -205,7 +205,7 @@ class MCPScopeMiddleware:
             found = list(calls(body))
         else:
             # GET opens the server's event stream, DELETE ends a session: the endpoint's scopes
-            found = [Call(str(scope.get("method", "")), None)]
+            found = []
         if await self._authorise(scope, send, principal, found):
             await self.app(scope, receive, send)
 
@@ -219,21 +219,21 @@ class MCPScopeMiddleware:
         needed: dict[str, None] = dict.fromkeys(self.scopes)
         refused: Call | None = None
         # the challenge names every scope the whole request needs, so one step-up suffices
-        for call in found or [Call("", None)]:
+        for call in found:
             required = self.required(call)
             needed.update(dict.fromkeys(required))
             if refused is None and not principal.has_scopes(required):
                 refused = call
-        if refused is None:
+        if refused is None and principal.has_scopes(self.scopes):
             annotate(scope, _PREFIX + "outcome", "allowed")
             return True
         annotate(scope, _PREFIX + "outcome", "insufficient_scope")
         scopes = tuple(needed)
         missing = [s for s in scopes if s not in principal.scopes]
         what = "scope" if len(missing) == 1 else "scopes"
-        if refused.tool is not None:
+        if refused is not None and refused.tool is not None:
             subject = f"the tool {refused.tool!r}"
-        elif refused.method and refused.method not in ("GET", "DELETE", ""):
+        elif refused is not None and refused.method in self.methods:
             subject = refused.method
         else:
             subject = "this MCP server"
@@ -243,9 +243,9 @@ class MCPScopeMiddleware:
             "scope": " ".join(scopes),
             "missing_scopes": missing,
         }
-        if refused.tool is not None:
+        if refused is not None and refused.tool is not None:
             data["tool"] = refused.tool
         # one refusal per HTTP request: a batch is refused whole (id null), a single call by id
-        request_id = refused.id if len(found) == 1 else None
+        request_id = found[0].id if len(found) == 1 else None
         await self._refuse(send, 403, INSUFFICIENT_SCOPE, message, request_id, scopes, data)
         return False
