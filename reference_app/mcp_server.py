@@ -99,7 +99,10 @@ class _Operations:
         if self.client is None:
             raise ToolError("the server is shutting down")
         response = await self.client.request(method, path, json=body, timeout=None)
-        payload = response.json()
+        try:
+            payload = response.json()
+        except ValueError:
+            raise ToolError(f"the operation failed (HTTP {response.status_code})") from None
         if response.status_code >= 400:
             error = payload.get("error", {}) if isinstance(payload, dict) else {}
             code = error.get("code") or error.get("type") or response.status_code
