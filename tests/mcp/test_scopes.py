@@ -268,3 +268,16 @@ def test_repr_shows_the_rules() -> None:
     text = repr(MCPScopeMiddleware(recording_app(Exchange()), tools=TOOLS))
     assert "'chat': ['chat']" in text
     assert "scopes=['mcp']" in text
+
+
+async def test_an_overlong_tool_name_is_cut_in_the_refusal_and_the_annotations() -> None:
+    ex = Exchange()
+    name = "t" * 5000
+    scope = http_scope(principal=agent("mcp"))
+    ex.sent = await run(
+        guarded(ex, default_tool_scopes=["admin"]), scope, rpc("tools/call", {"name": name})
+    )
+    assert ex.status == 403
+    assert len(ex.header(b"www-authenticate") or b"") < 600
+    assert ex.json()["error"]["data"]["tool"] == "t" * 125 + "..."
+    assert get_annotations(scope)["aimiddleware.mcp.tool"] == "t" * 125 + "..."

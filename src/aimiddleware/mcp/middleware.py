@@ -38,6 +38,13 @@ _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # what may appear inside a quoted challenge parameter (RFC 6750 section 3)
 _UNQUOTABLE: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 _PREFIX: Final = "aimiddleware.mcp."
+# MCP tool names are 1-128 characters; a longer one (attacker-chosen) is cut before it goes
+# into a header, a span attribute or a log line
+_MAX_NAME: Final = 128
+
+
+def _shown(name: str) -> str:
+    return name if len(name) <= _MAX_NAME else name[: _MAX_NAME - 3] + "..."
 
 
 def _scopes(value: Iterable[str], what: str) -> tuple[str, ...]:
@@ -213,9 +220,9 @@ class MCPScopeMiddleware:
         self, scope: Scope, send: Send, principal: Principal, found: list[Call]
     ) -> bool:
         if len(found) == 1:
-            annotate(scope, _PREFIX + "method", found[0].method)
+            annotate(scope, _PREFIX + "method", _shown(found[0].method))
             if found[0].tool is not None:
-                annotate(scope, _PREFIX + "tool", found[0].tool)
+                annotate(scope, _PREFIX + "tool", _shown(found[0].tool))
         needed: dict[str, None] = dict.fromkeys(self.scopes)
         refused: Call | None = None
         # the challenge names every scope the whole request needs, so one step-up suffices
@@ -232,7 +239,7 @@ class MCPScopeMiddleware:
         missing = [s for s in scopes if s not in principal.scopes]
         what = "scope" if len(missing) == 1 else "scopes"
         if refused is not None and refused.tool is not None:
-            subject = f"the tool {refused.tool!r}"
+            subject = f"the tool {_shown(refused.tool)!r}"
         elif refused is not None and refused.method in self.methods:
             subject = refused.method
         else:
@@ -244,7 +251,7 @@ class MCPScopeMiddleware:
             "missing_scopes": missing,
         }
         if refused is not None and refused.tool is not None:
-            data["tool"] = refused.tool
+            data["tool"] = _shown(refused.tool)
         # one refusal per HTTP request: a batch is refused whole (id null), a single call by id
         request_id = found[0].id if len(found) == 1 else None
         await self._refuse(send, 403, INSUFFICIENT_SCOPE, message, request_id, scopes, data)
