@@ -281,3 +281,54 @@ async def test_an_overlong_tool_name_is_cut_in_the_refusal_and_the_annotations()
     assert len(ex.header(b"www-authenticate") or b"") < 600
     assert ex.json()["error"]["data"]["tool"] == "t" * 125 + "..."
     assert get_annotations(scope)["aimiddleware.mcp.tool"] == "t" * 125 + "..."
+
+
+async def test_an_event_stream_answer_goes_out_as_it_is_produced() -> None:
+    """Neither guard holds back the server's SSE answer: the head and the first event reach
+    the client while the app is still producing."""
+    import anyio
+
+    from aimiddleware.mcp import MCPOriginMiddleware
+
+    release = anyio.Event()
+    first_event_out = anyio.Event()
+    sent: list[Any] = []
+
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"event: message\n\n", "more_body": True})
+        await release.wait()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    app = MCPOriginMiddleware(
+        MCPScopeMiddleware(streaming, tools=TOOLS), allowed_origins=["https://chat.example.com"]
+    )
+    scope = http_scope(
+        headers=[(b"origin", b"https://chat.example.com")], principal=agent("mcp", "chat")
+    )
+    messages = [{"type": "http.request", "body": rpc("tools/call", {"name": "chat"})}]
+
+    async def receive() -> Any:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+        if len(sent) == 2:
+            first_event_out.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(app, scope, receive, send)
+        with anyio.fail_after(5):
+            await first_event_out.wait()
+        assert not release.is_set()
+        assert sent[0]["status"] == 200
+        assert sent[1]["body"] == b"event: message\n\n"
+        release.set()
+    assert sent[-1]["more_body"] is False
