@@ -332,3 +332,27 @@ async def test_an_event_stream_answer_goes_out_as_it_is_produced() -> None:
         assert sent[1]["body"] == b"event: message\n\n"
         release.set()
     assert sent[-1]["more_body"] is False
+
+
+class OAuthChallengeSettingsStandIn:
+    """Stands in for the challenge settings OAuthMiddleware leaves in the scope (two strings)."""
+
+    resource_metadata = "https://api.example.com/.well-known/oauth-protected-resource"
+    realm = "api"
+
+
+async def test_without_its_own_metadata_the_oauth_middlewares_settings_are_used() -> None:
+    ex = Exchange()
+    scope = http_scope(principal=agent("mcp"))
+    scope["aimiddleware.oauth.challenger"] = OAuthChallengeSettingsStandIn()
+    mw = MCPScopeMiddleware(recording_app(ex), tools=TOOLS)
+    ex.sent = await run(mw, scope, rpc("tools/call", {"name": "chat"}))
+    params = challenge(ex)
+    assert params["resource_metadata"] == OAuthChallengeSettingsStandIn.resource_metadata
+    assert params["realm"] == "api"
+    # an explicit option wins
+    ex2 = Exchange()
+    scope2 = http_scope(principal=agent("mcp"))
+    scope2["aimiddleware.oauth.challenger"] = OAuthChallengeSettingsStandIn()
+    ex2.sent = await run(guarded(ex2), scope2, rpc("tools/call", {"name": "chat"}))
+    assert challenge(ex2)["resource_metadata"] == METADATA

@@ -38,6 +38,9 @@ _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # what may appear inside a quoted challenge parameter (RFC 6750 section 3)
 _UNQUOTABLE: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 _PREFIX: Final = "aimiddleware.mcp."
+# where OAuthMiddleware leaves its challenge settings for the layers inside it, so that their
+# refusals name the same metadata URL and realm as its own
+_OAUTH_CHALLENGER_KEY: Final = "aimiddleware.oauth.challenger"
 # MCP tool names are 1-128 characters; a longer one (attacker-chosen) is cut before it goes
 # into a header, a span attribute or a log line
 _MAX_NAME: Final = 128
@@ -79,8 +82,9 @@ class MCPScopeMiddleware:
     :param default_tool_scopes: scopes a tool missing from ``tools`` needs (default none;
         set it to deny tools added later without a mapping).
     :param methods: JSON-RPC method -> scopes (``{"resources/read": ["files:read"]}``).
-    :param resource_metadata: the RFC 9728 metadata URL put into challenges.
-    :param realm: an optional ``realm`` for challenges.
+    :param resource_metadata: the RFC 9728 metadata URL put into challenges; by default the
+        one of the ``OAuthMiddleware`` in front, if any.
+    :param realm: an optional ``realm`` for challenges (by default the OAuth middleware's).
     :param max_body: request bodies above this many bytes are refused with 413.
 
     Example::
@@ -146,22 +150,33 @@ class MCPScopeMiddleware:
             needed += self.tools.get(call.tool or "", self.default_tool_scopes)
         return tuple(dict.fromkeys(needed))
 
-    def _challenge(self, error: str | None, description: str, scopes: Iterable[str]) -> bytes:
+    def _from_oauth(self, scope: Scope, name: str) -> str | None:
+        value = getattr(scope.get(_OAUTH_CHALLENGER_KEY), name, None)
+        return value if isinstance(value, str) else None
+
+    def _challenge(
+        self, scope: Scope, error: str | None, description: str, scopes: Iterable[str]
+    ) -> bytes:
+        realm = self.realm if self.realm is not None else self._from_oauth(scope, "realm")
+        metadata = self.resource_metadata
+        if metadata is None:
+            metadata = self._from_oauth(scope, "resource_metadata")
         params = []
-        if self.realm is not None:
-            params.append(f"realm={_quote(self.realm)}")
+        if realm is not None:
+            params.append(f"realm={_quote(realm)}")
         if error is not None:
             params.append(f"error={_quote(error)}")
             params.append(f"error_description={_quote(description)}")
         needed = " ".join(scopes)
         if needed:
             params.append(f"scope={_quote(needed)}")
-        if self.resource_metadata is not None:
-            params.append(f"resource_metadata={_quote(self.resource_metadata)}")
+        if metadata is not None:
+            params.append(f"resource_metadata={_quote(metadata)}")
         return ("Bearer " + ", ".join(params)).encode("latin-1") if params else b"Bearer"
 
     async def _refuse(
         self,
+        scope: Scope,
         send: Send,
         status: int,
         code: int,
@@ -171,7 +186,7 @@ class MCPScopeMiddleware:
         data: dict[str, object],
     ) -> None:
         error = "insufficient_scope" if status == 403 else None
-        challenge = self._challenge(error, message, needed)
+        challenge = self._challenge(scope, error, message, needed)
         payload = error_payload(code, message, request_id, data)
         await send_error(send, status, payload, [(b"www-authenticate", challenge)])
 
@@ -184,7 +199,7 @@ class MCPScopeMiddleware:
             annotate(scope, _PREFIX + "outcome", "unauthenticated")
             message = "Unauthorized: this MCP server needs an access token"
             data: dict[str, object] = {"error": "unauthorized", "scope": " ".join(self.scopes)}
-            await self._refuse(send, 401, UNAUTHORIZED, message, None, self.scopes, data)
+            await self._refuse(scope, send, 401, UNAUTHORIZED, message, None, self.scopes, data)
             return
         if scope.get("method") == "POST":
             try:
@@ -254,5 +269,5 @@ class MCPScopeMiddleware:
             data["tool"] = _shown(refused.tool)
         # one refusal per HTTP request: a batch is refused whole (id null), a single call by id
         request_id = found[0].id if len(found) == 1 else None
-        await self._refuse(send, 403, INSUFFICIENT_SCOPE, message, request_id, scopes, data)
+        await self._refuse(scope, send, 403, INSUFFICIENT_SCOPE, message, request_id, scopes, data)
         return False
