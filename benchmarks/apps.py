@@ -106,5 +106,5 @@ config(
     )
 )
 
-# configurations of each feature, registered by importing their modules
-from . import mcp_guards as _mcp_guards  # noqa: E402, F401
+# each feature's configurations register themselves when imported
+from . import configs_oauth, mcp_guards  # noqa: E402, F401

@@ -1,5 +1,6 @@
-"""The reference app's /mcp endpoint with the real SmolLM2 model, over a real socket, driven
-by the official ``mcp`` client; the REST answers (openai SDK) are the yardstick."""
+"""The reference app's /mcp endpoint with the real SmolLM2 model and OAuth on, over a real
+socket, driven by the official ``mcp`` client with tokens minted by the demo issuer; the REST
+answers (openai SDK) are the yardstick."""
 
 from __future__ import annotations
 
@@ -17,27 +18,39 @@ from mcp.shared.exceptions import MCPError
 
 from aimiddleware.mcp import FORBIDDEN_ORIGIN, INSUFFICIENT_SCOPE
 from reference_app import Settings, create_app
+from reference_app.auth import mint
 
 from ..reference_app.conftest import MODEL, wait_ready
-from ..servers import ThreadedServer
-from ._helpers import PrincipalFromHeaderTestOnly, rpc
+from ..servers import ThreadedServer, free_port
+from ._helpers import rpc
 
 pytestmark = [pytest.mark.anyio, pytest.mark.model, pytest.mark.e2e]
 
 ALL_SCOPES = "mcp chat embeddings models:read"
+_SETTINGS: dict[str, Settings] = {}
 
 
 @pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    app = PrincipalFromHeaderTestOnly(create_app(Settings()))
-    with ThreadedServer(app) as server:
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The demo as `make demo` runs it: OAuth on, its own development issuer."""
+    port = free_port()
+    settings = Settings(
+        port=port, auth=True, auth_key_file=tmp_path_factory.mktemp("issuer") / "key.json"
+    )
+    with ThreadedServer(create_app(settings), port=port) as server:
         wait_ready(server.url)
+        _SETTINGS[server.url] = settings
         yield server.url
+
+
+def token(base_url: str, scopes: str) -> str:
+    """An access token minted by the demo's issuer, as `python -m reference_app token` does."""
+    return mint(_SETTINGS[base_url], scope=scopes, tier="agent", client_id="agent-7")
 
 
 @asynccontextmanager
 async def connect(base_url: str, scopes: str, **headers: str) -> AsyncIterator[Client]:
-    headers["x-test-only-scopes"] = scopes
+    headers["Authorization"] = f"Bearer {token(base_url, scopes)}"
     async with (
         create_mcp_http_client(headers=headers) as http,
         Client(streamable_http_client(f"{base_url}/mcp", http_client=http)) as client,
@@ -46,7 +59,9 @@ async def connect(base_url: str, scopes: str, **headers: str) -> AsyncIterator[C
 
 
 def rest(base_url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="none", max_retries=0)
+    return openai.AsyncOpenAI(
+        base_url=f"{base_url}/v1", api_key=token(base_url, ALL_SCOPES), max_retries=0
+    )
 
 
 async def test_the_tools_are_listed_with_schemas_and_the_scope_they_need(base_url: str) -> None:
@@ -149,7 +164,7 @@ async def test_a_tool_without_its_scope_is_refused_naming_the_scope_to_ask_for(
 
 async def test_an_invalid_origin_is_403_and_an_allowed_one_passes(base_url: str) -> None:
     headers = {
-        "x-test-only-scopes": ALL_SCOPES,
+        "authorization": f"Bearer {token(base_url, ALL_SCOPES)}",
         "content-type": "application/json",
         "accept": "application/json, text/event-stream",
     }
@@ -165,9 +180,81 @@ async def test_an_invalid_origin_is_403_and_an_allowed_one_passes(base_url: str)
         assert (await client.call_tool("list_models", {})).is_error is False
 
 
-async def test_the_rest_api_is_not_subject_to_the_mcp_guards(base_url: str) -> None:
+async def test_the_rest_api_is_not_subject_to_the_mcp_origin_check(base_url: str) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.get(
-            f"{base_url}/v1/models", headers={"origin": "http://attacker.example"}
+            f"{base_url}/v1/models",
+            headers={
+                "origin": "http://attacker.example",
+                "authorization": f"Bearer {token(base_url, 'models:read')}",
+            },
         )
     assert response.status_code == 200
+
+
+MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+async def test_without_a_token_the_client_discovers_the_metadata_from_the_401(
+    base_url: str,
+) -> None:
+    """The MCP SDK's own discovery steps (RFC 9728, then RFC 8414) from the 401's challenge."""
+    import httpx2
+    from mcp.client.auth.utils import (
+        build_protected_resource_metadata_discovery_urls,
+        extract_resource_metadata_from_www_auth,
+        extract_scope_from_www_auth,
+        handle_protected_resource_response,
+    )
+
+    async with httpx2.AsyncClient() as http:
+        refused = await http.post(f"{base_url}/mcp", content=rpc("tools/list"), headers=MCP_HEADERS)
+        assert refused.status_code == 401
+        assert extract_scope_from_www_auth(refused) == "mcp"
+        advertised = extract_resource_metadata_from_www_auth(refused)
+        assert advertised == f"{base_url}/.well-known/oauth-protected-resource"
+        urls = build_protected_resource_metadata_discovery_urls(advertised, f"{base_url}/mcp")
+        metadata = await handle_protected_resource_response(await http.get(urls[0]))
+        assert metadata is not None
+        assert str(metadata.resource).rstrip("/") == base_url
+        assert "mcp" in (metadata.scopes_supported or [])
+        (issuer,) = (str(url).rstrip("/") for url in metadata.authorization_servers)
+        server = (await http.get(f"{issuer}/.well-known/oauth-authorization-server")).json()
+    assert server["issuer"] == issuer
+    assert "mcp" in server["scopes_supported"]
+
+
+async def test_a_token_without_the_mcp_scope_is_refused_before_the_endpoint(base_url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"{base_url}/mcp",
+            content=rpc("tools/list"),
+            headers={**MCP_HEADERS, "authorization": f"Bearer {token(base_url, 'chat')}"},
+        )
+    assert response.status_code == 403
+    challenge = response.headers["www-authenticate"]
+    assert 'error="insufficient_scope"' in challenge
+    assert 'scope="mcp"' in challenge
+
+
+async def test_the_tool_scope_refusal_points_at_the_same_metadata_as_the_401(
+    base_url: str,
+) -> None:
+    call = rpc("tools/call", {"name": "chat", "arguments": {"messages": []}}, id=3)
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"{base_url}/mcp",
+            content=call,
+            headers={
+                **MCP_HEADERS,
+                "authorization": f"Bearer {token(base_url, 'mcp models:read')}",
+                "mcp-protocol-version": "2026-07-28",
+            },
+        )
+    assert response.status_code == 403
+    challenge = response.headers["www-authenticate"]
+    assert 'error="insufficient_scope"' in challenge
+    assert 'scope="mcp chat"' in challenge
+    assert f'resource_metadata="{base_url}/.well-known/oauth-protected-resource"' in challenge
+    assert response.json()["id"] == 3
+    assert response.json()["error"]["data"]["missing_scopes"] == ["chat"]
