@@ -3,8 +3,8 @@
 Each tool calls the app's own OpenAI-compatible endpoint in-process (the FastAPI app, not the
 middleware stack around it: the ``/mcp`` request already went through the stack), so a tool
 validates, answers and fails exactly as the REST operation does. The endpoint is guarded by
-``aimiddleware.mcp``: the ``mcp`` scope for the endpoint, each tool the scope of its operation,
-and the Origin allow-list.
+``aimiddleware.mcp``: each tool needs the scope of its operation (``MCPScopeMiddleware`` around
+the endpoint), and the stack checks the Origin allow-list (``origin_guard``, outside OAuth).
 """
 
 from __future__ import annotations
@@ -199,6 +199,12 @@ def build_server(api: FastAPI, operations: _Operations) -> MCPServer:
     return server
 
 
+def origin_guard(app: Any, settings: Settings) -> MCPOriginMiddleware:
+    """The Origin check of ``/mcp``, outside the auth middleware: a foreign page gets the
+    transport's 403 whether or not it has a token."""
+    return MCPOriginMiddleware(app, allowed_origins=settings.mcp_allowed_origins, paths=[PATH])
+
+
 def mount_mcp(
     api: FastAPI, settings: Settings
 ) -> Callable[[], contextlib.AbstractAsyncContextManager[None]]:
@@ -212,14 +218,11 @@ def mount_mcp(
         # Origin is MCPOriginMiddleware's job (one JSON-RPC 403 for every MCP server)
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
-    guarded = MCPOriginMiddleware(
-        MCPScopeMiddleware(
-            endpoint,
-            scopes=ENDPOINT_SCOPES,
-            tools=TOOL_SCOPES,
-            resource_metadata=settings.mcp_resource_metadata,
-        ),
-        allowed_origins=settings.mcp_allowed_origins,
+    guarded = MCPScopeMiddleware(
+        endpoint,
+        scopes=ENDPOINT_SCOPES,
+        tools=TOOL_SCOPES,
+        resource_metadata=settings.mcp_resource_metadata,
     )
     api.router.routes.append(Route(PATH, endpoint=guarded))
 

@@ -21,4 +21,8 @@ def build_stack(app: ASGIApp, settings: Settings) -> ASGIApp:
         from .auth import oauth_middleware
 
         app = oauth_middleware(app, settings)
+    # /mcp's Origin check answers before auth: a foreign page gets 403 with or without a token
+    from .mcp_server import origin_guard
+
+    app = origin_guard(app, settings)
     return app

@@ -1,4 +1,4 @@
-"""Helpers of the MCP tests: a recorded raw ASGI exchange and a test-only principal source."""
+"""Helpers of the MCP tests: a raw ASGI exchange, recorded."""
 
 from __future__ import annotations
 
@@ -9,25 +9,6 @@ from typing import Any
 
 from aimiddleware import Principal, set_principal
 from aimiddleware._asgi import ASGIApp, Message, Receive, Scope, Send, get_header
-
-TEST_SCOPES_HEADER = b"x-test-only-scopes"
-
-
-class PrincipalFromHeaderTestOnly:
-    """TEST ONLY, a stand-in for the OAuth middleware until it is on this branch: puts a
-    Principal with the space-separated scopes of ``x-test-only-scopes`` into the scope (no
-    header: no principal, as for a request without a token). Never a way to authenticate."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            raw = get_header(scope.get("headers", ()), TEST_SCOPES_HEADER)
-            if raw is not None:
-                scopes = frozenset(raw.decode("ascii").split())
-                set_principal(scope, Principal(id="test-agent", scopes=scopes, tier="agent"))
-        await self.app(scope, receive, send)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The docs/mcp.md recipe, run as written: a generic MCP server (official SDK) behind the
-guards, under uvicorn on loopback, driven by the official ``mcp`` client."""
+guards and the OAuth middleware, under uvicorn on loopback, with a real authorization server
+(tests/oauth/issuer.py) in place of auth.example.com, driven by the official ``mcp`` client."""
 
 from __future__ import annotations
 
@@ -16,35 +17,46 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from aimiddleware.mcp import FORBIDDEN_ORIGIN, INSUFFICIENT_SCOPE, UNAUTHORIZED
+from aimiddleware.mcp import FORBIDDEN_ORIGIN, INSUFFICIENT_SCOPE
 
+from ..oauth.issuer import Issuer, serving
 from ..servers import ThreadedServer
-from ._helpers import PrincipalFromHeaderTestOnly, rpc
+from ._helpers import rpc
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 DOC = Path(__file__).parents[2] / "docs" / "mcp.md"
+RESOURCE = "https://notes.example.com/mcp"
+METADATA = "https://notes.example.com/.well-known/oauth-protected-resource/mcp"
+ISSUER = Issuer()
 
 
-def recipe_app() -> Any:
-    """The first Python block of docs/mcp.md, executed; its ``app``."""
+def recipe_app(issuer_url: str) -> Any:
+    """The first Python block of docs/mcp.md, executed with ``issuer_url`` for the example
+    authorization server; its ``app``."""
     block = re.search(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
     assert block is not None
+    code = block.group(1)
+    assert "https://auth.example.com" in code
     namespace: dict[str, Any] = {}
-    exec(compile(block.group(1), str(DOC), "exec"), namespace)
+    exec(compile(code.replace("https://auth.example.com", issuer_url), str(DOC), "exec"), namespace)
     return namespace["app"]
 
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    with ThreadedServer(PrincipalFromHeaderTestOnly(recipe_app())) as server:
+    with serving(ISSUER), ThreadedServer(recipe_app(ISSUER.url)) as server:
         yield f"{server.url}/mcp"
+
+
+def token(scopes: str) -> str:
+    return ISSUER.mint(aud=RESOURCE, scope=scopes)
 
 
 @asynccontextmanager
 async def connect(url: str, scopes: str | None, **headers: str) -> AsyncIterator[Client]:
     if scopes is not None:
-        headers["x-test-only-scopes"] = scopes
+        headers["Authorization"] = f"Bearer {token(scopes)}"
     async with (
         create_mcp_http_client(headers=headers) as http,
         Client(streamable_http_client(url, http_client=http)) as client,
@@ -76,7 +88,7 @@ async def test_a_tool_without_its_scope_raises_the_scope_error_naming_the_scope(
     }
 
 
-async def test_without_a_principal_the_endpoint_answers_401_with_resource_metadata(
+async def test_without_a_token_the_endpoint_answers_401_with_resource_metadata(
     url: str,
 ) -> None:
     async with httpx.AsyncClient() as http:
@@ -91,8 +103,14 @@ async def test_without_a_principal_the_endpoint_answers_401_with_resource_metada
     assert response.status_code == 401
     challenge = response.headers["www-authenticate"]
     assert challenge.startswith("Bearer ")
-    assert 'resource_metadata="https://notes.example.com/' in challenge
+    assert f'resource_metadata="{METADATA}"' in challenge
     assert 'scope="mcp"' in challenge
+    async with httpx.AsyncClient() as http:
+        document = (
+            await http.get(url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp"))
+        ).json()
+    assert document["resource"] == RESOURCE
+    assert document["authorization_servers"] == [ISSUER.url]
 
 
 async def test_an_invalid_origin_is_403_even_with_every_scope(url: str) -> None:
@@ -102,7 +120,7 @@ async def test_an_invalid_origin_is_403_even_with_every_scope(url: str) -> None:
             content=rpc("tools/list"),
             headers={
                 "origin": "https://evil.example.com",
-                "x-test-only-scopes": "mcp notes:read notes:write",
+                "authorization": f"Bearer {token('mcp notes:read notes:write')}",
                 "content-type": "application/json",
                 "accept": "application/json, text/event-stream",
             },
@@ -115,10 +133,27 @@ async def test_an_invalid_origin_is_403_even_with_every_scope(url: str) -> None:
     )
 
 
-async def test_the_official_client_without_a_principal_is_refused_with_unauthorized(
-    url: str,
-) -> None:
-    assert await refusal(url, None) == UNAUTHORIZED
+async def test_an_invalid_origin_is_403_before_auth_without_a_token(url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            url,
+            content=rpc("tools/list"),
+            headers={"origin": "https://evil.example.com", "content-type": "application/json"},
+        )
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == FORBIDDEN_ORIGIN
+
+
+async def test_a_token_for_another_audience_is_refused(url: str) -> None:
+    other = ISSUER.mint(aud="https://other.example.com", scope="mcp notes:read")
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            url,
+            content=rpc("tools/list"),
+            headers={"authorization": f"Bearer {other}", "content-type": "application/json"},
+        )
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
 async def refusal(url: str, scopes: str | None, **headers: str) -> int:
@@ -167,7 +202,7 @@ async def test_a_duplicated_tool_name_is_judged_as_the_server_reads_it(
             url,
             content=body,
             headers={
-                "x-test-only-scopes": "mcp notes:write",
+                "authorization": f"Bearer {token('mcp notes:write')}",
                 "content-type": "application/json",
                 "accept": "application/json, text/event-stream",
                 "mcp-protocol-version": "2026-07-28",
@@ -178,5 +213,7 @@ async def test_a_duplicated_tool_name_is_judged_as_the_server_reads_it(
     assert response.status_code == status, response.text
     if status == 403:
         assert response.json()["error"]["data"]["tool"] == "read_notes"
+        # the guard's step-up challenge names the OAuth middleware's metadata
+        assert f'resource_metadata="{METADATA}"' in response.headers["www-authenticate"]
     else:  # add_note ran (it answers a count), not read_notes (a list)
         assert isinstance(response.json()["result"]["structuredContent"]["result"], int)

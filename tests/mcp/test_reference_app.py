@@ -258,3 +258,15 @@ async def test_the_tool_scope_refusal_points_at_the_same_metadata_as_the_401(
     assert f'resource_metadata="{base_url}/.well-known/oauth-protected-resource"' in challenge
     assert response.json()["id"] == 3
     assert response.json()["error"]["data"]["missing_scopes"] == ["chat"]
+
+
+async def test_an_invalid_origin_is_403_before_auth_even_without_a_token(base_url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"{base_url}/mcp",
+            content=rpc("tools/list"),
+            headers={**MCP_HEADERS, "origin": "http://attacker.example:8000"},
+        )
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == FORBIDDEN_ORIGIN
+    assert "www-authenticate" not in response.headers
