@@ -106,5 +106,5 @@ config(
     )
 )
 
-# each feature's configurations register themselves when imported
-from . import configs_oauth, mcp_guards  # noqa: E402, F401
+# each middleware's configurations live in their own module, registered on import
+from . import configs_oauth, configs_tracing, mcp_guards  # noqa: E402, F401

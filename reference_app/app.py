@@ -19,6 +19,7 @@ from .engine import BUNDLED_MODEL, Engine, bundled_model_path
 from .mcp_server import mount_mcp
 from .settings import Settings
 from .stack import build_stack
+from .telemetry import Telemetry
 
 logger = logging.getLogger("reference_app")
 
@@ -46,10 +47,11 @@ async def _load(engine: Engine) -> None:
     logger.info("model ready on %s in %.1f s", where, time.monotonic() - started)
 
 
-def create_app(settings: Settings | None = None) -> Any:
+def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None = None) -> Any:
     """Build the reference app (FastAPI inside the middleware stack) from ``settings``.
 
     The model loads in the background once the server starts; ``/health`` answers 503 until then.
+    ``telemetry`` overrides where spans and metrics go (default: the ``OTEL_*`` environment).
     """
     settings = settings or Settings()
     model_path = (settings.model or bundled_model_path()).resolve()
@@ -95,7 +97,7 @@ def create_app(settings: Settings | None = None) -> Any:
 
         api.include_router(issuer_router(settings))
     mcp_running = mount_mcp(api, settings)
-    return build_stack(api, settings)
+    return build_stack(api, settings, telemetry)
 
 
 def app_from_env() -> Any:

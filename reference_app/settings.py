@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         description="the development issuer's private key, created on first use",
     )
     log_level: str = "info"
+    access_log: bool = Field(
+        False, description="one JSON line per request on the aimiddleware.access logger"
+    )
     mcp_allowed_origins: list[str] = Field(
         default_factory=lambda: ["http://localhost:*", "http://127.0.0.1:*"],
         description="browser origins allowed to reach /mcp (requests without Origin pass); "
