@@ -143,3 +143,16 @@ def test_repr_lists_the_allowed_origins() -> None:
 )
 def test_origins_are_normalised(value: str, expected: str | None) -> None:
     assert normalise_origin(value) == expected
+
+
+async def test_verdicts_stay_right_and_bounded_under_many_distinct_origins() -> None:
+    ex = Exchange()
+    mw = MCPOriginMiddleware(recording_app(ex), allowed_origins=ALLOWED)
+    for i in range(1500):
+        sent = await run(mw, http_scope(headers=[(b"origin", f"https://x{i}.example".encode())]))
+        assert sent[0]["status"] == 403
+    assert len(mw._verdicts) <= 1024  # client-chosen values cannot grow it without bound
+    allowed = await run(mw, http_scope(headers=[(b"origin", b"https://chat.example.com")]))
+    assert allowed[0]["status"] == 200
+    again = await run(mw, http_scope(headers=[(b"origin", b"https://x3.example")]))
+    assert again[0]["status"] == 403

@@ -20,6 +20,8 @@ __all__ = ["MCPOriginMiddleware", "OriginPattern", "normalise_origin"]
 
 logger = logging.getLogger("aimiddleware.mcp")
 
+_MAX_VERDICTS: Final = 1024
+
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
@@ -141,6 +143,9 @@ class MCPOriginMiddleware:
         self._wildcards = tuple(p for p in patterns if p.any_port)
         self._patterns = tuple(patterns)
         self._paths = _path_prefixes(paths)
+        # verdicts by raw header value: browsers send a handful of distinct origins, and parsing
+        # one costs more than the rest of the check; bounded, since the values are client-chosen
+        self._verdicts: dict[bytes, bool] = {}
 
     def __repr__(self) -> str:
         return (
@@ -162,10 +167,16 @@ class MCPOriginMiddleware:
             return self.allow_missing
         if len(values) > 1:
             return False  # RFC 6454 allows one; two are a smuggling attempt or a broken proxy
-        origin = normalise_origin(values[0].decode("latin-1").strip())
-        if origin is None:
-            return False
-        return origin in self._exact or any(p.matches(origin) for p in self._wildcards)
+        raw = values[0]
+        verdict = self._verdicts.get(raw)
+        if verdict is None:
+            origin = normalise_origin(raw.decode("latin-1").strip())
+            verdict = origin is not None and (
+                origin in self._exact or any(p.matches(origin) for p in self._wildcards)
+            )
+            if len(self._verdicts) < _MAX_VERDICTS:
+                self._verdicts[raw] = verdict
+        return verdict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._applies(scope.get("path", "")):
