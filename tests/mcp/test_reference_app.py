@@ -5,8 +5,12 @@ answers (openai SDK) are the yardstick."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import openai
@@ -270,3 +274,30 @@ async def test_an_invalid_origin_is_403_before_auth_even_without_a_token(base_ur
     assert response.status_code == 403
     assert response.json()["error"]["code"] == FORBIDDEN_ORIGIN
     assert "www-authenticate" not in response.headers
+
+
+@pytest.fixture
+def cli_token(base_url: str) -> str:
+    """``python -m reference_app token`` with its default scopes, against the fixture's issuer."""
+    settings = _SETTINGS[base_url]
+    return subprocess.run(
+        [sys.executable, "-m", "reference_app", "token", "--port", str(settings.port)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "AIMW_AUTH_KEY_FILE": str(settings.auth_key_file)},
+        timeout=60,
+    ).stdout.strip()
+
+
+async def test_the_token_command_mints_a_token_that_reaches_the_tools_by_default(
+    base_url: str, cli_token: str
+) -> None:
+    headers = {"Authorization": f"Bearer {cli_token}"}
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        Client(streamable_http_client(f"{base_url}/mcp", http_client=http)) as client,
+    ):
+        models = await client.call_tool("list_models", {})
+    assert models.structured_content["models"][0]["id"] == MODEL  # type: ignore[index]
