@@ -107,4 +107,10 @@ config(
 )
 
 # each middleware's configurations live in their own module, registered on import
-from . import configs_idempotency, configs_oauth, configs_tracing, mcp_guards  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    configs_idempotency,
+    configs_oauth,
+    configs_sse_normalize,
+    configs_tracing,
+    mcp_guards,
+)

@@ -12,7 +12,9 @@ import typing as _typing
 from .exceptions import AimiddlewareError, ConfigurationError, StoreUnavailable
 from .idempotency import IdempotencyMiddleware
 from .mcp import MCPOriginMiddleware, MCPScopeMiddleware
+from .normalize import NormalizeMiddleware, NormalizeRoute
 from .principal import Principal, get_principal, set_principal
+from .sse import SSEMiddleware
 from .stores import MemoryStore, Store, store_from_url
 
 if _typing.TYPE_CHECKING:
@@ -44,8 +46,11 @@ __all__ = [
     "MCPOriginMiddleware",
     "MCPScopeMiddleware",
     "MemoryStore",
+    "NormalizeMiddleware",
+    "NormalizeRoute",
     "OAuthMiddleware",
     "Principal",
+    "SSEMiddleware",
     "ScopeRule",
     "Store",
     "StoreUnavailable",
