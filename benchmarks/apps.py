@@ -110,6 +110,7 @@ config(
 from . import (  # noqa: E402, F401
     configs_idempotency,
     configs_oauth,
+    configs_ratelimit,
     configs_sse_normalize,
     configs_tracing,
     mcp_guards,
