@@ -301,3 +301,29 @@ async def test_the_token_command_mints_a_token_that_reaches_the_tools_by_default
     ):
         models = await client.call_tool("list_models", {})
     assert models.structured_content["models"][0]["id"] == MODEL  # type: ignore[index]
+
+
+async def test_rate_limits_apply_to_mcp_per_agent(tmp_path: Path) -> None:
+    """The agent tier's request limit counts each agent's /mcp requests on its own."""
+    port = free_port()
+    settings = Settings(
+        port=port, auth=True, auth_key_file=tmp_path / "key.json", agent_requests="3/minute"
+    )
+
+    def bearer(agent: str) -> dict[str, str]:
+        minted = mint(settings, scope="mcp models:read", tier="agent", client_id=agent)
+        return {**MCP_HEADERS, "authorization": f"Bearer {minted}"}
+
+    with ThreadedServer(create_app(settings), port=port) as server:
+        wait_ready(server.url)
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            first = [
+                await http.post("/mcp", content=rpc("tools/list", id=i), headers=bearer("agent-a"))
+                for i in range(3)
+            ]
+            over = await http.post("/mcp", content=rpc("tools/list"), headers=bearer("agent-a"))
+            other = await http.post("/mcp", content=rpc("tools/list"), headers=bearer("agent-b"))
+    assert [r.status_code for r in first] == [200, 200, 200]
+    assert over.status_code == 429
+    assert int(over.headers["retry-after"]) >= 1
+    assert other.status_code == 200
