@@ -113,4 +113,5 @@ from . import (  # noqa: E402, F401
     configs_ratelimit,
     configs_sse_normalize,
     configs_tracing,
+    mcp_guards,
 )

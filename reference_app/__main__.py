@@ -78,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.auth:
         log.info(
             "auth on: export OPENAI_API_KEY=$(python -m reference_app token%s) "
-            "(scopes: chat models:read embeddings; AIMW_AUTH=0 turns auth off)",
+            "(scopes: chat models:read embeddings mcp; AIMW_AUTH=0 turns auth off)",
             "" if settings.port == 8000 else f" --port {settings.port}",
         )
     if settings.demo and settings.auth:
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "token", help="print an access token the demo server trusts (development issuer)"
     )
     token.add_argument(
-        "--scope", default="chat models:read embeddings", help="space-separated scopes"
+        "--scope", default="chat models:read embeddings mcp", help="space-separated scopes"
     )
     token.add_argument("--tier", help="rate-limit tier claim (e.g. agent)")
     token.add_argument("--client-id", default="dev-agent", help="client_id and sub claims")

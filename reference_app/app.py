@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from . import errors, playground
 from .api import router
 from .engine import BUNDLED_MODEL, Engine, bundled_model_path
+from .mcp_server import mount_mcp
 from .playground import DemoTokenIssuer
 from .settings import Settings
 from .stack import build_stack
@@ -78,7 +79,8 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(_load(engine))
         try:
-            yield
+            async with mcp_running():
+                yield
         finally:
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -105,6 +107,7 @@ def create_app(
     if demo_tokens is None and settings.demo and settings.auth:
         demo_tokens = playground.demo_issuer(settings)
     playground.install(api, demo_tokens)
+    mcp_running = mount_mcp(api, settings)
     return build_stack(api, settings, telemetry)
 
 

@@ -7,7 +7,8 @@ mint RFC 9068 access tokens. The resource, the issuer and the tokens' audience a
 server's public URL.
 
 Scopes (these exact names): ``models:read`` for ``/v1/models*``, ``chat`` for chat and text
-completions, ``embeddings`` for embeddings. ``/health`` and the API docs stay open.
+completions, ``embeddings`` for embeddings, ``mcp`` for the MCP endpoint (plus the scope of the
+operation each tool calls). ``/health`` and the API docs stay open.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from aimiddleware.oauth import OAuthMiddleware, ScopeRule
 from .playground import PAGE_PATHS
 from .settings import Settings
 
-SCOPES = ("models:read", "chat", "embeddings")
+SCOPES = ("models:read", "chat", "embeddings", "mcp")
 KEY_ID = "reference-dev-1"
 
 RULES = [
@@ -35,6 +36,9 @@ RULES = [
     ScopeRule("/v1/chat/completions", ["chat"], methods=["POST"]),
     ScopeRule("/v1/completions", ["chat"], methods=["POST"]),
     ScopeRule("/v1/embeddings", ["embeddings"], methods=["POST"]),
+    # the MCP endpoint: 401 + resource_metadata here; each tool's own scope is checked behind
+    # it by MCPScopeMiddleware (reference_app/mcp_server.py), which needs the JSON-RPC body
+    ScopeRule("/mcp", ["mcp"]),
 ]
 PUBLIC_PATHS = [
     "/health",

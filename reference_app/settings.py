@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         False, description="one JSON line per request on the aimiddleware.access logger"
     )
+    mcp_allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:*", "http://127.0.0.1:*"],
+        description="browser origins allowed to reach /mcp (requests without Origin pass); "
+        "as JSON in the environment: AIMW_MCP_ALLOWED_ORIGINS='[\"https://chat.example.com\"]'",
+    )
+    mcp_resource_metadata: str | None = Field(
+        None, description="RFC 9728 metadata URL named in /mcp's 401/403 challenges"
+    )
 
     @property
     def store_url(self) -> str:

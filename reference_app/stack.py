@@ -92,6 +92,10 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
         from .auth import oauth_middleware
 
         app = oauth_middleware(app, settings)
+    # /mcp's Origin check answers before auth: a foreign page gets 403 with or without a token
+    from .mcp_server import origin_guard
+
+    app = origin_guard(app, settings)
     app = SSEMiddleware(app, heartbeat=settings.sse_heartbeat)
     app = NormalizeMiddleware(
         app,

@@ -32,6 +32,7 @@ def test_nothing_private_is_exported() -> None:
         "sse",
         "tracing",
         "idempotency",
+        "mcp",
     }
     assert public - submodules <= set(aimiddleware.__all__)
 

@@ -11,6 +11,7 @@ import typing as _typing
 
 from .exceptions import AimiddlewareError, ConfigurationError, StoreUnavailable
 from .idempotency import IdempotencyMiddleware
+from .mcp import MCPOriginMiddleware, MCPScopeMiddleware
 from .normalize import NormalizeMiddleware, NormalizeRoute
 from .principal import Principal, get_principal, set_principal
 from .sse import SSEMiddleware
@@ -44,6 +45,8 @@ __all__ = [
     "DPoP",
     "IdempotencyMiddleware",
     "Introspection",
+    "MCPOriginMiddleware",
+    "MCPScopeMiddleware",
     "MemoryStore",
     "NormalizeMiddleware",
     "NormalizeRoute",

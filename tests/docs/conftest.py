@@ -29,7 +29,7 @@ def docs_api_key(docs_settings: dict[str, Any]) -> str:
     from reference_app import Settings
     from reference_app.auth import mint
 
-    return mint(Settings(**docs_settings), scope="chat models:read embeddings")
+    return mint(Settings(**docs_settings), scope="chat models:read embeddings mcp")
 
 
 class Collector:

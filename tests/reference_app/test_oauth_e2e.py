@@ -145,7 +145,7 @@ def test_health_is_open_and_discovery_documents_agree(demo: Demo) -> None:
         assert http.get("/health").status_code == 200
         resource = http.get("/.well-known/oauth-protected-resource").json()
         assert resource["resource"] == demo.url
-        assert set(resource["scopes_supported"]) == {"models:read", "chat", "embeddings"}
+        assert set(resource["scopes_supported"]) == {"models:read", "chat", "embeddings", "mcp"}
         (issuer,) = resource["authorization_servers"]
         server = http.get(
             f"{issuer}/.well-known/oauth-authorization-server".removeprefix(demo.url)

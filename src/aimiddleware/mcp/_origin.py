@@ -1,0 +1,201 @@
+"""Origin validation for MCP endpoints: the transport spec's defence against DNS rebinding.
+
+The MCP Streamable HTTP transport says servers MUST validate the ``Origin`` header of every
+incoming connection and answer 403 when it is present and invalid: otherwise a web page in the
+user's browser can rebind its host name to a local server and drive its tools.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Final
+from urllib.parse import urlsplit
+
+from .._asgi import ASGIApp, Receive, Scope, Send, annotate, get_headers
+from ..exceptions import ConfigurationError
+from ._jsonrpc import FORBIDDEN_ORIGIN, error_payload, send_error
+
+__all__ = ["MCPOriginMiddleware", "OriginPattern", "normalise_origin"]
+
+logger = logging.getLogger("aimiddleware.mcp")
+
+_MAX_VERDICTS: Final = 1024
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def normalise_origin(value: str) -> str | None:
+    """``scheme://host[:port]`` in lower case without the scheme's default port, or ``None``
+    when ``value`` is not a serialised tuple origin (``null``, a path, user info, garbage).
+
+    >>> normalise_origin("HTTPS://App.Example.com:443")
+    'https://app.example.com'
+    """
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if (
+        scheme not in _DEFAULT_PORTS
+        or not host
+        or parts.username is not None
+        or parts.password is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+class OriginPattern:
+    """An allowed origin: exact (``https://app.example.com``) or any port
+    (``http://localhost:*``, for local tools that pick a free port)."""
+
+    __slots__ = ("any_port", "origin")
+
+    def __init__(self, pattern: str) -> None:
+        self.any_port = pattern.endswith(":*")
+        candidate = pattern[:-2] if self.any_port else pattern
+        origin = normalise_origin(candidate)
+        if origin is None:
+            raise ConfigurationError(
+                f"allowed origin {pattern!r} is not scheme://host[:port] (or scheme://host:*)"
+            )
+        if self.any_port and urlsplit(candidate).port is not None:
+            raise ConfigurationError(f"allowed origin {pattern!r} has a port and a ':*' wildcard")
+        self.origin = origin
+
+    def matches(self, origin: str) -> bool:
+        """Whether a normalised origin is allowed by this pattern."""
+        if not self.any_port:
+            return origin == self.origin
+        if origin == self.origin:
+            return True
+        head, sep, port = origin.rpartition(":")
+        return bool(sep) and port.isdigit() and head == self.origin
+
+    def __repr__(self) -> str:
+        return f"{self.origin}:*" if self.any_port else self.origin
+
+
+def _path_prefixes(paths: Iterable[str] | None) -> tuple[str, ...] | None:
+    if paths is None:
+        return None
+    if isinstance(paths, str):
+        raise ConfigurationError("paths must be a list of path prefixes, not one string")
+    prefixes = tuple(p.rstrip("/") or "/" for p in paths)
+    for prefix in prefixes:
+        if not prefix.startswith("/"):
+            raise ConfigurationError(f"path prefix {prefix!r} must start with '/'")
+    if not prefixes:
+        raise ConfigurationError("paths is empty: leave it out to check every request")
+    return prefixes
+
+
+class MCPOriginMiddleware:
+    """Refuse requests whose ``Origin`` header names an origin not on the allow-list (403).
+
+    A request without ``Origin`` passes by default: agents, CLIs and server-side clients do not
+    send one, browsers always do on the cross-origin and non-GET requests a rebinding page
+    makes. The refusal is the MCP transport's: 403 with a JSON-RPC error body without an id.
+
+    :param allowed_origins: ``scheme://host[:port]`` values; ``scheme://host:*`` allows any
+        port of that host. Compared after normalisation (case, default ports).
+    :param allow_missing: whether a request without ``Origin`` passes (default ``True``).
+    :param paths: check only these path prefixes (``["/mcp"]``); default: every HTTP request.
+
+    Example::
+
+        app = MCPOriginMiddleware(mcp_app, allowed_origins=["https://chat.example.com",
+                                                             "http://localhost:*"])
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        allowed_origins: Iterable[str] = (),
+        allow_missing: bool = True,
+        paths: Iterable[str] | None = None,
+    ) -> None:
+        if isinstance(allowed_origins, str):
+            raise ConfigurationError("allowed_origins must be a list of origins, not one string")
+        patterns = []
+        for pattern in allowed_origins:
+            if pattern.strip() == "*":
+                raise ConfigurationError(
+                    "allowed_origins cannot be '*': that is no validation at all; "
+                    "leave MCPOriginMiddleware out instead"
+                )
+            patterns.append(OriginPattern(pattern))
+        self.app = app
+        self.allow_missing = bool(allow_missing)
+        self._exact = frozenset(p.origin for p in patterns if not p.any_port)
+        self._wildcards = tuple(p for p in patterns if p.any_port)
+        self._patterns = tuple(patterns)
+        self._paths = _path_prefixes(paths)
+        # verdicts by raw header value: browsers send a handful of distinct origins, and parsing
+        # one costs more than the rest of the check; bounded, since the values are client-chosen
+        self._verdicts: dict[bytes, bool] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"MCPOriginMiddleware(allowed_origins={list(map(repr, self._patterns))!r}, "
+            f"allow_missing={self.allow_missing!r}, paths={self._paths!r})"
+        )
+
+    def _applies(self, path: str) -> bool:
+        if self._paths is None:
+            return True
+        return any(
+            prefix == "/" or path == prefix or path.startswith(prefix + "/")
+            for prefix in self._paths
+        )
+
+    def allowed(self, values: list[bytes]) -> bool:
+        """Whether a request with these ``Origin`` header values may pass."""
+        if not values:
+            return self.allow_missing
+        if len(values) > 1:
+            return False  # RFC 6454 allows one; two are a smuggling attempt or a broken proxy
+        raw = values[0]
+        verdict = self._verdicts.get(raw)
+        if verdict is None:
+            origin = normalise_origin(raw.decode("latin-1").strip())
+            verdict = origin is not None and (
+                origin in self._exact or any(p.matches(origin) for p in self._wildcards)
+            )
+            if len(self._verdicts) < _MAX_VERDICTS:
+                self._verdicts[raw] = verdict
+        return verdict
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._applies(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        values = get_headers(scope.get("headers", ()), b"origin")
+        if self.allowed(values):
+            await self.app(scope, receive, send)
+            return
+        annotate(scope, "aimiddleware.mcp.outcome", "forbidden_origin")
+        # the value is attacker-chosen: logged repr'd and cut short, never as a raw string
+        shown = values[0][:100] if values else b""
+        logger.info("mcp: refused a request from origin %r (not allowed)", shown)
+        await send_error(
+            send,
+            403,
+            error_payload(
+                FORBIDDEN_ORIGIN,
+                "Forbidden: the Origin header names an origin this server does not accept",
+                data={"error": "forbidden_origin"},
+            ),
+        )
