@@ -8,7 +8,7 @@ import math
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -267,55 +267,22 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     }
 
 
-async def _chat_stream(
+def _chat_stream(
     run: _Run, base: dict[str, Any], include_usage: bool, logprobs: bool, top: int
 ) -> AsyncIterator[bytes]:
+    def choice(raw: dict[str, Any]) -> dict[str, Any]:
+        delta = {"content": raw["text"]} if raw["text"] else {}
+        lp = {"content": _chat_logprobs(raw.get("logprobs"), top)} if logprobs else None
+        return {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": raw["finish_reason"]}
+
+    role = {
+        "index": 0,
+        "delta": {"role": "assistant", "content": ""},
+        "logprobs": None,
+        "finish_reason": None,
+    }
     head = {**base, "object": "chat.completion.chunk"}
-    if include_usage:
-        head["usage"] = None
-    yield _sse(
-        {
-            **head,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": {"role": "assistant", "content": ""},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-            ],
-        }
-    )
-    try:
-        async for chunk in run.chunks():
-            choice = chunk["choices"][0]
-            finish = choice["finish_reason"]
-            if finish is None and not choice["text"]:
-                continue  # part of a multi-byte character: it comes with the next token
-            delta = {"content": choice["text"]} if choice["text"] else {}
-            lp = {"content": _chat_logprobs(choice.get("logprobs"), top)} if logprobs else None
-            yield _sse(
-                {
-                    **head,
-                    "choices": [
-                        {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}
-                    ],
-                }
-            )
-    except GenerationTimeout:
-        yield _sse(
-            envelope(
-                "The generation did not finish within the server's deadline.",
-                "server_error",
-                None,
-                "generation_timeout",
-            )
-        )
-        yield _DONE
-        return
-    if include_usage:
-        yield _sse({**head, "choices": [], "usage": run.usage()})
-    yield _DONE
+    return _events(run, head, include_usage, choice, first=role)
 
 
 @router.post("/v1/completions", response_model=None)
@@ -369,37 +336,54 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     }
 
 
-async def _completion_stream(
+def _completion_stream(
     run: _Run, base: dict[str, Any], include_usage: bool
 ) -> AsyncIterator[bytes]:
-    head = {**base, "usage": None} if include_usage else base
+    def choice(raw: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "index": 0,
+            "text": raw["text"],
+            "logprobs": raw.get("logprobs"),
+            "finish_reason": raw["finish_reason"],
+        }
+
+    return _events(run, base, include_usage, choice)
+
+
+_TIMEOUT_EVENT = _sse(
+    envelope(
+        "The generation did not finish within the server's deadline.",
+        "server_error",
+        None,
+        "generation_timeout",
+    )
+)
+
+
+async def _events(
+    run: _Run,
+    head: dict[str, Any],
+    include_usage: bool,
+    choice: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    first: dict[str, Any] | None = None,
+) -> AsyncIterator[bytes]:
+    """The SSE frames of a stream: one per token, the usage chunk if asked, then ``[DONE]``.
+
+    A deadline that passes mid-stream ends it with an error event, then ``[DONE]``.
+    """
+    if include_usage:
+        head = {**head, "usage": None}  # OpenAI sends usage: null on every chunk but the last
+    if first is not None:
+        yield _sse({**head, "choices": [first]})
     try:
         async for chunk in run.chunks():
-            choice = chunk["choices"][0]
-            if choice["finish_reason"] is None and not choice["text"]:
-                continue
-            yield _sse(
-                {
-                    **head,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "text": choice["text"],
-                            "logprobs": choice.get("logprobs"),
-                            "finish_reason": choice["finish_reason"],
-                        }
-                    ],
-                }
-            )
+            raw = chunk["choices"][0]
+            if raw["finish_reason"] is None and not raw["text"]:
+                continue  # part of a multi-byte character: it comes with the next token
+            yield _sse({**head, "choices": [choice(raw)]})
     except GenerationTimeout:
-        yield _sse(
-            envelope(
-                "The generation did not finish within the server's deadline.",
-                "server_error",
-                None,
-                "generation_timeout",
-            )
-        )
+        yield _TIMEOUT_EVENT
         yield _DONE
         return
     if include_usage:

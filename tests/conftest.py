@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
+from aimiddleware.stores import MemoryStore, Store, store_from_url
 
 from .servers import RedisCluster, RedisServer, running_cluster, running_redis
 
@@ -30,3 +33,27 @@ def redis_cluster() -> Iterator[RedisCluster]:
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+STORE_BACKENDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("cluster", marks=pytest.mark.cluster),
+]
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """The same test on the memory store, a real redis-server and a real Redis Cluster,
+    each under a fresh key prefix."""
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    if request.param == "memory":
+        backend: Store = MemoryStore()
+    elif request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        backend = store_from_url(f"{server.url}?prefix={prefix}&timeout=2")
+    else:
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        backend = store_from_url(cluster.url, prefix=prefix, timeout=2)
+    async with backend:
+        yield backend
