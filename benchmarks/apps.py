@@ -61,6 +61,8 @@ class Config:
     ``headers`` are sent with every request; ``lua`` is an optional wrk script body that replaces
     the default request (for per-request headers such as fresh idempotency keys).
     ``needs`` names services the harness must start first (``"redis"``).
+    ``body`` replaces the default request body (the payload-size series sends 1 KB to 1 MB).
+    ``path`` is the request path (the stream-length series has its own routes).
     """
 
     name: str
@@ -70,12 +72,22 @@ class Config:
     lua: str | None = None
     needs: tuple[str, ...] = ()
     description: str = ""
+    body: bytes | None = None
+    path: str = "/v1/chat/completions"
+
+    @property
+    def request_body(self) -> bytes:
+        return REQUEST_BODY if self.body is None else self.body
 
 
 CONFIGS: dict[str, Config] = {}
+# configurations that cannot be built here (a middleware or a peer package is missing), with
+# the reason; the harness lists them in the report instead of measuring them
+UNAVAILABLE: dict[str, tuple[Config, str]] = {}
 
 
 def config(cfg: Config) -> Config:
+    """Register ``cfg``; a name can be registered once."""
     if cfg.name in CONFIGS:
         raise ValueError(f"benchmark configuration {cfg.name!r} registered twice")
     CONFIGS[cfg.name] = cfg
@@ -105,3 +117,7 @@ config(
         description="one no-op BaseHTTPMiddleware",
     )
 )
+
+# each middleware's configurations register themselves on import; configs_stack comes last
+# because it registers the peers only where a middleware's own module has not already done so
+from . import configs_stack  # noqa: E402, F401
