@@ -31,8 +31,8 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## the performance report: writes docs/benchmarks.md
-	$(BIN)/python -m benchmarks $(ARGS)
+bench: $(STAMP)  ## the performance report: every part in one run, writes docs/benchmarks.md (ARGS=--quick for a short run)
+	$(BIN)/python -m benchmarks.suite $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist

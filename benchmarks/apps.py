@@ -120,4 +120,4 @@ config(
 
 # each middleware's configurations register themselves on import; configs_stack comes last
 # because it registers the peers only where a middleware's own module has not already done so
-from . import configs_stack  # noqa: E402, F401
+from . import configs_series, configs_stack  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""The full stack, the peer stack, and the payload-size and stream-length series.
+"""The full stack and the peers, alone and combined into a peer stack.
 
 The full stack is the six middlewares in the documented order (docs/architecture.md), on the
 memory stores and on Redis. Where a middleware cannot be imported yet, its configurations are
@@ -14,12 +14,13 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .apps import (
@@ -41,9 +42,6 @@ STACK_HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 # no rate limit is ever reached in a measurement: the figures are the cost of checking
 UNREACHED_REQUESTS = "100000000/minute"
 UNREACHED_TOKENS = "100000000000/minute"
-
-PAYLOAD_SIZES = {"1k": 1_000, "10k": 10_000, "100k": 100_000, "1m": 1_000_000}
-STREAM_LENGTHS = (1, 100, 1000)
 
 
 # -- STACK OPTIONS ------------------------------------------------------------------------
@@ -172,11 +170,16 @@ def _url(store: str) -> str:
 
 # -- the full stack ---------------------------------------------------------------------------
 
+
+def _stack_app(store: str) -> ASGIApp:
+    return build_stack(bare_app(), store_url=_url(store))
+
+
 for _store, _needs in (("memory", ()), ("redis", ("redis",))):
     register(
         Config(
             f"stack:{_store}",
-            (lambda s=_store: build_stack(bare_app(), store_url=_url(s))),
+            partial(_stack_app, _store),
             group="stack",
             lua=fresh_keys_lua(REQUEST_BODY, STACK_HEADERS),
             needs=_needs,
@@ -247,7 +250,7 @@ def peer_stack() -> ASGIApp:
         routes=_routes(),
         middleware=[
             Middleware(Noop),
-            Middleware(IdempotencyHeaderMiddleware, backend=MemoryBackend()),
+            Middleware(IdempotencyHeaderMiddleware, backend=MemoryBackend()),  # type: ignore[arg-type]
             Middleware(SlowAPIASGIMiddleware),
         ],
     )
@@ -301,99 +304,4 @@ for _name, _factory, _lua, _requires, _description in _PEERS:
     register(
         Config(_name, _factory, group="peers", lua=_lua, description=_description),
         requires=_requires,
-    )
-
-
-# -- cost against payload size and stream length --------------------------------------------
-
-
-def sized_body(size: int) -> bytes:
-    """A chat request of exactly ``size`` bytes (the user message padded)."""
-    empty = json.loads(REQUEST_BODY)
-    empty["messages"][0]["content"] = ""
-    overhead = len(json.dumps(empty).encode())
-    if size < overhead:
-        raise ValueError(f"a request body is at least {overhead} bytes")
-    empty["messages"][0]["content"] = "x" * (size - overhead)
-    return json.dumps(empty).encode()
-
-
-def stream_events(chunks: int) -> list[bytes]:
-    """``chunks`` OpenAI chat chunks, the finish and usage chunks, and ``[DONE]``."""
-    base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1, "model": MODEL}
-
-    def event(choices: list[Any], **extra: Any) -> bytes:
-        return b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n"
-
-    out = [
-        event([{"index": 0, "delta": {"content": f" tok{i}"}, "finish_reason": None}])
-        for i in range(chunks)
-    ]
-    out.append(event([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
-    usage = {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}
-    out.append(event([], usage=usage))
-    out.append(b"data: [DONE]\n\n")
-    return out
-
-
-def streaming_app(chunks: int) -> ASGIApp:
-    """Bare Starlette streaming ``chunks`` chunks as text/event-stream, one ASGI message each."""
-    events = stream_events(chunks)
-
-    async def endpoint(request: Request) -> Response:
-        await request.body()
-
-        async def body() -> AsyncIterator[bytes]:
-            for data in events:
-                yield data
-
-        return StreamingResponse(body(), media_type="text/event-stream")
-
-    return Starlette(routes=[Route("/v1/chat/completions", endpoint, methods=["POST"])])
-
-
-STREAM_BODY = json.dumps({**json.loads(REQUEST_BODY), "stream": True}).encode()
-
-for _label, _size in PAYLOAD_SIZES.items():
-    _body = sized_body(_size)
-    register(
-        Config(
-            f"size:bare:{_label}",
-            bare_app,
-            group="payload",
-            body=_body,
-            description=f"bare Starlette, {_size:,} byte request body",
-        )
-    )
-    register(
-        Config(
-            f"size:stack-memory:{_label}",
-            lambda: build_stack(bare_app(), store_url="memory://"),
-            group="payload",
-            body=_body,
-            lua=fresh_keys_lua(_body, STACK_HEADERS),
-            description=f"full stack on memory, {_size:,} byte request body",
-        ),
-        requires=STACK_MODULES,
-    )
-for _chunks in STREAM_LENGTHS:
-    register(
-        Config(
-            f"stream:bare:{_chunks}",
-            (lambda n=_chunks: streaming_app(n)),
-            group="stream",
-            body=STREAM_BODY,
-            description=f"bare Starlette streaming {_chunks} chunks",
-        )
-    )
-    register(
-        Config(
-            f"stream:stack-memory:{_chunks}",
-            (lambda n=_chunks: build_stack(streaming_app(n), store_url="memory://")),
-            group="stream",
-            body=STREAM_BODY,
-            lua=fresh_keys_lua(STREAM_BODY, STACK_HEADERS),
-            description=f"full stack on memory streaming {_chunks} chunks",
-        ),
-        requires=STACK_MODULES,
     )

@@ -32,6 +32,8 @@ import openai
 from reference_app.engine import bundled_model_path
 from tests.servers import free_port
 
+from .machine import describe
+
 MODEL_ID = "SmolLM2-135M-Instruct"
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 RESULTS = Path(__file__).parent / "results"
@@ -174,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--skip-concurrency", action="store_true")
+    parser.add_argument("--out", type=Path, help="where to write the JSON results")
     args = parser.parse_args(argv)
 
     ref_port, llama_port = free_port(), free_port()
@@ -210,7 +213,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             f"{row['decode_tps']:7.1f} {row['decode_tps'] / base['decode_tps']:9.2f} "
             f"{row['decode_tps'] / server_tps:11.2f}"
         )
-    report: dict[str, object] = {"settings": vars(args), "summary": summary}
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    report: dict[str, object] = {
+        "kind": "streaming",
+        "machine": describe(),
+        "settings": settings,
+        "summary": summary,
+    }
     if not args.skip_concurrency:
         aggregate = {}
         for instances in (1, 2):
@@ -224,8 +233,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 flush=True,
             )
         report["concurrent_4_streams_tps"] = aggregate
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"streaming-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = args.out or RESULTS / f"streaming-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"written {out}")
     return report
