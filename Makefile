@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest bench soak clean
+.PHONY: venv demo test lint typecheck pytest bench docs soak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required, found " + sys.version.split()[0])'
@@ -33,6 +33,9 @@ pytest: $(STAMP)
 
 bench: $(STAMP)  ## the performance report: every part in one run, writes docs/benchmarks.md (ARGS=--quick for a short run)
 	$(BIN)/python -m benchmarks.suite $(ARGS)
+
+docs: $(STAMP)  ## build the documentation site into site/
+	$(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist

@@ -32,7 +32,7 @@ def long_chat(stream: bool = True) -> dict[str, Any]:
         "model": MODEL,
         "messages": [{"role": "user", "content": "List numbers."}],
         "response_format": LONG_SCHEMA,
-        "max_tokens": 1500,
+        "max_tokens": 1900,
         "stream": stream,
     }
 
@@ -83,15 +83,20 @@ def test_full_queue_answers_503_with_retry_after(reference_factory: Factory) -> 
 
 
 def test_deadline_before_the_stream_is_a_504(reference_factory: Factory) -> None:
-    with reference_factory(generation_timeout=0.5) as server:
-        r = httpx.post(f"{server.url}/v1/chat/completions", json=long_chat(False), timeout=30)
+    # the only instance is busy, so the second request spends its whole deadline in the line
+    with reference_factory(instances=1, generation_timeout=2) as server:
+        url = f"{server.url}/v1/chat/completions"
+        with httpx.stream("POST", url, json=long_chat(), timeout=30) as first:
+            lines = first.iter_lines()  # held: dropping it would hang up
+            next(lines)
+            r = httpx.post(url, json=long_chat(False), timeout=30)
         assert r.status_code == 504
         assert r.json()["error"]["code"] == "generation_timeout"
         assert wait_until(lambda: health(server.url)["generations_active"] == 0)
 
 
 def test_deadline_after_the_stream_started_is_an_error_event(reference_factory: Factory) -> None:
-    with reference_factory(generation_timeout=0.5) as server:
+    with reference_factory(generation_timeout=2) as server:
         r = httpx.post(f"{server.url}/v1/chat/completions", json=long_chat(), timeout=30)
         assert r.status_code == 200
         events = r.text.split("\n\n")[:-1]
@@ -101,6 +106,13 @@ def test_deadline_after_the_stream_started_is_an_error_event(reference_factory: 
         assert len(events) > 3  # tokens streamed before the deadline
 
 
+async def _poll_health(url: str, condition: Callable[[dict[str, Any]], bool]) -> None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        with anyio.fail_after(30):
+            while not condition((await http.get(f"{url}/health")).json()):  # noqa: ASYNC110
+                await anyio.sleep(0.02)  # another process: nothing to wait on but its answers
+
+
 @pytest.mark.anyio
 async def test_waiting_requests_are_served_first_come_first_served(
     reference_factory: Factory,
@@ -108,27 +120,33 @@ async def test_waiting_requests_are_served_first_come_first_served(
     with reference_factory(instances=1) as server:
         started: list[str] = []
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            queued = anyio.Event()
 
-            async def run(name: str, max_tokens: int) -> None:
-                body = {
-                    "model": MODEL,
-                    "messages": [{"role": "user", "content": "Count."}],
-                    "max_tokens": max_tokens,
-                    "stream": True,
-                }
+            async def run(name: str, body: dict[str, Any]) -> None:
                 async with http.stream("POST", "/v1/chat/completions", json=body) as r:
                     lines = r.aiter_lines()
                     await anext(lines)
                     started.append(name)
+                    if name == "first":
+                        await queued.wait()  # then hang up: the line moves on
+                        return
                     async for _ in lines:
                         pass
 
+            short = {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "Count."}],
+                "max_tokens": 4,
+                "stream": True,
+            }
             async with anyio.create_task_group() as tg:
-                tg.start_soon(run, "first", 40)
-                await anyio.sleep(0.3)
-                for name in ("second", "third", "fourth"):
-                    tg.start_soon(run, name, 4)
-                    await anyio.sleep(0.1)  # arrival order while the first one generates
+                tg.start_soon(run, "first", long_chat())
+                await _poll_health(server.url, lambda h: h["generations_active"] == 1)
+                for waiting, name in enumerate(("second", "third", "fourth"), start=1):
+                    tg.start_soon(run, name, short)
+                    # the next one is sent only once this one stands in the line
+                    await _poll_health(server.url, lambda h, n=waiting: h["waiting"] >= n)
+                queued.set()
         assert started == ["first", "second", "third", "fourth"]
 
 
