@@ -81,5 +81,7 @@ def describe() -> dict[str, object]:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "wrk": _tool_version("wrk", "--version"),
+        # other work on the machine moves absolute figures; ratios within a round much less
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "packages": versions,
     }

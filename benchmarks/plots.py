@@ -82,7 +82,8 @@ def _log10(value: float) -> float:
 
 
 def series(run: Run, group: str, xlabel: str, path: Path) -> Path | None:
-    """p50 latency against the series' point (body size or chunk count), one line a variant."""
+    """Server time per request (1000 / req/s: the server is saturated on its core) against the
+    series' point (body size or chunk count), one line a variant."""
     from .rundata import paired, point_value
 
     by_variant = paired(run, group)
@@ -94,14 +95,14 @@ def series(run: Run, group: str, xlabel: str, path: Path) -> Path | None:
         ordered = sorted(points.items(), key=lambda item: point_value(item[0]))
         ax.plot(
             [point_value(p) for p, _ in ordered],
-            [r["p50_ms"] for _, r in ordered],
+            [1000 / r["rps"] for _, r in ordered],
             marker="o",
             label=variant,
         )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("p50 latency, ms (log)")
+    ax.set_ylabel("server time per request, ms (log)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -11,6 +11,7 @@ the plots are drawn by :mod:`benchmarks.plots`.
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 from .rundata import Run, goals, main_rows, paired, point_value
@@ -61,6 +62,12 @@ def _machine(run: Run) -> list[str]:
         f"- {machine.get('platform', '?')}, Python {machine.get('python', '?')}",
         f"- load generator: {machine.get('wrk') or settings.get('generator', '?')}",
     ]
+    if machine.get("load_average"):
+        one, five, fifteen = machine["load_average"]
+        lines.append(
+            f"- load average when the HTTP part ended: {one} / {five} / {fifteen} (1 / 5 / 15 "
+            "min); other work on the machine moves absolute figures more than ratios"
+        )
     if settings:
         lines.append(
             f"- HTTP figures: {settings['connections']} connections, {settings['duration']} s "
@@ -128,27 +135,33 @@ def _http(run: Run, plots: dict[str, str]) -> list[str]:
 
 
 def _series(run: Run, group: str, title: str, unit: str, plots: dict[str, str]) -> list[str]:
+    """One row per point; per variant req/s and the server time per request (1000 / req/s,
+    the server being saturated on its core), and what a variant adds over ``bare``."""
     by_variant = paired(run, group)
     if not by_variant:
         return []
-    variants = sorted(by_variant)
-    points = sorted({p for v in by_variant.values() for p in v}, key=point_value)
+    variants = sorted(by_variant, key=lambda v: (v != "bare", v))
+    others = [v for v in variants if v != "bare"] if "bare" in by_variant else []
     header = [unit]
     for v in variants:
-        header += [f"{v} req/s", f"{v} p50 ms"]
-    if "bare" in by_variant and len(variants) > 1:
-        header += [f"{v} added p50 ms" for v in variants if v != "bare"]
+        header += [f"{v} req/s", f"{v} ms/req", f"{v} p50 ms"]
+    for v in others:
+        header.append(f"{v} adds ms/req")
+        if group == "stream":
+            header.append(f"{v} adds us/chunk")
     rows = []
-    for point in points:
+    for point in sorted({p for v in by_variant.values() for p in v}, key=point_value):
         row = [point]
         for v in variants:
             r = by_variant[v].get(point)
-            row += [_n(r["rps"]), _ms(r["p50_ms"])] if r else ["-", "-"]
-        for v in variants:
-            if v == "bare" or "bare" not in by_variant or len(variants) < 2:
-                continue
+            row += [_n(r["rps"]), _ms(1000 / r["rps"]), _ms(r["p50_ms"])] if r else ["-"] * 3
+        for v in others:
             r, b = by_variant[v].get(point), by_variant["bare"].get(point)
-            row.append(_ms(r["p50_ms"] - b["p50_ms"]) if r and b else "-")
+            added = 1000 / r["rps"] - 1000 / b["rps"] if r and b else None
+            row.append("-" if added is None else _ms(added))
+            if group == "stream":
+                per_chunk = None if added is None else added * 1000 / point_value(point)
+                row.append("-" if per_chunk is None else f"{per_chunk:.1f}")
         rows.append(row)
     lines = [f"## {title}", "", *_table(header, rows)]
     if group in plots:
@@ -174,8 +187,9 @@ def _scaling(run: Run, plots: dict[str, str]) -> list[str]:
     lines = [
         "## Scaling with uvicorn workers",
         "",
-        f"`uvicorn benchmarks.serve:factory --factory --workers N` on {cpus} logical cores "
-        "(the load generator shares them): requests/s, median of the rounds (lowest-highest).",
+        f"`uvicorn benchmarks.serve:factory --factory --workers N` on {cpus} logical cores, "
+        "the workers unpinned and the load generator on core 1, so they share the machine: "
+        "requests/s, median of the rounds (lowest-highest). The full stack runs on Redis.",
         "",
         *_table(["workers", *(f"`{n}` req/s" for n in names)], table),
     ]
@@ -189,6 +203,7 @@ def _streaming(run: Run) -> list[str]:
         return []
     summary = run.streaming["summary"]
     settings = run.streaming.get("settings", {})
+    stack = run.streaming.get("middlewares")
     base = summary.get("in-process", {}).get("decode_tps")
     server = summary.get("llama-server", {}).get("decode_tps")
     table = []
@@ -208,7 +223,8 @@ def _streaming(run: Run) -> list[str]:
         "",
         f"Same model, prompt and sampling; {settings.get('rounds', '?')} rounds, up to "
         f"{settings.get('max_tokens', '?')} tokens, medians. `reference` is the reference app "
-        "with the stack that `reference_app/stack.py` assembles.",
+        "with the stack that `reference_app/stack.py` assembles"
+        + (f"; the six middlewares were {stack}." if stack else "."),
         "",
         *_table(
             ["path", "TTFT p50 ms", "decode tok/s", "x in-process", "x llama-server", "tokens"],
@@ -266,6 +282,7 @@ def render(run: Run, plots: dict[str, str] | None = None) -> str:
             "```",
             "make bench                    # every part, then this page",
             "make bench ARGS=--quick       # a short run",
+            "python -m benchmarks.report docs/benchmarks/run   # this page from its raw results",
             "python -m benchmarks --list   # the HTTP configurations",
             "```",
         ],
@@ -309,14 +326,30 @@ def update_readme(text: str, block: str) -> str:
     return text.rstrip("\n") + "\n\n## Benchmarks\n\n" + block + "\n"
 
 
+RUN_FILES = ("run.json", "http.json", "scaling.json", "streaming.json", "stream_cost.txt")
+
+
+def keep_run(directory: Path, target: Path) -> None:
+    """Copy the run's files to ``target`` (next to the page), so the page can be regenerated
+    from what is committed with it: ``python -m benchmarks.report docs/benchmarks/run``."""
+    if directory.resolve() == target.resolve():
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        (target / name).unlink(missing_ok=True)
+        if (directory / name).exists():
+            shutil.copyfile(directory / name, target / name)
+
+
 def write(directory: Path, *, docs: Path, readme: Path | None) -> Path:
-    """Render ``directory`` into ``docs`` (plots beside it in ``benchmarks/``)."""
+    """Render ``directory`` into ``docs``: plots and a copy of the run in ``benchmarks/``."""
     from .plots import draw_all
 
     run = Run.load(directory)
     plot_dir = docs.parent / "benchmarks"
     plots = {key: path.relative_to(docs.parent).as_posix() for key, path in
              draw_all(run, plot_dir).items()}  # fmt: skip
+    keep_run(directory, plot_dir / "run")
     docs.write_text(render(run, plots))
     if readme is not None:
         readme.write_text(update_readme(readme.read_text(), headline(run)))

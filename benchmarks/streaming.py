@@ -32,6 +32,7 @@ import openai
 from reference_app.engine import bundled_model_path
 from tests.servers import free_port
 
+from .configs_stack import STACK_MODULES, missing
 from .machine import describe
 
 MODEL_ID = "SmolLM2-135M-Instruct"
@@ -219,6 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "machine": describe(),
         "settings": settings,
         "summary": summary,
+        # whether the reference app could mount the library's middlewares in this tree
+        "middlewares": missing(STACK_MODULES) or "importable",
     }
     if not args.skip_concurrency:
         aggregate = {}

@@ -68,7 +68,8 @@ def test_payload_and_stream_series_get_their_own_tables(run: Run) -> None:
     payload = text.split("## Cost against request body size", 1)[1]
     assert _table_row(payload, "1m")[1] == f"{_recorded('size:bare:1m')['rps']:,.0f}"
     stream = text.split("## Cost against stream length", 1)[1]
-    assert _table_row(stream, "1000")[2] == f"{_recorded('stream:bare:1000')['p50_ms']:.2f}"
+    long = _recorded("stream:bare:1000")
+    assert _table_row(stream, "1000")[2:4] == [f"{1000 / long['rps']:.2f}", f"{long['p50_ms']:.2f}"]
     assert set(paired(run, "payload")["bare"]) == {"1k", "1m"}
 
 
@@ -136,6 +137,17 @@ def _run_with(rows: dict[str, float], **parts: Any) -> Run:
     return Run(http=http, **parts)
 
 
+def test_stream_series_gives_the_stack_cost_per_request_and_per_chunk() -> None:
+    run = _run_with({"bare": 1000.0, "stream:bare:1000": 100.0, "stream:stack-memory:1000": 80.0})
+    for row in run.rows().values():
+        row["group"] = "stream" if row["name"].startswith("stream:") else "baseline"
+    text = render(run).split("## Cost against stream length", 1)[1]
+    cells = _table_row(text, "1000")
+    added_ms = 1000 / 80.0 - 1000 / 100.0  # 2.5 ms more server time per request
+    assert cells[-2] == f"{added_ms:.2f}"
+    assert cells[-1] == f"{added_ms * 1000 / 1000:.1f}"  # spread over 1000 chunks, in us
+
+
 def test_goals_are_judged_against_their_targets() -> None:
     run = _run_with(
         {"bare": 1000.0, "stack:memory": 650.0, "stack:redis": 300.0, "peer:stack": 250.0},
@@ -160,6 +172,14 @@ def test_goals_are_judged_against_their_targets() -> None:
     in_process = by_label["reference app streamed tokens/s vs in-process llama-cpp-python"]
     assert in_process.measured == pytest.approx(0.9)
     assert in_process.verdict == "missed"
+
+
+def test_streaming_goals_say_when_the_reference_app_ran_without_the_middlewares() -> None:
+    reason = "not available yet: ModuleNotFoundError: No module named 'aimiddleware.tracing'"
+    summary = {"in-process": {"decode_tps": 100.0}, "reference": {"decode_tps": 99.0}}
+    run = _run_with({"bare": 1000.0}, streaming={"summary": summary, "middlewares": reason})
+    goal = next(g for g in goals(run) if g.label.endswith("in-process llama-cpp-python"))
+    assert goal.verdict == f"met (the reference app without the stack: {reason})"
 
 
 def test_a_goal_without_its_configuration_says_why() -> None:
@@ -207,3 +227,8 @@ def test_write_draws_the_plots_that_the_page_links(run: Run, tmp_path: Path) -> 
     for link in links:
         assert (docs.parent / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert README_START in readme.read_text()
+    kept = docs.parent / "benchmarks" / "run"
+    for name in ("run.json", "http.json", "scaling.json", "streaming.json"):
+        assert (kept / name).read_bytes() == (SAMPLE / name).read_bytes()
+    again = write(kept, docs=tmp_path / "again.md", readme=None)  # from the kept copy alone
+    assert again.read_text() == text
