@@ -95,9 +95,10 @@ def main(argv: list[str] | None = None) -> Path | None:
         )
         for round_no in range(1, args.rounds + 1):
             for cfg in chosen:
+                connections = cfg.connections or args.connections
                 with serving(cfg, env) as port:
-                    load.run_load(cfg, port, args.warmup, args.connections)
-                    result = load.run_load(cfg, port, args.duration, args.connections)
+                    load.run_load(cfg, port, args.warmup, connections)
+                    result = load.run_load(cfg, port, args.duration, connections)
                 samples[cfg.name].append(result)
                 print(
                     f"round {round_no} {cfg.name:32} {result.requests_per_s:9.0f} req/s "
@@ -151,6 +152,7 @@ def summarize(samples: dict[str, list[load.Result]]) -> list[dict[str, object]]:
                 "name": name,
                 "group": CONFIGS[name].group,
                 "description": CONFIGS[name].description,
+                "connections": CONFIGS[name].connections,
                 "rps": statistics.median(rps),
                 "ratio": ratio,
                 "ratio_min": low,

@@ -62,7 +62,9 @@ class Config:
     the default request (for per-request headers such as fresh idempotency keys).
     ``needs`` names services the harness must start first (``"redis"``).
     ``body`` replaces the default request body (the payload-size series sends 1 KB to 1 MB).
-    ``path`` is the request path (the stream-length series has its own routes).
+    ``path`` is the request path.
+    ``connections`` overrides the harness's connection count (long streams need fewer to
+    complete enough requests in a short measurement).
     """
 
     name: str
@@ -74,6 +76,7 @@ class Config:
     description: str = ""
     body: bytes | None = None
     path: str = "/v1/chat/completions"
+    connections: int | None = None
 
     @property
     def request_body(self) -> bytes:
@@ -120,4 +123,5 @@ config(
 
 # each middleware's configurations register themselves on import; configs_stack comes last
 # because it registers the peers only where a middleware's own module has not already done so
-from . import configs_series, configs_stack  # noqa: E402, F401
+# (it imports configs_series, the payload-size and stream-length series, at its end)
+from . import configs_stack  # noqa: E402, F401

@@ -305,3 +305,6 @@ for _name, _factory, _lua, _requires, _description in _PEERS:
         Config(_name, _factory, group="peers", lua=_lua, description=_description),
         requires=_requires,
     )
+
+# the series build on the stack above: imported once it is defined
+from . import configs_series  # noqa: E402, F401

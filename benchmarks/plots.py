@@ -92,7 +92,10 @@ def series(run: Run, group: str, xlabel: str, path: Path) -> Path | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for variant, points in sorted(by_variant.items()):
-        ordered = sorted(points.items(), key=lambda item: point_value(item[0]))
+        ordered = sorted(
+            ((p, r) for p, r in points.items() if r["rps"] > 0),
+            key=lambda item: point_value(item[0]),
+        )
         ax.plot(
             [point_value(p) for p, _ in ordered],
             [1000 / r["rps"] for _, r in ordered],

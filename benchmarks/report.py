@@ -154,16 +154,25 @@ def _series(run: Run, group: str, title: str, unit: str, plots: dict[str, str]) 
         row = [point]
         for v in variants:
             r = by_variant[v].get(point)
-            row += [_n(r["rps"]), _ms(1000 / r["rps"]), _ms(r["p50_ms"])] if r else ["-"] * 3
+            if r and r["rps"] > 0:
+                row += [_n(r["rps"]), _ms(1000 / r["rps"]), _ms(r["p50_ms"])]
+            else:  # not measured, or no request completed within the measurement
+                row += [_n(r["rps"]) if r else "-", "-", "-"]
         for v in others:
             r, b = by_variant[v].get(point), by_variant["bare"].get(point)
-            added = 1000 / r["rps"] - 1000 / b["rps"] if r and b else None
+            both = r and b and r["rps"] > 0 and b["rps"] > 0
+            added = 1000 / r["rps"] - 1000 / b["rps"] if both else None
             row.append("-" if added is None else _ms(added))
             if group == "stream":
                 per_chunk = None if added is None else added * 1000 / point_value(point)
                 row.append("-" if per_chunk is None else f"{per_chunk:.1f}")
         rows.append(row)
-    lines = [f"## {title}", "", *_table(header, rows)]
+    counts = {r.get("connections") for v in by_variant.values() for r in v.values()}
+    lines = [f"## {title}", ""]
+    if counts - {None}:
+        lines += [f"Measured with {', '.join(str(c) for c in sorted(counts - {None}))} "
+                  "connections.", ""]  # fmt: skip
+    lines += _table(header, rows)
     if group in plots:
         lines += ["", f"![{title}]({plots[group]})"]
     return lines

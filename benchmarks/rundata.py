@@ -80,7 +80,7 @@ def goals(run: Run) -> list[Goal]:
         return rows[name]["ratio"] if name in rows else None
 
     def over(a: str, b: str) -> float | None:
-        if a in rows and b in rows:
+        if a in rows and b in rows and rows[b]["rps"] > 0:
             return float(rows[a]["rps"] / rows[b]["rps"])
         return None
 
