@@ -89,11 +89,24 @@ CONFIGS: dict[str, Config] = {}
 UNAVAILABLE: dict[str, tuple[Config, str]] = {}
 
 
-def config(cfg: Config) -> Config:
-    """Register ``cfg``; a name can be registered once."""
-    if cfg.name in CONFIGS:
+# names registered as defaults (the peers in configs_stack): a middleware's own configuration
+# module may register the same name, whichever is imported first, and its definition wins
+DEFAULTS: set[str] = set()
+
+
+def config(cfg: Config, *, default: bool = False) -> Config:
+    """Register ``cfg``; a name can be registered once, except over a ``default`` one."""
+    if cfg.name in CONFIGS and cfg.name not in DEFAULTS:
+        if default:
+            return CONFIGS[cfg.name]
         raise ValueError(f"benchmark configuration {cfg.name!r} registered twice")
+    if cfg.name in CONFIGS and default:
+        raise ValueError(f"benchmark configuration {cfg.name!r} registered twice as a default")
+    DEFAULTS.discard(cfg.name)
+    UNAVAILABLE.pop(cfg.name, None)
     CONFIGS[cfg.name] = cfg
+    if default:
+        DEFAULTS.add(cfg.name)
     return cfg
 
 
@@ -121,7 +134,9 @@ config(
     )
 )
 
-# each middleware's configurations register themselves on import; configs_stack comes last
-# because it registers the peers only where a middleware's own module has not already done so
-# (it imports configs_series, the payload-size and stream-length series, at its end)
-from . import configs_stack  # noqa: E402, F401
+# each middleware's configurations register themselves on import, one line each; configs_stack
+# also registers the peers and the stack, the peers as defaults that these modules may redefine
+from . import (  # noqa: E402
+    configs_oauth,  # noqa: F401
+    configs_stack,  # noqa: F401
+)

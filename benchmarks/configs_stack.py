@@ -152,14 +152,19 @@ def fresh_keys_lua(body: bytes, headers: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def register(cfg: Config, *, requires: tuple[str, ...] = ()) -> None:
-    """Register ``cfg``, or record why it cannot run here; a name already registered by a
-    middleware's own configuration module is left as it is."""
-    if cfg.name in CONFIGS or cfg.name in UNAVAILABLE:
+def register(cfg: Config, *, requires: tuple[str, ...] = (), default: bool = False) -> None:
+    """Register ``cfg``, or record why it cannot run here (the import error of ``requires``).
+
+    A ``default`` (a peer) gives way to a configuration of the same name from a middleware's own
+    module, whether that module is imported before this one or after.
+    """
+    if cfg.name in CONFIGS:
+        if not default:
+            raise ValueError(f"benchmark configuration {cfg.name!r} registered twice")
         return
     reason = missing(requires)
     if reason is None:
-        config(cfg)
+        config(cfg, default=default)
     else:
         UNAVAILABLE[cfg.name] = (cfg, reason)
 
@@ -304,6 +309,7 @@ for _name, _factory, _lua, _requires, _description in _PEERS:
     register(
         Config(_name, _factory, group="peers", lua=_lua, description=_description),
         requires=_requires,
+        default=True,
     )
 
 # the series build on the stack above: imported once it is defined

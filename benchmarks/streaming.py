@@ -101,7 +101,8 @@ def server(command: list[str], port: int) -> Iterator[str]:
         command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # auth off: this measures streaming; OAuth has its own benchmark (configs_oauth.py)
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "AIMW_AUTH": "0"},
     )
     try:
         deadline = time.monotonic() + 120

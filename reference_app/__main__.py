@@ -74,6 +74,12 @@ def _serve(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=10,
         )
         return 0
+    if settings.auth:
+        log.info(
+            "auth on: export OPENAI_API_KEY=$(python -m reference_app token%s) "
+            "(scopes: chat models:read embeddings; AIMW_AUTH=0 turns auth off)",
+            "" if settings.port == 8000 else f" --port {settings.port}",
+        )
     app = create_app(settings)
     log.info(
         "serving on http://%s:%d (OpenAI base_url http://%s:%d/v1)",
@@ -94,6 +100,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    from .auth import mint
+    from .settings import Settings
+
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    if args.url:
+        overrides["public_url"] = args.url
+    settings = Settings(**overrides)
+    # stdout carries the token alone: export OPENAI_API_KEY=$(python -m reference_app token)
+    print(mint(settings, scope=args.scope, tier=args.tier, client_id=args.client_id, ttl=args.ttl))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reference_app")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--redis-url", help="share stores through Redis (default: in memory)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.set_defaults(handler=_serve)
+    token = commands.add_parser(
+        "token", help="print an access token the demo server trusts (development issuer)"
+    )
+    token.add_argument(
+        "--scope", default="chat models:read embeddings", help="space-separated scopes"
+    )
+    token.add_argument("--tier", help="rate-limit tier claim (e.g. agent)")
+    token.add_argument("--client-id", default="dev-agent", help="client_id and sub claims")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument("--host", help="the server's host, as given to serve (default 127.0.0.1)")
+    token.add_argument("--port", type=int, help="the server's port, as given to serve")
+    token.add_argument("--url", help="the server's public URL, when it is behind a proxy")
+    token.set_defaults(handler=_token)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

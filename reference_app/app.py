@@ -88,6 +88,10 @@ def create_app(settings: Settings | None = None) -> Any:
     api.state.fingerprint = "fp_" + hashlib.sha256(str(model_path).encode()).hexdigest()[:10]
     errors.install(api)
     api.include_router(router)
+    if settings.auth:
+        from .auth import issuer_router
+
+        api.include_router(issuer_router(settings))
     return build_stack(api, settings)
 
 

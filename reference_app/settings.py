@@ -33,6 +33,16 @@ class Settings(BaseSettings):
         120.0, gt=0, description="seconds per request, queue included"
     )
     redis_url: str | None = Field(None, description="shared stores; default: in-memory stores")
+    auth: bool = Field(
+        True, description="OAuth on: tokens from `python -m reference_app token` (AIMW_AUTH=0: off)"
+    )
+    public_url: str | None = Field(
+        None, description="the URL clients use (resource and issuer); default http://host:port"
+    )
+    auth_key_file: Path = Field(
+        Path(".reference_app/issuer-key.json"),
+        description="the development issuer's private key, created on first use",
+    )
     log_level: str = "info"
 
     @property

@@ -15,4 +15,10 @@ ASGIApp = Any
 
 def build_stack(app: ASGIApp, settings: Settings) -> ASGIApp:
     """Wrap ``app`` in the library's middlewares, configured from ``settings``."""
+    # innermost first: idempotency and rate limiting go above this line (they key on the
+    # principal that OAuth establishes), SSE, normalisation and tracing below it
+    if settings.auth:
+        from .auth import oauth_middleware
+
+        app = oauth_middleware(app, settings)
     return app

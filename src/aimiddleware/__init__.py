@@ -7,17 +7,39 @@ LLMs to people and to autonomous agents.
 
 from __future__ import annotations
 
+import typing as _typing
+
 from .exceptions import AimiddlewareError, ConfigurationError, StoreUnavailable
 from .principal import Principal, get_principal, set_principal
 from .stores import MemoryStore, Store, store_from_url
 
+if _typing.TYPE_CHECKING:
+    from .oauth import APIKey, APIKeys, DPoP, Introspection, OAuthMiddleware, ScopeRule
+
 __version__ = "0.1.0"
 
+# names whose subpackage needs an optional extra: imported on first use, so that
+# `import aimiddleware` works without the extra installed
+_LAZY = {
+    "APIKey": "oauth",
+    "APIKeys": "oauth",
+    "DPoP": "oauth",
+    "Introspection": "oauth",
+    "OAuthMiddleware": "oauth",
+    "ScopeRule": "oauth",
+}
+
 __all__ = [
+    "APIKey",
+    "APIKeys",
     "AimiddlewareError",
     "ConfigurationError",
+    "DPoP",
+    "Introspection",
     "MemoryStore",
+    "OAuthMiddleware",
     "Principal",
+    "ScopeRule",
     "Store",
     "StoreUnavailable",
     "__version__",
@@ -25,3 +47,14 @@ __all__ = [
     "set_principal",
     "store_from_url",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aimiddleware' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -113,6 +113,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Config], dict[s
     for module in (apps, configs_stack):
         monkeypatch.setattr(module, "CONFIGS", configs)
         monkeypatch.setattr(module, "UNAVAILABLE", unavailable)
+    monkeypatch.setattr(apps, "DEFAULTS", set())
     return configs, unavailable
 
 
@@ -128,15 +129,47 @@ def test_register_records_why_a_configuration_cannot_be_built(
     assert "aimiddleware_no_such_module" in reason
 
 
-def test_register_leaves_a_configuration_registered_by_its_own_module(
+def test_a_default_peer_gives_way_to_the_one_registered_before_it(
     registry: tuple[dict[str, Config], dict[str, Any]],
 ) -> None:
     configs, _ = registry
     theirs = apps.config(Config("peer:x", apps.bare_app, group="peers"))
-    register(Config("peer:x", apps.bare_app, group="peers", description="ours"))
+    register(Config("peer:x", apps.bare_app, group="peers"), default=True)
     assert configs["peer:x"] is theirs
-    register(Config("peer:y", apps.bare_app, group="peers"), requires=("json:dumps",))
-    assert "peer:y" in configs
+
+
+def test_a_default_peer_is_replaced_by_one_registered_after_it(
+    registry: tuple[dict[str, Config], dict[str, Any]],
+) -> None:
+    configs, _ = registry
+    register(Config("peer:x", apps.bare_app, group="peers"), default=True)
+    theirs = apps.config(Config("peer:x", apps.bare_app, group="peers", description="theirs"))
+    assert configs["peer:x"] is theirs
+    with pytest.raises(ValueError, match="registered twice"):
+        apps.config(Config("peer:x", apps.bare_app, group="peers"))
+
+
+def test_an_unavailable_default_is_replaced_by_a_working_registration(
+    registry: tuple[dict[str, Config], dict[str, Any]],
+) -> None:
+    configs, unavailable = registry
+    register(
+        Config("peer:x", apps.bare_app, group="peers"),
+        requires=("aimiddleware_no_such_module:X",),
+        default=True,
+    )
+    assert "peer:x" in unavailable
+    theirs = apps.config(Config("peer:x", apps.bare_app, group="peers"))
+    assert configs["peer:x"] is theirs
+    assert "peer:x" not in unavailable
+
+
+def test_a_stack_configuration_cannot_be_registered_twice(
+    registry: tuple[dict[str, Config], dict[str, Any]],
+) -> None:
+    register(Config("stack:x", apps.bare_app, group="stack"))
+    with pytest.raises(ValueError, match="registered twice"):
+        register(Config("stack:x", apps.bare_app, group="stack"))
 
 
 def test_full_stack_configurations_are_registered_or_explained() -> None:

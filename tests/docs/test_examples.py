@@ -41,9 +41,15 @@ def test_the_docs_have_python_examples() -> None:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize(("where", "code"), BLOCKS, ids=[where for where, _ in BLOCKS])
-def test_example_runs(where: str, code: str, docs_server: ThreadedServer, tmp_path: Path) -> None:
+def test_example_runs(
+    where: str, code: str, docs_server: ThreadedServer, docs_api_key: str, tmp_path: Path
+) -> None:
     program = code.replace(DEMO_URL, docs_server.url)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+        "OPENAI_API_KEY": docs_api_key,  # as the README has the reader export it
+    }
     result = subprocess.run(
         [sys.executable, "-c", program],
         cwd=tmp_path,

@@ -32,8 +32,14 @@ def wait_ready(url: str, timeout: float = 60.0) -> None:
 
 @contextmanager
 def serve_reference(**settings: Any) -> Iterator[ThreadedServer]:
-    """Start a reference app with these settings; yields the running server."""
-    with ThreadedServer(create_app(Settings(**settings))) as server:
+    """Start a reference app with these settings; yields the running server.
+
+    Auth is off unless asked for: these servers test the API itself, the OAuth end-to-end
+    tests (test_oauth_e2e.py) start their own with auth on.
+    """
+    settings.setdefault("auth", False)
+    # a server with auth on must know its port up front: it is the tokens' audience
+    with ThreadedServer(create_app(Settings(**settings)), port=settings.get("port")) as server:
         wait_ready(server.url)
         yield server
 

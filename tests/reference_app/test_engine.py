@@ -152,7 +152,7 @@ async def test_waiting_requests_are_served_first_come_first_served(
 
 @pytest.mark.anyio
 async def test_health_is_503_while_the_model_loads() -> None:
-    app = create_app(Settings())  # lifespan never runs: the model never loads
+    app = create_app(Settings(auth=False))  # no lifespan: the model never loads
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         r = await c.get("/health")
         assert r.status_code == 503

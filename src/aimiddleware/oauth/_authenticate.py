@@ -1,0 +1,206 @@
+"""Turning a bearer token into a Principal: JWT or introspection, with a validation cache."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from ..principal import Credential, Principal
+from ._introspection import Introspection, IntrospectionUnavailable
+from ._jwks import KeysUnavailable, MetadataCache
+from ._jwt import JWTVerifier, TokenInvalid, check_time_claims
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Authenticated", "Authenticator", "Unavailable"]
+
+logger = logging.getLogger("aimiddleware.oauth")
+
+_JWS_PREFIX: Final = "eyJ"
+_INACTIVE_TTL: Final = 10.0  # base64url of '{"': every JWS compact header starts so
+
+
+class Unavailable(Exception):  # noqa: N818 (a state, not a bug)
+    """A backend needed to decide (JWKS, introspection, replay store) did not answer."""
+
+
+class Authenticated:
+    """A validated token: the principal, its DPoP binding (``cnf.jkt``) and when it expires."""
+
+    __slots__ = ("expires", "jkt", "principal")
+
+    def __init__(self, principal: Principal, jkt: str | None, expires: float) -> None:
+        self.principal = principal
+        self.jkt = jkt
+        self.expires = expires
+
+
+def _scopes(value: Any) -> frozenset[str]:
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list):
+        return frozenset(s for s in value if isinstance(s, str))
+    return frozenset()
+
+
+class Authenticator:
+    """Validates tokens and remembers the outcome by token hash, bounded, never past ``exp``."""
+
+    def __init__(
+        self,
+        *,
+        jwt: JWTVerifier | None,
+        introspection: Introspection | None,
+        metadata: MetadataCache | None,
+        client: Callable[[], httpx.AsyncClient],
+        audiences: frozenset[str] | None,
+        issuer: str | None,
+        leeway: float,
+        scope_claims: Sequence[str],
+        tier_claim: str | None,
+        default_tier: str | None,
+        principal_claims: Sequence[str],
+        cache_size: int,
+        cache_ttl: float,
+    ) -> None:
+        self.jwt = jwt
+        self.introspection = introspection
+        self._metadata = metadata
+        self._client = client
+        self._audiences = audiences
+        self._issuer = issuer
+        self._leeway = leeway
+        self._scope_claims = tuple(scope_claims)
+        self._tier_claim = tier_claim
+        self._default_tier = default_tier
+        self._principal_claims = tuple(principal_claims)
+        self._cache_size = cache_size
+        self._cache_ttl = cache_ttl
+        self._cache: dict[bytes, Authenticated] = {}
+        # opaque tokens the authorization server called inactive, so that replaying a revoked
+        # or made-up token does not turn into one introspection call per request
+        self._inactive: dict[bytes, float] = {}
+
+    def cached(self, digest: bytes, now: float) -> Authenticated | None:
+        entry = self._cache.get(digest)
+        if entry is None:
+            return None
+        if entry.expires <= now:
+            self._cache.pop(digest, None)
+            return None
+        return entry
+
+    async def authenticate(self, token: str, digest: bytes) -> Authenticated:
+        """Validate ``token`` (``digest`` is its SHA-256, the only form ever kept).
+
+        :raises TokenInvalid: the token is not acceptable.
+        :raises Unavailable: the JWKS or the introspection endpoint could not be reached.
+        """
+        if self.jwt is not None and token.startswith(_JWS_PREFIX):
+            try:
+                claims = await self.jwt.verify(token)
+            except KeysUnavailable as exc:
+                raise Unavailable("the issuer's signing keys are unavailable") from exc
+            credential: Credential = "jwt"
+        elif self.introspection is not None:
+            inactive_until = self._inactive.get(digest)
+            if inactive_until is not None and time.monotonic() < inactive_until:
+                raise TokenInvalid("the token is not active")
+            try:
+                claims = await self._introspect(token)
+            except TokenInvalid:
+                if len(self._inactive) >= self._cache_size:
+                    self._inactive.pop(next(iter(self._inactive)))
+                self._inactive[digest] = time.monotonic() + _INACTIVE_TTL
+                raise
+            credential = "introspection"
+        else:
+            raise TokenInvalid("the token is not a JWT access token")
+        principal = self.principal(claims, credential)
+        cnf = claims.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+        ttl = self._cache_ttl
+        if credential == "introspection" and self.introspection is not None:
+            ttl = min(ttl, self.introspection.cache_ttl)
+        expires = min(float(claims["exp"]), time.time() + ttl)
+        entry = Authenticated(principal, jkt if isinstance(jkt, str) else None, expires)
+        if ttl > 0:
+            if len(self._cache) >= self._cache_size:
+                # drop the oldest insertion: cheap, and a flood of tokens cannot grow memory
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[digest] = entry
+        return entry
+
+    async def _introspect(self, token: str) -> dict[str, Any]:
+        assert self.introspection is not None
+        endpoint = self.introspection.endpoint
+        try:
+            if endpoint is None:
+                if self._metadata is None:
+                    raise IntrospectionUnavailable("no introspection endpoint configured")
+                found = (await self._metadata.get()).get("introspection_endpoint")
+                if not isinstance(found, str):
+                    raise IntrospectionUnavailable("the issuer metadata has no endpoint")
+                endpoint = found
+            answer = await self.introspection.introspect(self._client(), endpoint, token)
+        except (IntrospectionUnavailable, KeysUnavailable) as exc:
+            logger.warning("token introspection failed: %s", exc)
+            raise Unavailable("the token introspection endpoint is unavailable") from exc
+        if answer["active"] is not True:
+            raise TokenInvalid("the token is not active")
+        if self._issuer is not None and "iss" in answer and answer["iss"] != self._issuer:
+            raise TokenInvalid("the token issuer is not trusted")
+        aud = answer.get("aud")
+        if self._audiences is not None and aud is not None:
+            values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+            if not any(isinstance(a, str) and a in self._audiences for a in values):
+                raise TokenInvalid("the token audience does not include this resource")
+        if "exp" not in answer:
+            # RFC 7662 makes exp optional; without it the answer is trusted for cache_ttl only
+            answer = {**answer, "exp": time.time() + self.introspection.cache_ttl}
+        check_time_claims(answer, time.time(), self._leeway)
+        return answer
+
+    def principal(self, claims: dict[str, Any], credential: Credential) -> Principal:
+        principal_id = None
+        for name in self._principal_claims:
+            value = claims.get(name)
+            if isinstance(value, str) and value:
+                principal_id = value
+                break
+        if principal_id is None:
+            raise TokenInvalid("the token names no subject or client")
+        scopes: frozenset[str] = frozenset()
+        for name in self._scope_claims:
+            if name in claims:
+                scopes = _scopes(claims[name])
+                break
+        tier = claims.get(self._tier_claim) if self._tier_claim else None
+        client_id = claims.get("client_id") or claims.get("azp")
+        subject = claims.get("sub")
+        jti = claims.get("jti")
+        return Principal(
+            id=principal_id,
+            subject=subject if isinstance(subject, str) else None,
+            client_id=client_id if isinstance(client_id, str) else None,
+            scopes=scopes,
+            tier=tier if isinstance(tier, str) else self._default_tier,
+            token_id=jti if isinstance(jti, str) else None,
+            credential=credential,
+            claims=claims,
+        )
+
+
+def token_digest(token: str) -> bytes:
+    """The cache key of a token: its SHA-256 (the token itself is never stored)."""
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def same_key(a: str, b: str) -> bool:
+    """Constant-time comparison of two thumbprints."""
+    return hmac.compare_digest(a.encode(), b.encode())

@@ -1,0 +1,131 @@
+"""The refusals the OAuth middleware emits: status, OAuth error code, challenge and JSON body.
+
+Every refusal is one :class:`AuthError`. The middleware (and the FastAPI dependency) turn it
+into a JSON response in the OpenAI error envelope with the RFC 6750 / RFC 9449 / MCP
+``WWW-Authenticate`` challenge built by :class:`Challenger` from the same configuration that
+serves the RFC 9728 metadata.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, Final
+
+__all__ = ["AuthError", "Challenger", "check_scope_token"]
+
+# RFC 6750 section 3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), no '"' and no '\'
+_SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+# the error_description charset (RFC 6750 section 3): printable ASCII without '"' and '\'
+_DESCRIPTION_UNSAFE: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def check_scope_token(scope: str) -> bool:
+    """Whether ``scope`` is a valid RFC 6749 scope token (so it can be quoted in a challenge)."""
+    return bool(_SCOPE_TOKEN.fullmatch(scope))
+
+
+class AuthError(Exception):
+    """One refusal: what the client is told, in the body and in the challenge.
+
+    ``error`` is the OAuth error code (``invalid_request``, ``invalid_token``,
+    ``insufficient_scope``, ``invalid_dpop_proof``, ``use_dpop_nonce``) or ``None`` when the
+    request simply carried no credentials (RFC 6750 section 3.1: no error code then).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        error: str | None,
+        description: str,
+        *,
+        scopes: Iterable[str] = (),
+        scheme: str = "Bearer",
+        dpop_nonce: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+        self.scopes = tuple(scopes)
+        self.scheme = scheme
+        self.dpop_nonce = dpop_nonce
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        """The OpenAI error envelope (see docs/oauth.md for every shape)."""
+        if self.status == 400:
+            kind, code = "invalid_request_error", "invalid_request"
+        elif self.status == 401:
+            kind = "invalid_request_error"
+            dpop = self.error in ("invalid_dpop_proof", "use_dpop_nonce")
+            code = self.error if dpop and self.error else "invalid_api_key"
+        elif self.status == 403:
+            kind, code = "permission_error", "insufficient_scope"
+        else:
+            kind, code = "server_error", "auth_unavailable"
+        return {"error": {"message": self.description, "type": kind, "param": None, "code": code}}
+
+
+def _quote(value: str) -> str:
+    return '"' + _DESCRIPTION_UNSAFE.sub("?", value) + '"'
+
+
+class Challenger:
+    """Builds the ``WWW-Authenticate`` values of one middleware configuration.
+
+    ``resource_metadata`` is the RFC 9728 metadata URL (MCP clients start discovery from it);
+    ``dpop_algs`` is set when DPoP is accepted, which adds a ``DPoP`` challenge next to the
+    ``Bearer`` one (RFC 9449 section 7.1).
+    """
+
+    __slots__ = ("dpop_algs", "dpop_required", "realm", "resource_metadata")
+
+    def __init__(
+        self,
+        *,
+        resource_metadata: str | None,
+        realm: str | None = None,
+        dpop_algs: tuple[str, ...] = (),
+        dpop_required: bool = False,
+    ) -> None:
+        self.resource_metadata = resource_metadata
+        self.realm = realm
+        self.dpop_algs = dpop_algs
+        self.dpop_required = dpop_required
+
+    def _params(self, error: AuthError, scheme: str) -> list[str]:
+        params: list[str] = []
+        if self.realm is not None:
+            params.append(f"realm={_quote(self.realm)}")
+        if error.error is not None and error.scheme == scheme:
+            params.append(f"error={_quote(error.error)}")
+            params.append(f"error_description={_quote(error.description)}")
+        if error.scopes and error.error in (None, "insufficient_scope", "invalid_token"):
+            params.append(f"scope={_quote(' '.join(error.scopes))}")
+        if self.resource_metadata is not None:
+            params.append(f"resource_metadata={_quote(self.resource_metadata)}")
+        if scheme == "DPoP":
+            params.append(f"algs={_quote(' '.join(self.dpop_algs))}")
+        return params
+
+    def headers(self, error: AuthError) -> list[tuple[bytes, bytes]]:
+        """The response headers of a refusal: challenges, ``DPoP-Nonce``, ``Retry-After``."""
+        out: list[tuple[bytes, bytes]] = []
+        if error.status in (400, 401, 403):
+            schemes = ["DPoP"] if self.dpop_required else ["Bearer"]
+            if self.dpop_algs and not self.dpop_required:
+                schemes.append("DPoP")
+            if error.scheme == "DPoP" and "DPoP" not in schemes:
+                schemes.append("DPoP")
+            for scheme in schemes:
+                params = self._params(error, scheme)
+                value = scheme + (" " + ", ".join(params) if params else "")
+                out.append((b"www-authenticate", value.encode("latin-1")))
+        if error.dpop_nonce is not None:
+            out.append((b"dpop-nonce", error.dpop_nonce.encode("ascii")))
+        if error.retry_after is not None:
+            out.append((b"retry-after", str(error.retry_after).encode("ascii")))
+        out.append((b"cache-control", b"no-store"))
+        return out

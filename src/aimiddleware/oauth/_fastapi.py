@@ -1,0 +1,132 @@
+"""Per-endpoint scopes for FastAPI / Starlette handlers, on top of the middleware's principal."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..principal import Principal, get_principal
+from ._errors import AuthError, Challenger
+from ._options import check_scopes
+
+__all__ = ["OAuthHTTPException", "RequireScopes", "oauth_exception_handler", "requires_scopes"]
+
+_FALLBACK = Challenger(resource_metadata=None)
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    # a mapping holds one value per name: several challenges (Bearer and DPoP) are joined
+    # with commas, which RFC 9110 section 11.6.1 allows in one WWW-Authenticate field
+    out: dict[str, str] = {}
+    for key, value in raw:
+        name, text = key.decode("latin-1"), value.decode("latin-1")
+        out[name] = f"{out[name]}, {text}" if name in out else text
+    return out
+
+
+class OAuthHTTPException(HTTPException):
+    """A 401/403 refusal raised by :class:`RequireScopes`, carrying its challenge headers.
+
+    FastAPI's default handler renders it as ``{"detail": message}`` with the right status and
+    ``WWW-Authenticate``; register :func:`oauth_exception_handler` (or put the normalisation
+    middleware in front) for the OpenAI error envelope.
+    """
+
+    def __init__(self, error: AuthError, challenger: Challenger) -> None:
+        headers = _header_dict(challenger.headers(error))
+        super().__init__(error.status, error.description, headers)
+        self.payload = error.body()
+
+
+async def oauth_exception_handler(request: Request, exc: Exception) -> Response:
+    """Render :class:`OAuthHTTPException` in the OpenAI error envelope.
+
+    >>> from fastapi import FastAPI
+    >>> app = FastAPI(exception_handlers={OAuthHTTPException: oauth_exception_handler})
+    """
+    if not isinstance(exc, OAuthHTTPException):  # pragma: no cover (registered for it only)
+        raise exc
+    return JSONResponse(exc.payload, status_code=exc.status_code, headers=exc.headers)
+
+
+def _check(scope: Any, required: tuple[str, ...]) -> tuple[Principal | None, AuthError | None]:
+    principal = get_principal(scope)
+    if principal is None:
+        return None, AuthError(401, None, "authentication required", scopes=required)
+    if not principal.has_scopes(required):
+        error = AuthError(403, "insufficient_scope", "the token lacks a required scope",
+                          scopes=required)  # fmt: skip
+        return None, error
+    return principal, None
+
+
+class RequireScopes:
+    """A FastAPI dependency: the caller's principal, refused unless it holds every scope.
+
+    >>> from typing import Annotated
+    >>> from fastapi import Depends, FastAPI
+    >>> app = FastAPI()
+    >>> @app.post("/v1/embeddings")
+    ... async def embeddings(
+    ...     principal: Annotated[Principal, Depends(RequireScopes("embeddings"))],
+    ... ) -> dict[str, str]:
+    ...     return {"id": principal.id}
+    """
+
+    def __init__(self, *scopes: str) -> None:
+        self.scopes = check_scopes("RequireScopes", scopes)
+
+    def __repr__(self) -> str:
+        return f"RequireScopes{self.scopes!r}"
+
+    async def __call__(self, request: Request) -> Principal:
+        principal, error = _check(request.scope, self.scopes)
+        if error is not None:
+            challenger = request.scope.get("aimiddleware.oauth.challenger", _FALLBACK)
+            raise OAuthHTTPException(error, challenger)
+        assert principal is not None
+        return principal
+
+
+def requires_scopes(*scopes: str) -> Callable[[F], F]:
+    """Decorate an endpoint that takes a ``Request``: refused unless every scope is held.
+
+    The refusal is the middleware's own response (envelope and challenge), no handler needed.
+
+    >>> @requires_scopes("models:read")
+    ... async def list_models(request: Request) -> Response:
+    ...     return JSONResponse({"object": "list", "data": []})
+    """
+    required = check_scopes("requires_scopes", scopes)
+
+    def decorate(endpoint: F) -> F:
+        signature = inspect.signature(endpoint)
+        names = [
+            name
+            for name, p in signature.parameters.items()
+            if p.annotation in (Request, "Request") or name == "request"
+        ]
+        if not names:
+            raise TypeError(f"{endpoint.__qualname__} must take a `request: Request` parameter")
+        position = list(signature.parameters).index(names[0])
+
+        @functools.wraps(endpoint)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            request: Request = kwargs[names[0]] if names[0] in kwargs else args[position]
+            _, error = _check(request.scope, required)
+            if error is not None:
+                challenger = request.scope.get("aimiddleware.oauth.challenger", _FALLBACK)
+                headers = _header_dict(challenger.headers(error))
+                return JSONResponse(error.body(), status_code=error.status, headers=headers)
+            return await endpoint(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,102 @@
+"""RFC 7662 token introspection for opaque tokens, with client authentication."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import quote
+
+from ..exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Introspection", "IntrospectionUnavailable"]
+
+logger = logging.getLogger("aimiddleware.oauth")
+
+_MAX_RESPONSE: Final = 1 << 16
+
+
+class IntrospectionUnavailable(Exception):  # noqa: N818 (a state, not a bug)
+    """The introspection endpoint could not give an answer (network, status, format)."""
+
+
+class Introspection:
+    """How to ask the authorization server about an opaque token (RFC 7662).
+
+    The resource server authenticates as an OAuth client: ``client_secret_basic`` (HTTP Basic,
+    the RFC 6749 default) or ``client_secret_post``. ``endpoint=None`` takes the
+    ``introspection_endpoint`` from the issuer's metadata. Answers are cached by token hash for
+    at most ``cache_ttl`` seconds and never past the token's ``exp``.
+
+    >>> "s3cret" in repr(Introspection(client_id="api", client_secret="s3cret"))
+    False
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        endpoint: str | None = None,
+        auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic",
+        cache_ttl: float = 60.0,
+        timeout: float = 5.0,
+    ) -> None:
+        if not client_id or not client_secret:
+            raise ConfigurationError("introspection needs client_id and client_secret")
+        if auth_method not in ("client_secret_basic", "client_secret_post"):
+            raise ConfigurationError(f"unsupported introspection auth_method {auth_method!r}")
+        if endpoint is not None and not endpoint.startswith(("https://", "http://")):
+            raise ConfigurationError("the introspection endpoint must be an http(s) URL")
+        if cache_ttl < 0 or timeout <= 0:
+            raise ConfigurationError("cache_ttl must be >= 0 and timeout > 0")
+        self.endpoint = endpoint
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.auth_method = auth_method
+        self.cache_ttl = cache_ttl
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return (
+            f"Introspection(endpoint={self.endpoint!r}, client_id={self.client_id!r}, "
+            f"client_secret='***', auth_method={self.auth_method!r})"
+        )
+
+    async def introspect(
+        self, client: httpx.AsyncClient, endpoint: str, token: str
+    ) -> dict[str, Any]:
+        """The endpoint's JSON answer (``active`` may be false).
+
+        :raises IntrospectionUnavailable: transport error, non-200 status or malformed answer.
+        """
+        import httpx
+
+        form = {"token": token, "token_type_hint": "access_token"}
+        headers = {"accept": "application/json"}
+        if self.auth_method == "client_secret_basic":
+            # RFC 6749 section 2.3.1: form-urlencode both parts before Basic encoding
+            pair = f"{quote(self.client_id, safe='')}:{quote(self._client_secret, safe='')}"
+            headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        else:
+            form["client_id"] = self.client_id
+            form["client_secret"] = self._client_secret
+        try:
+            response = await client.post(endpoint, data=form, headers=headers, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise IntrospectionUnavailable(f"{type(exc).__name__} from {endpoint}") from exc
+        if response.status_code != 200:
+            raise IntrospectionUnavailable(f"HTTP {response.status_code} from {endpoint}")
+        if len(response.content) > _MAX_RESPONSE:
+            raise IntrospectionUnavailable(f"answer larger than {_MAX_RESPONSE} bytes")
+        try:
+            answer = json.loads(response.content)
+        except ValueError as exc:
+            raise IntrospectionUnavailable(f"invalid JSON from {endpoint}") from exc
+        if not isinstance(answer, dict) or not isinstance(answer.get("active"), bool):
+            raise IntrospectionUnavailable(f"no boolean 'active' in the answer from {endpoint}")
+        return answer

@@ -1,0 +1,123 @@
+"""Route rules: which requests need which scopes, compiled once at start-up."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from ..exceptions import ConfigurationError
+from ._errors import check_scope_token
+
+__all__ = ["CompiledRules", "ScopeRule"]
+
+Auth = Literal["required", "optional", "public"]
+_AUTH_MODES: Final = ("required", "optional", "public")
+_PARAM: Final = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+@dataclass(frozen=True)
+class ScopeRule:
+    """Requests whose path matches ``pattern`` (and method is in ``methods``) need every scope.
+
+    Patterns are paths: ``{name}`` matches one path segment, a trailing ``*`` matches anything
+    (``/v1/models*`` matches ``/v1/models`` and ``/v1/models/gpt``). ``methods=None`` matches
+    every method; ``GET`` also matches ``HEAD``. ``auth`` is ``"required"`` (credentials and
+    scopes needed), ``"optional"`` (validated when present, anonymous allowed) or ``"public"``
+    (never looked at). The first matching rule wins.
+
+    >>> ScopeRule("/v1/chat/completions", ["chat"], methods=["POST"]).scopes
+    ('chat',)
+    """
+
+    pattern: str
+    scopes: Sequence[str] | str = ()
+    methods: Sequence[str] | None = None
+    auth: Auth = "required"
+    _compiled: tuple[re.Pattern[str], frozenset[str] | None, tuple[str, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        scopes = (self.scopes,) if isinstance(self.scopes, str) else tuple(self.scopes)
+        scopes = tuple(dict.fromkeys(s for part in scopes for s in part.split()))
+        for scope in scopes:
+            if not check_scope_token(scope):
+                raise ConfigurationError(f"invalid scope {scope!r} in the rule for {self.pattern}")
+        object.__setattr__(self, "scopes", scopes)
+        if self.auth not in _AUTH_MODES:
+            raise ConfigurationError(f"auth must be one of {_AUTH_MODES}, got {self.auth!r}")
+        if self.auth != "required" and scopes:
+            raise ConfigurationError(f"the {self.auth} rule for {self.pattern} cannot need scopes")
+        if not self.pattern.startswith("/"):
+            raise ConfigurationError(f"a rule pattern must start with '/': {self.pattern!r}")
+        methods: frozenset[str] | None = None
+        if self.methods is not None:
+            if isinstance(self.methods, str):
+                raise ConfigurationError("methods must be a list of method names, not a string")
+            methods = frozenset(m.upper() for m in self.methods)
+            if "GET" in methods:
+                methods |= {"HEAD"}
+        object.__setattr__(self, "_compiled", (_compile(self.pattern), methods, scopes))
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The scopes this rule needs, normalised (split on spaces, deduplicated)."""
+        return self._compiled[2]
+
+    def matches(self, path: str, method: str) -> bool:
+        """Whether this rule applies to a request."""
+        regex, methods, _ = self._compiled
+        return (methods is None or method in methods) and regex.fullmatch(path) is not None
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    wildcard = pattern.endswith("*")
+    body = pattern[:-1] if wildcard else pattern
+    if "*" in body:
+        raise ConfigurationError(f"'*' is only allowed at the end of a pattern: {pattern!r}")
+    out: list[str] = []
+    last = 0
+    for match in _PARAM.finditer(body):
+        out.append(re.escape(body[last : match.start()]))
+        out.append("[^/]+")
+        last = match.end()
+    out.append(re.escape(body[last:]))
+    if wildcard:
+        out.append(".*")
+    return re.compile("".join(out), re.DOTALL)
+
+
+class CompiledRules:
+    """The rules in order, plus the default for paths no rule matches."""
+
+    __slots__ = ("_exact", "_rules", "default", "scopes_supported")
+
+    def __init__(self, rules: Iterable[ScopeRule], default: ScopeRule) -> None:
+        self._rules = tuple(rules)
+        for rule in self._rules:
+            if not isinstance(rule, ScopeRule):
+                raise ConfigurationError(f"rules must be ScopeRule objects, got {rule!r}")
+        self.default = default
+        seen: dict[str, None] = {}
+        for rule in (*self._rules, default):
+            seen.update(dict.fromkeys(rule.required))
+        self.scopes_supported = tuple(seen)
+        # a bounded memo: the hot paths of an API are few, a flood of distinct paths stops adding
+        self._exact: dict[tuple[str, str], ScopeRule] = {}
+
+    def match(self, path: str, method: str) -> ScopeRule:
+        """The first rule that applies, else the default."""
+        key = (path, method)
+        cached = self._exact.get(key)
+        if cached is not None:
+            return cached
+        found = self.default
+        for rule in self._rules:
+            if rule.matches(path, method):
+                found = rule
+                break
+        if len(self._exact) < 1024:
+            self._exact[key] = found
+        return found

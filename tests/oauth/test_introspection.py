@@ -1,0 +1,121 @@
+"""Opaque tokens through RFC 7662 introspection against the real issuer."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from aimiddleware.oauth import Introspection
+
+from .apps import bearer, client_for, middleware
+from .issuer import INTROSPECTION_CLIENT, Issuer
+
+pytestmark = pytest.mark.anyio
+
+
+def introspection(**options: object) -> Introspection:
+    client_id, secret = INTROSPECTION_CLIENT
+    return Introspection(client_id=client_id, client_secret=secret, **options)  # type: ignore[arg-type]
+
+
+def active(issuer: Issuer, token: str, **claims: object) -> None:
+    now = int(time.time())
+    answer = {
+        "active": True,
+        "iss": issuer.url,
+        "aud": "https://api.test",
+        "client_id": "agent-9",
+        "sub": "user-9",
+        "scope": "chat",
+        "exp": now + 600,
+        "iat": now,
+        "tier": "pro",
+    }
+    answer.update(claims)
+    issuer.opaque[token] = {k: v for k, v in answer.items() if v is not None}
+
+
+async def test_active_opaque_token_is_accepted_and_cached(issuer: Issuer) -> None:
+    active(issuer, "opaque-1")
+    async with client_for(middleware(issuer, introspection=introspection())) as client:
+        for _ in range(3):
+            response = await client.post(
+                "/v1/chat/completions", headers=bearer("opaque-1"), json={}
+            )
+            assert response.status_code == 200
+    principal = response.json()["principal"]
+    assert principal["credential"] == "introspection"
+    assert (principal["id"], principal["tier"]) == ("agent-9", "pro")
+    assert issuer.introspections == 1
+    # client_secret_basic, RFC 6749 section 2.3.1 encoding of the odd characters
+    assert issuer.seen_introspection_auth[0].startswith("Basic ")
+
+
+async def test_client_secret_post_works(issuer: Issuer) -> None:
+    active(issuer, "opaque-2")
+    mw = middleware(issuer, introspection=introspection(auth_method="client_secret_post"))
+    async with client_for(mw) as client:
+        response = await client.post("/v1/chat/completions", headers=bearer("opaque-2"), json={})
+    assert response.status_code == 200
+    assert issuer.seen_introspection_auth == [""]
+
+
+async def test_inactive_token_is_401_and_not_asked_about_again_at_once(issuer: Issuer) -> None:
+    async with client_for(middleware(issuer, introspection=introspection())) as client:
+        for _ in range(3):
+            response = await client.post("/v1/chat/completions", headers=bearer("unknown"), json={})
+            assert response.status_code == 401
+            assert "not active" in response.json()["error"]["message"]
+    assert issuer.introspections == 1
+
+
+async def test_introspected_wrong_audience_is_401(issuer: Issuer) -> None:
+    active(issuer, "opaque-3", aud="https://elsewhere.test")
+    async with client_for(middleware(issuer, introspection=introspection())) as client:
+        response = await client.post("/v1/chat/completions", headers=bearer("opaque-3"), json={})
+    assert response.status_code == 401
+    assert "audience" in response.json()["error"]["message"]
+
+
+async def test_cache_never_outlives_exp(issuer: Issuer) -> None:
+    import asyncio
+
+    active(issuer, "opaque-4", exp=int(time.time()) + 2)
+    mw = middleware(issuer, introspection=introspection(cache_ttl=600), leeway=0)
+    async with client_for(mw) as client:
+        first = await client.post("/v1/chat/completions", headers=bearer("opaque-4"), json={})
+        await asyncio.sleep(2.2)
+        del issuer.opaque["opaque-4"]  # the authorization server forgot it too
+        second = await client.post("/v1/chat/completions", headers=bearer("opaque-4"), json={})
+    assert first.status_code == 200
+    assert second.status_code == 401
+    assert issuer.introspections == 2
+
+
+async def test_introspection_down_is_503_with_one_log_line(
+    issuer: Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    issuer.introspection_down = True
+    async with client_for(middleware(issuer, introspection=introspection())) as client:
+        response = await client.post("/v1/chat/completions", headers=bearer("opaque-5"), json={})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "auth_unavailable"
+    lines = [r.getMessage() for r in caplog.records if r.name == "aimiddleware.oauth"]
+    assert len(lines) == 1
+    assert "introspection failed" in lines[0]
+    assert "opaque-5" not in caplog.text
+    assert INTROSPECTION_CLIENT[1] not in caplog.text
+
+
+async def test_wrong_client_secret_is_503_not_401(issuer: Issuer) -> None:
+    # the endpoint refuses the resource server itself: an operator problem, not the caller's
+    active(issuer, "opaque-6")
+    bad = Introspection(client_id=INTROSPECTION_CLIENT[0], client_secret="wrong")
+    async with client_for(middleware(issuer, introspection=bad)) as client:
+        response = await client.post("/v1/chat/completions", headers=bearer("opaque-6"), json={})
+    assert response.status_code == 503
+
+
+def test_repr_hides_the_secret() -> None:
+    assert INTROSPECTION_CLIENT[1] not in repr(introspection())
