@@ -233,6 +233,7 @@ def _streaming(run: Run) -> list[str]:
         f"Same model, prompt and sampling; {settings.get('rounds', '?')} rounds, up to "
         f"{settings.get('max_tokens', '?')} tokens, medians. `reference` is the reference app "
         "with the stack that `reference_app/stack.py` assembles"
+        + (", OAuth on (a token minted for the run)" if run.streaming.get("auth") else "")
         + (f"; the six middlewares were {stack}." if stack else "."),
         "",
         *_table(

@@ -5,7 +5,9 @@
 Interleaves, on the same model, prompt and sampling settings:
   in-process   llama-cpp-python generating in this process (the ceiling)
   llama-server llama-cpp-python's own server (python -m llama_cpp.server), openai SDK streaming
-  reference    this project's reference app (python -m reference_app serve), openai SDK streaming
+  reference    this project's reference app (python -m reference_app serve), openai SDK streaming,
+               with the stack reference_app/stack.py mounts, OAuth on and a token minted for the
+               run (--no-auth: OAuth off)
 and then aggregate tokens/s of 4 concurrent streams through the reference app with 1 and 2
 instances. Time to first token (TTFT) is measured from the request to the first content delta;
 decode tokens/s over the tokens after the first.
@@ -20,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,8 +75,10 @@ def in_process(max_tokens: int) -> Callable[[], Sample]:
     return run
 
 
-def over_http(base_url: str, model: str, max_tokens: int) -> Callable[[], Sample]:
-    client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0)
+def over_http(
+    base_url: str, model: str, max_tokens: int, api_key: str = "none"
+) -> Callable[[], Sample]:
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0)
 
     def run() -> Sample:
         started = time.perf_counter()
@@ -96,19 +101,23 @@ def over_http(base_url: str, model: str, max_tokens: int) -> Callable[[], Sample
 
 
 @contextlib.contextmanager
-def server(command: list[str], port: int) -> Iterator[str]:
+def server(
+    command: list[str], port: int, env: dict[str, str] | None = None, api_key: str | None = None
+) -> Iterator[str]:
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        # auth off: this measures streaming; OAuth has its own benchmark (configs_oauth.py)
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "AIMW_AUTH": "0"},
+        # auth off unless the caller turns it on (reference_auth) with a token to probe with
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "AIMW_AUTH": "0", **(env or {})},
     )
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                probe = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=headers, timeout=2)
+                if probe.status_code == 200:
                     break
             time.sleep(0.2)
         else:
@@ -148,10 +157,30 @@ def llama_server_command(port: int) -> list[str]:
     ]
 
 
-def concurrent(base_url: str, streams: int, max_tokens: int) -> float:
+@contextlib.contextmanager
+def reference_auth(port: int, enabled: bool) -> Iterator[tuple[dict[str, str], str]]:
+    """The environment that turns the reference app's OAuth on, and a token it accepts.
+
+    The development issuer's key lives in a temporary file for the run; the token carries the
+    scopes the benchmark uses. With ``enabled`` false: auth off and a placeholder key.
+    """
+    if not enabled:
+        yield {"AIMW_AUTH": "0"}, "none"
+        return
+    from reference_app.auth import mint
+    from reference_app.settings import Settings
+
+    with tempfile.TemporaryDirectory(prefix="aimw-bench-auth-") as workdir:
+        key_file = str(Path(workdir) / "issuer-key.json")
+        env = {"AIMW_AUTH": "1", "AIMW_AUTH_KEY_FILE": key_file}
+        settings = Settings(port=port, auth_key_file=key_file)  # type: ignore[call-arg]
+        yield env, mint(settings, scope="chat models:read", ttl=6 * 3600)
+
+
+def concurrent(base_url: str, streams: int, max_tokens: int, api_key: str = "none") -> float:
     """Aggregate delivered tokens/s of ``streams`` simultaneous streams."""
     results: list[Sample] = []
-    runner = over_http(base_url, MODEL_ID, max_tokens)
+    runner = over_http(base_url, MODEL_ID, max_tokens, api_key)
     threads = [threading.Thread(target=lambda: results.append(runner())) for _ in range(streams)]
     started = time.perf_counter()
     for t in threads:
@@ -179,18 +208,22 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--skip-concurrency", action="store_true")
     parser.add_argument("--out", type=Path, help="where to write the JSON results")
+    parser.add_argument(
+        "--no-auth", action="store_true", help="the reference app with OAuth off (AIMW_AUTH=0)"
+    )
     args = parser.parse_args(argv)
 
     ref_port, llama_port = free_port(), free_port()
     samples: dict[str, list[Sample]] = {"in-process": [], "llama-server": [], "reference": []}
     with (
-        server(reference_command(ref_port), ref_port) as ref_url,
+        reference_auth(ref_port, not args.no_auth) as (auth_env, token),
+        server(reference_command(ref_port), ref_port, auth_env, token) as ref_url,
         server(llama_server_command(llama_port), llama_port) as llama_url,
     ):
         runners = {
             "in-process": in_process(args.max_tokens),
             "llama-server": over_http(llama_url, MODEL_ID, args.max_tokens),
-            "reference": over_http(ref_url, MODEL_ID, args.max_tokens),
+            "reference": over_http(ref_url, MODEL_ID, args.max_tokens, token),
         }
         for runner in runners.values():  # warm up each once
             runner()
@@ -215,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             f"{row['decode_tps']:7.1f} {row['decode_tps'] / base['decode_tps']:9.2f} "
             f"{row['decode_tps'] / server_tps:11.2f}"
         )
-    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    settings = {k: v for k, v in vars(args).items() if k not in {"out", "no_auth"}}
     report: dict[str, object] = {
         "kind": "streaming",
         "machine": describe(),
@@ -223,14 +256,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "summary": summary,
         # whether the reference app could mount the library's middlewares in this tree
         "middlewares": missing(STACK_MODULES) or "importable",
+        "auth": not args.no_auth,
     }
     if not args.skip_concurrency:
         aggregate = {}
         for instances in (1, 2):
             port = free_port()
-            with server(reference_command(port, instances), port) as url:
-                over_http(url, MODEL_ID, 8)()
-                aggregate[f"instances={instances}"] = concurrent(url, 4, args.max_tokens)
+            with (
+                reference_auth(port, not args.no_auth) as (auth_env, token),
+                server(reference_command(port, instances), port, auth_env, token) as url,
+            ):
+                over_http(url, MODEL_ID, 8, token)()
+                aggregate[f"instances={instances}"] = concurrent(url, 4, args.max_tokens, token)
             print(
                 f"4 concurrent streams, --instances {instances}: "
                 f"{aggregate[f'instances={instances}']:.1f} tok/s aggregate",
