@@ -10,7 +10,8 @@ Parts, each a module that can also run alone, each writing its JSON into one run
   http        python -m benchmarks           every configuration interleaved, ratios to bare
   scaling     python -m benchmarks.scaling   requests/s with 1, 2 and 4 uvicorn workers
   streaming   python -m benchmarks.streaming reference app vs llama-cpp-python, same model
-  stream-cost python -m benchmarks.stream_cost  per-chunk cost, where that module exists
+  stream-cost python -m benchmarks.stream_cost_stack  per-chunk and per-request cost in
+              process (benchmarks/stream_cost.py with the full stack added), where it exists
 
 A part that fails is recorded as failed in run.json and the others still run; the report says
 which parts are missing. Then python -m benchmarks.report renders the run.
@@ -44,10 +45,12 @@ class Plan:
     stream_rounds: int
     max_tokens: int
     concurrency: bool
+    cost_rounds: int
+    cost_requests: int
 
 
-FULL = Plan(5, 5.0, 1.0, 3, 5, 128, True)
-QUICK = Plan(2, 2.0, 0.5, 1, 2, 48, False)
+FULL = Plan(5, 5.0, 1.0, 3, 5, 128, True, 5, 2000)
+QUICK = Plan(2, 2.0, 0.5, 1, 2, 48, False, 3, 300)
 
 
 def commands(parts: list[str], plan: Plan, run_dir: Path) -> dict[str, list[str]]:
@@ -69,7 +72,8 @@ def commands(parts: list[str], plan: Plan, run_dir: Path) -> dict[str, list[str]
         if not plan.concurrency:
             out["streaming"].append("--skip-concurrency")
     if "stream-cost" in parts:
-        out["stream-cost"] = [*py, "benchmarks.stream_cost"]
+        cost = ["--rounds", str(plan.cost_rounds), "--requests", str(plan.cost_requests)]
+        out["stream-cost"] = [*py, "benchmarks.stream_cost_stack", *cost]
     return out
 
 
@@ -118,6 +122,8 @@ def main(argv: list[str] | None = None) -> Path:
             plan.stream_rounds,
             plan.max_tokens,
             plan.concurrency,
+            plan.cost_rounds,
+            plan.cost_requests,
         )
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     run_dir = RESULTS / f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"

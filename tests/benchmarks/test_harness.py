@@ -201,6 +201,46 @@ def test_quick_plan_is_shorter_and_writes_every_part_into_the_run_directory(
         assert quick[part][quick[part].index("--out") + 1] == str(tmp_path / name)
     assert "--skip-concurrency" in quick["streaming"]
     assert "--skip-concurrency" not in full["streaming"]
+    assert quick["stream-cost"][2] == "benchmarks.stream_cost_stack"
     assert suite.QUICK.rounds < suite.FULL.rounds
     assert suite.QUICK.duration < suite.FULL.duration
     assert set(suite.commands(["http"], suite.QUICK, tmp_path)) == {"http"}
+
+
+@pytest.mark.anyio
+async def test_as_client_sends_the_api_key_and_a_fresh_idempotency_key() -> None:
+    from benchmarks.stream_cost_stack import as_client
+
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+
+    shim = as_client(app)
+    bare = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    for _ in range(2):
+        await shim(dict(bare), None, None)
+    keys = []
+    for scope in seen:
+        headers = dict(scope["headers"])
+        assert headers[b"authorization"] == STACK_HEADERS["Authorization"].encode()
+        keys.append(headers[b"idempotency-key"])
+        assert scope["raw_path"] == b"/v1/chat/completions"
+        assert scope["client"] == ("127.0.0.1", 40000)
+        assert scope["query_string"] == b""
+    assert keys[0] != keys[1]
+    lifespan = {"type": "lifespan"}
+    await shim(lifespan, None, None)
+    assert seen[-1] is lifespan
+
+
+def test_stream_cost_stack_says_so_when_the_per_chunk_script_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from benchmarks import stream_cost_stack
+
+    monkeypatch.setitem(sys.modules, "benchmarks.stream_cost", None)  # import fails as if absent
+    with pytest.raises(SystemExit, match=r"benchmarks/stream_cost\.py is not available"):
+        stream_cost_stack.main([])
