@@ -330,9 +330,19 @@ def update_readme(text: str, block: str) -> str:
         _, tail = rest.split(README_END, 1)
         return head + block + tail
     marker = "## Benchmarks\n"
-    if marker in text:
+    if marker in text:  # at the end of that section, after its prose
         head, tail = text.split(marker, 1)
-        return head + marker + "\n" + block + "\n" + tail
+        nxt = tail.find("\n## ")
+        body, rest = (tail, "") if nxt < 0 else (tail[: nxt + 1], tail[nxt + 1 :])
+        return (
+            head
+            + marker
+            + body.rstrip("\n")
+            + "\n\n"
+            + block
+            + "\n"
+            + ("\n" + rest if rest else "")
+        )
     return text.rstrip("\n") + "\n\n## Benchmarks\n\n" + block + "\n"
 
 

@@ -206,8 +206,10 @@ def test_readme_block_is_replaced_in_place_and_nothing_else_changes(run: Run) ->
 
 
 def test_readme_block_is_added_under_the_benchmarks_heading_the_first_time(run: Run) -> None:
-    text = update_readme("# p\n\n## Benchmarks\n\nintro\n", headline(run))
-    assert text.index("## Benchmarks") < text.index(README_START) < text.index("intro")
+    text = update_readme("# p\n\n## Benchmarks\n\nintro\n\n## Next\n\nmore\n", headline(run))
+    assert text.index("## Benchmarks") < text.index("intro") < text.index(README_START)
+    assert text.index(README_END) < text.index("## Next")
+    assert text.endswith("\n\n## Next\n\nmore\n")
     assert update_readme("# p\n", headline(run)).endswith(README_END + "\n")
 
 
