@@ -334,15 +334,8 @@ def update_readme(text: str, block: str) -> str:
         head, tail = text.split(marker, 1)
         nxt = tail.find("\n## ")
         body, rest = (tail, "") if nxt < 0 else (tail[: nxt + 1], tail[nxt + 1 :])
-        return (
-            head
-            + marker
-            + body.rstrip("\n")
-            + "\n\n"
-            + block
-            + "\n"
-            + ("\n" + rest if rest else "")
-        )
+        rest = "\n" + rest if rest else ""
+        return head + marker + body.rstrip("\n") + "\n\n" + block + "\n" + rest
     return text.rstrip("\n") + "\n\n## Benchmarks\n\n" + block + "\n"
 
 
