@@ -146,6 +146,8 @@ def summarize(samples: dict[str, list[load.Result]]) -> list[dict[str, object]]:
         p50 = [r.p50_ms for r in results]
         p99 = [r.p99_ms for r in results]
         ratio, low, high = _ratio_spread(rps, [r.requests_per_s for r in base])
+        p50x = _ratio_spread(p50, [r.p50_ms for r in base])
+        p99x = _ratio_spread(p99, [r.p99_ms for r in base])
         keys = results[0].percentiles.keys()
         rows.append(
             {
@@ -158,9 +160,13 @@ def summarize(samples: dict[str, list[load.Result]]) -> list[dict[str, object]]:
                 "ratio_min": low,
                 "ratio_max": high,
                 "p50_ms": statistics.median(p50),
-                "p50_ratio": _ratio_spread(p50, [r.p50_ms for r in base])[0],
+                "p50_ratio": p50x[0],
+                "p50_ratio_min": p50x[1],
+                "p50_ratio_max": p50x[2],
                 "p99_ms": statistics.median(p99),
-                "p99_ratio": _ratio_spread(p99, [r.p99_ms for r in base])[0],
+                "p99_ratio": p99x[0],
+                "p99_ratio_min": p99x[1],
+                "p99_ratio_max": p99x[2],
                 "errors": sum(r.errors for r in results),
                 "percentiles_ms": {
                     k: statistics.median(r.percentiles[k] for r in results) for k in keys

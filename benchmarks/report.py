@@ -36,6 +36,13 @@ def _ms(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _spread(row: dict[str, float], key: str) -> str:
+    """``0.85x (0.80-0.90)``; results written before spreads were recorded show the median."""
+    if f"{key}_min" not in row:
+        return _x(row[key])
+    return f"{_x(row[key])} ({row[f'{key}_min']:.2f}-{row[f'{key}_max']:.2f})"
+
+
 def _table(header: list[str], rows: list[list[str]], *, text: int = 1) -> list[str]:
     """A markdown table; the first ``text`` columns are left-aligned, the figures right."""
     align = ["---"] * text + ["--:"] * (len(header) - text)
@@ -105,11 +112,11 @@ def _http(run: Run, plots: dict[str, str]) -> list[str]:
             f"`{r['name']}`",
             r.get("description", ""),
             _n(r["rps"]),
-            f"{_x(r['ratio'])} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})",
+            _spread(r, "ratio"),
             _ms(r["p50_ms"]),
-            _x(r["p50_ratio"]),
+            _spread(r, "p50_ratio"),
             _ms(r["p99_ms"]),
-            _x(r["p99_ratio"]),
+            _spread(r, "p99_ratio"),
             str(r["errors"]),
         ]
         for r in main_rows(run)
@@ -122,8 +129,8 @@ def _http(run: Run, plots: dict[str, str]) -> list[str]:
         "figure is their median and the bracket the lowest and highest round.",
         "",
         *_table(
-            ["configuration", "what", "req/s", "x bare (min-max)", "p50 ms", "p50 x",
-             "p99 ms", "p99 x", "errors"],
+            ["configuration", "what", "req/s", "x bare (min-max)", "p50 ms", "p50 x (min-max)",
+             "p99 ms", "p99 x (min-max)", "errors"],
             table,
             text=2,
         ),

@@ -148,6 +148,15 @@ def test_stream_series_gives_the_stack_cost_per_request_and_per_chunk() -> None:
     assert cells[-1] == f"{added_ms * 1000 / 1000:.1f}"  # spread over 1000 chunks, in us
 
 
+def test_latency_ratios_show_their_spread_over_rounds_when_recorded() -> None:
+    run = _run_with({"bare": 1000.0, "peer:x": 500.0})
+    row = run.rows()["peer:x"]
+    row.update(p99_ratio=3.0, p99_ratio_min=2.5, p99_ratio_max=4.25)
+    cells = _table_row(render(run), "`peer:x`")
+    assert cells[7] == "3.00x (2.50-4.25)"
+    assert cells[5] == f"{row['p50_ratio']:.2f}x"  # no spread recorded: the median alone
+
+
 def test_goals_are_judged_against_their_targets() -> None:
     run = _run_with(
         {"bare": 1000.0, "stack:memory": 650.0, "stack:redis": 300.0, "peer:stack": 250.0},
