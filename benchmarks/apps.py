@@ -65,6 +65,8 @@ class Config:
     ``path`` is the request path.
     ``connections`` overrides the harness's connection count (long streams need fewer to
     complete enough requests in a short measurement).
+    ``fresh_keys`` says that every request carries a new ``Idempotency-Key`` (its ``lua`` sends
+    them; the in-process drivers add them).
     """
 
     name: str
@@ -77,6 +79,7 @@ class Config:
     body: bytes | None = None
     path: str = "/v1/chat/completions"
     connections: int | None = None
+    fresh_keys: bool = False
 
     @property
     def request_body(self) -> bytes:

@@ -186,7 +186,9 @@ for _store, _needs in (("memory", ()), ("redis", ("redis",))):
             f"stack:{_store}",
             partial(_stack_app, _store),
             group="stack",
+            headers=STACK_HEADERS,
             lua=fresh_keys_lua(REQUEST_BODY, STACK_HEADERS),
+            fresh_keys=True,
             needs=_needs,
             description=f"the six middlewares, {_store} stores, a fresh idempotency key each",
         ),
@@ -307,7 +309,14 @@ _PEERS: tuple[tuple[str, Callable[[], ASGIApp], str | None, tuple[str, ...], str
 )
 for _name, _factory, _lua, _requires, _description in _PEERS:
     register(
-        Config(_name, _factory, group="peers", lua=_lua, description=_description),
+        Config(
+            _name,
+            _factory,
+            group="peers",
+            lua=_lua,
+            fresh_keys=_lua is not None,
+            description=_description,
+        ),
         requires=_requires,
         default=True,
     )

@@ -257,6 +257,39 @@ def _streaming(run: Run) -> list[str]:
     return lines
 
 
+def _profile(run: Run) -> list[str]:
+    if not run.profile or not run.profile.get("profiles"):
+        return []
+    lines = [
+        "## Where the time goes",
+        "",
+        "Own time per component under cProfile, requests driven in process "
+        "(`python -m benchmarks.profile NAME`); shares, not microseconds: the profiler inflates "
+        "many small calls.",
+    ]
+    for prof in run.profile["profiles"]:
+        lines += [
+            "",
+            f"`{prof['name']}`, {prof['requests']} requests, "
+            f"{prof['us_per_request_profiled']:.0f} us/request under the profiler:",
+            "",
+            *_table(
+                ["component", "share"],
+                [[c["component"], f"{c['share']:.1%}"] for c in prof["components"][:10]],
+            ),
+            "",
+            *_table(
+                ["function", "component", "calls", "share"],
+                [
+                    [f"`{f['function']}`", f["component"], str(f["calls"]), f"{f['share']:.1%}"]
+                    for f in prof["functions"][:8]
+                ],
+                text=2,
+            ),
+        ]
+    return lines
+
+
 def _unavailable(run: Run) -> list[str]:
     missing = run.unavailable()
     parts = {k: v for k, v in run.meta.get("parts", {}).items() if v != "ok"}
@@ -292,6 +325,7 @@ def render(run: Run, plots: dict[str, str] | None = None) -> str:
             if run.stream_cost
             else []
         ),
+        _profile(run),
         _machine(run),
         [
             "## Reproduce",
@@ -346,7 +380,14 @@ def update_readme(text: str, block: str) -> str:
     return text.rstrip("\n") + "\n\n## Benchmarks\n\n" + block + "\n"
 
 
-RUN_FILES = ("run.json", "http.json", "scaling.json", "streaming.json", "stream_cost.txt")
+RUN_FILES = (
+    "run.json",
+    "http.json",
+    "scaling.json",
+    "streaming.json",
+    "stream_cost.txt",
+    "profile.json",
+)
 
 
 def keep_run(directory: Path, target: Path) -> None:

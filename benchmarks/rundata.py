@@ -22,6 +22,7 @@ class Run:
     scaling: dict[str, Any] | None = None
     streaming: dict[str, Any] | None = None
     stream_cost: str | None = None
+    profile: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, directory: Path) -> Run:
@@ -41,6 +42,7 @@ class Run:
             scaling=part("scaling"),
             streaming=part("streaming"),
             stream_cost=cost.read_text() if cost.exists() else None,
+            profile=part("profile"),
         )
 
     def rows(self) -> dict[str, Row]:

@@ -12,6 +12,7 @@ Parts, each a module that can also run alone, each writing its JSON into one run
   streaming   python -m benchmarks.streaming reference app vs llama-cpp-python, same model
   stream-cost python -m benchmarks.stream_cost_stack  per-chunk and per-request cost in
               process (benchmarks/stream_cost.py with the full stack added), where it exists
+  profile     python -m benchmarks.profile   where the stack's and the peer stack's time goes
 
 A part that fails is recorded as failed in run.json and the others still run; the report says
 which parts are missing. Then python -m benchmarks.report renders the run.
@@ -31,7 +32,9 @@ from pathlib import Path
 from .report import ROOT, write
 
 RESULTS = Path(__file__).parent / "results"
-PARTS = ("http", "scaling", "streaming", "stream-cost")
+PARTS = ("http", "scaling", "streaming", "stream-cost", "profile")
+# profiled in process (benchmarks.profile): where the stack's and the peers' time goes
+PROFILED = ("stack:memory", "peer:stack")
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,24 @@ def commands(parts: list[str], plan: Plan, run_dir: Path) -> dict[str, list[str]
     if "stream-cost" in parts:
         cost = ["--rounds", str(plan.cost_rounds), "--requests", str(plan.cost_requests)]
         out["stream-cost"] = [*py, "benchmarks.stream_cost_stack", *cost]
+    if "profile" in parts:
+        from .apps import CONFIGS
+
+        names = [n for n in PROFILED if n in CONFIGS]
+        requests = ["--requests", str(plan.cost_requests)]
+        out["profile"] = [*py, "benchmarks.profile", *names, *requests,
+                          "--out", str(run_dir / "profile.json")]  # fmt: skip
     return out
 
 
 def _available(part: str) -> str | None:
     if part == "stream-cost" and importlib.util.find_spec("benchmarks.stream_cost") is None:
         return "benchmarks/stream_cost.py is not in this tree yet"
+    if part == "profile":
+        from .apps import CONFIGS
+
+        if not any(n in CONFIGS for n in PROFILED):
+            return f"none of {', '.join(PROFILED)} can be built here"
     return None
 
 
