@@ -18,6 +18,7 @@ from .api import router
 from .engine import BUNDLED_MODEL, Engine, bundled_model_path
 from .settings import Settings
 from .stack import build_stack
+from .telemetry import Telemetry
 
 logger = logging.getLogger("reference_app")
 
@@ -45,10 +46,11 @@ async def _load(engine: Engine) -> None:
     logger.info("model ready on %s in %.1f s", where, time.monotonic() - started)
 
 
-def create_app(settings: Settings | None = None) -> Any:
+def create_app(settings: Settings | None = None, *, telemetry: Telemetry | None = None) -> Any:
     """Build the reference app (FastAPI inside the middleware stack) from ``settings``.
 
     The model loads in the background once the server starts; ``/health`` answers 503 until then.
+    ``telemetry`` overrides where spans and metrics go (default: the ``OTEL_*`` environment).
     """
     settings = settings or Settings()
     model_path = (settings.model or bundled_model_path()).resolve()
@@ -92,7 +94,7 @@ def create_app(settings: Settings | None = None) -> Any:
         from .auth import issuer_router
 
         api.include_router(issuer_router(settings))
-    return build_stack(api, settings)
+    return build_stack(api, settings, telemetry)
 
 
 def app_from_env() -> Any:

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         description="the development issuer's private key, created on first use",
     )
     log_level: str = "info"
+    access_log: bool = Field(
+        False, description="one JSON line per request on the aimiddleware.access logger"
+    )
 
     @property
     def store_url(self) -> str:

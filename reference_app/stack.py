@@ -8,17 +8,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from aimiddleware.tracing import TracingMiddleware
+
 from .settings import Settings
+from .telemetry import ShutdownTelemetry, Telemetry, setup_telemetry
 
 ASGIApp = Any
 
 
-def build_stack(app: ASGIApp, settings: Settings) -> ASGIApp:
-    """Wrap ``app`` in the library's middlewares, configured from ``settings``."""
+def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = None) -> ASGIApp:
+    """Wrap ``app`` in the library's middlewares, configured from ``settings``.
+
+    ``telemetry``: where spans and metrics go; by default from the ``OTEL_*`` environment
+    (see reference_app/telemetry.py), and nowhere when no OTLP endpoint is set.
+    """
     # innermost first: idempotency and rate limiting go above this line (they key on the
-    # principal that OAuth establishes), SSE, normalisation and tracing below it
+    # principal that OAuth establishes), SSE and normalisation below it, tracing outermost
     if settings.auth:
         from .auth import oauth_middleware
 
         app = oauth_middleware(app, settings)
-    return app
+    telemetry = telemetry if telemetry is not None else setup_telemetry()
+    app = TracingMiddleware(
+        app,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        excluded_urls=telemetry.excluded_urls,
+        access_log=settings.access_log,
+    )
+    return ShutdownTelemetry(app, telemetry=telemetry)

@@ -15,6 +15,7 @@ from .stores import MemoryStore, Store, store_from_url
 
 if _typing.TYPE_CHECKING:
     from .oauth import APIKey, APIKeys, DPoP, Introspection, OAuthMiddleware, ScopeRule
+    from .tracing import TracingMiddleware
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ _LAZY = {
     "Introspection": "oauth",
     "OAuthMiddleware": "oauth",
     "ScopeRule": "oauth",
+    "TracingMiddleware": "tracing",
 }
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "ScopeRule",
     "Store",
     "StoreUnavailable",
+    "TracingMiddleware",
     "__version__",
     "get_principal",
     "set_principal",

@@ -1,0 +1,361 @@
+"""One request's span, watched ``send``/``receive`` and end-of-response bookkeeping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from time import perf_counter, time_ns
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, Status, StatusCode
+
+from .._asgi import (
+    Message,
+    Receive,
+    Scope,
+    Send,
+    get_annotations,
+    get_header,
+    json_body,
+    media_type,
+)
+from .._openai import LLMRequest, LLMResponse
+from ..principal import get_principal
+from . import _semconv as sc
+from ._content import INPUT_MESSAGES, OUTPUT_MESSAGES, OutputCollector, as_attribute, input_messages
+from ._http import route_template
+from ._scan import BodyScan, StreamScan
+
+if TYPE_CHECKING:
+    from ._config import Config
+
+logger = logging.getLogger("aimiddleware.tracing")
+
+CLIENT_DISCONNECTED = "client_disconnected"
+INCOMPLETE_RESPONSE = "incomplete_response"
+STREAM_ERROR = "stream_error"
+
+
+def _type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def guarded(what: str, call: Callable[[], Any]) -> None:
+    """Run telemetry code that must never break a request: a failure is one log line."""
+    try:
+        call()
+    except Exception:
+        logger.warning("tracing: %s failed; the request goes on", what, exc_info=True)
+
+
+class Exchange:
+    """Per-request state. ``send``/``receive`` are handed to the app in place of the server's."""
+
+    __slots__ = (
+        "_receive",
+        "_send",
+        "body_scan",
+        "collector",
+        "complete",
+        "config",
+        "disconnected",
+        "end_ns",
+        "end_perf",
+        "llm",
+        "method",
+        "operation",
+        "parent",
+        "root_path",
+        "scope",
+        "span",
+        "started",
+        "status",
+        "stream_scan",
+        "trailers",
+    )
+
+    def __init__(
+        self,
+        config: Config,
+        scope: Scope,
+        span: Span,
+        parent: Context,
+        method: str,
+        operation: str | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        self.config = config
+        self.scope = scope
+        self.span = span
+        self.parent = parent
+        self.method = method
+        self.operation = operation
+        self.root_path: str = scope.get("root_path", "")
+        self._receive = receive
+        self._send = send
+        self.started = perf_counter()
+        self.status = 0
+        self.complete = False
+        self.disconnected = False
+        self.end_ns: int | None = None
+        self.end_perf = 0.0
+        self.llm: LLMRequest | None = None
+        self.stream_scan: StreamScan | None = None
+        self.body_scan: BodyScan | None = None
+        self.collector: OutputCollector | None = None
+        self.trailers = False
+
+    # -- the watched channels ------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self.complete:
+            self.disconnected = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            # the per-chunk path of a stream: kept to a few attribute reads and one scan
+            body = message.get("body")
+            if body and (self.stream_scan is not None or self.body_scan is not None):
+                self._scan(body)
+            try:
+                await self._send(message)
+            except OSError:
+                self.disconnected = True  # the server could not write: the client has gone
+                raise
+            if not message.get("more_body", False) and not self.trailers:
+                self._completed()
+            return
+        if kind == "http.response.start":
+            self.status = int(message["status"])
+            if self.operation is not None:
+                self._watch(message)
+            self.trailers = bool(message.get("trailers", False))
+            await self._forward(message)
+            return
+        await self._forward(message)
+        if (
+            kind == "http.response.trailers" and not message.get("more_trailers", False)
+        ) or kind == "http.response.pathsend":
+            self._completed()
+
+    async def _forward(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except OSError:
+            # the server could not write: the client has gone
+            self.disconnected = True
+            raise
+
+    def _scan(self, body: bytes) -> None:
+        try:
+            if type(body) is not bytes:
+                body = bytes(body)  # Starlette passes memoryview chunks through as they are
+            if self.stream_scan is not None:
+                self.stream_scan.feed(body)
+            elif self.body_scan is not None:
+                self.body_scan.feed(body)
+        except Exception:
+            # telemetry must not break the response: stop reading this one, say so once
+            logger.warning(
+                "tracing: scanning the response failed; the request goes on", exc_info=True
+            )
+            self.stream_scan = self.body_scan = None
+
+    def _watch(self, start: Message) -> None:
+        kind = media_type(get_header(start.get("headers", ()), b"content-type"))
+        if self.config.capture_content:
+            self.collector = OutputCollector(self.config.content_limit)
+        if kind == "text/event-stream":
+            self.stream_scan = StreamScan(started=self.started, collector=self.collector)
+        elif kind == "application/json" or kind.endswith("+json"):
+            self.body_scan = BodyScan(limit=self.config.body_limit)
+
+    def _completed(self) -> None:
+        if self.end_ns is None:
+            self.end_ns = time_ns()
+            self.end_perf = perf_counter()
+        self.complete = True
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def error_type(self, exc: BaseException | None) -> str | None:
+        if self.disconnected and not self.complete:
+            return CLIENT_DISCONNECTED
+        if exc is not None:
+            return _type_name(exc)
+        if not self.complete:
+            return INCOMPLETE_RESPONSE
+        if self.status >= 500:
+            return str(self.status)
+        if self.stream_scan is not None and self.stream_scan.response.error and self.status < 400:
+            return STREAM_ERROR
+        return None
+
+    def llm_response(self) -> LLMResponse | None:
+        if self.stream_scan is not None:
+            return self.stream_scan.response
+        if self.body_scan is not None:
+            return self.body_scan.result(self.collector)
+        return None
+
+    def finish(self, exc: BaseException | None) -> None:
+        """End the span at the last byte (or now), then record metrics and the access log."""
+        if self.end_ns is None:
+            self.end_ns = time_ns()
+            self.end_perf = perf_counter()
+        duration = self.end_perf - self.started
+        error_type = self.error_type(exc)
+        route = route_template(self.scope, self.root_path)
+        response = self.llm_response()
+        ttft = self.stream_scan.ttft if self.stream_scan is not None else None
+        config = self.config
+        span = self.span
+
+        if span.is_recording():
+            guarded(
+                "setting span attributes",
+                lambda: self._annotate_span(exc, error_type, route, response, ttft),
+            )
+            if config.response_hook is not None:
+                hook = config.response_hook
+                guarded("the response hook", lambda: hook(span, self.scope))
+        guarded("ending the span", lambda: span.end(end_time=self.end_ns))
+        guarded(
+            "recording metrics",
+            lambda: self._record_metrics(error_type, route, response, ttft, duration),
+        )
+        if config.access_log is not None:
+            access_log = config.access_log
+            guarded(
+                "writing the access log",
+                lambda: access_log.write(self, error_type, route, response, ttft, duration),
+            )
+
+    def _annotate_span(
+        self,
+        exc: BaseException | None,
+        error_type: str | None,
+        route: str | None,
+        response: LLMResponse | None,
+        ttft: float | None,
+    ) -> None:
+        span = self.span
+        attributes: dict[str, Any] = {}
+        if self.status:
+            attributes[sc.HTTP_RESPONSE_STATUS_CODE] = self.status
+        if route is not None:
+            attributes[sc.HTTP_ROUTE] = route
+            span.update_name(f"{self.method} {route}")
+        llm = self.llm
+        if self.operation is not None:
+            attributes[sc.GEN_AI_OPERATION_NAME] = self.operation
+            attributes[sc.GEN_AI_PROVIDER_NAME] = self.config.provider_name
+        if llm is not None:
+            if llm.model is not None:
+                attributes[sc.GEN_AI_REQUEST_MODEL] = llm.model
+            if llm.max_tokens is not None:
+                attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = llm.max_tokens
+            if llm.temperature is not None:
+                attributes[sc.GEN_AI_REQUEST_TEMPERATURE] = llm.temperature
+            if llm.top_p is not None:
+                attributes[sc.GEN_AI_REQUEST_TOP_P] = llm.top_p
+            attributes[sc.GEN_AI_REQUEST_STREAM] = llm.stream
+        if response is not None:
+            if response.id is not None:
+                attributes[sc.GEN_AI_RESPONSE_ID] = response.id
+            if response.model is not None:
+                attributes[sc.GEN_AI_RESPONSE_MODEL] = response.model
+            if response.finish_reasons:
+                attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(response.finish_reasons)
+            if response.input_tokens is not None:
+                attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] = response.input_tokens
+            if response.output_tokens is not None:
+                attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = response.output_tokens
+        if ttft is not None:
+            attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttft
+        if self.config.capture_content and self.operation is not None:
+            limit = self.config.content_limit
+            prompt = as_attribute(input_messages(self.operation, json_body(self.scope), limit))
+            if prompt is not None:
+                attributes[INPUT_MESSAGES] = prompt
+            if self.collector is not None:
+                output = as_attribute(self.collector.messages())
+                if output is not None:
+                    attributes[OUTPUT_MESSAGES] = output
+        principal = get_principal(self.scope)
+        if principal is not None:
+            # what an auth middleware did not annotate itself, in the names OAuthMiddleware uses
+            attributes[PRINCIPAL_ID] = principal.id
+            if principal.client_id is not None:
+                attributes[PRINCIPAL_CLIENT_ID] = principal.client_id
+            if principal.tier is not None:
+                attributes[PRINCIPAL_TIER] = principal.tier
+            if principal.scopes:
+                attributes[PRINCIPAL_SCOPES] = " ".join(sorted(principal.scopes))
+        attributes.update(get_annotations(self.scope))
+        if error_type is not None:
+            attributes[sc.ERROR_TYPE] = error_type
+        span.set_attributes(attributes)
+        if exc is not None:
+            span.record_exception(exc)
+        if error_type is not None:
+            description = None if exc is None else f"{type(exc).__name__}: {exc}"
+            span.set_status(Status(StatusCode.ERROR, description or error_type))
+
+    def _record_metrics(
+        self,
+        error_type: str | None,
+        route: str | None,
+        response: LLMResponse | None,
+        ttft: float | None,
+        duration: float,
+    ) -> None:
+        scope = self.scope
+        attributes: dict[str, Any] = {
+            sc.HTTP_REQUEST_METHOD: self.method,
+            sc.URL_SCHEME: scope.get("scheme", "http"),
+        }
+        version = scope.get("http_version")
+        if version:
+            attributes[sc.NETWORK_PROTOCOL_VERSION] = version
+        if self.status:
+            attributes[sc.HTTP_RESPONSE_STATUS_CODE] = self.status
+        if route is not None:
+            attributes[sc.HTTP_ROUTE] = route
+        if error_type is not None:
+            attributes[sc.ERROR_TYPE] = error_type
+        instruments = self.config.instruments
+        instruments.http_duration.record(duration, attributes)
+        if self.operation is None:
+            return
+        llm_attributes: dict[str, Any] = {
+            sc.GEN_AI_OPERATION_NAME: self.operation,
+            sc.GEN_AI_PROVIDER_NAME: self.config.provider_name,
+        }
+        if self.llm is not None and self.llm.model is not None:
+            llm_attributes[sc.GEN_AI_REQUEST_MODEL] = self.llm.model
+        if response is not None and response.model is not None:
+            llm_attributes[sc.GEN_AI_RESPONSE_MODEL] = response.model
+        if error_type is not None:
+            llm_attributes[sc.ERROR_TYPE] = error_type
+        instruments.record_llm(
+            llm_attributes,
+            duration=duration,
+            ttft=ttft,
+            input_tokens=response.input_tokens if response is not None else None,
+            output_tokens=response.output_tokens if response is not None else None,
+            failed=error_type is not None,
+        )
+
+
+PRINCIPAL_ID = "aimiddleware.auth.principal"
+PRINCIPAL_CLIENT_ID = "aimiddleware.auth.client_id"
+PRINCIPAL_TIER = "aimiddleware.auth.tier"
+PRINCIPAL_SCOPES = "aimiddleware.auth.scopes"

@@ -1,0 +1,99 @@
+"""HTTP semantic-convention attributes read from an ASGI scope, and context propagation in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.propagators.textmap import Getter
+
+from .._asgi import Scope
+from . import _semconv as sc
+
+
+class HeaderGetter(Getter[Sequence[Sequence[bytes]]]):
+    """Reads W3C ``traceparent``/``tracestate``/``baggage`` from raw ASGI headers."""
+
+    def get(self, carrier: Sequence[Sequence[bytes]], key: str) -> list[str] | None:
+        name = key.lower().encode("latin-1")
+        # ASGI servers lower-case request header names; the slower comparison is for others
+        values = [
+            value.decode("latin-1")
+            for key_, value in carrier
+            if key_ == name or key_.lower() == name
+        ]
+        return values or None
+
+    def keys(self, carrier: Sequence[Sequence[bytes]]) -> list[str]:
+        return [key.decode("latin-1") for key, _ in carrier]
+
+
+HEADER_GETTER = HeaderGetter()
+
+
+def method_attributes(method: str) -> tuple[str, dict[str, Any]]:
+    """The method as the conventions name it (``_OTHER`` for unknown ones) and its attributes."""
+    if method in sc.KNOWN_METHODS:
+        return method, {sc.HTTP_REQUEST_METHOD: method}
+    upper = method.upper()
+    if upper in sc.KNOWN_METHODS:
+        return upper, {sc.HTTP_REQUEST_METHOD: upper, sc.HTTP_REQUEST_METHOD_ORIGINAL: method}
+    return "_OTHER", {sc.HTTP_REQUEST_METHOD: "_OTHER", sc.HTTP_REQUEST_METHOD_ORIGINAL: method}
+
+
+def _split_host(host: str) -> tuple[str, int | None]:
+    if host.startswith("["):  # [::1]:8000
+        end = host.find("]")
+        address, rest = host[1:end], host[end + 1 :]
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        address, _, port = host.partition(":")
+    return address, int(port) if port.isdigit() else None
+
+
+def request_attributes(
+    scope: Scope, host: bytes | None, user_agent: bytes | None
+) -> dict[str, Any]:
+    """Attributes known when the request arrives (the ones samplers may look at)."""
+    attributes: dict[str, Any] = {
+        sc.URL_SCHEME: scope.get("scheme", "http"),
+        sc.URL_PATH: scope.get("path", ""),
+    }
+    version = scope.get("http_version")
+    if version:
+        attributes[sc.NETWORK_PROTOCOL_VERSION] = version
+    if host:
+        address, port = _split_host(host.decode("latin-1"))
+        attributes[sc.SERVER_ADDRESS] = address
+        if port is not None:
+            attributes[sc.SERVER_PORT] = port
+    else:
+        server = scope.get("server")
+        if server:
+            attributes[sc.SERVER_ADDRESS] = server[0]
+            if len(server) > 1 and server[1] is not None:
+                attributes[sc.SERVER_PORT] = server[1]
+    client = scope.get("client")
+    if client:  # client.port is opt-in in the conventions: left out
+        attributes[sc.CLIENT_ADDRESS] = client[0]
+    if user_agent:
+        attributes[sc.USER_AGENT_ORIGINAL] = user_agent.decode("latin-1")
+    return attributes
+
+
+def route_template(scope: Scope, root_path: str) -> str | None:
+    """The matched route's template (``/v1/items/{id}``), as the router left it in the scope.
+
+    Starlette and FastAPI put the matched route in ``scope["route"]``; a mount adds its prefix
+    to ``root_path``, so the part added since the request arrived is the mount's.
+    """
+    route = scope.get("route")
+    if route is None:
+        return None
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not isinstance(template, str):
+        return None
+    mounted = scope.get("root_path", "")
+    if isinstance(mounted, str) and len(mounted) > len(root_path) and mounted.startswith(root_path):
+        template = mounted[len(root_path) :] + template
+    return template

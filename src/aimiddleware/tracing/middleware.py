@@ -1,0 +1,185 @@
+"""TracingMiddleware: one OpenTelemetry SERVER span per request, ending at its last byte."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from opentelemetry import context, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import SpanKind, TracerProvider
+
+from .. import __version__
+from .._asgi import (
+    TRACE_ID_KEY,
+    ASGIApp,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    get_annotations,
+    get_header,
+    json_body,
+    read_body,
+    request_id,
+)
+from .._openai import llm_operation, parse_llm_request
+from ._access_log import AccessLog
+from ._config import Config, Hook
+from ._exchange import Exchange, guarded
+from ._http import method_attributes, request_attributes
+
+logger = logging.getLogger("aimiddleware.tracing")
+
+REQUEST_ID = "aimiddleware.request_id"
+
+
+class TracingMiddleware:
+    """OpenTelemetry tracing and metrics for HTTP and OpenAI-compatible LLM endpoints.
+
+    One SERVER span per request that ends when the last byte of the response is sent (for a
+    stream: at its end, or at the client's disconnect, then with an error status), carrying the
+    HTTP and GenAI semantic-convention attributes and the other middlewares' decisions
+    (``aimiddleware.*``). Records ``http.server.request.duration``,
+    ``gen_ai.server.request.duration``, ``gen_ai.server.time_to_first_token``,
+    ``gen_ai.server.time_per_output_token`` and token usage. Needs only ``opentelemetry-api``;
+    install and configure an SDK in the application to export anything.
+
+    Mount it outermost::
+
+        from aimiddleware.tracing import TracingMiddleware
+
+        app = TracingMiddleware(app, excluded_urls=["^/health$"], access_log=True)
+
+    :param tracer_provider: defaults to the global one (resolved lazily, so an SDK set up after
+        the middleware is built is still used).
+    :param meter_provider: defaults to the global one.
+    :param propagator: defaults to the global text-map propagator (W3C trace context and
+        baggage unless ``OTEL_PROPAGATORS`` says otherwise).
+    :param excluded_urls: regular expressions searched in the request path; matching requests
+        are not traced. ``None`` reads ``OTEL_PYTHON_ASGI_EXCLUDED_URLS`` or
+        ``OTEL_PYTHON_EXCLUDED_URLS`` (comma-separated).
+    :param provider_name: the ``gen_ai.provider.name`` to report.
+    :param body_limit: on LLM routes, request bodies up to this many bytes (by Content-Length)
+        and JSON response bodies up to it are read for the GenAI attributes; larger ones and
+        every other route are never read. Streams are scanned, never held.
+    :param access_log: ``True`` for the ``aimiddleware.access`` logger, a logger name or a
+        :class:`logging.Logger`: one JSON line per request at INFO when the response ends.
+    :param request_hook: ``hook(span, scope)`` after the span starts.
+    :param response_hook: ``hook(span, scope)`` just before the span ends. A hook that raises
+        is logged once and the request goes on.
+    :param capture_content: record prompts and generated text as ``gen_ai.input.messages`` and
+        ``gen_ai.output.messages`` (off by default: they are the users' data; streams are then
+        decoded chunk by chunk).
+    :param content_limit: characters of text kept in each of those two attributes.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        propagator: TextMapPropagator | None = None,
+        excluded_urls: str | Iterable[str] | None = None,
+        provider_name: str = "openai",
+        body_limit: int = 1_048_576,
+        access_log: bool | str | logging.Logger | AccessLog = False,
+        request_hook: Hook | None = None,
+        response_hook: Hook | None = None,
+        capture_content: bool = False,
+        content_limit: int = 8192,
+    ) -> None:
+        self.app = app
+        self._config = Config(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            propagator=propagator,
+            excluded_urls=excluded_urls,
+            provider_name=provider_name,
+            body_limit=body_limit,
+            access_log=access_log,
+            request_hook=request_hook,
+            response_hook=response_hook,
+            capture_content=capture_content,
+            content_limit=content_limit,
+            version=__version__,
+        )
+
+    def __repr__(self) -> str:
+        config = self._config
+        return (
+            f"TracingMiddleware(provider_name={config.provider_name!r}, "
+            f"body_limit={config.body_limit}, excluded_urls={config.excluded_patterns!r}, "
+            f"access_log={config.access_log!r}, capture_content={config.capture_content})"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        config = self._config
+        path: str = scope.get("path", "")
+        if config.excluded is not None and config.excluded(path):
+            await self.app(scope, receive, send)
+            return
+
+        try:
+            exchange = self._start(scope, receive, send, path)
+        except Exception:
+            # a broken propagator or sampler costs this request its span, never its answer
+            logger.warning("tracing: starting the span failed; the request goes on", exc_info=True)
+            await self.app(scope, receive, send)
+            return
+        span = exchange.span
+        operation = exchange.operation
+        headers = scope.get("headers") or []
+        if config.request_hook is not None:
+            hook = config.request_hook
+            guarded("the request hook", lambda: hook(span, scope))
+
+        token = context.attach(trace.set_span_in_context(span, exchange.parent))
+        error: BaseException | None = None
+        try:
+            app_receive: Receive = exchange.receive
+            if operation is not None:
+                length = get_header(headers, b"content-length")
+                if length is not None and length.isdigit() and int(length) <= config.body_limit:
+                    try:
+                        _, app_receive = await read_body(
+                            scope, app_receive, limit=config.body_limit
+                        )
+                    except ClientDisconnected:
+                        exchange.disconnected = True
+                        return  # nobody is left to answer
+                    exchange.llm = parse_llm_request(path, json_body(scope))
+            await self.app(scope, app_receive, exchange.send)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            context.detach(token)
+            guarded("finishing the span", lambda: exchange.finish(error))
+
+    def _start(self, scope: Scope, receive: Receive, send: Send, path: str) -> Exchange:
+        """Extract the parent context, start the span, publish the trace id."""
+        config = self._config
+        headers = scope.get("headers") or []
+        parent = config.extract(headers)
+        method, attributes = method_attributes(scope.get("method", "GET"))
+        attributes.update(
+            request_attributes(
+                scope, get_header(headers, b"host"), get_header(headers, b"user-agent")
+            )
+        )
+        attributes[REQUEST_ID] = request_id(scope)
+        span = config.tracer.start_span(
+            method, context=parent, kind=SpanKind.SERVER, attributes=attributes
+        )
+        span_context = span.get_span_context()
+        if span_context.is_valid:
+            scope[TRACE_ID_KEY] = format(span_context.trace_id, "032x")
+        get_annotations(scope)  # created here, so that inner middlewares write into this dict
+        operation = llm_operation(path) if method == "POST" else None
+        return Exchange(config, scope, span, parent, method, operation, receive, send)

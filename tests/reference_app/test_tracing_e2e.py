@@ -1,0 +1,270 @@
+"""Tracing of the reference app: the real model, the openai SDK, uvicorn on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from reference_app import Settings, create_app
+from reference_app.telemetry import Telemetry
+
+from ..servers import ThreadedServer, free_port
+from ..tracing.conftest import assert_no_secrets
+from .conftest import LONG_SCHEMA, MODEL, wait_ready
+
+pytestmark = [pytest.mark.model, pytest.mark.e2e]
+
+API_KEY = "sk-test-3f9a1c0d5e7b2a4c6e8f0a1b"  # one of the secrets the scan looks for
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+class Traced:
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.metrics = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.metrics])
+
+    def server_spans(self) -> list[ReadableSpan]:
+        return [s for s in self.exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+
+
+@pytest.fixture
+def traced() -> Iterator[tuple[Traced, ThreadedServer]]:
+    """A reference app recording into in-memory readers; every span is scanned for secrets."""
+    spans = Traced()
+    telemetry = Telemetry(spans.tracer_provider, spans.meter_provider)
+    with ThreadedServer(create_app(Settings(auth=False), telemetry=telemetry)) as server:
+        wait_ready(server.url)
+        yield spans, server
+    assert_no_secrets(spans.exporter.get_finished_spans(), [])
+    spans.tracer_provider.shutdown()
+    spans.meter_provider.shutdown()
+
+
+def test_a_streamed_chat_is_one_span_with_the_real_usage(
+    traced: tuple[Traced, ThreadedServer],
+) -> None:
+    spans, server = traced
+    parent_trace = "5b8efff798038103d269b633813fc60c"
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Name three colours."}],
+            max_tokens=16,
+            temperature=0.2,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers={"traceparent": f"00-{parent_trace}-eee19b7ec3c1b174-01"},
+        )
+        ids, finish, usage = set(), None, None
+        for chunk in stream:
+            ids.add(chunk.id)
+            if chunk.choices:
+                finish = chunk.choices[0].finish_reason or finish
+            elif chunk.usage is not None:
+                usage = chunk.usage
+        received_all = time.time_ns()
+    assert usage is not None
+    wait_for(lambda: len(spans.server_spans()) == 1)
+
+    (span,) = spans.server_spans()  # /health polls are excluded; one span for the stream
+    assert span.end_time is not None
+    assert span.end_time <= received_all  # ended at the last byte, not at some later teardown
+    assert format(span.context.trace_id, "032x") == parent_trace
+    assert span.status.status_code is StatusCode.UNSET
+    attributes = dict(span.attributes or {})
+    assert span.name == "POST /v1/chat/completions"
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.request.model"] == MODEL
+    assert attributes["gen_ai.request.max_tokens"] == 16
+    assert attributes["gen_ai.request.temperature"] == 0.2
+    assert attributes["gen_ai.request.stream"] is True
+    assert attributes["gen_ai.response.model"] == MODEL
+    assert {attributes["gen_ai.response.id"]} == ids
+    assert attributes["gen_ai.response.finish_reasons"] == (finish,)
+    assert attributes["gen_ai.usage.input_tokens"] == usage.prompt_tokens > 0
+    assert attributes["gen_ai.usage.output_tokens"] == usage.completion_tokens > 0
+    ttft = attributes["gen_ai.response.time_to_first_chunk"]
+    assert 0 < ttft < (span.end_time - (span.start_time or 0)) / 1e9
+
+    data = spans.metrics.get_metrics_data()
+    assert data is not None
+    names = {m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics}
+    assert {
+        "http.server.request.duration",
+        "gen_ai.server.request.duration",
+        "gen_ai.server.time_to_first_token",
+        "gen_ai.client.token.usage",
+    } <= names
+
+
+def test_a_client_that_leaves_a_long_generation_ends_its_span_with_an_error(
+    traced: tuple[Traced, ThreadedServer],
+) -> None:
+    spans, server = traced
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Count."}],
+            max_tokens=1500,
+            stream=True,
+            response_format=LONG_SCHEMA,  # type: ignore[arg-type]
+        )
+        for seen, _ in enumerate(stream):
+            if seen == 3:
+                break
+        stream.close()
+    wait_for(lambda: len(spans.server_spans()) == 1)
+
+    (span,) = spans.server_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    attributes = dict(span.attributes or {})
+    assert attributes["error.type"] == "client_disconnected"
+    assert "gen_ai.usage.output_tokens" not in attributes
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[tuple[str, dict[str, list[bytes]]]]:
+    received: dict[str, list[bytes]] = {"traces": [], "metrics": []}
+
+    async def collect(request: Request) -> Response:
+        received[request.path_params["signal"]].append(await request.body())
+        return Response(b"", media_type="application/x-protobuf")
+
+    receiver = Starlette(routes=[Route("/v1/{signal}", collect, methods=["POST"])])
+    with ThreadedServer(receiver) as server:
+        yield server.url, received
+
+
+def test_the_reference_app_exports_over_otlp_when_an_endpoint_is_set(
+    otlp_receiver: tuple[str, dict[str, list[bytes]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint, received = otlp_receiver
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "reference-under-test")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    with ThreadedServer(create_app(Settings(auth=False))) as server:
+        wait_ready(server.url)
+        with openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0) as c:
+            reply = c.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+            )
+    # leaving the block stopped the server: its lifespan's end flushed both exporters
+
+    spans = []
+    for raw in received["traces"]:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(raw)
+        for resource in request.resource_spans:
+            service = {a.key: a.value.string_value for a in resource.resource.attributes}
+            for scope in resource.scope_spans:
+                spans += [(service, span) for span in scope.spans]
+    chats = [(svc, s) for svc, s in spans if s.name == "POST /v1/chat/completions"]
+    assert len(chats) == 1
+    service, span = chats[0]
+    assert service["service.name"] == "reference-under-test"
+    attributes = {a.key: a.value for a in span.attributes}
+    assert attributes["gen_ai.response.id"].string_value == reply.id
+    assert reply.usage is not None
+    assert attributes["gen_ai.usage.output_tokens"].int_value == reply.usage.completion_tokens
+    assert API_KEY.encode() not in b"".join(received["traces"])
+
+    names = set()
+    for raw in received["metrics"]:
+        request = ExportMetricsServiceRequest()
+        request.ParseFromString(raw)
+        names |= {
+            m.name for r in request.resource_metrics for s in r.scope_metrics for m in s.metrics
+        }
+    assert {"http.server.request.duration", "gen_ai.server.request.duration"} <= names
+
+
+def test_the_oauth_decisions_are_on_the_span_and_the_token_is_not(tmp_path: Path) -> None:
+    spans = Traced()
+    port = free_port()
+    key_file = tmp_path / "issuer-key.json"
+    settings = Settings(port=port, auth=True, auth_key_file=key_file)
+    app = create_app(settings, telemetry=Telemetry(spans.tracer_provider, spans.meter_provider))
+    try:
+        with ThreadedServer(app, port=port) as server:
+            wait_ready(server.url)
+            token = mint_token(port, key_file)
+            with openai.OpenAI(base_url=f"{server.url}/v1", api_key=token, max_retries=0) as client:
+                client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+                )
+                with pytest.raises(openai.AuthenticationError):
+                    client.chat.completions.create(
+                        model=MODEL,
+                        messages=[{"role": "user", "content": "Hi"}],
+                        max_tokens=4,
+                        extra_headers={"Authorization": "Bearer not-a-token"},
+                    )
+            wait_for(lambda: len(spans.server_spans()) == 2)
+    finally:
+        spans.tracer_provider.shutdown()
+        spans.meter_provider.shutdown()
+
+    allowed, refused = sorted(
+        (dict(s.attributes or {}) for s in spans.server_spans()),
+        key=lambda a: a["http.response.status_code"],
+    )
+    assert allowed["http.response.status_code"] == 200
+    assert allowed["aimiddleware.auth.outcome"] == "authenticated"
+    assert allowed["aimiddleware.auth.principal"]
+    assert "chat" in str(allowed["aimiddleware.auth.scopes"])
+    assert allowed["gen_ai.usage.output_tokens"] > 0
+    assert refused["http.response.status_code"] == 401
+    assert refused["aimiddleware.auth.outcome"] == "refused"
+    for attributes in (allowed, refused):
+        for value in attributes.values():
+            assert token not in str(value)
+            assert "not-a-token" not in str(value)
+
+
+def mint_token(port: int, key_file: Path) -> str:
+    """A token from the development issuer's command line, as a user mints one."""
+    result = subprocess.run(
+        [sys.executable, "-m", "reference_app", "token", "--port", str(port)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "AIMW_AUTH_KEY_FILE": str(key_file)},
+        timeout=60,
+    )
+    return result.stdout.strip()
