@@ -41,6 +41,8 @@ from .machine import describe
 MODEL_ID = "SmolLM2-135M-Instruct"
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 RESULTS = Path(__file__).parent / "results"
+# the reference app answers /v1/models at once and /health (200) once its models have loaded
+REFERENCE_READY = "/health"
 
 
 @dataclass
@@ -102,8 +104,13 @@ def over_http(
 
 @contextlib.contextmanager
 def server(
-    command: list[str], port: int, env: dict[str, str] | None = None, api_key: str | None = None
+    command: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    api_key: str | None = None,
+    ready: str = "/v1/models",
 ) -> Iterator[str]:
+    """Run ``command`` until the block ends; yield its base URL once ``ready`` answers 200."""
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
@@ -116,7 +123,7 @@ def server(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.TransportError):
-                probe = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=headers, timeout=2)
+                probe = httpx.get(f"http://127.0.0.1:{port}{ready}", headers=headers, timeout=2)
                 if probe.status_code == 200:
                     break
             time.sleep(0.2)
@@ -217,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     samples: dict[str, list[Sample]] = {"in-process": [], "llama-server": [], "reference": []}
     with (
         reference_auth(ref_port, not args.no_auth) as (auth_env, token),
-        server(reference_command(ref_port), ref_port, auth_env, token) as ref_url,
+        server(reference_command(ref_port), ref_port, auth_env, token, REFERENCE_READY) as ref_url,
         server(llama_server_command(llama_port), llama_port) as llama_url,
     ):
         runners = {
@@ -264,7 +271,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             port = free_port()
             with (
                 reference_auth(port, not args.no_auth) as (auth_env, token),
-                server(reference_command(port, instances), port, auth_env, token) as url,
+                server(
+                    reference_command(port, instances), port, auth_env, token, REFERENCE_READY
+                ) as url,
             ):
                 over_http(url, MODEL_ID, 8, token)()
                 aggregate[f"instances={instances}"] = concurrent(url, 4, args.max_tokens, token)
