@@ -6,8 +6,10 @@ Idempotency, RateLimit, then the app. Each wrapper below is applied innermost fi
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+from aimiddleware.idempotency import IdempotencyMiddleware
 from aimiddleware.tracing import TracingMiddleware
 
 from .settings import Settings
@@ -16,14 +18,33 @@ from .telemetry import ShutdownTelemetry, Telemetry, setup_telemetry
 ASGIApp = Any
 
 
+def credential_tenant(scope: Any) -> str | None:
+    """Without an auth middleware's principal: callers are told apart by their credential.
+
+    The openai SDK always sends ``Authorization: Bearer <api key>``; only a hash of it is kept,
+    so records of one key are never served to another. With ``auth`` on, the principal that
+    OAuth establishes takes precedence.
+    """
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization" and value:
+            return "cred:" + hashlib.sha256(value).hexdigest()[:32]
+    return None
+
+
 def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = None) -> ASGIApp:
     """Wrap ``app`` in the library's middlewares, configured from ``settings``.
 
     ``telemetry``: where spans and metrics go; by default from the ``OTEL_*`` environment
     (see reference_app/telemetry.py), and nowhere when no OTLP endpoint is set.
     """
-    # innermost first: idempotency and rate limiting go above this line (they key on the
-    # principal that OAuth establishes), SSE and normalisation below it, tracing outermost
+    # innermost first: rate limiting goes above idempotency; both key on the principal that
+    # OAuth establishes; SSE and normalisation go below OAuth, tracing outermost
+    app = IdempotencyMiddleware(
+        app,
+        store=settings.store_url,
+        paths=["/v1/*"],
+        principal_resolver=credential_tenant,
+    )
     if settings.auth:
         from .auth import oauth_middleware
 

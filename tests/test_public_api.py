@@ -21,7 +21,15 @@ def test_every_public_name_resolves_and_is_documented() -> None:
 
 def test_nothing_private_is_exported() -> None:
     public = {n for n in dir(aimiddleware) if not n.startswith("_")}
-    submodules = {"exceptions", "principal", "stores", "annotations", "oauth", "tracing"}
+    submodules = {
+        "exceptions",
+        "principal",
+        "stores",
+        "annotations",
+        "oauth",
+        "tracing",
+        "idempotency",
+    }
     assert public - submodules <= set(aimiddleware.__all__)
 
 

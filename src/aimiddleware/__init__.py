@@ -10,6 +10,7 @@ from __future__ import annotations
 import typing as _typing
 
 from .exceptions import AimiddlewareError, ConfigurationError, StoreUnavailable
+from .idempotency import IdempotencyMiddleware
 from .principal import Principal, get_principal, set_principal
 from .stores import MemoryStore, Store, store_from_url
 
@@ -37,6 +38,7 @@ __all__ = [
     "AimiddlewareError",
     "ConfigurationError",
     "DPoP",
+    "IdempotencyMiddleware",
     "Introspection",
     "MemoryStore",
     "OAuthMiddleware",

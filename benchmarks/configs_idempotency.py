@@ -1,0 +1,113 @@
+"""Idempotency benchmark configurations, the two Python peers, store round trips and TTFT.
+
+Throughput (ratios to ``bare``, one interleaved run)::
+
+    python -m benchmarks --only idempotency:memory-fresh idempotency:memory-replay \\
+        idempotency:redis-fresh idempotency:redis-replay \\
+        peer:asgi-idempotency-header peer:fastapi-idempotency --rounds 3 --duration 3
+
+Store round trips and time to first token: ``python -m benchmarks.idempotency_probe``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+from .apps import REQUEST_BODY, ASGIApp, Config, bare_app, config
+
+# Fresh keys for every request: a random prefix per wrk run (servers restart per measurement,
+# Redis does not) and a counter per request.
+FRESH_KEYS_LUA = (
+    'wrk.method = "POST"\n'
+    f"wrk.body = {json.dumps(REQUEST_BODY.decode())}\n"
+    'wrk.headers["Content-Type"] = "application/json"\n'
+    "local counter = 0\n"
+    "local prefix = nil\n"
+    "request = function()\n"
+    "  if prefix == nil then\n"
+    "    math.randomseed(os.time() + math.floor(os.clock() * 1000000))\n"
+    "    prefix = tostring(math.random(1, 1000000000))\n"
+    "  end\n"
+    "  counter = counter + 1\n"
+    '  wrk.headers["Idempotency-Key"] = "bench-" .. prefix .. "-" .. counter\n'
+    "  return wrk.format()\n"
+    "end\n"
+)
+
+
+def _ours(store: Any) -> ASGIApp:
+    from aimiddleware.idempotency import IdempotencyMiddleware
+
+    return IdempotencyMiddleware(bare_app(), store=store, anonymous="shared")
+
+
+def _memory() -> ASGIApp:
+    return _ours("memory://")
+
+
+def _redis() -> ASGIApp:
+    return _ours(os.environ["AIMW_BENCH_REDIS_URL"] + f"?prefix=bench{uuid.uuid4().hex[:6]}:")
+
+
+def _asgi_idempotency_header() -> ASGIApp:
+    from idempotency_header_middleware import IdempotencyHeaderMiddleware
+    from idempotency_header_middleware.backends.memory import MemoryBackend
+
+    return IdempotencyHeaderMiddleware(bare_app(), backend=MemoryBackend())
+
+
+def _fastapi_idempotency() -> ASGIApp:
+    from fastapi_idempotency import IdempotencyMiddleware
+
+    return IdempotencyMiddleware(bare_app())
+
+
+for _name, _factory, _needs, _description in (
+    ("memory-fresh", _memory, (), "IdempotencyMiddleware, memory store, a fresh key per request"),
+    ("redis-fresh", _redis, ("redis",), "IdempotencyMiddleware, Redis store, fresh keys"),
+):
+    config(
+        Config(
+            f"idempotency:{_name}",
+            _factory,
+            group="idempotency",
+            lua=FRESH_KEYS_LUA,
+            needs=_needs,
+            description=_description,
+        )
+    )
+for _name, _factory, _needs, _description in (
+    ("memory-replay", _memory, (), "IdempotencyMiddleware, memory store, every request a replay"),
+    ("redis-replay", _redis, ("redis",), "IdempotencyMiddleware, Redis store, replays"),
+):
+    config(
+        Config(
+            f"idempotency:{_name}",
+            _factory,
+            group="idempotency",
+            headers={"Idempotency-Key": "bench-replay"},
+            needs=_needs,
+            description=_description,
+        )
+    )
+config(
+    Config(
+        "peer:asgi-idempotency-header",
+        _asgi_idempotency_header,
+        group="peers",
+        lua=FRESH_KEYS_LUA,
+        description="asgi-idempotency-header 0.2 (memory backend), fresh keys",
+    )
+)
+config(
+    Config(
+        "peer:fastapi-idempotency",
+        _fastapi_idempotency,
+        group="peers",
+        lua=FRESH_KEYS_LUA,
+        description="fastapi-idempotency 0.1 (memory store, BaseHTTPMiddleware), fresh keys",
+    )
+)

@@ -1,0 +1,361 @@
+"""One claimed request: run the app, forward its response, record it into the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from .._asgi import ASGIApp, Message, Receive, Scope, Send, annotate, is_event_stream
+from ..exceptions import StoreUnavailable
+from . import _records as records
+from ._options import NEVER_STORED_HEADERS, Options
+
+__all__ = ["Execution", "keep_alive", "logger"]
+
+logger = logging.getLogger("aimiddleware.idempotency")
+
+RECORDED: Final = "aimiddleware.idempotency.recorded"
+# the chunk log outlives its record, so a replay never finds the record without its chunks
+LOG_GRACE: Final = 60.0
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    _BACKGROUND.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # the client is gone, so nobody else will see it; the claim was already released
+        logger.warning("idempotency: the app failed after its client left: %r", task.exception())
+
+
+def keep_alive(task: asyncio.Task[None]) -> None:
+    """Hold a strong reference to a detached task until it finishes, and consume its outcome."""
+    _BACKGROUND.add(task)
+    task.add_done_callback(_retrieve)
+
+
+class Execution:
+    """The per-request recorder of a request that won its claim.
+
+    ``send`` forwards each message to the client first and records it afterwards, so the
+    first byte is never delayed by the store. A ``text/event-stream`` body goes chunk by chunk
+    into the execution's chunk log (followers read it live); any other body is kept in memory
+    up to ``max_body_bytes`` and stored with the record when the response completes.
+    """
+
+    __slots__ = (
+        "_finished",
+        "_send",
+        "_timer",
+        "announced",
+        "canonical",
+        "complete",
+        "count",
+        "done",
+        "extra_headers",
+        "faulted",
+        "fingerprint",
+        "forwarding",
+        "headers",
+        "key",
+        "lease",
+        "log",
+        "opts",
+        "parts",
+        "pending",
+        "recording",
+        "scope",
+        "size",
+        "status",
+        "stored",
+        "stream",
+        "token",
+    )
+
+    def __init__(
+        self,
+        opts: Options,
+        scope: Scope,
+        send: Send,
+        key: str,
+        token: str,
+        fingerprint: str,
+        lease: bytes,
+        extra_headers: Iterable[tuple[bytes, bytes]],
+        canonical: Callable[[], str],
+    ) -> None:
+        self.opts = opts
+        self.scope = scope
+        self._send = send
+        self.key = key
+        self.token = token
+        self.fingerprint = fingerprint
+        self.canonical = canonical
+        self.lease = lease
+        self.log = records.log_key(key, token)
+        self.extra_headers = extra_headers
+        self.forwarding = True
+        self.recording = True
+        self.complete = False
+        self.done = False
+        self.stored = False
+        self.announced = False
+        self.pending: bytes | None = None
+        self.stream = False
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.count = 0
+        self.faulted = False  # one log line per fault: later failures of the same outage are quiet
+        self._finished: asyncio.Event | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- the app's side ----------------------------------------------------------------------
+
+    async def run(self, app: ASGIApp, receive: Receive) -> None:
+        """Run the app to its end and then store or release the record."""
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.opts.heartbeat, self._beat)
+        try:
+            await app(self.scope, receive, self.send)
+        except asyncio.CancelledError:
+            self._stop()
+            if self.stored:  # the response was complete and is kept
+                raise
+            # a cancelled task may not await again under anyio's level cancellation: release
+            # from a task of its own
+            keep_alive(asyncio.ensure_future(self._release("cancelled")))
+            raise
+        except BaseException:
+            self._stop()
+            if not self.stored:
+                await self._release("app_error")
+            raise
+        self._stop()
+        await self._finish()
+
+    def hiding_disconnect(self, receive: Receive) -> Receive:
+        """A ``receive`` that keeps a client disconnect from the app until the response ends.
+
+        The app then finishes the generation; the recorder stops forwarding and keeps recording.
+        """
+
+        async def _receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not self.complete:
+                self.detach()
+                if self._finished is None:
+                    self._finished = asyncio.Event()
+                await self._finished.wait()
+            return message
+
+        return _receive
+
+    def detach(self) -> None:
+        """The client is gone: stop forwarding, keep recording."""
+        if self.forwarding:
+            self.forwarding = False
+            annotate(self.scope, "aimiddleware.idempotency.client_gone", True)
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            body = message.get("body", b"")
+            final = not message.get("more_body", False)
+            if self.stream:
+                await self._forward(message)
+                if self.recording and not self.announced:
+                    await self._announce()
+                if self.recording and body:
+                    await self._append(bytes(body))
+            else:
+                if self.recording:
+                    self.size += len(body)
+                    if self.size > self.opts.max_body_bytes:
+                        self._drop("too_large")
+                    elif body:
+                        self.parts.append(bytes(body))
+                if not final:
+                    await self._forward(message)
+            if final:
+                self.complete = True
+                if self.recording:
+                    # stored before the client sees the end of a body: a retry sent the moment
+                    # the response arrived finds the record (a stream's last event is already out)
+                    await self._store()
+                if not self.stream:
+                    await self._forward(message)
+                if self._finished is not None:
+                    self._finished.set()
+            return
+        if kind == "http.response.start":
+            await self._start(message)
+            return
+        # trailers, pathsend, ...: a response we cannot replay faithfully
+        self._drop("unsupported")
+        await self._forward(message)
+
+    async def _start(self, message: Message) -> None:
+        status = int(message["status"])
+        raw = list(message.get("headers", ()))
+        self.status = status
+        self.stream = is_event_stream(raw)
+        if status in self.opts.no_store_statuses:
+            self._drop("status")
+        else:
+            self.headers = [
+                (bytes(n), bytes(v)) for n, v in raw if n.lower() not in NEVER_STORED_HEADERS
+            ]
+        await self._forward({**message, "headers": [*raw, *self.extra_headers]})
+
+    async def _announce(self) -> None:
+        """Tell followers a stream is under way, and its head: after the first chunk went out,
+        so the store's round trip never delays the first token."""
+        self.announced = True
+        new = records.streaming_lease(self.token, self.fingerprint, self.status, self.headers)
+        self.pending = new
+        try:
+            won = await self.opts.store.replace(self.key, self.lease, new, self.opts.lease_ttl)
+        except StoreUnavailable as exc:
+            self._fault("replace", exc)
+            return
+        if won:
+            self.lease = new
+        else:
+            self._lost()
+
+    async def _forward(self, message: Message) -> None:
+        if not self.forwarding:
+            return
+        if self.opts.on_disconnect == "abort":
+            await self._send(message)
+            return
+        try:
+            await self._send(message)
+        except OSError:
+            # the server reports a gone client (ASGI spec 2.4): finish and record anyway
+            self.detach()
+
+    async def _append(self, chunk: bytes) -> None:
+        try:
+            await self.opts.store.append(self.log, chunk, self.opts.ttl + LOG_GRACE)
+        except StoreUnavailable as exc:
+            self._fault("append", exc)
+            return
+        self.count += 1
+
+    # -- outcome -----------------------------------------------------------------------------
+
+    def _drop(self, reason: str) -> None:
+        if self.recording:
+            self.recording = False
+            self.parts = []
+            annotate(self.scope, RECORDED, reason)
+
+    def _fault(self, operation: str, exc: StoreUnavailable) -> None:
+        if self.faulted:
+            self._drop("store_error")
+            return
+        self.faulted = True
+        logger.warning(
+            "idempotency: store %s failed while recording, the response is not stored: %s",
+            operation,
+            exc,
+        )
+        self._drop("store_error")
+
+    def _lost(self) -> None:
+        logger.warning(
+            "idempotency: the claim on %s expired while the request ran (lease_ttl %.0f s); "
+            "the response is not stored",
+            self.key,
+            self.opts.lease_ttl,
+        )
+        self._drop("lease_lost")
+
+    async def _finish(self) -> None:
+        if self.stored:
+            return
+        if not self.recording:
+            await self._release(None)  # _drop said why
+        else:
+            await self._release("incomplete")
+
+    async def _store(self) -> None:
+        if self.stream:
+            value = records.completed(
+                self.token,
+                self.fingerprint,
+                self.canonical(),
+                self.status,
+                self.headers,
+                chunks=self.count,
+            )
+        else:
+            body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+            value = records.completed(
+                self.token, self.fingerprint, self.canonical(), self.status, self.headers, body=body
+            )
+        self.pending = value
+        try:
+            won = await self.opts.store.replace(self.key, self.lease, value, self.opts.ttl)
+        except StoreUnavailable as exc:
+            self._fault("replace", exc)
+            return
+        if won:
+            self.lease = value
+            self.stored = True
+            annotate(self.scope, RECORDED, "stored")
+        else:
+            self._lost()
+
+    async def _release(self, reason: str | None) -> None:
+        """Give the key back: a retry runs the request again. Never stores a partial response."""
+        if reason is not None:
+            annotate(self.scope, RECORDED, reason)
+        store = self.opts.store
+        try:
+            released = await store.release(self.key, self.lease)
+            if not released and self.pending is not None and self.pending != self.lease:
+                # cancelled while a replace was in flight: the store may hold the new value
+                await store.release(self.key, self.pending)
+            if self.announced:  # a chunk may have landed even if its append was cut short
+                await store.delete(self.log)
+        except StoreUnavailable as exc:
+            if self.faulted:
+                return
+            self.faulted = True
+            logger.warning(
+                "idempotency: store release failed, the key stays claimed until its lease "
+                "expires (%.0f s): %s",
+                self.opts.lease_ttl,
+                exc,
+            )
+
+    # -- lease heartbeat ---------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        keep_alive(asyncio.ensure_future(self._renew()))
+        self._timer = asyncio.get_running_loop().call_later(self.opts.heartbeat, self._beat)
+
+    async def _renew(self) -> None:
+        expected = self.lease
+        try:
+            won = await self.opts.store.renew(self.key, expected, self.opts.lease_ttl)
+        except StoreUnavailable as exc:
+            if not self.faulted:
+                self.faulted = True
+                logger.warning("idempotency: lease renewal failed, will retry: %s", exc)
+            return
+        # a replace that ran meanwhile changed the value: not a lost claim
+        if not won and not self.done and self.lease == expected:
+            self._lost()
+
+    def _stop(self) -> None:
+        self.done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,67 @@
+"""The middleware's own error responses: problem details (RFC 9457) as the draft shows them."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .._asgi import Scope, Send, annotate, send_json
+
+__all__ = ["PROBLEMS", "send_problem"]
+
+PROBLEM_JSON: Final = b"application/problem+json"
+
+# slug -> (status, title, detail)
+PROBLEMS: Final[dict[str, tuple[int, str, str]]] = {
+    "idempotency-key-missing": (
+        400,
+        "Idempotency-Key is missing",
+        "This operation is idempotent and it requires correct usage of Idempotency Key.",
+    ),
+    "idempotency-key-invalid": (
+        400,
+        "Idempotency-Key is invalid",
+        "The Idempotency-Key must be one string of at most 255 visible ASCII characters.",
+    ),
+    "idempotency-key-reused": (
+        422,
+        "Idempotency-Key is already used",
+        "This operation is idempotent and it requires correct usage of Idempotency Key. "
+        "Idempotency Key MUST not be reused across different payloads of this operation.",
+    ),
+    "idempotency-key-in-flight": (
+        409,
+        "A request is outstanding for this Idempotency-Key",
+        "A request with the same Idempotency-Key for the same operation is being processed "
+        "or is outstanding.",
+    ),
+    "idempotency-store-unavailable": (
+        503,
+        "Idempotency store unavailable",
+        "The request was not run because its Idempotency-Key could not be checked. "
+        "Retry later with the same key.",
+    ),
+}
+
+
+async def send_problem(
+    scope: Scope,
+    send: Send,
+    slug: str,
+    type_base: str,
+    *,
+    detail: str | None = None,
+    retry_after: int | None = None,
+) -> None:
+    """Send one problem-details response and record the outcome on the request."""
+    status, title, default_detail = PROBLEMS[slug]
+    payload = {
+        "type": f"{type_base}#{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail or default_detail,
+    }
+    headers: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-store")]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode("ascii")))
+    annotate(scope, "aimiddleware.idempotency.error", slug)
+    await send_json(send, status, payload, headers, content_type=PROBLEM_JSON)

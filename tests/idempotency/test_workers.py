@@ -1,0 +1,89 @@
+"""Exactly once across processes: uvicorn --workers 4 sharing one real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from ..servers import RedisServer, free_port, wait_for_port
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.e2e]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def four_workers(redis_server: RedisServer) -> Iterator[tuple[int, str]]:
+    port = free_port()
+    prefix = f"w{uuid.uuid4().hex[:8]}:"
+    env = {**os.environ, "AIMW_TEST_REDIS_URL": redis_server.url, "AIMW_TEST_PREFIX": prefix}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.idempotency.workers_app:app",
+            "--workers",
+            "4",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        yield port, prefix
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+async def test_200_concurrent_same_key_requests_on_4_workers_run_once(
+    four_workers: tuple[int, str], redis_server: RedisServer
+) -> None:
+    port, prefix = four_workers
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    headers = {"Idempotency-Key": f"agent-retry-{uuid.uuid4()}"}
+    body = {"model": "m", "messages": [{"role": "user", "content": "once"}]}
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        # every worker is up: a few warm-up requests without a key land on several of them
+        await asyncio.gather(*(client.post(url, json=body) for _ in range(8)))
+        redis = Redis.from_url(redis_server.url)
+        try:
+            warm = int(await redis.get(f"{prefix}executions") or 0)
+            responses = await asyncio.gather(
+                *(client.post(url, json=body, headers=headers) for _ in range(200))
+            )
+            executions = int(await redis.get(f"{prefix}executions") or 0) - warm
+        finally:
+            await redis.aclose()
+        assert executions == 1
+        statuses = [r.status_code for r in responses]
+        assert set(statuses) <= {200, 409}
+        fresh = [r for r in responses if r.status_code == 200]
+        assert len({r.content for r in fresh}) == 1  # the original and any replays agree
+        replay = await client.post(url, json=body, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.content == fresh[0].content
