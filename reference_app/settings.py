@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     generation_timeout: float = Field(
         120.0, gt=0, description="seconds per request, queue included"
     )
+    sse_heartbeat: float = Field(
+        15.0, gt=0, description="seconds of stream silence before a `: keep-alive` comment"
+    )
     redis_url: str | None = Field(None, description="shared stores; default: in-memory stores")
     auth: bool = Field(
         True, description="OAuth on: tokens from `python -m reference_app token` (AIMW_AUTH=0: off)"

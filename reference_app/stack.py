@@ -10,12 +10,18 @@ import hashlib
 from typing import Any
 
 from aimiddleware.idempotency import IdempotencyMiddleware
+from aimiddleware.normalize import NormalizeMiddleware, NormalizeRoute
+from aimiddleware.sse import SSEMiddleware
 from aimiddleware.tracing import TracingMiddleware
 
 from .settings import Settings
 from .telemetry import ShutdownTelemetry, Telemetry, setup_telemetry
 
 ASGIApp = Any
+
+# what an agent that sends `Prefer: return=minimal` gets back: the answer and its cost
+MINIMAL_CHAT = ["id", "model", "choices.message.content", "choices.finish_reason", "usage"]
+MINIMAL_COMPLETION = ["id", "model", "choices.text", "choices.finish_reason", "usage"]
 
 
 def credential_tenant(scope: Any) -> str | None:
@@ -49,6 +55,16 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
         from .auth import oauth_middleware
 
         app = oauth_middleware(app, settings)
+    app = SSEMiddleware(app, heartbeat=settings.sse_heartbeat)
+    app = NormalizeMiddleware(
+        app,
+        routes=[
+            # a health document, not an error: load balancers read its 503 body as it is
+            NormalizeRoute("/health", format="passthrough"),
+            NormalizeRoute("/v1/chat/completions", minimal=MINIMAL_CHAT),
+            NormalizeRoute("/v1/completions", minimal=MINIMAL_COMPLETION),
+        ],
+    )
     telemetry = telemetry if telemetry is not None else setup_telemetry()
     app = TracingMiddleware(
         app,

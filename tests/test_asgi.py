@@ -164,3 +164,21 @@ async def test_json_body_parses_once_and_tolerates_garbage() -> None:
     deep: dict[str, Any] = {"type": "http"}
     await read_body(deep, receiver({"type": "http.request", "body": b"[" * 100_000}))
     assert json_body(deep) is None
+
+
+def test_request_id_reuses_a_sane_caller_id_and_generates_one_otherwise() -> None:
+    import re
+
+    from aimiddleware._asgi import request_id
+
+    given: dict[str, object] = {"headers": [(b"x-request-id", b"agent-7.step-3")]}
+    assert request_id(given) == "agent-7.step-3"
+    assert request_id(given) == "agent-7.step-3"  # computed once, then shared
+    generated = set()
+    for bad in (b"", b"has space", b"x" * 129, "é".encode()):
+        scope: dict[str, object] = {"headers": [(b"x-request-id", bad)]}
+        value = request_id(scope)
+        assert re.fullmatch(r"req_[0-9a-f]{32}", value)
+        assert request_id(scope) == value
+        generated.add(value)
+    assert len(generated) == 4

@@ -26,7 +26,9 @@ def test_nothing_private_is_exported() -> None:
         "principal",
         "stores",
         "annotations",
+        "normalize",
         "oauth",
+        "sse",
         "tracing",
         "idempotency",
     }

@@ -11,7 +11,9 @@ import typing as _typing
 
 from .exceptions import AimiddlewareError, ConfigurationError, StoreUnavailable
 from .idempotency import IdempotencyMiddleware
+from .normalize import NormalizeMiddleware, NormalizeRoute
 from .principal import Principal, get_principal, set_principal
+from .sse import SSEMiddleware
 from .stores import MemoryStore, Store, store_from_url
 
 if _typing.TYPE_CHECKING:
@@ -41,8 +43,11 @@ __all__ = [
     "IdempotencyMiddleware",
     "Introspection",
     "MemoryStore",
+    "NormalizeMiddleware",
+    "NormalizeRoute",
     "OAuthMiddleware",
     "Principal",
+    "SSEMiddleware",
     "ScopeRule",
     "Store",
     "StoreUnavailable",

@@ -8,6 +8,7 @@ written by apps may not be).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any, Final
 
@@ -322,9 +323,9 @@ def request_id(scope: Scope) -> str:
     if raw and len(raw) <= _MAX_REQUEST_ID and all(0x21 <= b <= 0x7E for b in raw):
         value = raw.decode("ascii")
     if value is None:
-        import uuid
-
-        value = f"req_{uuid.uuid4().hex}"
+        # 128 random bits as 32 hex digits, like uuid4().hex but without building a UUID (a
+        # quarter of the cost, on every request that arrives without an id)
+        value = f"req_{os.urandom(16).hex()}"
     scope[_REQUEST_ID_KEY] = value
     return value
 

@@ -116,7 +116,15 @@ def test_payload_mismatch_is_422(client: openai.OpenAI, reference_server: Thread
         client.chat.completions.create(
             model=MODEL, messages=MESSAGES, max_tokens=9, extra_headers=headers
         )
+    # through NormalizeMiddleware: the OpenAI envelope, the draft's problem type as its code
+    assert caught.value.code == "idempotency-key-reused"
+    problem_json = {**headers, "Accept": "application/problem+json"}
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, max_tokens=9, extra_headers=problem_json
+        )
     assert caught.value.response.headers["content-type"] == "application/problem+json"
+    assert caught.value.response.json()["type"].endswith("#idempotency-key-reused")
     assert started(reference_server) == before
 
 

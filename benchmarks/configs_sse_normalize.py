@@ -1,0 +1,38 @@
+"""Benchmark configurations of SSEMiddleware and NormalizeMiddleware on the JSON endpoint.
+
+Imported at the end of :mod:`benchmarks.apps`; each wraps the same bare app with one middleware
+at its defaults, so the ratio to ``bare`` is that middleware's cost on a non-stream request.
+"""
+
+from __future__ import annotations
+
+from aimiddleware.normalize import NormalizeMiddleware
+from aimiddleware.sse import SSEMiddleware
+
+from .apps import ASGIApp, Config, bare_app, config
+
+
+def _sse_alone() -> ASGIApp:
+    return SSEMiddleware(bare_app())
+
+
+def _normalize_alone() -> ASGIApp:
+    return NormalizeMiddleware(bare_app())
+
+
+config(
+    Config(
+        "sse:alone",
+        _sse_alone,
+        group="sse",
+        description="SSEMiddleware at its defaults around the JSON endpoint",
+    )
+)
+config(
+    Config(
+        "normalize:alone",
+        _normalize_alone,
+        group="normalize",
+        description="NormalizeMiddleware at its defaults around the JSON endpoint",
+    )
+)

@@ -1,0 +1,267 @@
+"""What an error response says, read from whatever body the app or a middleware produced.
+
+The status decides the default ``type`` and ``code``; the body, when it is one of the shapes
+met in practice (the OpenAI envelope, FastAPI's ``{"detail": ...}``, RFC 9457 problem details,
+plain text), supplies the message and may override both. 5xx messages are deliberate or generic,
+never exception text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Final
+
+from .._asgi import RawHeaders, get_header
+from .._openai import llm_operation
+
+__all__ = [
+    "GENERIC_5XX",
+    "STATUS_DEFAULTS",
+    "ErrorInfo",
+    "is_json_rpc",
+    "read_error",
+    "reason",
+]
+
+# status -> (type, code); docs/normalize.md documents this table
+STATUS_DEFAULTS: Final[dict[int, tuple[str, str | None]]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("permission_error", "insufficient_permissions"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    406: ("invalid_request_error", "not_acceptable"),
+    408: ("invalid_request_error", "request_timeout"),
+    409: ("invalid_request_error", "conflict"),
+    410: ("invalid_request_error", "gone"),
+    411: ("invalid_request_error", "length_required"),
+    412: ("invalid_request_error", "precondition_failed"),
+    413: ("invalid_request_error", "request_too_large"),
+    415: ("invalid_request_error", "unsupported_media_type"),
+    422: ("invalid_request_error", "invalid_value"),
+    428: ("invalid_request_error", "precondition_required"),
+    429: ("requests", "rate_limit_exceeded"),
+    500: ("server_error", "internal_error"),
+    501: ("server_error", "not_implemented"),
+    502: ("server_error", "bad_gateway"),
+    503: ("server_error", "service_unavailable"),
+    504: ("server_error", "gateway_timeout"),
+}
+
+GENERIC_5XX: Final = "The server had an error while processing your request."
+_MAX_MESSAGE: Final = 2000
+
+
+def reason(status: int) -> str:
+    """The HTTP reason phrase of ``status`` (``"Error"`` for unknown codes)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def defaults(status: int) -> tuple[str, str | None]:
+    found = STATUS_DEFAULTS.get(status)
+    if found is not None:
+        return found
+    return ("server_error", None) if status >= 500 else ("invalid_request_error", None)
+
+
+@dataclass(slots=True)
+class ErrorInfo:
+    """One error, before it is written as an OpenAI envelope or RFC 9457 problem."""
+
+    status: int
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # other keys of an app's error object
+    problem_type: str | None = None  # the type URI of an RFC 9457 body this error came from
+
+    def envelope(self, trace_id: str | None = None) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            **self.extra,
+            "message": self.message,
+            "type": self.type,
+            "param": self.param,
+            "code": self.code,
+        }
+        if trace_id:
+            error["trace_id"] = trace_id
+        return {"error": error}
+
+    def problem(
+        self, type_base: str | None, request_id: str, trace_id: str | None = None
+    ) -> dict[str, Any]:
+        slug = self.code or self.type
+        # a problem keeps the type its author gave it
+        kind = self.problem_type or (f"{type_base}{slug}" if type_base else "about:blank")
+        problem: dict[str, Any] = {
+            "type": kind,
+            "title": reason(self.status),
+            "status": self.status,
+            "detail": self.message,
+            "error_type": self.type,
+            "code": self.code,
+            "param": self.param,
+            "request_id": request_id,
+        }
+        if trace_id:
+            problem["trace_id"] = trace_id
+        return problem
+
+
+def is_json_rpc(payload: Any) -> bool:
+    """A JSON-RPC 2.0 message or batch (an MCP endpoint's body): never rewritten."""
+    if isinstance(payload, list):
+        return bool(payload) and all(is_json_rpc(item) for item in payload)
+    return isinstance(payload, dict) and payload.get("jsonrpc") == "2.0"
+
+
+def _clip(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+def _field_path(loc: Any) -> str | None:
+    if not isinstance(loc, list | tuple):
+        return None
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str):
+            out += f".{part}" if out else part
+    return out or None
+
+
+def _validation(detail: list[Any]) -> tuple[str, str | None, str]:
+    """Message, param and code of FastAPI/pydantic validation errors (the first one named)."""
+    first = next((d for d in detail if isinstance(d, dict)), None)
+    if first is None:
+        return "The request is invalid.", None, "invalid_value"
+    param = _field_path(first.get("loc"))
+    kind = str(first.get("type", ""))
+    msg = str(first.get("msg", "is invalid"))
+    name = f"'{param}'" if param else "the request body"
+    if kind == "missing":
+        code, message = "missing_required_parameter", f"Missing required parameter: {name}."
+    elif kind == "extra_forbidden":
+        code, message = "unknown_parameter", f"Unrecognized request argument supplied: {name}."
+    elif kind.endswith(("_type", "_parsing")) or kind == "json_invalid":
+        code, message = "invalid_type", f"Invalid type for {name}: {msg}."
+    else:
+        code, message = "invalid_value", f"Invalid value for {name}: {msg}."
+    more = len(detail) - 1
+    if more > 0:
+        message += f" ({more} more error{'s' if more > 1 else ''})"
+    return message, param, code
+
+
+def _is_zero(value: bytes | None) -> bool:
+    try:
+        return value is not None and float(value) <= 0
+    except ValueError:
+        return False
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def read_error(
+    status: int,
+    body: bytes | None,
+    content_type: str,
+    *,
+    path: str,
+    response_headers: RawHeaders,
+) -> ErrorInfo:
+    """The error a response means. ``body`` is ``None`` when it could not be read (too large,
+    content-encoded); the status then speaks alone.
+    """
+    kind, code = defaults(status)
+    param: str | None = None
+    message: str | None = None
+    problem_type: str | None = None
+    extra: dict[str, Any] = {}
+    deliberate = False  # the message comes from a structured body, not from a traceback
+    payload: Any = None
+    if body and (content_type.endswith("json") or content_type.endswith("+json")):
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            payload = None
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        detail = payload.get("detail")
+        if isinstance(error, dict):
+            message = _str_or_none(error.get("message"))
+            kind = _str_or_none(error.get("type")) or kind
+            code = _str_or_none(error.get("code")) if error.get("code") is not None else code
+            param = _str_or_none(error.get("param"))
+            extra = {
+                k: v
+                for k, v in error.items()
+                if k not in ("message", "type", "code", "param", "trace_id")
+            }
+            deliberate = True
+        elif isinstance(error, str):
+            message, deliberate = error, True
+        elif status == 422 and isinstance(detail, list):
+            message, param, code = _validation(detail)
+            deliberate = True
+        elif isinstance(detail, str):  # FastAPI HTTPException, or RFC 9457
+            message, deliberate = detail, True
+            problem_type = _problem_type(payload)
+            if problem_type is not None:
+                slug = _slug(problem_type)
+                code = slug or code
+        elif isinstance(payload.get("message"), str):
+            message, deliberate = payload["message"], True
+        elif isinstance(payload.get("title"), str):
+            message, deliberate = payload["title"], True
+        elif detail is not None:
+            message, deliberate = json.dumps(detail, ensure_ascii=False), True
+    elif body and content_type.startswith("text/") and status < 500:
+        message = body.decode("utf-8", "replace")
+    if status == 404 and code == "not_found" and llm_operation(path) is not None:
+        # the OpenAI-compatible route exists (or it would not end with an operation): an unknown
+        # model is what a 404 means there
+        code, param = "model_not_found", param or "model"
+    if status == 429 and kind == "requests":
+        tokens = get_header(response_headers, b"x-ratelimit-remaining-tokens")
+        requests = get_header(response_headers, b"x-ratelimit-remaining-requests")
+        if _is_zero(tokens) and not _is_zero(requests):
+            kind = "tokens"
+    if status >= 500 and (status == 500 or not deliberate):
+        message = None  # never exception text, never a framework's default page
+    if not message or not message.strip():
+        message = GENERIC_5XX if status >= 500 else reason(status)
+    return ErrorInfo(status, _clip(message), kind, param, code, extra, problem_type)
+
+
+def _problem_type(payload: dict[str, Any]) -> str | None:
+    """The ``type`` URI of an RFC 9457 problem (``None`` for ``about:blank`` or none)."""
+    kind = payload.get("type")
+    if isinstance(kind, str) and kind and kind != "about:blank" and "title" in payload:
+        return kind
+    return None
+
+
+def _slug(uri: str) -> str | None:
+    """The last name in a problem type URI: its fragment, else its last path segment.
+
+    >>> _slug("https://example.org/problems#idempotency-key-reused")
+    'idempotency-key-reused'
+    """
+    tail = uri.rsplit("#", 1)[1] if "#" in uri else uri.rstrip("/").rsplit("/", 1)[-1]
+    return tail or None

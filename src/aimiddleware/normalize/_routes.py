@@ -1,0 +1,143 @@
+"""Per-route choices of the normalisation middleware, and the request headers that pick them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..exceptions import ConfigurationError
+
+__all__ = ["ErrorFormat", "NormalizeRoute", "pick", "prefers_minimal", "wants_problem"]
+
+ErrorFormat = Literal["openai", "problem", "passthrough"]
+Minimal = Callable[[Any], Any] | Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizeRoute:
+    """What one route (an exact path, or a prefix ending in ``*``) wants.
+
+    >>> route = NormalizeRoute("/v1/chat/completions", minimal=["id", "choices.message.content"])
+    >>> route.matches("/v1/chat/completions")
+    True
+
+    :param path: ``"/v1/models"`` matches that path; ``"/mcp*"`` every path starting ``/mcp``.
+    :param format: ``"openai"`` (the envelope; ``Accept: application/problem+json`` still wins),
+        ``"problem"`` (RFC 9457 always) or ``"passthrough"`` (errors left as the app wrote them).
+    :param minimal: the representation returned for ``Prefer: return=minimal``: the dotted paths
+        of the fields to keep (lists are walked: ``"choices.message.content"``), or a function
+        from the parsed JSON body to the trimmed one.
+    """
+
+    path: str
+    format: ErrorFormat = "openai"
+    minimal: Minimal | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path.startswith("/"):
+            raise ConfigurationError(f"route path must start with '/', got {self.path!r}")
+        if self.format not in ("openai", "problem", "passthrough"):
+            raise ConfigurationError(f"unknown error format {self.format!r}")
+        minimal = self.minimal
+        if (
+            minimal is not None
+            and not callable(minimal)
+            and (
+                isinstance(minimal, str | bytes)
+                or not all(isinstance(p, str) and p for p in minimal)
+            )
+        ):
+            raise ConfigurationError("minimal must be a function or a list of field paths")
+
+    def matches(self, path: str) -> bool:
+        if self.path.endswith("*"):
+            return path.startswith(self.path[:-1])
+        return path == self.path
+
+    def trim(self, payload: Any) -> Any:
+        minimal = self.minimal
+        if minimal is None:
+            return payload
+        if callable(minimal):
+            return minimal(payload)
+        return pick(payload, [p.split(".") for p in minimal])
+
+
+def pick(value: Any, paths: Sequence[Sequence[str]]) -> Any:
+    """Keep only the fields named by ``paths`` (lists are walked element by element).
+
+    >>> pick({"id": 1, "choices": [{"message": {"content": "hi", "role": "x"}}], "usage": {}},
+    ...      [["id"], ["choices", "message", "content"]])
+    {'id': 1, 'choices': [{'message': {'content': 'hi'}}]}
+    """
+    if isinstance(value, list):
+        return [pick(item, paths) for item in value]
+    if not isinstance(value, Mapping):
+        return value
+    out: dict[str, Any] = {}
+    for path in paths:
+        head = path[0]
+        if head not in value:
+            continue
+        if len(path) == 1:
+            out[head] = value[head]
+            continue
+        inner = pick(value[head], [path[1:]])
+        current = out.get(head)
+        out[head] = _merge(current, inner) if current is not None else inner
+    return out
+
+
+def _merge(left: Any, right: Any) -> Any:
+    if isinstance(left, dict) and isinstance(right, dict):
+        merged = dict(left)
+        for key, value in right.items():
+            merged[key] = _merge(merged[key], value) if key in merged else value
+        return merged
+    if isinstance(left, list) and isinstance(right, list) and len(left) == len(right):
+        return [_merge(a, b) for a, b in zip(left, right, strict=True)]
+    return right
+
+
+def _media_ranges(accept: bytes) -> dict[str, float]:
+    ranges: dict[str, float] = {}
+    for item in accept.decode("latin-1").split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        if not media:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        ranges[media.lower()] = max(q, ranges.get(media.lower(), 0.0))
+    return ranges
+
+
+def wants_problem(accept: bytes | None) -> bool:
+    """Whether ``Accept`` prefers ``application/problem+json`` over ``application/json``.
+
+    >>> wants_problem(b"application/problem+json")
+    True
+    >>> wants_problem(b"application/json, application/problem+json;q=0.5")
+    False
+    """
+    if not accept or b"problem+json" not in accept:
+        return False
+    ranges = _media_ranges(accept)
+    problem = ranges.get("application/problem+json", 0.0)
+    return problem > 0 and problem >= ranges.get("application/json", 0.0)
+
+
+def prefers_minimal(prefer: list[bytes]) -> bool:
+    """Whether the ``Prefer`` headers (RFC 7240) ask for ``return=minimal``."""
+    for value in prefer:
+        for token in value.split(b","):
+            name, _, arg = token.split(b";", 1)[0].partition(b"=")
+            if name.strip().lower() == b"return" and arg.strip().strip(b'"').lower() == b"minimal":
+                return True
+    return False

@@ -1,0 +1,11 @@
+"""SSE-safe streaming: stream headers, comment heartbeats, disconnect propagation.
+
+>>> from aimiddleware.sse import SSEMiddleware
+>>> app = SSEMiddleware(app, heartbeat=15.0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .middleware import LastEventIdHook, SSEMiddleware
+
+__all__ = ["LastEventIdHook", "SSEMiddleware"]
