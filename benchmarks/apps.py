@@ -142,6 +142,7 @@ config(
 from . import (  # noqa: E402
     configs_idempotency,  # noqa: F401
     configs_oauth,  # noqa: F401
+    configs_ratelimit,  # noqa: F401
     configs_sse_normalize,  # noqa: F401
     configs_stack,  # noqa: F401
     configs_tracing,  # noqa: F401

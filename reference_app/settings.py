@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,25 @@ class Settings(BaseSettings):
         15.0, gt=0, description="seconds of stream silence before a `: keep-alive` comment"
     )
     redis_url: str | None = Field(None, description="shared stores; default: in-memory stores")
+    # rate limits (docs/reference_app.md): the demo tiers, chosen per caller
+    rate_limits: bool = Field(True, description="tiered request/token/concurrency limits")
+    agent_requests: str | None = Field("600/minute", description="agent tier requests")
+    agent_tokens: str | None = Field("200000/minute", description="agent tier LLM tokens")
+    agent_concurrency: int | None = Field(8, ge=1, description="agent tier requests in flight")
+    human_requests: str | None = Field("60/minute", description="human tier requests")
+    human_tokens: str | None = Field("40000/minute", description="human tier LLM tokens")
+    human_concurrency: int | None = Field(2, ge=1, description="human tier requests in flight")
+    anonymous_tier: str = Field("human", description="tier of callers nothing else places")
+    client_type_header: str | None = Field(
+        None, description="trusted header naming the tier of unauthenticated callers"
+    )
+    client_type_trusted_from: list[str] = Field(
+        default_factory=list, description="peers (IPs/CIDRs) allowed to send that header"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="peers whose X-Forwarded-For is believed"
+    )
+    rate_limit_on_store_error: Literal["open", "closed"] = "open"
     auth: bool = Field(
         True, description="OAuth on: tokens from `python -m reference_app token` (AIMW_AUTH=0: off)"
     )

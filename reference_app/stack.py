@@ -24,6 +24,36 @@ MINIMAL_CHAT = ["id", "model", "choices.message.content", "choices.finish_reason
 MINIMAL_COMPLETION = ["id", "model", "choices.text", "choices.finish_reason", "usage"]
 
 
+def _rate_limits(app: ASGIApp, settings: Settings) -> ASGIApp:
+    from aimiddleware.ratelimit import RateLimitMiddleware, Tier
+
+    tiers = [
+        Tier(
+            "agent",
+            requests=settings.agent_requests,
+            tokens=settings.agent_tokens,
+            concurrency=settings.agent_concurrency,
+        ),
+        Tier(
+            "human",
+            requests=settings.human_requests,
+            tokens=settings.human_tokens,
+            concurrency=settings.human_concurrency,
+        ),
+    ]
+    return RateLimitMiddleware(
+        app,
+        tiers=tiers,
+        default_tier=settings.anonymous_tier,
+        storage=settings.store_url,
+        on_store_error=settings.rate_limit_on_store_error,
+        client_type_header=settings.client_type_header,
+        client_type_trusted_from=settings.client_type_trusted_from,
+        trusted_proxies=settings.trusted_proxies,
+        exempt_paths=["/health"],
+    )
+
+
 def credential_tenant(scope: Any) -> str | None:
     """Without an auth middleware's principal: callers are told apart by their credential.
 
@@ -43,8 +73,12 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
     ``telemetry``: where spans and metrics go; by default from the ``OTEL_*`` environment
     (see reference_app/telemetry.py), and nowhere when no OTLP endpoint is set.
     """
-    # innermost first: rate limiting goes above idempotency; both key on the principal that
-    # OAuth establishes; SSE and normalisation go below OAuth, tracing outermost
+    # Innermost first: rate limiting, then idempotency (a replay never reaches the limiter),
+    # both keyed on the principal that OAuth establishes outside them; SSE outside OAuth (its
+    # heartbeats are never recorded), normalisation outside every middleware that answers with
+    # an error, tracing outermost (docs/architecture.md).
+    if settings.rate_limits:
+        app = _rate_limits(app, settings)
     app = IdempotencyMiddleware(
         app,
         store=settings.store_url,

@@ -19,6 +19,7 @@ from aimiddleware._asgi import (
     media_type,
     read_body,
     remove_headers,
+    replace_body,
     send_json,
     set_header,
 )
@@ -182,3 +183,20 @@ def test_request_id_reuses_a_sane_caller_id_and_generates_one_otherwise() -> Non
         assert request_id(scope) == value
         generated.add(value)
     assert len(generated) == 4
+
+
+async def test_replace_body_changes_what_the_app_reads_not_the_shared_body() -> None:
+    receive = receiver({"type": "http.request", "body": b'{"stream": true}', "more_body": False})
+    scope: dict[str, Any] = {"type": "http"}
+    _, replay = await read_body(scope, receive)
+    assert json_body(scope) == {"stream": True}
+    inner = await replace_body(replay, b'{"stream": false}')
+    # outer middlewares keep the request as sent (fingerprints, logs)
+    assert json_body(scope) == {"stream": True}
+    assert await inner() == {
+        "type": "http.request",
+        "body": b'{"stream": false}',
+        "more_body": False,
+    }
+    assert (await inner())["type"] == "http.disconnect"  # then the real receive
+    assert receive.calls["n"] == 2  # the original body was read once, never replayed twice

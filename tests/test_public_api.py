@@ -28,6 +28,7 @@ def test_nothing_private_is_exported() -> None:
         "annotations",
         "normalize",
         "oauth",
+        "ratelimit",
         "sse",
         "tracing",
         "idempotency",

@@ -18,6 +18,7 @@ from .stores import MemoryStore, Store, store_from_url
 
 if _typing.TYPE_CHECKING:
     from .oauth import APIKey, APIKeys, DPoP, Introspection, OAuthMiddleware, ScopeRule
+    from .ratelimit import RateLimitMiddleware
     from .tracing import TracingMiddleware
 
 __version__ = "0.1.0"
@@ -30,6 +31,7 @@ _LAZY = {
     "DPoP": "oauth",
     "Introspection": "oauth",
     "OAuthMiddleware": "oauth",
+    "RateLimitMiddleware": "ratelimit",
     "ScopeRule": "oauth",
     "TracingMiddleware": "tracing",
 }
@@ -47,6 +49,7 @@ __all__ = [
     "NormalizeRoute",
     "OAuthMiddleware",
     "Principal",
+    "RateLimitMiddleware",
     "SSEMiddleware",
     "ScopeRule",
     "Store",

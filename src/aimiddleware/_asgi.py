@@ -35,6 +35,7 @@ __all__ = [
     "media_type",
     "read_body",
     "remove_headers",
+    "replace_body",
     "replay_receive",
     "request_id",
     "send_json",
@@ -251,6 +252,20 @@ async def read_body(
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     scope[_BODY_KEY] = body
     return body, replay_receive(body, receive)
+
+
+async def replace_body(receive: Receive, body: bytes) -> Receive:
+    """Give the app ``body`` instead of the request body read so far.
+
+    ``receive`` must be the one :func:`read_body` returned (its replayed body is consumed here,
+    without I/O). The shared body in the scope stays the request as the client sent it: outer
+    middlewares fingerprint, log and trace that one, possibly after the app has run. Returns
+    the ``receive`` to pass downstream.
+    """
+    message = await receive()
+    if message["type"] != "http.request":  # pragma: no cover (read_body's contract)
+        raise RuntimeError("replace_body needs the receive that read_body returned")
+    return replay_receive(body, receive)
 
 
 def json_body(scope: Scope) -> Any:

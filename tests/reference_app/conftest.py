@@ -30,6 +30,16 @@ def wait_ready(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not become ready")
 
 
+# The demo tiers (60 requests/min, 2 in flight for anonymous callers) would turn the load that
+# other tests create into 429s; those tests get limits they never reach, with the limiter still
+# in the stack. The rate-limit tests pass their own.
+UNREACHED_LIMITS: dict[str, Any] = {
+    "human_requests": "1000000/minute",
+    "human_tokens": "1000000000/minute",
+    "human_concurrency": 1000,
+}
+
+
 @contextmanager
 def serve_reference(**settings: Any) -> Iterator[ThreadedServer]:
     """Start a reference app with these settings; yields the running server.
@@ -37,6 +47,7 @@ def serve_reference(**settings: Any) -> Iterator[ThreadedServer]:
     Auth is off unless asked for: these servers test the API itself, the OAuth end-to-end
     tests (test_oauth_e2e.py) start their own with auth on.
     """
+    settings = {**UNREACHED_LIMITS, **settings}
     settings.setdefault("auth", False)
     # a server with auth on must know its port up front: it is the tokens' audience
     with ThreadedServer(create_app(Settings(**settings)), port=settings.get("port")) as server:

@@ -266,7 +266,8 @@ def test_the_sdk_raises_the_matching_class_with_the_envelope_parsed(
         assert error.response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
     if status == 429:
         assert error.response.headers["retry-after"] == "12"
-        assert error.response.headers["ratelimit"] == '"tokens";r=0;t=12'
+        # the route's own field survives normalisation; the stack's rate limiter appends its own
+        assert error.response.headers["ratelimit"].split(", ")[0] == '"tokens";r=0;t=12'
     if status == 503:
         assert error.response.headers["retry-after"] == "1"
 

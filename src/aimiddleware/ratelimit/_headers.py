@@ -1,0 +1,33 @@
+"""How the response fields are written (``_plan`` assembles them).
+
+IETF ``RateLimit-Policy`` / ``RateLimit`` and OpenAI's ``x-ratelimit-*``.
+
+IETF form (draft-ietf-httpapi-ratelimit-headers-10/-11): structured-field lists of items, one
+per quota policy::
+
+    RateLimit-Policy: "requests";q=600;w=60, "tokens";q=200000;w=60;qu="tokens"
+    RateLimit: "requests";r=599;t=42, "tokens";r=199000;t=42
+"""
+
+from __future__ import annotations
+
+__all__ = ["go_duration"]
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as OpenAI writes it in ``x-ratelimit-reset-*``: ``20ms``, ``1.5s``, ``6m0s``.
+
+    >>> go_duration(360), go_duration(1.5), go_duration(0.02)
+    ('6m0s', '1.5s', '20ms')
+    """
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    whole_ms = round(seconds * 1000)
+    hours, rest = divmod(whole_ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

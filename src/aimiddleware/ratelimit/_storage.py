@@ -1,0 +1,62 @@
+"""Storage by URL, through ``limits``: ``memory://``, ``redis://``, ``redis+cluster://``."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ..exceptions import ConfigurationError
+from ._engine import Engine, MemoryEngine
+
+__all__ = ["engine_from_url"]
+
+_REDIS: Final = {
+    "redis": "async+redis",
+    "rediss": "async+rediss",
+    "unix": "async+redis+unix",
+    "redis+unix": "async+redis+unix",
+    "redis+cluster": "async+redis+cluster",
+}
+
+
+def engine_from_url(url: str, *, strategy: str, timeout: float) -> Engine:
+    """``memory://`` counts in this process; ``redis://``/``rediss://``/``unix://`` and
+    ``redis+cluster://h1:p1,h2:p2`` (or ``limits``' own ``async+redis...`` forms) are shared.
+
+    The Redis client is the ``redis.asyncio`` one that ``limits`` builds for the URL
+    (``implementation="redispy"``), with connect and read timeouts of ``timeout`` seconds.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError("storage must be a URL such as memory:// or redis://host:6379/0")
+    scheme, rest = url.split("://", 1)
+    scheme = scheme.lower().removeprefix("async+")
+    if scheme == "memory":
+        return MemoryEngine(strategy)
+    if scheme not in _REDIS:
+        # name only the scheme: the rest of a URL may carry a password
+        raise ConfigurationError(
+            f"unknown rate limit storage scheme {scheme!r}: use memory://, redis://, "
+            "rediss://, unix:// or redis+cluster://"
+        )
+    try:
+        from limits.storage import storage_from_string
+
+        from ._redis import RedisEngine
+    except ImportError as exc:  # pragma: no cover (exercised only without the extra)
+        raise ConfigurationError(
+            "Redis storage needs the redis package: pip install 'aimiddleware[redis,ratelimit]'"
+        ) from exc
+    options: dict[str, float | str | bool] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+    }
+    try:
+        storage = storage_from_string(
+            f"{_REDIS[scheme]}://{rest}", implementation="redispy", **options
+        )
+    except Exception as exc:
+        raise ConfigurationError(
+            f"cannot open rate limit storage {scheme}://...: {type(exc).__name__}"
+        ) from exc
+    # the redispy bridge's client: the script runs on the connection limits manages
+    client = getattr(storage, "bridge").get_connection()  # noqa: B009 (not in the base type)
+    return RedisEngine(client, strategy=strategy, timeout=timeout)

@@ -1,0 +1,382 @@
+"""RateLimitMiddleware: tiered limits on requests, LLM tokens and concurrent requests."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import logging
+import math
+import secrets
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Literal
+
+import anyio
+
+from .._asgi import (
+    ASGIApp,
+    ClientDisconnected,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    annotate,
+    json_body,
+    read_body,
+    replace_body,
+    send_json,
+)
+from .._openai import LLMRequest, llm_operation, parse_llm_request
+from ..exceptions import ConfigurationError, StoreUnavailable
+from ..principal import Principal, get_principal
+from ._engine import Check, Decision, Engine, Outcome, Slot
+from ._exchange import Exchange
+from ._headers import go_duration
+from ._identity import ProxyTrust, client_address, hash_tag, header_tier
+from ._options import STRATEGIES, Strategy, Tier
+from ._plan import Template, template_for
+from ._storage import engine_from_url
+
+__all__ = ["OverrideProvider", "RateLimitMiddleware"]
+
+logger = logging.getLogger("aimiddleware.ratelimit")
+
+OverrideProvider = Callable[[str], "Tier | Awaitable[Tier | None] | None"]
+
+
+class RateLimitMiddleware:
+    """Tier limits per caller on requests, LLM tokens and concurrent requests.
+
+    The caller is the authenticated principal (``Principal.id``; its ``tier``), else the
+    client address (``X-Forwarded-For`` only from ``trusted_proxies``). Every limit of a
+    request is checked and charged at once, all or nothing; token reservations are settled
+    to the real ``usage`` of the answer, streamed or not. See ``docs/ratelimit.md``.
+
+    >>> from starlette.applications import Starlette
+    >>> app = RateLimitMiddleware(
+    ...     Starlette(),
+    ...     tiers=[
+    ...         Tier("agent", requests="600/minute", tokens="200000/minute", concurrency=8),
+    ...         Tier("human", requests="60/minute", tokens="40000/minute", concurrency=2),
+    ...     ],
+    ...     default_tier="human",
+    ... )
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tiers: Sequence[Tier] | Mapping[str, Tier],
+        default_tier: str | None = None,
+        storage: str = "memory://",
+        strategy: Strategy = "sliding-window",
+        key_prefix: str = "aimw:rl:",
+        timeout: float = 0.5,
+        on_store_error: Literal["open", "closed"] = "open",
+        trusted_proxies: Collection[str] = (),
+        client_type_header: str | None = None,
+        client_type_trusted_from: Collection[str] = (),
+        client_type_tiers: Collection[str] | None = None,
+        overrides: OverrideProvider | None = None,
+        default_completion_tokens: int = 1024,
+        chars_per_token: float = 4.0,
+        concurrency_lease: float = 60.0,
+        exempt_paths: Collection[str] = (),
+    ) -> None:
+        self.app = app
+        listed = list(tiers.values()) if isinstance(tiers, Mapping) else list(tiers)
+        if not listed or not all(isinstance(t, Tier) for t in listed):
+            raise ConfigurationError("tiers must be a non-empty list of Tier")
+        self._tiers = {t.name: t for t in listed}
+        if len(self._tiers) != len(listed):
+            raise ConfigurationError("two tiers share a name")
+        if default_tier is None and len(listed) == 1:
+            default_tier = listed[0].name
+        if default_tier not in self._tiers:
+            raise ConfigurationError(f"default_tier {default_tier!r} is not one of the tiers")
+        self._default = self._tiers[default_tier]
+        if strategy not in STRATEGIES:
+            raise ConfigurationError(f"strategy must be one of {', '.join(STRATEGIES)}")
+        if on_store_error not in ("open", "closed"):
+            raise ConfigurationError("on_store_error must be 'open' or 'closed'")
+        self._fail_open = on_store_error == "open"
+        if not isinstance(key_prefix, str) or "{" in key_prefix or "}" in key_prefix:
+            raise ConfigurationError("key_prefix must be a string without '{' or '}'")
+        self._prefix = key_prefix
+        for name, value in (("timeout", timeout), ("concurrency_lease", concurrency_lease)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
+        if not isinstance(chars_per_token, int | float) or chars_per_token <= 0:
+            raise ConfigurationError("chars_per_token must be positive")
+        if not isinstance(default_completion_tokens, int) or default_completion_tokens < 0:
+            raise ConfigurationError("default_completion_tokens must be a non-negative integer")
+        self._chars_per_token = float(chars_per_token)
+        self._default_completion = default_completion_tokens
+        self._lease = float(concurrency_lease)
+        self._proxies = ProxyTrust(trusted_proxies, "trusted_proxies")
+        self._header = client_type_header.lower().encode("latin-1") if client_type_header else None
+        self._header_from = ProxyTrust(client_type_trusted_from, "client_type_trusted_from")
+        allowed = set(self._tiers) if client_type_tiers is None else set(client_type_tiers)
+        if not allowed <= set(self._tiers):
+            raise ConfigurationError(
+                f"client_type_tiers names unknown tiers: {allowed - set(self._tiers)}"
+            )
+        self._header_tiers = {name.lower(): name for name in allowed}
+        if overrides is not None and not callable(overrides):
+            raise ConfigurationError("overrides must be a callable")
+        self._overrides = overrides
+        self._exempt = frozenset(exempt_paths)
+        self._engine: Engine = engine_from_url(storage, strategy=strategy, timeout=float(timeout))
+        self._storage_kind = self._engine.backend
+        # slot leases and moving-window entries need a token unique across workers
+        self._token_prefix = secrets.token_hex(6) + "."
+        self._tokens = itertools.count()
+
+    def __repr__(self) -> str:
+        # the storage URL is left out: it may carry a password
+        return (
+            f"RateLimitMiddleware(tiers={sorted(self._tiers)}, "
+            f"default_tier={self._default.name!r}, "
+            f"storage={self._storage_kind!r}, strategy={self._engine.strategy!r}, "
+            f"on_store_error={'open' if self._fail_open else 'closed'!r})"
+        )
+
+    async def aclose(self) -> None:
+        """Close the storage's connections (call on application shutdown)."""
+        await self._engine.aclose()
+
+    def _closing_on_shutdown(self, send: Send) -> Send:
+        async def _send(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self._engine.aclose()  # the storage's connections end with the app
+            await send(message)
+
+        return _send
+
+    # -- who and which tier ------------------------------------------------------------------
+
+    def _tier(self, scope: Scope, principal: Principal | None, subject: str) -> tuple[Tier, str]:
+        """The tier of the request and the key it is counted under."""
+        tier = None
+        if principal is not None and principal.tier is not None:
+            tier = self._tiers.get(principal.tier)
+        if tier is None and principal is None and self._header is not None:
+            name = header_tier(scope, self._header, self._header_from, self._header_tiers)
+            if name is not None:
+                tier = self._tiers[name]
+                # agents and people behind one address (a gateway) keep separate budgets
+                subject = f"{subject}|{name}"
+        return tier or self._default, subject
+
+    async def _override(self, subject: str, tier: Tier) -> Tier:
+        assert self._overrides is not None
+        try:
+            result = self._overrides(subject)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            logger.warning("rate limit override provider failed, using the tier: %r", exc)
+            return tier
+        return result if isinstance(result, Tier) else tier
+
+    # -- the request -------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self._exempt:
+            if scope["type"] == "lifespan":
+                send = self._closing_on_shutdown(send)
+            await self.app(scope, receive, send)
+            return
+        principal = get_principal(scope)
+        subject = (
+            principal.id if principal is not None else "ip:" + client_address(scope, self._proxies)
+        )
+        tier, subject = self._tier(scope, principal, subject)
+        if self._overrides is not None:
+            tier = await self._override(subject, tier)
+        annotate(scope, "aimiddleware.ratelimit.tier", tier.name)
+
+        llm: LLMRequest | None = None
+        strip_usage = False
+        path = scope.get("path", "")
+        if (tier.tokens or tier.models) and scope.get("method") == "POST" and llm_operation(path):
+            try:
+                _, receive = await read_body(scope, receive)
+            except ClientDisconnected:
+                return
+            payload = json_body(scope)
+            llm = parse_llm_request(path, payload)
+            if llm is not None and llm.stream and not llm.include_usage:
+                assert isinstance(payload, dict)  # parse_llm_request accepts dicts only
+                options = payload.get("stream_options")
+                changed = {
+                    **payload,
+                    "stream_options": {
+                        **(options if isinstance(options, dict) else {}),
+                        "include_usage": True,
+                    },
+                }
+                receive = await replace_body(receive, json.dumps(changed).encode())
+                strip_usage = True
+
+        base = f"{self._prefix}{{{hash_tag(subject)}}}:"
+        estimate = 0
+        if llm is not None:
+            completion = llm.max_tokens if llm.max_tokens is not None else self._default_completion
+            estimate = max(1, math.ceil(llm.prompt_chars / self._chars_per_token) + completion)
+        plan = template_for(tier, llm.model if llm is not None else None, llm is not None)
+        checks = plan.checks(base, estimate)
+        slot = Slot(base + "slots", tier.concurrency, self._lease) if tier.concurrency else None
+        if not checks and slot is None:
+            await self.app(scope, receive, send)
+            return
+        token = f"{self._token_prefix}{next(self._tokens)}"
+        try:
+            decision = await self._engine.acquire(checks, slot, token)
+        except StoreUnavailable as exc:
+            await self._store_fault(scope, receive, send, exc)
+            return
+        slots_free = max(0, slot.limit - decision.slots_in_use) if slot is not None else 0
+        fields = plan.fields(decision.outcomes, slots_free)
+        if not decision.allowed:
+            await self._reject(scope, send, plan, checks, decision, slot, fields)
+            return
+        for kind, position in plan.first:
+            annotate(
+                scope,
+                f"aimiddleware.ratelimit.remaining_{kind}",
+                decision.outcomes[position].remaining,
+            )
+        if plan.token_positions:
+            annotate(scope, "aimiddleware.ratelimit.tokens_reserved", estimate)
+        settled = False
+
+        async def settle() -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                await self._settle(
+                    scope, plan, checks, decision, slot, token, exchange, llm, estimate
+                )
+
+        exchange = Exchange(
+            send,
+            fields,
+            llm=llm is not None,
+            strip_usage=strip_usage,
+            engine=self._engine,
+            slot=slot,
+            token=token,
+            on_complete=settle,
+        )
+        try:
+            await self.app(scope, receive, exchange)
+        finally:
+            await settle()  # an error or a disconnect ended the response before its last byte
+
+    async def _reject(
+        self,
+        scope: Scope,
+        send: Send,
+        plan: Template,
+        checks: list[Check],
+        decision: Decision,
+        slot: Slot | None,
+        fields: list[tuple[bytes, bytes]],
+    ) -> None:
+        if decision.failed >= len(checks):
+            assert slot is not None
+            kind, retry = "concurrency", 1.0
+            message = (
+                f"Rate limit reached on concurrent requests: limit {slot.limit} in flight. "
+                "Please try again when one of your requests has finished."
+            )
+        else:
+            check = checks[decision.failed]
+            kind = plan.kinds[decision.failed]
+            outcome: Outcome = decision.outcomes[decision.failed]
+            retry = max(outcome.retry, 0.001)
+            per = f"{kind} per {go_duration(check.window)}"
+            if check.cost > check.limit:
+                message = (
+                    f"Request too large for {per} ({plan.names[decision.failed]}): "
+                    f"limit {check.limit}, requested {check.cost}."
+                )
+            else:
+                message = (
+                    f"Rate limit reached on {per} ({plan.names[decision.failed]}): "
+                    f"limit {check.limit}, remaining {outcome.remaining}, requested {check.cost}. "
+                    f"Please try again in {go_duration(retry)}."
+                )
+        annotate(scope, "aimiddleware.ratelimit.limited", kind)
+        body = {
+            "error": {
+                "message": message,
+                "type": kind,
+                "param": None,
+                "code": "rate_limit_exceeded",
+            }
+        }
+        headers = [(b"retry-after", str(max(1, math.ceil(retry))).encode()), *fields]
+        await send_json(send, 429, body, headers)
+
+    async def _store_fault(
+        self, scope: Scope, receive: Receive, send: Send, exc: StoreUnavailable
+    ) -> None:
+        mode = "open" if self._fail_open else "closed"
+        logger.warning("rate limit store unavailable, failing %s: %s", mode, exc)
+        annotate(scope, "aimiddleware.ratelimit.store_error", mode)
+        if self._fail_open:
+            await self.app(scope, receive, send)
+            return
+        body = {
+            "error": {
+                "message": "The rate limiter is unavailable; please try again shortly.",
+                "type": "server_error",
+                "param": None,
+                "code": "rate_limiter_unavailable",
+            }
+        }
+        await send_json(send, 503, body, [(b"retry-after", b"1")])
+
+    async def _settle(
+        self,
+        scope: Scope,
+        plan: Template,
+        checks: list[Check],
+        decision: Decision,
+        slot: Slot | None,
+        token: str,
+        exchange: Exchange,
+        llm: LLMRequest | None,
+        estimate: int,
+    ) -> None:
+        actual = estimate
+        if llm is not None:
+            used = exchange.usage()
+            if used is not None:
+                actual = used
+            elif not exchange.started or exchange.status >= 400:
+                actual = 0  # nothing was produced
+            elif exchange.event_stream:
+                # cut short before the usage chunk: the prompt and the chunks that went out
+                prompt = math.ceil(llm.prompt_chars / self._chars_per_token)
+                actual = min(estimate, prompt + exchange.response.chunks)
+            annotate(scope, "aimiddleware.ratelimit.tokens_charged", actual)
+        adjustments = [
+            (checks[i], decision.outcomes[i], actual)
+            for i in plan.token_positions
+            if actual != checks[i].cost
+        ]
+        if not adjustments and slot is None:
+            return
+        if not self._engine.suspends:
+            await self._engine.settle(adjustments, slot, token)  # never suspends: not cancellable
+            return
+        # runs even when the request was cancelled (client gone): the slot must come back now
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._engine.settle(adjustments, slot, token)
+            except StoreUnavailable as exc:
+                logger.warning("rate limit settlement failed, leases expire on their own: %s", exc)

@@ -1,0 +1,185 @@
+"""Small apps the rate-limit tests wrap: an OpenAI-shaped endpoint that streams or not.
+
+``SetPrincipal`` stands in for the auth middleware (it is not under test here): it reads the
+principal from ``x-test-principal: <id>[:<tier>]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from aimiddleware import Principal, set_principal
+from aimiddleware._asgi import ASGIApp, Receive, Scope, Send, get_header
+
+USAGE = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+
+
+def chunk(content: str | None, *, finish: str | None = None) -> dict[str, Any]:
+    delta = {} if content is None else {"content": content}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def sse(payload: Any) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    return f"data: {data}\n\n".encode()
+
+
+class Upstream:
+    """An OpenAI-compatible stand-in that records what it received."""
+
+    def __init__(self, *, usage: dict[str, int] | None = None, tokens: int = 3) -> None:
+        self.usage = dict(USAGE) if usage is None else usage
+        self.tokens = tokens
+        self.bodies: list[dict[str, Any]] = []
+        self.delay = 0.0
+        self.gate: asyncio.Event | None = None
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.bodies.append(body)
+        if body.get("fail"):
+            return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, 500)
+        if not body.get("stream"):
+            answer = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
+                "usage": self.usage,
+            }
+            if self.gate is not None:
+                await self.gate.wait()
+            return JSONResponse(answer)
+        include_usage = (body.get("stream_options") or {}).get("include_usage") is True
+
+        async def events() -> Any:
+            for n in range(self.tokens):
+                if self.gate is not None and n == 1:
+                    await self.gate.wait()
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                yield sse(chunk(f"t{n}"))
+            yield sse(chunk(None, finish="stop"))
+            if include_usage:
+                yield sse(
+                    {
+                        "id": "chatcmpl-1",
+                        "object": "chat.completion.chunk",
+                        "model": "m",
+                        "choices": [],
+                        "usage": self.usage,
+                    }
+                )
+            yield sse("[DONE]")
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    def app(self) -> Starlette:
+        async def ping(request: Request) -> Response:
+            return JSONResponse({"ok": True})
+
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/ping", ping, methods=["GET", "POST"]),
+            ]
+        )
+
+
+class SetPrincipal:
+    """Stand-in for the auth middleware: principal from ``x-test-principal: id[:tier]``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw = get_header(scope["headers"], b"x-test-principal")
+            if raw:
+                ident, _, tier = raw.decode().partition(":")
+                set_principal(scope, Principal(id=ident, tier=tier or None, credential="api_key"))
+        await self.app(scope, receive, send)
+
+
+def chat_body(
+    *, stream: bool = False, max_tokens: int = 10, content: str = "x" * 40, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "model": "m",
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "stream": stream,
+        **extra,
+    }
+
+
+async def call_raw(
+    app: ASGIApp,
+    body: dict[str, Any],
+    *,
+    headers: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
+    disconnect_after: asyncio.Event | None = None,
+    path: str = "/v1/chat/completions",
+    sent: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Drive the ASGI app directly and record every ``send`` message (no buffering)."""
+    raw = json.dumps(body).encode()
+    sent = [] if sent is None else sent
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        if disconnect_after is not None:
+            await disconnect_after.wait()
+        else:
+            await asyncio.Event().wait()  # the client stays until the response is done
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+def body_of(messages: list[dict[str, Any]]) -> bytes:
+    return b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+
+
+def headers_of(messages: list[dict[str, Any]]) -> dict[str, str]:
+    start = next(m for m in messages if m["type"] == "http.response.start")
+    return {k.decode().lower(): v.decode() for k, v in start["headers"]}
+
+
+def status_of(messages: list[dict[str, Any]]) -> int:
+    return int(next(m for m in messages if m["type"] == "http.response.start")["status"])
