@@ -44,8 +44,8 @@ browser:  ## install Debian's chromium when it is missing (as root), else say ho
 	  fi; \
 	}
 
-bench: $(STAMP)  ## the performance report: writes docs/benchmarks.md
-	$(BIN)/python -m benchmarks $(ARGS)
+bench: $(STAMP)  ## the performance report: every part in one run, writes docs/benchmarks.md (ARGS=--quick for a short run)
+	$(BIN)/python -m benchmarks.suite $(ARGS)
 
 docs: $(STAMP)  ## build the documentation site into site/
 	$(BIN)/mkdocs build --strict

@@ -61,6 +61,12 @@ class Config:
     ``headers`` are sent with every request; ``lua`` is an optional wrk script body that replaces
     the default request (for per-request headers such as fresh idempotency keys).
     ``needs`` names services the harness must start first (``"redis"``).
+    ``body`` replaces the default request body (the payload-size series sends 1 KB to 1 MB).
+    ``path`` is the request path.
+    ``connections`` overrides the harness's connection count (long streams need fewer to
+    complete enough requests in a short measurement).
+    ``fresh_keys`` says that every request carries a new ``Idempotency-Key`` (its ``lua`` sends
+    them; the in-process drivers add them).
     """
 
     name: str
@@ -70,15 +76,40 @@ class Config:
     lua: str | None = None
     needs: tuple[str, ...] = ()
     description: str = ""
+    body: bytes | None = None
+    path: str = "/v1/chat/completions"
+    connections: int | None = None
+    fresh_keys: bool = False
+
+    @property
+    def request_body(self) -> bytes:
+        return REQUEST_BODY if self.body is None else self.body
 
 
 CONFIGS: dict[str, Config] = {}
+# configurations that cannot be built here (a middleware or a peer package is missing), with
+# the reason; the harness lists them in the report instead of measuring them
+UNAVAILABLE: dict[str, tuple[Config, str]] = {}
 
 
-def config(cfg: Config) -> Config:
-    if cfg.name in CONFIGS:
+# names registered as defaults (the peers in configs_stack): a middleware's own configuration
+# module may register the same name, whichever is imported first, and its definition wins
+DEFAULTS: set[str] = set()
+
+
+def config(cfg: Config, *, default: bool = False) -> Config:
+    """Register ``cfg``; a name can be registered once, except over a ``default`` one."""
+    if cfg.name in CONFIGS and cfg.name not in DEFAULTS:
+        if default:
+            return CONFIGS[cfg.name]
         raise ValueError(f"benchmark configuration {cfg.name!r} registered twice")
+    if cfg.name in CONFIGS and default:
+        raise ValueError(f"benchmark configuration {cfg.name!r} registered twice as a default")
+    DEFAULTS.discard(cfg.name)
+    UNAVAILABLE.pop(cfg.name, None)
     CONFIGS[cfg.name] = cfg
+    if default:
+        DEFAULTS.add(cfg.name)
     return cfg
 
 
@@ -106,12 +137,14 @@ config(
     )
 )
 
-# each middleware's configurations live in their own module, registered on import
-from . import (  # noqa: E402, F401
-    configs_idempotency,
-    configs_oauth,
-    configs_ratelimit,
-    configs_sse_normalize,
-    configs_tracing,
-    mcp_guards,
+# each middleware's configurations live in their own module, registered on import; configs_stack
+# also registers the peers and the stack, the peers as defaults that these modules may redefine
+from . import (  # noqa: E402
+    configs_idempotency,  # noqa: F401
+    configs_oauth,  # noqa: F401
+    configs_ratelimit,  # noqa: F401
+    configs_sse_normalize,  # noqa: F401
+    configs_stack,  # noqa: F401
+    configs_tracing,  # noqa: F401
+    mcp_guards,  # noqa: F401
 )

@@ -12,9 +12,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .apps import REQUEST_BODY, Config
+from .apps import Config
 
 
 @dataclass
@@ -23,6 +23,20 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    # latency (ms) at each percentile in PERCENTILES, keyed by the percentile as text
+    percentiles: dict[str, float] = field(default_factory=dict)
+
+
+PERCENTILES = (1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9)
+
+# appended to every wrk script: the latency distribution, in microseconds
+_WRK_DONE = (
+    "done = function(summary, latency, requests)\n"
+    f"  for _, p in ipairs({{{', '.join(f'{p:g}' for p in PERCENTILES)}}}) do\n"
+    '    io.write(string.format("AIMW-PCT %g %d\\n", p, latency:percentile(p)))\n'
+    "  end\n"
+    "end\n"
+)
 
 
 def _cpu_pin(cpu: int) -> list[str]:
@@ -38,14 +52,14 @@ def server_command(name: str, port: int) -> list[str]:
 
 def _wrk_script(cfg: Config) -> str:
     if cfg.lua:
-        return cfg.lua
+        return cfg.lua + "\n" + _WRK_DONE
     lines = [
         'wrk.method = "POST"',
-        f"wrk.body = {json.dumps(REQUEST_BODY.decode())}",
+        f"wrk.body = {json.dumps(cfg.request_body.decode())}",
         'wrk.headers["Content-Type"] = "application/json"',
     ]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in cfg.headers.items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + _WRK_DONE
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -72,7 +86,7 @@ def run_wrk(cfg: Config, port: int, duration: float, connections: int) -> Result
                 "--latency",
                 "-s",
                 script.name,
-                f"http://127.0.0.1:{port}/v1/chat/completions",
+                f"http://127.0.0.1:{port}{cfg.path}",
             ],
             capture_output=True,
             text=True,
@@ -93,10 +107,25 @@ def run_wrk(cfg: Config, port: int, duration: float, connections: int) -> Result
     )
     if socket_errors:
         errors += sum(int(x) for x in socket_errors.groups())
-    return Result(rps, p50, p99, errors)
+    percentiles = {
+        f"{float(p):g}": int(us) / 1000 for p, us in re.findall(r"AIMW-PCT (\S+) (\d+)", out)
+    }
+    return Result(rps, p50, p99, errors, percentiles)
 
 
 # -- the fallback: an asyncio HTTP/1.1 keep-alive client in a separate process --------------
+
+
+async def _read_body(reader: asyncio.StreamReader, head: bytes) -> None:
+    length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    if length:
+        await reader.readexactly(int(length.group(1)))
+        return
+    while True:  # chunked: a streamed response
+        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+        await reader.readexactly(size + 2)
+        if size == 0:
+            return
 
 
 async def _client(port: int, request: bytes, deadline: float, latencies: list[float]) -> int:
@@ -107,8 +136,7 @@ async def _client(port: int, request: bytes, deadline: float, latencies: list[fl
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
-            await reader.readexactly(length)
+            await _read_body(reader, head)
             latencies.append(time.perf_counter() - started)
             if not head.startswith((b"HTTP/1.1 2", b"HTTP/1.1 3")):
                 errors += 1
@@ -126,11 +154,16 @@ async def _drive(port: int, request: bytes, duration: float, connections: int) -
     )
     elapsed = time.perf_counter() - started
     ordered = sorted(latencies)
+
+    def at(p: float) -> float:
+        return ordered[max(0, min(len(ordered) - 1, round(len(ordered) * p / 100) - 1))] * 1000
+
     return Result(
         requests_per_s=len(ordered) / elapsed,
         p50_ms=statistics.median(ordered) * 1000,
-        p99_ms=ordered[int(len(ordered) * 0.99) - 1] * 1000,
+        p99_ms=at(99),
         errors=sum(errors),
+        percentiles={f"{p:g}": at(p) for p in PERCENTILES},
     )
 
 
@@ -138,17 +171,15 @@ def run_python(cfg: Config, port: int, duration: float, connections: int) -> Res
     headers = {
         "host": f"127.0.0.1:{port}",
         "content-type": "application/json",
-        "content-length": str(len(REQUEST_BODY)),
+        "content-length": str(len(cfg.request_body)),
         **cfg.headers,
     }
-    head = "POST /v1/chat/completions HTTP/1.1\r\n" + "".join(
-        f"{k}: {v}\r\n" for k, v in headers.items()
-    )
-    request = head.encode() + b"\r\n" + REQUEST_BODY
+    head = f"POST {cfg.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = head.encode() + b"\r\n" + cfg.request_body
     code = (
         "import asyncio, json, sys; from benchmarks.load import _drive;"
         "a = sys.argv;"
-        "r = asyncio.run(_drive(int(a[1]), bytes.fromhex(a[2]), float(a[3]), int(a[4])));"
+        "r = asyncio.run(_drive(int(a[1]), sys.stdin.buffer.read(), float(a[2]), int(a[3])));"
         "print(json.dumps(r.__dict__))"
     )
     out = subprocess.run(
@@ -158,12 +189,11 @@ def run_python(cfg: Config, port: int, duration: float, connections: int) -> Res
             "-c",
             code,
             str(port),
-            request.hex(),
             str(duration),
             str(connections),
         ],
+        input=request,
         capture_output=True,
-        text=True,
         timeout=duration + 60,
         check=True,
     ).stdout

@@ -5,7 +5,9 @@
 Interleaves, on the same model, prompt and sampling settings:
   in-process   llama-cpp-python generating in this process (the ceiling)
   llama-server llama-cpp-python's own server (python -m llama_cpp.server), openai SDK streaming
-  reference    this project's reference app (python -m reference_app serve), openai SDK streaming
+  reference    this project's reference app (python -m reference_app serve), openai SDK streaming,
+               with the stack reference_app/stack.py mounts, OAuth on and a token minted for the
+               run (--no-auth: OAuth off)
 and then aggregate tokens/s of 4 concurrent streams through the reference app with 1 and 2
 instances. Time to first token (TTFT) is measured from the request to the first content delta;
 decode tokens/s over the tokens after the first.
@@ -20,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,9 +35,14 @@ import openai
 from reference_app.engine import bundled_model_path
 from tests.servers import free_port
 
+from .configs_stack import STACK_MODULES, missing
+from .machine import describe
+
 MODEL_ID = "SmolLM2-135M-Instruct"
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 RESULTS = Path(__file__).parent / "results"
+# the reference app answers /v1/models at once and /health (200) once its models have loaded
+REFERENCE_READY = "/health"
 
 
 @dataclass
@@ -69,8 +77,10 @@ def in_process(max_tokens: int) -> Callable[[], Sample]:
     return run
 
 
-def over_http(base_url: str, model: str, max_tokens: int) -> Callable[[], Sample]:
-    client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0)
+def over_http(
+    base_url: str, model: str, max_tokens: int, api_key: str = "none"
+) -> Callable[[], Sample]:
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0)
 
     def run() -> Sample:
         started = time.perf_counter()
@@ -93,19 +103,28 @@ def over_http(base_url: str, model: str, max_tokens: int) -> Callable[[], Sample
 
 
 @contextlib.contextmanager
-def server(command: list[str], port: int) -> Iterator[str]:
+def server(
+    command: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    api_key: str | None = None,
+    ready: str = "/v1/models",
+) -> Iterator[str]:
+    """Run ``command`` until the block ends; yield its base URL once ``ready`` answers 200."""
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        # auth off: this measures streaming; OAuth has its own benchmark (configs_oauth.py)
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "AIMW_AUTH": "0"},
+        # auth off unless the caller turns it on (reference_auth) with a token to probe with
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "AIMW_AUTH": "0", **(env or {})},
     )
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                probe = httpx.get(f"http://127.0.0.1:{port}{ready}", headers=headers, timeout=2)
+                if probe.status_code == 200:
                     break
             time.sleep(0.2)
         else:
@@ -145,16 +164,51 @@ def llama_server_command(port: int) -> list[str]:
     ]
 
 
-def concurrent(base_url: str, streams: int, max_tokens: int) -> float:
-    """Aggregate delivered tokens/s of ``streams`` simultaneous streams."""
+@contextlib.contextmanager
+def reference_auth(port: int, enabled: bool) -> Iterator[tuple[dict[str, str], str]]:
+    """The environment that turns the reference app's OAuth on, and a token it accepts.
+
+    The development issuer's key lives in a temporary file for the run; the token carries the
+    scopes the benchmark uses. With ``enabled`` false: auth off and a placeholder key.
+    """
+    if not enabled:
+        yield {"AIMW_AUTH": "0"}, "none"
+        return
+    from reference_app.auth import mint
+    from reference_app.settings import Settings
+
+    with tempfile.TemporaryDirectory(prefix="aimw-bench-auth-") as workdir:
+        key_file = str(Path(workdir) / "issuer-key.json")
+        env = {"AIMW_AUTH": "1", "AIMW_AUTH_KEY_FILE": key_file}
+        settings = Settings(port=port, auth_key_file=key_file)  # type: ignore[call-arg]
+        # the agent tier: 8 streams in flight (the human tier's 2 would turn the concurrent
+        # measurement into 429s)
+        yield env, mint(settings, scope="chat models:read", tier="agent", ttl=6 * 3600)
+
+
+def concurrent(base_url: str, streams: int, max_tokens: int, api_key: str = "none") -> float:
+    """Aggregate delivered tokens/s of ``streams`` simultaneous streams.
+
+    :raises RuntimeError: a stream failed (a figure over fewer streams would flatter the server).
+    """
     results: list[Sample] = []
-    runner = over_http(base_url, MODEL_ID, max_tokens)
-    threads = [threading.Thread(target=lambda: results.append(runner())) for _ in range(streams)]
+    failures: list[BaseException] = []
+    runner = over_http(base_url, MODEL_ID, max_tokens, api_key)
+
+    def one() -> None:
+        try:
+            results.append(runner())
+        except Exception as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(streams)]
     started = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {streams} streams failed: {failures[0]!r}")
     return sum(r.tokens for r in results) / (time.perf_counter() - started)
 
 
@@ -175,18 +229,23 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--skip-concurrency", action="store_true")
+    parser.add_argument("--out", type=Path, help="where to write the JSON results")
+    parser.add_argument(
+        "--no-auth", action="store_true", help="the reference app with OAuth off (AIMW_AUTH=0)"
+    )
     args = parser.parse_args(argv)
 
     ref_port, llama_port = free_port(), free_port()
     samples: dict[str, list[Sample]] = {"in-process": [], "llama-server": [], "reference": []}
     with (
-        server(reference_command(ref_port), ref_port) as ref_url,
+        reference_auth(ref_port, not args.no_auth) as (auth_env, token),
+        server(reference_command(ref_port), ref_port, auth_env, token, REFERENCE_READY) as ref_url,
         server(llama_server_command(llama_port), llama_port) as llama_url,
     ):
         runners = {
             "in-process": in_process(args.max_tokens),
             "llama-server": over_http(llama_url, MODEL_ID, args.max_tokens),
-            "reference": over_http(ref_url, MODEL_ID, args.max_tokens),
+            "reference": over_http(ref_url, MODEL_ID, args.max_tokens, token),
         }
         for runner in runners.values():  # warm up each once
             runner()
@@ -211,22 +270,36 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             f"{row['decode_tps']:7.1f} {row['decode_tps'] / base['decode_tps']:9.2f} "
             f"{row['decode_tps'] / server_tps:11.2f}"
         )
-    report: dict[str, object] = {"settings": vars(args), "summary": summary}
+    settings = {k: v for k, v in vars(args).items() if k not in {"out", "no_auth"}}
+    report: dict[str, object] = {
+        "kind": "streaming",
+        "machine": describe(),
+        "settings": settings,
+        "summary": summary,
+        # whether the reference app could mount the library's middlewares in this tree
+        "middlewares": missing(STACK_MODULES) or "importable",
+        "auth": not args.no_auth,
+    }
     if not args.skip_concurrency:
         aggregate = {}
         for instances in (1, 2):
             port = free_port()
-            with server(reference_command(port, instances), port) as url:
-                over_http(url, MODEL_ID, 8)()
-                aggregate[f"instances={instances}"] = concurrent(url, 4, args.max_tokens)
+            with (
+                reference_auth(port, not args.no_auth) as (auth_env, token),
+                server(
+                    reference_command(port, instances), port, auth_env, token, REFERENCE_READY
+                ) as url,
+            ):
+                over_http(url, MODEL_ID, 8, token)()
+                aggregate[f"instances={instances}"] = concurrent(url, 4, args.max_tokens, token)
             print(
                 f"4 concurrent streams, --instances {instances}: "
                 f"{aggregate[f'instances={instances}']:.1f} tok/s aggregate",
                 flush=True,
             )
         report["concurrent_4_streams_tps"] = aggregate
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"streaming-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = args.out or RESULTS / f"streaming-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"written {out}")
     return report

@@ -20,5 +20,5 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "store_from_url" in api  # generated from the docstrings
-    for page in ("architecture", "reference_app"):
+    for page in ("architecture", "reference_app", "benchmarks"):
         assert (tmp_path / "site" / page / "index.html").is_file()

@@ -1,0 +1,175 @@
+"""The performance report in one command: every part, one session, then docs/benchmarks.md.
+
+make bench                       # python -m benchmarks.suite
+make bench ARGS=--quick          # a short run (fewer, shorter rounds; fewer tokens)
+python -m benchmarks.suite --parts http scaling --rounds 3 --duration 3
+
+Parts, each a module that can also run alone, each writing its JSON into one run directory
+(benchmarks/results/run-<time>/):
+
+  http        python -m benchmarks           every configuration interleaved, ratios to bare
+  scaling     python -m benchmarks.scaling   requests/s with 1, 2 and 4 uvicorn workers
+  streaming   python -m benchmarks.streaming reference app vs llama-cpp-python, same model
+  stream-cost python -m benchmarks.stream_cost_stack  per-chunk and per-request cost in
+              process (benchmarks/stream_cost.py with the full stack added), where it exists
+  profile     python -m benchmarks.profile   where the stack's and the peer stack's time goes
+
+A part that fails is recorded as failed in run.json and the others still run; the report says
+which parts are missing. Then python -m benchmarks.report renders the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .report import ROOT, write
+
+RESULTS = Path(__file__).parent / "results"
+PARTS = ("http", "scaling", "streaming", "stream-cost", "profile")
+# profiled in process (benchmarks.profile): where the stack's and the peers' time goes
+PROFILED = ("stack:memory", "peer:stack")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long each part measures: the full run or ``--quick``."""
+
+    rounds: int
+    duration: float
+    warmup: float
+    scaling_rounds: int
+    stream_rounds: int
+    max_tokens: int
+    concurrency: bool
+    cost_rounds: int
+    cost_requests: int
+
+
+FULL = Plan(5, 5.0, 1.0, 3, 5, 128, True, 5, 2000)
+QUICK = Plan(2, 2.0, 0.5, 1, 2, 48, False, 3, 300)
+
+
+def commands(parts: list[str], plan: Plan, run_dir: Path) -> dict[str, list[str]]:
+    """The command line of each part, writing into ``run_dir``."""
+    py = [sys.executable, "-m"]
+    timing = ["--rounds", str(plan.rounds), "--duration", str(plan.duration)]
+    out: dict[str, list[str]] = {}
+    if "http" in parts:
+        out["http"] = [*py, "benchmarks", *timing, "--warmup", str(plan.warmup),
+                       "--out", str(run_dir / "http.json")]  # fmt: skip
+    if "scaling" in parts:
+        out["scaling"] = [*py, "benchmarks.scaling", "--rounds", str(plan.scaling_rounds),
+                          "--duration", str(plan.duration), "--out",
+                          str(run_dir / "scaling.json")]  # fmt: skip
+    if "streaming" in parts:
+        out["streaming"] = [*py, "benchmarks.streaming", "--rounds", str(plan.stream_rounds),
+                            "--max-tokens", str(plan.max_tokens),
+                            "--out", str(run_dir / "streaming.json")]  # fmt: skip
+        if not plan.concurrency:
+            out["streaming"].append("--skip-concurrency")
+    if "stream-cost" in parts:
+        cost = ["--rounds", str(plan.cost_rounds), "--requests", str(plan.cost_requests)]
+        out["stream-cost"] = [*py, "benchmarks.stream_cost_stack", *cost]
+    if "profile" in parts:
+        from .apps import CONFIGS
+
+        names = [n for n in PROFILED if n in CONFIGS]
+        requests = ["--requests", str(plan.cost_requests)]
+        out["profile"] = [*py, "benchmarks.profile", *names, *requests,
+                          "--out", str(run_dir / "profile.json")]  # fmt: skip
+    return out
+
+
+def _available(part: str) -> str | None:
+    if part == "stream-cost" and importlib.util.find_spec("benchmarks.stream_cost") is None:
+        return "benchmarks/stream_cost.py is not in this tree yet"
+    if part == "profile":
+        from .apps import CONFIGS
+
+        if not any(n in CONFIGS for n in PROFILED):
+            return f"none of {', '.join(PROFILED)} can be built here"
+    return None
+
+
+def run_part(part: str, command: list[str], run_dir: Path) -> str:
+    """Run one part with its output on the terminal; ``"ok"`` or why it did not finish."""
+    print(f"\n== {part}: {' '.join(command[1:])}", flush=True)
+    if part == "stream-cost":
+        # its figures are its text output: kept verbatim for the report
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+        print(done.stdout, end="", flush=True)
+        print(done.stderr, end="", file=sys.stderr, flush=True)
+        if done.returncode == 0:
+            (run_dir / "stream_cost.txt").write_text(done.stdout)
+    else:
+        done = subprocess.run(command, cwd=ROOT, check=False)  # type: ignore[assignment]
+    return "ok" if done.returncode == 0 else f"failed with exit status {done.returncode}"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.suite",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="a short run")
+    parser.add_argument("--parts", nargs="*", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--rounds", type=int, help="HTTP rounds (overrides the plan)")
+    parser.add_argument("--duration", type=float, help="seconds per HTTP measurement")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--no-readme", action="store_true", help="leave README.md as it is")
+    args = parser.parse_args(argv)
+
+    plan = QUICK if args.quick else FULL
+    if args.rounds or args.duration:
+        plan = Plan(
+            args.rounds or plan.rounds,
+            args.duration or plan.duration,
+            plan.warmup,
+            min(plan.scaling_rounds, args.rounds or plan.scaling_rounds),
+            plan.stream_rounds,
+            plan.max_tokens,
+            plan.concurrency,
+            plan.cost_rounds,
+            plan.cost_requests,
+        )
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    run_dir = RESULTS / f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    run_dir.mkdir(parents=True)
+    status: dict[str, str] = {}
+    for part in args.parts:
+        reason = _available(part)
+        if reason:
+            status[part] = f"skipped: {reason}"
+            print(f"\n== {part}: skipped, {reason}", flush=True)
+    for part, command in commands(args.parts, plan, run_dir).items():
+        if part not in status:
+            status[part] = run_part(part, command, run_dir)
+    given = sys.argv[1:] if argv is None else argv
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "started": started,
+                "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "command": " ".join(["python -m benchmarks.suite", *given]),
+                "directory": run_dir.relative_to(ROOT).as_posix(),
+                "plan": plan.__dict__,
+                "parts": status,
+            },
+            indent=2,
+        )
+    )
+    out = write(run_dir, docs=args.docs, readme=None if args.no_readme else ROOT / "README.md")
+    print(f"\n{json.dumps(status, indent=2)}\nwritten {out}", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()

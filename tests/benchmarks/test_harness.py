@@ -1,0 +1,246 @@
+"""The benchmark harness's own logic: configurations, wrk scripts, the suite's plan.
+
+Nothing here measures time; the apps are driven message by message.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from benchmarks import apps, configs_stack, load, suite
+from benchmarks.apps import Config
+from benchmarks.configs_series import STREAM_BODY, sized_body, stream_events, streaming_app
+from benchmarks.configs_stack import STACK_HEADERS, fresh_keys_lua, missing, register
+
+
+@pytest.mark.parametrize("size", [1_000, 10_000, 1_000_000])
+def test_sized_body_is_a_chat_request_of_exactly_that_many_bytes(size: int) -> None:
+    body = sized_body(size)
+    assert len(body) == size
+    request = json.loads(body)
+    assert request["model"] == json.loads(apps.REQUEST_BODY)["model"]
+    assert set(request["messages"][0]["content"]) == {"x"}
+
+
+def test_sized_body_refuses_a_size_below_the_empty_request() -> None:
+    with pytest.raises(ValueError, match="at least"):
+        sized_body(10)
+
+
+def test_stream_events_are_openai_chunks_then_usage_then_done() -> None:
+    events = stream_events(5)
+    assert len(events) == 5 + 3
+    assert all(e.startswith(b"data: ") and e.endswith(b"\n\n") for e in events)
+    first = json.loads(events[0][6:])
+    assert first["choices"][0]["delta"]["content"] == " tok0"
+    assert json.loads(events[-2][6:])["usage"]["completion_tokens"] == 5
+    assert events[-1] == b"data: [DONE]\n\n"
+
+
+@pytest.mark.anyio
+async def test_streaming_app_sends_one_body_message_per_event() -> None:
+    sent: list[dict[str, Any]] = []
+    request = [{"type": "http.request", "body": STREAM_BODY, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if request:
+            return request.pop(0)
+        await anyio.Event().wait()  # the client stays connected until the stream ends
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    await streaming_app(4)(scope, receive, send)
+    start = sent[0]
+    assert start["type"] == "http.response.start"
+    assert (b"content-type", b"text/event-stream; charset=utf-8") in start["headers"]
+    bodies = [m["body"] for m in sent[1:] if m["body"]]
+    assert bodies == stream_events(4)
+
+
+def test_fresh_keys_script_sets_the_headers_and_a_key_per_request() -> None:
+    script = fresh_keys_lua(b'{"a": "b\\"c"}', STACK_HEADERS)
+    assert 'wrk.body = "{\\"a\\": \\"b\\\\\\"c\\"}"' in script
+    assert f'wrk.headers["Authorization"] = "{STACK_HEADERS["Authorization"]}"' in script
+    assert 'wrk.headers["Idempotency-Key"] = "bench-" .. prefix .. "-" .. counter' in script
+
+
+def test_every_wrk_script_reports_the_latency_distribution() -> None:
+    plain = load._wrk_script(Config("t", apps.bare_app, body=b"{}"))
+    scripted = load._wrk_script(Config("t", apps.bare_app, lua="-- custom\n"))
+    for script in (plain, scripted):
+        assert "done = function(summary, latency, requests)" in script
+        assert "latency:percentile(p)" in script
+    assert "wrk.body = " + json.dumps("{}") in plain
+    assert scripted.startswith("-- custom\n")
+
+
+def test_missing_names_the_import_error() -> None:
+    assert missing(("json:dumps",)) is None
+    reason = missing(("json:dumps", "aimiddleware_no_such_module:X"))
+    assert reason is not None
+    assert reason.startswith("not available yet: ModuleNotFoundError:")
+    assert "aimiddleware_no_such_module" in reason
+    attribute = missing(("json:no_such_name",))
+    assert attribute is not None
+    assert "AttributeError" in attribute
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Config], dict[str, Any]]:
+    configs: dict[str, Config] = {}
+    unavailable: dict[str, Any] = {}
+    for module in (apps, configs_stack):
+        monkeypatch.setattr(module, "CONFIGS", configs)
+        monkeypatch.setattr(module, "UNAVAILABLE", unavailable)
+    monkeypatch.setattr(apps, "DEFAULTS", set())
+    return configs, unavailable
+
+
+def test_register_records_why_a_configuration_cannot_be_built(
+    registry: tuple[dict[str, Config], dict[str, Any]],
+) -> None:
+    configs, unavailable = registry
+    cfg = Config("stack:x", apps.bare_app, group="stack")
+    register(cfg, requires=("aimiddleware_no_such_module:X",))
+    assert "stack:x" not in configs
+    recorded, reason = unavailable["stack:x"]
+    assert recorded is cfg
+    assert "aimiddleware_no_such_module" in reason
+
+
+def test_a_default_peer_gives_way_to_the_one_registered_before_it(
+    registry: tuple[dict[str, Config], dict[str, Any]],
+) -> None:
+    configs, _ = registry
+    theirs = apps.config(Config("peer:x", apps.bare_app, group="peers"))
+    register(Config("peer:x", apps.bare_app, group="peers"), default=True)
+    assert configs["peer:x"] is theirs
+
+
+def test_a_default_peer_is_replaced_by_one_registered_after_it(
+    registry: tuple[dict[str, Config], dict[str, Any]],
+) -> None:
+    configs, _ = registry
+    register(Config("peer:x", apps.bare_app, group="peers"), default=True)
+    theirs = apps.config(Config("peer:x", apps.bare_app, group="peers", description="theirs"))
+    assert configs["peer:x"] is theirs
+    with pytest.raises(ValueError, match="registered twice"):
+        apps.config(Config("peer:x", apps.bare_app, group="peers"))
+
+
+def test_an_unavailable_default_is_replaced_by_a_working_registration(
+    registry: tuple[dict[str, Config], dict[str, Any]],
+) -> None:
+    configs, unavailable = registry
+    register(
+        Config("peer:x", apps.bare_app, group="peers"),
+        requires=("aimiddleware_no_such_module:X",),
+        default=True,
+    )
+    assert "peer:x" in unavailable
+    theirs = apps.config(Config("peer:x", apps.bare_app, group="peers"))
+    assert configs["peer:x"] is theirs
+    assert "peer:x" not in unavailable
+
+
+def test_a_stack_configuration_cannot_be_registered_twice(
+    registry: tuple[dict[str, Config], dict[str, Any]],
+) -> None:
+    register(Config("stack:x", apps.bare_app, group="stack"))
+    with pytest.raises(ValueError, match="registered twice"):
+        register(Config("stack:x", apps.bare_app, group="stack"))
+
+
+def test_full_stack_configurations_are_registered_or_explained() -> None:
+    for name in ("stack:memory", "stack:redis"):
+        assert (name in apps.CONFIGS) != (name in apps.UNAVAILABLE)
+    if "stack:redis" in apps.CONFIGS:
+        assert apps.CONFIGS["stack:redis"].needs == ("redis",)
+    else:
+        assert apps.UNAVAILABLE["stack:redis"][1].startswith("not available yet: ")
+
+
+def test_serve_factory_builds_the_configuration_named_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benchmarks.serve import factory
+
+    monkeypatch.setenv("AIMW_BENCH_CONFIG", "size:bare:1k")
+    app = factory()
+    assert [route.path for route in app.routes] == ["/v1/chat/completions"]
+
+
+def test_quick_plan_is_shorter_and_writes_every_part_into_the_run_directory(
+    tmp_path: Path,
+) -> None:
+    quick = suite.commands(list(suite.PARTS), suite.QUICK, tmp_path)
+    full = suite.commands(list(suite.PARTS), suite.FULL, tmp_path)
+    assert set(quick) == set(suite.PARTS)
+    for part, name in (("http", "http.json"), ("scaling", "scaling.json")):
+        assert quick[part][quick[part].index("--out") + 1] == str(tmp_path / name)
+    assert "--skip-concurrency" in quick["streaming"]
+    assert "--skip-concurrency" not in full["streaming"]
+    assert quick["stream-cost"][2] == "benchmarks.stream_cost_stack"
+    assert suite.QUICK.rounds < suite.FULL.rounds
+    assert suite.QUICK.duration < suite.FULL.duration
+    assert set(suite.commands(["http"], suite.QUICK, tmp_path)) == {"http"}
+
+
+@pytest.mark.anyio
+async def test_as_client_sends_the_api_key_and_a_fresh_idempotency_key() -> None:
+    from benchmarks.stream_cost_stack import as_client
+
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+
+    shim = as_client(app)
+    bare = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    for _ in range(2):
+        await shim(dict(bare), None, None)
+    keys = []
+    for scope in seen:
+        headers = dict(scope["headers"])
+        assert headers[b"authorization"] == STACK_HEADERS["Authorization"].encode()
+        keys.append(headers[b"idempotency-key"])
+        assert scope["raw_path"] == b"/v1/chat/completions"
+        assert scope["client"] == ("127.0.0.1", 40000)
+        assert scope["query_string"] == b""
+    assert keys[0] != keys[1]
+    lifespan = {"type": "lifespan"}
+    await shim(lifespan, None, None)
+    assert seen[-1] is lifespan
+
+
+def test_stream_cost_stack_says_so_when_the_per_chunk_script_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from benchmarks import stream_cost_stack
+
+    monkeypatch.setitem(sys.modules, "benchmarks.stream_cost", None)  # import fails as if absent
+    with pytest.raises(SystemExit, match=r"benchmarks/stream_cost\.py is not available"):
+        stream_cost_stack.main([])
