@@ -12,6 +12,12 @@ batch span processor's thread counts too). Configurations are interleaved with `
 by round; the figure is the median over rounds of the fastest of ``--repeat`` runs, the spread
 is the lowest and highest round, and the ratio is bare / configuration, as the HTTP harness
 reports it. Configurations that need a service (Redis) are left out.
+
+Instruction counts, which a loaded machine does not move at all (``--drive`` runs the requests
+inside ``functools.reduce`` so that only they are collected, after imports and a warm-up)::
+
+    valgrind --tool=callgrind --toggle-collect=functools_reduce --callgrind-out-file=/dev/null \
+        .venv/bin/python -m benchmarks.inprocess --drive tracing:api-only --requests 300
 """
 
 from __future__ import annotations
@@ -63,7 +69,13 @@ def _headers_for(cfg: Config) -> Callable[[], list[tuple[bytes, bytes]]]:
     return lambda: fixed
 
 
-async def _run(app: ASGIApp, headers: Callable[[], list[tuple[bytes, bytes]]], n: int) -> float:
+async def _run(
+    app: ASGIApp,
+    headers: Callable[[], list[tuple[bytes, bytes]]],
+    n: int,
+    *,
+    collect: bool = True,
+) -> float:
     request = {"type": "http.request", "body": REQUEST_BODY, "more_body": False}
     status = 0
 
@@ -75,7 +87,8 @@ async def _run(app: ASGIApp, headers: Callable[[], list[tuple[bytes, bytes]]], n
         if message["type"] == "http.response.start":
             status = message["status"]
 
-    gc.collect()
+    if collect:
+        gc.collect()
     gc.disable()  # as timeit: which configuration happens to trigger a collection is noise
     try:
         started = time.process_time()
@@ -103,6 +116,23 @@ async def measure(
             best = min([await _run(app, heads[name], requests) for _ in range(repeat)])
             samples[name].append(best / requests * 1e6)
     return samples
+
+
+def _drive(name: str, requests: int) -> None:
+    import functools
+
+    cfg = CONFIGS[name]
+    app, headers = cfg.factory(), _headers_for(cfg)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(_run(app, headers, 50, collect=False))
+        functools.reduce(
+            lambda _, __: loop.run_until_complete(_run(app, headers, requests, collect=False)),
+            range(1),
+            0.0,
+        )
+    finally:
+        loop.close()
 
 
 def _profile(name: str, requests: int) -> None:
@@ -136,7 +166,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--profile", metavar="NAME", help="profile one configuration with cProfile instead"
     )
+    parser.add_argument(
+        "--drive", metavar="NAME", help="only send --requests requests through NAME (callgrind)"
+    )
     args = parser.parse_args(argv)
+    if args.drive:
+        _drive(args.drive, args.requests)
+        return
     if args.profile:
         _profile(args.profile, args.requests)
         return
