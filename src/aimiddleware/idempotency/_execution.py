@@ -10,6 +10,7 @@ from typing import Final
 from .._asgi import ASGIApp, Message, Receive, Scope, Send, annotate, is_event_stream
 from ..exceptions import StoreUnavailable
 from . import _records as records
+from ._heartbeat import Heartbeats
 from ._options import NEVER_STORED_HEADERS, Options
 
 __all__ = ["Execution", "keep_alive", "logger"]
@@ -46,9 +47,10 @@ class Execution:
     """
 
     __slots__ = (
+        "__weakref__",
         "_finished",
+        "_heartbeats",
         "_send",
-        "_timer",
         "announced",
         "canonical",
         "complete",
@@ -85,8 +87,10 @@ class Execution:
         lease: bytes,
         extra_headers: Iterable[tuple[bytes, bytes]],
         canonical: Callable[[], str],
+        heartbeats: Heartbeats,
     ) -> None:
         self.opts = opts
+        self._heartbeats = heartbeats
         self.scope = scope
         self._send = send
         self.key = key
@@ -111,14 +115,12 @@ class Execution:
         self.count = 0
         self.faulted = False  # one log line per fault: later failures of the same outage are quiet
         self._finished: asyncio.Event | None = None
-        self._timer: asyncio.TimerHandle | None = None
 
     # -- the app's side ----------------------------------------------------------------------
 
     async def run(self, app: ASGIApp, receive: Receive) -> None:
         """Run the app to its end and then store or release the record."""
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.opts.heartbeat, self._beat)
+        self._heartbeats.add(self)  # renewed every opts.heartbeat seconds until done
         try:
             await app(self.scope, receive, self.send)
         except asyncio.CancelledError:
@@ -337,9 +339,9 @@ class Execution:
 
     # -- lease heartbeat ---------------------------------------------------------------------
 
-    def _beat(self) -> None:
+    def beat(self) -> None:
+        """Renew the lease (called by the middleware's heartbeats while the app runs)."""
         keep_alive(asyncio.ensure_future(self._renew()))
-        self._timer = asyncio.get_running_loop().call_later(self.opts.heartbeat, self._beat)
 
     async def _renew(self) -> None:
         expected = self.lease
@@ -356,6 +358,3 @@ class Execution:
 
     def _stop(self) -> None:
         self.done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None

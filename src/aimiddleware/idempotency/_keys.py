@@ -72,6 +72,10 @@ def _parse_sf_string(value: bytes) -> str:
     raise InvalidKeyError("the Idempotency-Key has no closing quote")
 
 
+# one encoder for every request: json.dumps with options builds a new one per call
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _is_json(content_type: bytes | None) -> bool:
     kind = media_type(content_type)
     return kind == "application/json" or kind.endswith("+json")
@@ -118,9 +122,7 @@ class Hasher:
         if body and _is_json(get_header(scope.get("headers", ()), b"content-type")):
             parsed = json_body(scope)
             if parsed is not None:
-                body = json.dumps(
-                    parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-                ).encode("utf-8")
+                body = _CANONICAL.encode(parsed).encode("utf-8")
         return self._request_digest(scope, body)
 
     def _request_digest(self, scope: Scope, body: bytes) -> str:

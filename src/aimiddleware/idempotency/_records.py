@@ -29,6 +29,9 @@ COMPLETED: Final = 0x43  # "C"
 _HEAD: Final = 65  # kind + token + fingerprint
 _COMPLETED_HEAD: Final = _HEAD + 32  # + canonical fingerprint
 
+# built once: json.dumps with options builds a new encoder per call
+_META: Final = json.JSONEncoder(separators=(",", ":"))
+
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -70,7 +73,7 @@ def _meta(status: int, headers: Headers, chunks: int | None) -> bytes:
     }
     if chunks is not None:
         data["n"] = chunks
-    return json.dumps(data, separators=(",", ":")).encode("ascii")
+    return _META.encode(data).encode("ascii")
 
 
 def streaming_lease(token: str, fingerprint: str, status: int, headers: Headers) -> bytes:

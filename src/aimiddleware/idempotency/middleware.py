@@ -25,6 +25,7 @@ from ..principal import get_principal
 from ..stores import Store
 from . import _records as records
 from ._execution import Execution, keep_alive, logger
+from ._heartbeat import Heartbeats
 from ._keys import Hasher, InvalidKeyError, parse_key
 from ._options import DEFAULT_TYPE_BASE, PrincipalResolver, build_options
 from ._problems import send_problem
@@ -136,6 +137,8 @@ class IdempotencyMiddleware:
             problem_type_base=problem_type_base,
         )
         self._hasher = Hasher(self._opts.secret)
+        # one timer renews the leases of all running executions (not one timer per request)
+        self._heartbeats = Heartbeats(self._opts.heartbeat)
         self._extra: Final = ((RETENTION_HEADER, str(round(self._opts.ttl)).encode("ascii")),)
         self._warned_anonymous = False
         # a store built here from a URL (or the default) is ours to close at shutdown
@@ -271,6 +274,7 @@ class IdempotencyMiddleware:
             lease,
             self._extra,
             lambda: hasher.canonical_fingerprint(scope, body),
+            self._heartbeats,
         )
         if opts.on_disconnect == "abort":
             await execution.run(self.app, receive)

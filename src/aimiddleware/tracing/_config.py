@@ -17,7 +17,7 @@ from opentelemetry.trace import Span, TracerProvider
 from .._asgi import Scope
 from ..exceptions import ConfigurationError
 from ._access_log import ACCESS_LOGGER, AccessLog
-from ._http import HEADER_GETTER
+from ._http import HEADER_GETTER, carries_any, declared_fields
 from ._metrics import Instruments
 
 Hook = Callable[[Span, Scope], None]
@@ -77,6 +77,8 @@ class Config:
     """Everything a request needs from the middleware, resolved at start-up."""
 
     __slots__ = (
+        "_fields",
+        "_fields_of",
         "access_log",
         "body_limit",
         "capture_content",
@@ -135,11 +137,20 @@ class Config:
         self.request_hook = _hook("request_hook", request_hook)
         self.response_hook = _hook("response_hook", response_hook)
         self.propagator = propagator
+        # the header names the propagator in use reads, recomputed when the global one changes
+        self._fields_of: TextMapPropagator | None = None
+        self._fields: frozenset[bytes] | None = None
         self.tracer = trace.get_tracer("aimiddleware.tracing", version, tracer_provider)
         self.instruments = Instruments(meter_provider, version)
 
     def extract(self, headers: Any) -> Context:
         """The parent context the caller sent (``traceparent``, ``tracestate``, ``baggage``)."""
-        if self.propagator is not None:
-            return self.propagator.extract(headers, getter=HEADER_GETTER)
-        return propagate.extract(headers, getter=HEADER_GETTER)
+        propagator = self.propagator
+        if propagator is None:
+            propagator = propagate.get_global_textmap()
+        if propagator is not self._fields_of:
+            self._fields = declared_fields(propagator)
+            self._fields_of = propagator
+        if self._fields is not None and not carries_any(headers, self._fields):
+            headers = ()  # nothing to find: the same context, without a scan per propagator
+        return propagator.extract(headers, getter=HEADER_GETTER)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.propagators.textmap import Getter
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import Getter, TextMapPropagator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .._asgi import Scope
 from . import _semconv as sc
@@ -29,6 +32,43 @@ class HeaderGetter(Getter[Sequence[Sequence[bytes]]]):
 
 
 HEADER_GETTER = HeaderGetter()
+
+# propagators known to read their declared fields and nothing else (some others also read
+# prefixed keys, e.g. OT's ot-baggage-*, which their fields do not list)
+_FIELDS_ONLY: tuple[type[TextMapPropagator], ...] = (
+    TraceContextTextMapPropagator,
+    W3CBaggagePropagator,
+)
+
+
+def declared_fields(propagator: TextMapPropagator) -> frozenset[bytes] | None:
+    """The lower-case header names ``propagator`` reads, or ``None`` if it may read others.
+
+    A request carrying none of them extracts exactly as one without headers, which spares
+    every propagator its scan of the request's headers.
+    """
+    if type(propagator) is CompositePropagator:
+        parts = getattr(propagator, "_propagators", None)
+        if not isinstance(parts, list | tuple):
+            return None
+        names: set[bytes] = set()
+        for part in parts:
+            fields = declared_fields(part)
+            if fields is None:
+                return None
+            names |= fields
+        return frozenset(names)
+    if type(propagator) in _FIELDS_ONLY:
+        return frozenset(field.lower().encode("latin-1") for field in propagator.fields)
+    return None
+
+
+def carries_any(headers: Sequence[Sequence[bytes]], names: frozenset[bytes]) -> bool:
+    """Whether a header of ``names`` is among ``headers`` (names compared case-insensitively)."""
+    for name, _ in headers:  # noqa: SIM110 (a plain loop: any() over a generator costs more)
+        if name in names or name.lower() in names:
+            return True
+    return False
 
 
 def method_attributes(method: str) -> tuple[str, dict[str, Any]]:
