@@ -48,6 +48,19 @@ class Records(logging.Handler):
             self.lines.append(text)
 
 
+class Counted:
+    """Counts the HTTP requests that reached the server, outside the whole stack."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: dict[str, int] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.seen[scope["path"]] = self.seen.get(scope["path"], 0) + 1
+        await self.app(scope, receive, send)
+
+
 class Stack:
     def __init__(self, server: ThreadedServer, key_file: Path, records: Records) -> None:
         self.server = server
@@ -57,6 +70,7 @@ class Stack:
         self.exporter = InMemorySpanExporter()
         self.metrics = InMemoryMetricReader()
         self.secrets: set[str] = set()
+        self.counted: Counted = server.server.config.app
 
     def token(self, *args: str) -> str:
         """``python -m reference_app token ARGS``, as a user mints one."""
@@ -111,7 +125,9 @@ def serve_stack(tmp: Path, **settings: Any) -> Iterator[Stack]:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     meter_provider = MeterProvider(metric_readers=[metrics])
-    app = create_app(stack_settings, telemetry=Telemetry(tracer_provider, meter_provider))
+    app = Counted(
+        create_app(stack_settings, telemetry=Telemetry(tracer_provider, meter_provider))
+    )
     try:
         with ThreadedServer(app, port=port) as server:
             wait_ready(server.url)
