@@ -34,6 +34,9 @@ pytest: $(STAMP)
 bench: $(STAMP)  ## the performance report: writes docs/benchmarks.md
 	$(BIN)/python -m benchmarks $(ARGS)
 
+soak: $(STAMP)  ## the reliability suite at full size (tens of minutes; docs/reliability.md)
+	AIMW_SOAK=1 $(BIN)/python -m pytest tests/reliability -p no:cacheprovider -s $(PYTEST_ARGS)
+
 docs: $(STAMP)  ## build the documentation site into site/
 	$(BIN)/mkdocs build --strict
 
