@@ -76,7 +76,15 @@ class Stack:
         """``python -m reference_app token ARGS``, as a user mints one."""
         env = {**os.environ, "AIMW_AUTH_KEY_FILE": str(self.key_file)}
         result = subprocess.run(
-            [sys.executable, "-m", "reference_app", "token", "--port", str(self.server.port), *args],
+            [
+                sys.executable,
+                "-m",
+                "reference_app",
+                "token",
+                "--port",
+                str(self.server.port),
+                *args,
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -125,9 +133,7 @@ def serve_stack(tmp: Path, **settings: Any) -> Iterator[Stack]:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     meter_provider = MeterProvider(metric_readers=[metrics])
-    app = Counted(
-        create_app(stack_settings, telemetry=Telemetry(tracer_provider, meter_provider))
-    )
+    app = Counted(create_app(stack_settings, telemetry=Telemetry(tracer_provider, meter_provider)))
     try:
         with ThreadedServer(app, port=port) as server:
             wait_ready(server.url)

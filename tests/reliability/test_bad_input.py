@@ -7,7 +7,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -120,4 +119,5 @@ def test_a_slow_upload_does_not_block_other_callers(
     report("max latency during the upload", round(max(latencies), 3), "s")
     assert len(latencies) >= 5
     assert max(latencies) < 1.0
-    assert answer and answer[0].startswith(b"HTTP/1.1 200")
+    assert answer
+    assert answer[0].startswith(b"HTTP/1.1 200")

@@ -34,8 +34,27 @@ header_value = st.one_of(
     st.binary(max_size=200).map(field_value),
     st.lists(
         st.sampled_from(
-            [b"Bearer ", b"DPoP ", b"00-", b"-01", b"return=minimal", b";", b",", b'"', b"\\",
-             b"=", b"eyJ", b".", b"a" * 64, b"0" * 32, b"::1", b"127.0.0.1", b" ", b"\t", b"\xff"]
+            [
+                b"Bearer ",
+                b"DPoP ",
+                b"00-",
+                b"-01",
+                b"return=minimal",
+                b";",
+                b",",
+                b'"',
+                b"\\",
+                b"=",
+                b"eyJ",
+                b".",
+                b"a" * 64,
+                b"0" * 32,
+                b"::1",
+                b"127.0.0.1",
+                b" ",
+                b"\t",
+                b"\xff",
+            ]
         ),
         max_size=12,
     ).map(lambda parts: field_value(b"".join(parts))),
@@ -80,16 +99,16 @@ def test_hostile_headers_never_cause_a_5xx(stack: Stack, report: Reporter) -> No
 
     with httpx.Client(base_url=stack.url, timeout=30) as client:
 
-        @settings(
-            max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck)
-        )
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
         @given(hostile, st.booleans(), st.booleans())
         def probe(headers: dict[str, bytes], with_token: bool, post: bool) -> None:
             sent = dict(headers)
             if with_token and "authorization" not in sent:
                 sent["authorization"] = f"Bearer {token}".encode()
             if post:
-                response = client.post("/v1/chat/completions", json=chat(max_tokens=1), headers=sent)
+                response = client.post(
+                    "/v1/chat/completions", json=chat(max_tokens=1), headers=sent
+                )
             else:
                 response = client.get("/v1/models", headers=sent)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1

@@ -65,8 +65,12 @@ def store_dump(redis: RedisServer) -> bytes:
 def test_tenants_never_see_each_others_records_or_limits(
     stack: Stack, redis_server: RedisServer, report: Reporter
 ) -> None:
-    token_a = stack.token("--scope", "chat models:read", "--tier", "agent", "--client-id", "tenant-a")
-    token_b = stack.token("--scope", "chat models:read", "--tier", "agent", "--client-id", "tenant-b")
+    token_a = stack.token(
+        "--scope", "chat models:read", "--tier", "agent", "--client-id", "tenant-a"
+    )
+    token_b = stack.token(
+        "--scope", "chat models:read", "--tier", "agent", "--client-id", "tenant-b"
+    )
     a = httpx.Client(base_url=stack.url, headers={"authorization": f"Bearer {token_a}"}, timeout=30)
     b = httpx.Client(base_url=stack.url, headers={"authorization": f"Bearer {token_b}"}, timeout=30)
     with a, b:

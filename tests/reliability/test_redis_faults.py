@@ -163,7 +163,9 @@ def replays(client: httpx.Client, o: Outcome) -> bool:
         json=chat(max_tokens=1, stream=stream),
         headers={"idempotency-key": o.key},
     )
-    return again.headers.get("idempotent-replayed") == "true" and (o.response_id or "") in again.text
+    return (
+        again.headers.get("idempotent-replayed") == "true" and (o.response_id or "") in again.text
+    )
 
 
 @pytest.mark.xfail(
