@@ -47,6 +47,9 @@ browser:  ## install Debian's chromium when it is missing (as root), else say ho
 bench: $(STAMP)  ## the performance report: every part in one run, writes docs/benchmarks.md (ARGS=--quick for a short run)
 	$(BIN)/python -m benchmarks.suite $(ARGS)
 
+soak: $(STAMP)  ## the reliability suite at full size (tens of minutes; docs/reliability.md)
+	AIMW_SOAK=1 $(BIN)/python -m pytest tests/reliability -p no:cacheprovider -s $(PYTEST_ARGS)
+
 docs: $(STAMP)  ## build the documentation site into site/
 	$(BIN)/mkdocs build --strict
 

@@ -138,7 +138,7 @@ class LLMResponse:
             return None
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # a hostile upstream can nest past the stack
             return None
         self.observe(payload)
         return payload

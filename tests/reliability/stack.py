@@ -1,0 +1,156 @@
+"""The reference app with the full stack, auth on, recording everything a secret could leak into.
+
+Spans and metrics go to in-memory readers, every log record of the process to a list; after a
+scenario, :meth:`Stack.leaks` scans them (and the store, when it is Redis) for the credentials
+that were used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from reference_app import Settings, create_app
+from reference_app.telemetry import Telemetry
+
+from ..reference_app.conftest import UNREACHED_LIMITS, wait_ready
+from ..servers import ThreadedServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "SmolLM2-135M-Instruct"
+
+
+class Records(logging.Handler):
+    """Every log record of the process, formatted with its traceback, kept for the scan."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.lock_ = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = logging.Formatter().format(record)
+        with self.lock_:
+            self.lines.append(text)
+
+
+class Counted:
+    """Counts the HTTP requests that reached the server, outside the whole stack."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: dict[str, int] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.seen[scope["path"]] = self.seen.get(scope["path"], 0) + 1
+        await self.app(scope, receive, send)
+
+
+class Stack:
+    def __init__(self, server: ThreadedServer, key_file: Path, records: Records) -> None:
+        self.server = server
+        self.url = server.url
+        self.key_file = key_file
+        self.records = records
+        self.exporter = InMemorySpanExporter()
+        self.metrics = InMemoryMetricReader()
+        self.secrets: set[str] = set()
+        self.counted: Counted = server.server.config.app
+
+    def token(self, *args: str) -> str:
+        """``python -m reference_app token ARGS``, as a user mints one."""
+        env = {**os.environ, "AIMW_AUTH_KEY_FILE": str(self.key_file)}
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reference_app",
+                "token",
+                "--port",
+                str(self.server.port),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env=env,
+            timeout=60,
+        )
+        token = result.stdout.strip()
+        self.secrets.add(token)
+        return token
+
+    def health(self) -> dict[str, Any]:
+        return httpx.get(f"{self.url}/health", timeout=10).json()  # type: ignore[no-any-return]
+
+    def leaks(self, extra: list[str] = []) -> list[str]:  # noqa: B006 (read only)
+        """Where any credential used so far appears: logs, span attributes/events, metrics."""
+        secrets = [s for s in [*self.secrets, *extra] if s]
+        found = []
+        for line in self.records.lines:
+            found += [f"log: {line[:80]}" for s in secrets if s in line]
+        for span in self.exporter.get_finished_spans():
+            text = repr(dict(span.attributes or {})) + repr(
+                [(e.name, dict(e.attributes or {})) for e in span.events]
+            )
+            found += [f"span {span.name}" for s in secrets if s in text]
+        data = self.metrics.get_metrics_data()
+        text = data.to_json() if data is not None else ""
+        found += ["metrics" for s in secrets if s in text]
+        return found
+
+
+@contextmanager
+def serve_stack(tmp: Path, **settings: Any) -> Iterator[Stack]:
+    """The reference app, auth on, the given settings (limits unreached unless given)."""
+    port = free_port()
+    key_file = tmp / "issuer-key.json"
+    records = Records()
+    root = logging.getLogger()
+    root.addHandler(records)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    merged = {**UNREACHED_LIMITS, "access_log": True, **settings}
+    stack_settings = Settings(port=port, auth=True, auth_key_file=key_file, **merged)
+    exporter = InMemorySpanExporter()
+    metrics = InMemoryMetricReader()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[metrics])
+    app = Counted(create_app(stack_settings, telemetry=Telemetry(tracer_provider, meter_provider)))
+    try:
+        with ThreadedServer(app, port=port) as server:
+            wait_ready(server.url)
+            stack = Stack(server, key_file, records)
+            stack.exporter, stack.metrics = exporter, metrics
+            yield stack
+    finally:
+        root.removeHandler(records)
+        root.setLevel(old_level)
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+
+def chat(max_tokens: int = 2, stream: bool = False, content: str = "Hi") -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "stream": stream,
+    }

@@ -1,0 +1,132 @@
+"""Many workers on one Redis: ``python -m reference_app serve --workers N --redis-url ...``.
+
+Proves, across processes that share nothing but Redis: N concurrent requests with K
+idempotency keys run exactly K times (counted from the idempotency outcome: a 200 without
+``Idempotent-Replayed`` is an execution; every key's responses carry one response id), and a
+request limit admits exactly its quota, no overshoot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from ..reference_app.conftest import wait_ready
+from ..servers import RedisCluster, free_port, running_redis
+from .conftest import Reporter, scale
+from .stack import ROOT, chat
+
+pytestmark = [pytest.mark.model, pytest.mark.e2e, pytest.mark.redis, pytest.mark.cluster]
+
+WORKERS = scale(2, 4)
+REQUESTS = scale(60, 500)
+KEYS = scale(6, 50)
+QUOTA = scale(20, 100)
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh redis-server, or the session's 3-node Cluster emptied first: the limiter counts
+    the loopback address, which other tests on the Cluster may have counted already."""
+    if request.param == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        for node in cluster.nodes:
+            node.cli("flushall")
+        yield cluster.url
+        return
+    with running_redis() as server:
+        yield server.url
+
+
+@pytest.fixture
+def served(store_url: str) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "AIMW_AUTH": "0",
+        "AIMW_HUMAN_REQUESTS": f"{QUOTA}/hour",
+        "AIMW_HUMAN_TOKENS": "1000000000/minute",
+        "AIMW_HUMAN_CONCURRENCY": "1000",
+        "AIMW_MAX_QUEUE": str(REQUESTS),
+        "AIMW_LOG_LEVEL": "warning",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reference_app",
+            "serve",
+            "--workers",
+            str(WORKERS),
+            "--port",
+            str(port),
+            "--redis-url",
+            store_url,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", timeout=180)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+async def keyed(client: httpx.AsyncClient, index: int) -> tuple[str, bool, str]:
+    key = f"mw-{index % KEYS}"
+    for _ in range(600):  # a 409 means the key's first request still runs: come back
+        response = await client.post(
+            "/v1/chat/completions",
+            json=chat(max_tokens=1, content=f"Say {index % KEYS}."),
+            headers={"idempotency-key": key, "authorization": "Bearer caller-1"},
+        )
+        if response.status_code != 409:
+            break
+        await asyncio.sleep(0.1)
+    assert response.status_code == 200, response.text
+    replayed = response.headers.get("idempotent-replayed") == "true"
+    return key, replayed, response.json()["id"]
+
+
+def test_k_keys_run_exactly_k_times_and_limits_are_exact(served: str, report: Reporter) -> None:
+    async def run() -> tuple[list[tuple[str, bool, str]], list[int]]:
+        limits = httpx.Limits(max_connections=REQUESTS)
+        async with httpx.AsyncClient(base_url=served, timeout=120, limits=limits) as client:
+            results = await asyncio.gather(*(keyed(client, i) for i in range(REQUESTS)))
+            statuses = await asyncio.gather(
+                *(
+                    client.get("/v1/models", headers={"authorization": "Bearer caller-2"})
+                    for _ in range(QUOTA * 2)
+                )
+            )
+        return list(results), [r.status_code for r in statuses]
+
+    results, statuses = asyncio.run(run())
+    executions = sum(1 for _, replayed, _ in results if not replayed)
+    ids = {key: {rid for k, _, rid in results if k == key} for key in {k for k, _, _ in results}}
+    report("workers", WORKERS)
+    report("requests", REQUESTS)
+    report("keys", KEYS)
+    report("executions", executions)
+    report("request quota", QUOTA)
+    report("admitted of twice the quota, after the executions", statuses.count(200))
+    assert executions == KEYS
+    assert all(len(found) == 1 for found in ids.values())
+    # without auth the limiter counts callers by address: the K executions above already
+    # spent K of the loopback's quota (replays and 409s never reach the limiter)
+    assert statuses.count(200) == QUOTA - KEYS
+    assert statuses.count(429) == QUOTA + KEYS
