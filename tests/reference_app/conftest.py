@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -97,3 +101,19 @@ LONG_SCHEMA = {
         "schema": {"type": "array", "minItems": 700, "items": {"type": "integer"}},
     },
 }
+
+
+def cli_token(port: int, key_file: Path, *args: str) -> str:
+    """``python -m reference_app token ARGS``, as a user mints one, for the server on ``port``
+    whose issuer key is ``key_file``."""
+    env = {**os.environ, "AIMW_AUTH_KEY_FILE": str(key_file)}
+    result = subprocess.run(
+        [sys.executable, "-m", "reference_app", "token", "--port", str(port), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        timeout=60,
+    )
+    return result.stdout.strip()

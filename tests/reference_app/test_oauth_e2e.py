@@ -6,8 +6,6 @@ Tokens come from the development issuer's command line, exactly as a user mints 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,11 +17,9 @@ from reference_app import Settings, create_app
 
 from ..oauth.issuer import parse_challenges
 from ..servers import ThreadedServer, free_port
-from .conftest import MODEL, wait_ready
+from .conftest import MODEL, cli_token, wait_ready
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Demo:
@@ -34,25 +30,7 @@ class Demo:
 
     def token(self, *args: str) -> str:
         """``python -m reference_app token ARGS`` against this server's key file and port."""
-        env = {**os.environ, "AIMW_AUTH_KEY_FILE": str(self.key_file)}
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "reference_app",
-                "token",
-                "--port",
-                str(self.server.port),
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=ROOT,
-            env=env,
-            timeout=60,
-        )
-        return result.stdout.strip()
+        return cli_token(self.server.port, self.key_file, *args)
 
     def sdk(self, api_key: str) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, max_retries=0)

@@ -8,9 +8,6 @@ that were used.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,10 +24,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from reference_app import Settings, create_app
 from reference_app.telemetry import Telemetry
 
-from ..reference_app.conftest import UNREACHED_LIMITS, wait_ready
+from ..reference_app.conftest import UNREACHED_LIMITS, cli_token, wait_ready
 from ..servers import ThreadedServer, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 MODEL = "SmolLM2-135M-Instruct"
 
 
@@ -74,25 +70,7 @@ class Stack:
 
     def token(self, *args: str) -> str:
         """``python -m reference_app token ARGS``, as a user mints one."""
-        env = {**os.environ, "AIMW_AUTH_KEY_FILE": str(self.key_file)}
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "reference_app",
-                "token",
-                "--port",
-                str(self.server.port),
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=ROOT,
-            env=env,
-            timeout=60,
-        )
-        token = result.stdout.strip()
+        token = cli_token(self.server.port, self.key_file, *args)
         self.secrets.add(token)
         return token
 
