@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
 from ..exceptions import ConfigurationError
+from ._http import json_object
 
 if TYPE_CHECKING:
     import httpx
@@ -89,14 +89,7 @@ class Introspection:
             response = await client.post(endpoint, data=form, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
             raise IntrospectionUnavailable(f"{type(exc).__name__} from {endpoint}") from exc
-        if response.status_code != 200:
-            raise IntrospectionUnavailable(f"HTTP {response.status_code} from {endpoint}")
-        if len(response.content) > _MAX_RESPONSE:
-            raise IntrospectionUnavailable(f"answer larger than {_MAX_RESPONSE} bytes")
-        try:
-            answer = json.loads(response.content)
-        except ValueError as exc:
-            raise IntrospectionUnavailable(f"invalid JSON from {endpoint}") from exc
-        if not isinstance(answer, dict) or not isinstance(answer.get("active"), bool):
+        answer = json_object(response, endpoint, _MAX_RESPONSE, IntrospectionUnavailable)
+        if not isinstance(answer.get("active"), bool):
             raise IntrospectionUnavailable(f"no boolean 'active' in the answer from {endpoint}")
         return answer

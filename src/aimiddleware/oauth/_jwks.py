@@ -9,7 +9,6 @@ into one, and a failed fetch keeps the last good key set.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from joserfc import jwk
+
+from ._http import json_object
 
 if TYPE_CHECKING:
     import httpx
@@ -65,17 +66,7 @@ async def fetch_json(client: httpx.AsyncClient, url: str, limit_s: float) -> dic
         response = await client.get(url, timeout=limit_s, headers={"accept": "application/json"})
     except httpx.HTTPError as exc:
         raise KeysUnavailable(f"{type(exc).__name__} from {url}") from exc
-    if response.status_code != 200:
-        raise KeysUnavailable(f"HTTP {response.status_code} from {url}")
-    if len(response.content) > _MAX_DOCUMENT:
-        raise KeysUnavailable(f"document larger than {_MAX_DOCUMENT} bytes from {url}")
-    try:
-        document = json.loads(response.content)
-    except ValueError as exc:
-        raise KeysUnavailable(f"invalid JSON from {url}") from exc
-    if not isinstance(document, dict):
-        raise KeysUnavailable(f"not a JSON object from {url}")
-    return document
+    return json_object(response, url, _MAX_DOCUMENT, KeysUnavailable)
 
 
 def metadata_urls(issuer: str) -> list[str]:
