@@ -17,6 +17,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+#: The repository root: the working directory of every subprocess a test starts.
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def redis_binary(name: str) -> str:
     found = shutil.which(name)

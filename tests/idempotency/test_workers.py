@@ -8,17 +8,14 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-from ..servers import RedisServer, free_port, wait_for_port
+from ..servers import ROOT, RedisServer, free_port, wait_for_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.e2e]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from reference_app import DemoTokenIssuer, Settings, create_app
 
-from ..servers import ThreadedServer
+from ..servers import ROOT, ThreadedServer
 
 MODEL = "SmolLM2-135M-Instruct"
 
@@ -112,7 +112,7 @@ def cli_token(port: int, key_file: Path, *args: str) -> str:
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
         env=env,
         timeout=60,
     )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,12 +29,11 @@ from reference_app.telemetry import Telemetry
 
 from ..servers import ThreadedServer, free_port
 from ..tracing.conftest import assert_no_secrets
-from .conftest import LONG_SCHEMA, MODEL, wait_ready
+from .conftest import LONG_SCHEMA, MODEL, cli_token, wait_ready
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
 API_KEY = "sk-test-3f9a1c0d5e7b2a4c6e8f0a1b"  # one of the secrets the scan looks for
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for(condition: Any, timeout: float = 20.0) -> None:
@@ -222,7 +218,7 @@ def test_the_oauth_decisions_are_on_the_span_and_the_token_is_not(tmp_path: Path
     try:
         with ThreadedServer(app, port=port) as server:
             wait_ready(server.url)
-            token = mint_token(port, key_file)
+            token = cli_token(port, key_file)
             with openai.OpenAI(base_url=f"{server.url}/v1", api_key=token, max_retries=0) as client:
                 client.chat.completions.create(
                     model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
@@ -254,17 +250,3 @@ def test_the_oauth_decisions_are_on_the_span_and_the_token_is_not(tmp_path: Path
         for value in attributes.values():
             assert token not in str(value)
             assert "not-a-token" not in str(value)
-
-
-def mint_token(port: int, key_file: Path) -> str:
-    """A token from the development issuer's command line, as a user mints one."""
-    result = subprocess.run(
-        [sys.executable, "-m", "reference_app", "token", "--port", str(port)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={**os.environ, "AIMW_AUTH_KEY_FILE": str(key_file)},
-        timeout=60,
-    )
-    return result.stdout.strip()

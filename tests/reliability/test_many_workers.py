@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from ..reference_app.conftest import wait_ready
-from ..servers import RedisCluster, free_port, running_redis
+from ..servers import ROOT, RedisCluster, free_port, running_redis
 from .conftest import Reporter, scale
-from .stack import ROOT, chat
+from .stack import chat
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e, pytest.mark.redis, pytest.mark.cluster]
 
