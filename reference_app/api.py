@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import struct
 import time
 import uuid
@@ -452,6 +453,8 @@ async def health(request: Request) -> Any:
         "status": "ok" if engine.ready.is_set() else "loading",
         "model": request.app.state.model_id,
         "device": engine.device,
+        # which worker answered: with --workers N each process loads its own model
+        "pid": os.getpid(),
         "instances": engine.instances,
         "waiting": engine.waiting,
         "generations_started": stats.generations_started,

@@ -22,16 +22,22 @@ from ..servers import ROOT, ThreadedServer
 MODEL = "SmolLM2-135M-Instruct"
 
 
-def wait_ready(url: str, timeout: float = 60.0) -> None:
+def wait_ready(url: str, timeout: float = 60.0, *, workers: int = 1) -> None:
+    """Until ``workers`` distinct processes behind ``url`` have answered ``/health`` with 200:
+    each uvicorn worker loads its own model, and a new connection may reach any of them."""
     deadline = time.monotonic() + timeout
+    ready: set[int] = set()
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
+            response = httpx.get(f"{url}/health", timeout=2)
+            if response.status_code == 200:
+                ready.add(response.json()["pid"])
+                if len(ready) >= workers:
+                    return
         except httpx.TransportError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"{url} did not become ready")
+    raise RuntimeError(f"{url} did not become ready ({len(ready)} of {workers} workers)")
 
 
 # The demo tiers (60 requests/min, 2 in flight for anonymous callers) would turn the load that

@@ -75,7 +75,7 @@ def served(store_url: str) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_ready(f"http://127.0.0.1:{port}", timeout=180)
+        wait_ready(f"http://127.0.0.1:{port}", timeout=180, workers=WORKERS)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
