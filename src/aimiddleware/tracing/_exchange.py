@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,6 +44,17 @@ def _type_name(exc: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
+# the Content-Type values frameworks write, spared the parsing of parameters and case
+_MEDIA_TYPES: Final = {
+    value: media_type(value)
+    for value in (
+        b"application/json",
+        b"application/json; charset=utf-8",
+        b"text/event-stream",
+        b"text/event-stream; charset=utf-8",
+    )
+}
+
 # one line per failure of telemetry code, which must never break a request
 HOOK_FAILED: Final = "tracing: %s failed; the request goes on"
 
@@ -60,6 +72,7 @@ class Exchange:
         "disconnected",
         "end_ns",
         "end_perf",
+        "feed",
         "llm",
         "method",
         "operation",
@@ -103,6 +116,7 @@ class Exchange:
         self.stream_scan: StreamScan | None = None
         self.body_scan: BodyScan | None = None
         self.collector: OutputCollector | None = None
+        self.feed: Callable[[bytes], None] | None = None  # the scan's, while one reads the body
         self.trailers = False
 
     # -- the watched channels ------------------------------------------------------------
@@ -117,9 +131,15 @@ class Exchange:
         kind = message["type"]
         if kind == "http.response.body":
             # the per-chunk path of a stream: kept to a few attribute reads and one scan
-            body = message.get("body")
-            if body and (self.stream_scan is not None or self.body_scan is not None):
-                self._scan(body)
+            feed = self.feed
+            if feed is not None and (body := message.get("body")):
+                try:
+                    # Starlette passes memoryview chunks through as they are
+                    feed(body if type(body) is bytes else bytes(body))
+                except Exception:
+                    # telemetry must not break the response: stop reading this one, say so once
+                    logger.warning(HOOK_FAILED, "scanning the response", exc_info=True)
+                    self.feed = self.stream_scan = self.body_scan = None
             try:
                 await self._send(message)
             except OSError:
@@ -149,29 +169,19 @@ class Exchange:
             self.disconnected = True
             raise
 
-    def _scan(self, body: bytes) -> None:
-        try:
-            if type(body) is not bytes:
-                body = bytes(body)  # Starlette passes memoryview chunks through as they are
-            if self.stream_scan is not None:
-                self.stream_scan.feed(body)
-            elif self.body_scan is not None:
-                self.body_scan.feed(body)
-        except Exception:
-            # telemetry must not break the response: stop reading this one, say so once
-            logger.warning(
-                "tracing: scanning the response failed; the request goes on", exc_info=True
-            )
-            self.stream_scan = self.body_scan = None
-
     def _watch(self, start: Message) -> None:
-        kind = media_type(get_header(start.get("headers", ()), b"content-type"))
+        raw = get_header(start.get("headers", ()), b"content-type")
+        kind = _MEDIA_TYPES.get(raw) if raw is not None else ""
+        if kind is None:
+            kind = media_type(raw)
         if self.config.capture_content:
             self.collector = OutputCollector(self.config.content_limit)
         if kind == "text/event-stream":
             self.stream_scan = StreamScan(started=self.started, collector=self.collector)
+            self.feed = self.stream_scan.feed
         elif kind == "application/json" or kind.endswith("+json"):
             self.body_scan = BodyScan(limit=self.config.body_limit)
+            self.feed = self.body_scan.feed
 
     def _completed(self) -> None:
         if self.end_ns is None:
