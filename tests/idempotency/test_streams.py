@@ -274,3 +274,53 @@ async def test_a_follower_on_another_worker_gets_the_same_stream(store: Store) -
     assert counter.runs == 1
     assert followed.chunks == original.chunks == sse_chunks(5)
     assert followed.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_disconnect_reported_once_the_stream_ended_does_not_cut_its_record_short(
+    store: Store,
+) -> None:
+    """Servers report ``http.disconnect`` as soon as a response's body has ended (uvicorn
+    does), and Starlette's StreamingResponse (ASGI spec < 2.4) cancels itself on it: that must
+    not cancel the write of the record, which the client was promised."""
+    counter = Counter()
+    app = shared(chat_app(counter, chunks=3), store)
+    ended = asyncio.Event()
+
+    async def on_send(message: Message) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            ended.set()
+
+    scope = scope_for()
+    first = await call(app, STREAM, scope=scope, disconnect=ended, on_send=on_send)
+    assert first.complete
+    assert get_annotations(scope)["aimiddleware.idempotency.recorded"] == "stored"
+    # the end of the body went out after the record was stored: the retry is a replay at once
+    again = await call(app, STREAM)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.chunks == first.chunks
+    assert counter.runs == 1
+
+
+async def test_a_last_event_sent_with_the_end_of_the_body_is_not_held_back(store: Store) -> None:
+    """An app that sends its last event in the final body message: the event goes out before
+    the record is written, only the end of the body follows it."""
+    counter = Counter()
+    events = [b"data: one\n\n", b"data: two\n\n"]
+
+    async def raw(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        counter.runs += 1
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": events[0], "more_body": True})
+        await send({"type": "http.response.body", "body": events[1], "more_body": False})
+
+    app = shared(raw, store)
+    first = await call(app, STREAM)
+    bodies = [m for m in first.messages if m["type"] == "http.response.body"]
+    assert [m["body"] for m in bodies] == [*events, b""]
+    assert [m["more_body"] for m in bodies] == [True, True, False]
+    again = await call(app, STREAM)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.chunks == events
+    assert counter.runs == 1
