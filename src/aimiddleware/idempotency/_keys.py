@@ -89,7 +89,8 @@ def asks_for_stream(scope: Scope, body: bytes) -> bool:
     True
     """
     headers = scope.get("headers", ())
-    if body and _is_json(get_header(headers, b"content-type")):
+    # a byte search first: most bodies have no "stream" member and need no parse here
+    if b'"stream"' in body and _is_json(get_header(headers, b"content-type")):
         parsed = json_body(scope)  # parsed once per request, shared with the fingerprint
         if isinstance(parsed, dict) and parsed.get("stream") is True:
             return True
