@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -11,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from aimiddleware._asgi import ASGIApp, Message, Receive, Scope, Send, get_annotations
+from aimiddleware.exceptions import StoreUnavailable
 from aimiddleware.idempotency import IdempotencyMiddleware
 from aimiddleware.stores import Store, store_from_url
 
 from ..servers import RedisServer
-from .helpers import BODY, Counter, Result, call, chat_app, scope_for, sse_chunks
+from .helpers import BODY, Counter, CountingStore, Result, call, chat_app, scope_for, sse_chunks
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -216,3 +218,47 @@ async def test_a_record_the_store_never_takes_is_given_up_with_one_line(
     fault, given_up = warnings_of(caplog)
     assert "written once the store answers again" in fault
     assert "gave up" in given_up
+
+
+class FreezesAtCompletion(CountingStore):
+    """The real Redis, frozen (SIGSTOP) at the moment a completed record is written: only the
+    timing is chosen here, the fault is the server's."""
+
+    def __init__(self, inner: Store, server: RedisServer) -> None:
+        super().__init__(inner)
+        self.server = server
+        self.frozen = False
+
+    async def replace(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        if value[:1] == b"C" and not self.frozen:
+            self.frozen = True
+            self.server.pause()
+            asyncio.get_running_loop().call_later(1.0, self.server.resume)
+        return await super().replace(key, expected, value, ttl)
+
+
+async def test_a_stream_too_large_to_keep_is_stored_when_only_its_completion_failed(
+    own_redis: RedisServer, redis_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its chunk log is complete in the store: only the record naming it is written later."""
+    counter = Counter()
+    store = FreezesAtCompletion(redis_store, own_redis)
+    app = IdempotencyMiddleware(
+        chat_app(counter, chunks=8), store=store, anonymous="shared", max_body_bytes=64
+    )
+    stream = {**BODY, "stream": True}
+    scope = scope_for()
+    with caplog.at_level(logging.WARNING):
+        first = await call(app, stream, scope=scope)
+        assert store.frozen
+        assert first.chunks == sse_chunks(8)
+        assert get_annotations(scope)["aimiddleware.idempotency.recorded"] == "deferred"
+        for _ in range(20):  # until Redis answers again (a retry before would fail open)
+            with contextlib.suppress(StoreUnavailable):
+                await redis_store.ping()
+                break
+        again = await replayed(app, stream)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.chunks == first.chunks
+    assert counter.runs == 1
+    assert len(warnings_of(caplog)) == 1

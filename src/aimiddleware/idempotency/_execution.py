@@ -284,11 +284,12 @@ class Execution:
             self.copy = None
             annotate(self.scope, RECORDED, reason)
 
-    def _fault(self, operation: str, exc: StoreUnavailable) -> None:
+    def _fault(self, operation: str, exc: StoreUnavailable, *, final: bool = False) -> None:
         """The store failed while recording. The response already promised idempotency (its
         head went out with ``Idempotency-Retention``), so the record is kept in memory and
-        written once the store answers again; a stream too large to keep is not stored."""
-        keep = not self.stream or self.copy is not None
+        written once the store answers again; a stream too large to keep is not stored,
+        unless only its final write failed (its chunk log is then complete in the store)."""
+        keep = final or not self.stream or self.copy is not None
         if not self.faulted:
             self.faulted = True
             logger.warning(
@@ -300,6 +301,8 @@ class Execution:
                 else "the stream is too large to keep, it is not stored",
                 exc,
             )
+        if final:
+            return
         if keep:
             self._degrade()
         else:
@@ -351,7 +354,7 @@ class Execution:
         try:
             won = await self.opts.store.replace(self.key, self.lease, value, self.opts.ttl)
         except StoreUnavailable as exc:
-            self._fault("replace", exc)
+            self._fault("replace", exc, final=True)
             # the chunk log is exact (every append landed): only the record is missing
             self._defer(canonical, exact_log=True)
             return
