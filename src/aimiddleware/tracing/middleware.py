@@ -23,7 +23,7 @@ from .._asgi import (
     read_body,
     request_id,
 )
-from .._openai import llm_operation, parse_llm_request
+from .._openai import llm_operation, shared_llm_request
 from ._access_log import AccessLog
 from ._config import Config, Hook
 from ._exchange import HOOK_FAILED, Exchange
@@ -153,7 +153,7 @@ class TracingMiddleware:
                 except ClientDisconnected:
                     exchange.disconnected = True
                     return  # nobody is left to answer
-                exchange.llm = parse_llm_request(path, json_body(scope))
+                exchange.llm = shared_llm_request(scope, path, json_body(scope))
             await self.app(scope, app_receive, exchange.send)
         except BaseException as exc:
             error = exc
