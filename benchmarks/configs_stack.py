@@ -69,9 +69,10 @@ def _tracing_providers() -> tuple[Any, Any]:
     return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
 
 
-def build_stack(app: ASGIApp, *, store_url: str) -> ASGIApp:
+def build_stack(app: ASGIApp, *, store_url: str, sdk: bool = True) -> ASGIApp:
     """``app`` inside the six middlewares, outermost first: Tracing, Normalize, SSE, OAuth,
-    Idempotency, RateLimit. ``store_url`` is ``memory://`` or a Redis URL."""
+    Idempotency, RateLimit. ``store_url`` is ``memory://`` or a Redis URL. Without ``sdk``,
+    tracing runs on the OpenTelemetry API alone (no SDK configured): the stack's own cost."""
     from aimiddleware.idempotency import IdempotencyMiddleware
     from aimiddleware.normalize import NormalizeMiddleware
     from aimiddleware.oauth import APIKey, APIKeys, OAuthMiddleware, ScopeRule
@@ -99,7 +100,13 @@ def build_stack(app: ASGIApp, *, store_url: str) -> ASGIApp:
     )
     app = SSEMiddleware(app, heartbeat=15.0)
     app = NormalizeMiddleware(app)
-    tracer_provider, meter_provider = _tracing_providers()
+    if sdk:
+        tracer_provider, meter_provider = _tracing_providers()
+    else:
+        from opentelemetry.metrics import NoOpMeterProvider
+        from opentelemetry.trace import NoOpTracerProvider
+
+        tracer_provider, meter_provider = NoOpTracerProvider(), NoOpMeterProvider()
     return TracingMiddleware(app, tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
@@ -176,8 +183,8 @@ def _url(store: str) -> str:
 # -- the full stack ---------------------------------------------------------------------------
 
 
-def _stack_app(store: str) -> ASGIApp:
-    return build_stack(bare_app(), store_url=_url(store))
+def _stack_app(store: str, sdk: bool = True) -> ASGIApp:
+    return build_stack(bare_app(), store_url=_url(store), sdk=sdk)
 
 
 for _store, _needs in (("memory", ()), ("redis", ("redis",))):
@@ -194,6 +201,20 @@ for _store, _needs in (("memory", ()), ("redis", ("redis",))):
         ),
         requires=STACK_MODULES,
     )
+
+register(
+    Config(
+        "stack:memory-no-sdk",
+        partial(_stack_app, "memory", False),
+        group="stack",
+        headers=STACK_HEADERS,
+        lua=fresh_keys_lua(REQUEST_BODY, STACK_HEADERS),
+        fresh_keys=True,
+        description="as stack:memory, tracing on the OpenTelemetry API alone (no SDK "
+        "configured): the six middlewares' own cost, without the SDK's",
+    ),
+    requires=STACK_MODULES,
+)
 
 
 # -- the peers ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 Row = dict[str, Any]
 # groups drawn as series (a figure against body size or stream length), not in the main table
@@ -108,7 +108,42 @@ def goals(run: Run) -> list[Goal]:
              tps("llama-server"), note=bare_reference),
         Goal("reference app streamed tokens/s vs in-process llama-cpp-python", 0.95,
              tps("in-process"), note=bare_reference),
+        *(
+            Goal(f"`{name}` alone, req/s vs bare", target, ratio(name), missing.get(name, ""))
+            for name, target in ALONE
+        ),
     ]  # fmt: skip
+
+
+# each middleware alone, with the goal its own issue sets (docs/<middleware>.md)
+ALONE: Final = (
+    ("idempotency:memory-fresh", 0.90),
+    ("ratelimit:memory", 0.90),
+    ("oauth:jwt-rs256", 0.85),
+    ("oauth:api-key", 0.95),
+    ("tracing:always-on", 0.75),
+    ("sse:alone", 0.95),
+    ("normalize:alone", 0.95),
+)
+
+
+def limits(run: Run) -> list[str]:
+    """What bounds the full stack's ratio, from this run's own figures: the OpenTelemetry SDK's
+    floor and the stack without the SDK."""
+    rows = run.rows()
+    lines = []
+    if "tracing:sdk-floor" in rows:
+        lines.append(
+            f"- `tracing:sdk-floor` (only the SDK's work for the span and the histogram records "
+            f"that tracing makes per request) reached {rows['tracing:sdk-floor']['ratio']:.2f}x "
+            "of bare: no stack that traces every request with this SDK can go above it."
+        )
+    if "stack:memory-no-sdk" in rows:
+        lines.append(
+            f"- The full stack with tracing on the OpenTelemetry API alone "
+            f"(`stack:memory-no-sdk`) reached {rows['stack:memory-no-sdk']['ratio']:.2f}x of bare."
+        )
+    return lines
 
 
 def _group_order(groups: list[str]) -> list[str]:

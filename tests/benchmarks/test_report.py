@@ -243,3 +243,21 @@ def test_write_draws_the_plots_that_the_page_links(run: Run, tmp_path: Path) -> 
         assert (kept / name).read_bytes() == (SAMPLE / name).read_bytes()
     again = write(kept, docs=tmp_path / "again.md", readme=None)  # from the kept copy alone
     assert again.read_text() == text
+
+
+def test_each_middleware_alone_is_judged_against_its_own_issue_goal() -> None:
+    run = _run_with({"bare": 1000.0, "sse:alone": 960.0, "idempotency:memory-fresh": 500.0})
+    by_label = {g.label: g for g in goals(run)}
+    assert by_label["`sse:alone` alone, req/s vs bare"].verdict == "met"
+    fresh = by_label["`idempotency:memory-fresh` alone, req/s vs bare"]
+    assert fresh.measured == pytest.approx(0.5)
+    assert fresh.verdict == "missed"
+    assert by_label["`ratelimit:memory` alone, req/s vs bare"].verdict == "not measured"
+
+
+def test_the_goals_say_what_bounds_the_full_stack_from_the_run_itself() -> None:
+    run = _run_with({"bare": 1000.0, "tracing:sdk-floor": 550.0, "stack:memory-no-sdk": 420.0})
+    text = render(run)
+    assert "reached 0.55x of bare: no stack that traces every request" in text
+    assert "(`stack:memory-no-sdk`) reached 0.42x of bare" in text
+    assert "What bounds the full stack" not in render(_run_with({"bare": 1000.0}))
