@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Final
 
 from .._asgi import Message, Receive, Scope, Send
+from ._clock import Watch
 from ._refusal import refuse
 
 if TYPE_CHECKING:
@@ -20,14 +22,18 @@ class GuardedRequest:
     """The ``receive`` and ``send`` the app gets for one request with a body to watch."""
 
     __slots__ = (
-        "_deadline",
+        "_expired",
         "_guard",
         "_limit",
+        "_reading",
         "_receive",
         "_scope",
         "_send",
         "_size",
+        "_task",
+        "_watch",
         "answered",
+        "deadline",
         "done",
         "refused",
         "started",
@@ -47,31 +53,46 @@ class GuardedRequest:
         self._send = send
         self._limit = limit
         self._size = 0
-        self._deadline: float | None = None
+        self._watch: Watch | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._expired = self._reading = False
+        self.deadline = 0.0
         self.done = False  # the body is complete: later reads only wait for a disconnect
         self.refused = False  # the app is shown a disconnect from now on
         self.answered = False  # the refusal went out: whatever the app sends is dropped
         self.started = False
 
     async def receive(self) -> Message:
-        if self.refused:
-            return dict(_DISCONNECT)
         if self.done:
-            return await self._receive()
+            return dict(_DISCONNECT) if self.refused else await self._receive()
         timeout = self._guard.body_timeout
         if timeout is None:
             message = await self._receive()
         else:
-            if self._deadline is None:
-                self._deadline = asyncio.get_running_loop().time() + timeout
+            if self._watch is None:
+                # the clock starts at the first read: what an app does before it is its own time
+                loop = asyncio.get_running_loop()
+                watch = self._guard._watch
+                if watch is None or watch.loop is not loop:
+                    watch = self._guard.watch()
+                self._watch = watch
+                self._task = asyncio.current_task(loop)
+                self.deadline = time.monotonic() + timeout
+                watch.add(self)
+            elif self._expired:
+                return await self._refuse(408, timeout)
+            self._reading = True
             try:
-                async with asyncio.timeout_at(self._deadline):
-                    message = await self._receive()
-            except TimeoutError:
-                await self._refuse(408, timeout)
-                return dict(_DISCONNECT)
+                message = await self._receive()
+            except asyncio.CancelledError:
+                # ours only if nobody else cancelled the task as well
+                if self._expired and self._task is not None and self._task.uncancel() == 0:
+                    return await self._refuse(408, timeout)
+                raise
+            finally:
+                self._reading = False
         if message["type"] != "http.request":
-            self.done = True
+            self.close()
             return message
         limit = self._limit
         if limit is not None:
@@ -79,10 +100,9 @@ class GuardedRequest:
             if body:
                 self._size += len(body)
                 if self._size > limit:
-                    await self._refuse(413, limit)
-                    return dict(_DISCONNECT)
+                    return await self._refuse(413, limit)
         if not message.get("more_body", False):
-            self.done = True
+            self.close()
         return message
 
     async def send(self, message: Message) -> None:
@@ -92,9 +112,23 @@ class GuardedRequest:
             self.started = True
         await self._send(message)
 
-    async def _refuse(self, status: int, limit: float) -> None:
+    def close(self) -> None:
+        """The body is complete, refused, or no longer read: stop watching the clock."""
+        self.done = True
+        if self._watch is not None:
+            self._watch.reads.discard(self)
+
+    def expire(self) -> None:
+        """The deadline passed (called by the watch)."""
+        self._expired = True
+        if self._reading and self._task is not None:
+            # interrupt the read in progress; a later one is refused at once
+            self._task.cancel()
+
+    async def _refuse(self, status: int, limit: float) -> Message:
         self.refused = True
-        if self.started:
-            return  # the app answered without the whole body: its response stands
-        self.answered = self.started = True
-        await refuse(self._send, self._scope, status, limit, self._guard.problem_type_base)
+        self.close()
+        if not self.started:  # else the app answered without the whole body: that stands
+            self.answered = self.started = True
+            await refuse(self._send, self._scope, status, limit, self._guard.problem_type_base)
+        return dict(_DISCONNECT)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from .._asgi import ASGIApp, Receive, Scope, Send
+import asyncio
+
+from .._asgi import ASGIApp, Message, Receive, Scope, Send
 from ..exceptions import ConfigurationError
+from ._clock import Watch
 from ._refusal import refuse
 from ._request import GuardedRequest
 
@@ -28,7 +31,9 @@ class RequestGuardMiddleware:
       413 as soon as it crosses the limit. The app never receives more than the limit: from
       then on its ``receive`` reports ``http.disconnect``.
     * ``body_timeout``: the whole body must arrive within this many seconds of the first read,
-      else 408. Reads after the body is complete (waiting for a disconnect) are not timed.
+      else 408 (checked every tenth of the timeout, at most every second, so the answer comes
+      that much later at worst). Reads after the body is complete (waiting for a disconnect)
+      are not timed.
     * ``max_header_bytes``: the request's header names and values together; above it, 431.
 
     Each refusal is JSON in the library's one error shape (the OpenAI envelope, or RFC 9457
@@ -48,7 +53,14 @@ class RequestGuardMiddleware:
     :param problem_type_base: a URI prefix for the RFC 9457 ``type`` (``<base><code>``).
     """
 
-    __slots__ = ("app", "body_timeout", "max_body_bytes", "max_header_bytes", "problem_type_base")
+    __slots__ = (
+        "_watch",
+        "app",
+        "body_timeout",
+        "max_body_bytes",
+        "max_header_bytes",
+        "problem_type_base",
+    )
 
     def __init__(
         self,
@@ -73,12 +85,23 @@ class RequestGuardMiddleware:
         if problem_type_base is not None and not isinstance(problem_type_base, str):
             raise ConfigurationError("problem_type_base must be a URI prefix string")
         self.problem_type_base = problem_type_base
+        # the clock of the loop serving requests (not request state: shared by all of them)
+        self._watch: Watch | None = None
 
     def __repr__(self) -> str:
         return (
             f"RequestGuardMiddleware(max_body_bytes={self.max_body_bytes!r}, "
             f"body_timeout={self.body_timeout!r}, max_header_bytes={self.max_header_bytes!r})"
         )
+
+    def watch(self) -> Watch:
+        """The body-read clock of the running event loop."""
+        loop = asyncio.get_running_loop()
+        watch = self._watch
+        if watch is None or watch.loop is not loop:
+            timeout = self.body_timeout or 1.0
+            watch = self._watch = Watch(loop, tick=min(1.0, timeout / 10))
+        return watch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,9 +138,35 @@ class RequestGuardMiddleware:
             await self.app(scope, receive, send)
             return
         request = GuardedRequest(self, scope, receive, send, limit)
+        # The first read happens here, before the app runs: most bodies arrive whole in it, and
+        # the app then gets the server's own receive and send behind a replay of that message,
+        # with nothing left to watch.
         try:
-            await self.app(scope, request.receive, request.send)
+            first = await request.receive()
+            if request.refused:
+                return
+            if request.done:
+                await self.app(scope, _replay(first, receive), send)
+                return
+            await self.app(scope, _replay(first, request.receive), request.send)
         except Exception:
             if not request.answered:
                 raise
             # the app failed on the disconnect it was shown after the refusal: already answered
+        finally:
+            if not request.done:
+                request.close()
+
+
+def _replay(message: Message, receive: Receive) -> Receive:
+    """A ``receive`` that returns ``message`` once, then defers to ``receive``."""
+    pending: Message | None = message
+
+    async def _receive() -> Message:
+        nonlocal pending
+        if pending is not None:
+            message, pending = pending, None
+            return message
+        return await receive()
+
+    return _receive
