@@ -165,6 +165,11 @@ class Engine:
         )
         return tokens, stop
 
+    @property
+    def n_vocab(self) -> int:
+        """How many token ids the model knows (valid ids are 0 .. n_vocab - 1)."""
+        return int(self._tokenizer.n_vocab())
+
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
         return list(self._tokenizer.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
 

@@ -44,7 +44,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="seconds for the whole request body, else 408 (`off`: none)"
     )
     max_request_headers: int | None = Field(
-        32 * 1024, ge=1024, description="largest total of header names and values, else 431 (`off`: none)"
+        32 * 1024,
+        ge=1024,
+        description="largest total of header names and values, else 431 (`off`: none)",
     )
     redis_url: str | None = Field(None, description="shared stores; default: in-memory stores")
     # rate limits (docs/reference_app.md): the demo tiers, chosen per caller

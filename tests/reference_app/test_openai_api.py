@@ -239,6 +239,28 @@ def test_malformed_body_is_a_bad_request(
     assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/completions", {"prompt": [-1], "max_tokens": 1}, "prompt"),
+        ("/v1/completions", {"prompt": [1, 10**9], "max_tokens": 1}, "prompt"),
+        ("/v1/embeddings", {"input": [-1]}, "input"),
+        ("/v1/embeddings", {"input": [[5], [5, 2**31]]}, "input"),
+    ],
+)
+def test_token_ids_outside_the_vocabulary_are_a_bad_request(
+    reference_server: ThreadedServer, path: str, body: dict[str, Any], param: str
+) -> None:
+    # found by schemathesis: llama.cpp failed on them inside a worker thread (a 500)
+    r = httpx.post(f"{reference_server.url}{path}", json={"model": MODEL, **body})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert "between 0 and " in error["message"]
+    assert httpx.get(f"{reference_server.url}/health").json()["status"] == "ok"
+
+
 def test_invalid_json_is_a_bad_request(reference_server: ThreadedServer) -> None:
     r = httpx.post(
         f"{reference_server.url}/v1/chat/completions",
