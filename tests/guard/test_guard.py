@@ -393,3 +393,27 @@ async def test_non_http_scopes_pass_through() -> None:
         {"type": "lifespan", "headers": [(b"x", b"y" * 5000)]}, nothing, ignore
     )
     assert calls == ["lifespan"]
+
+
+@pytest.mark.anyio
+async def test_a_stalled_read_in_another_task_is_the_one_interrupted() -> None:
+    shown: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def rest() -> None:
+            while True:
+                message = await receive()
+                shown.append(message["type"])
+                if message["type"] == "http.disconnect" or not message.get("more_body"):
+                    return
+
+        await asyncio.create_task(rest())  # this task is never cancelled: it finishes
+        shown.append("app finished")
+
+    body = [{"type": "http.request", "body": b"a", "more_body": True}]  # then nothing comes
+    guard = RequestGuardMiddleware(app, body_timeout=0.2)
+    started = time.monotonic()
+    sent, _ = await drive(guard, body, [(b"content-length", b"10")])
+    assert time.monotonic() - started < 1.0
+    assert shown == ["http.request", "http.disconnect", "app finished"]
+    assert sent[0]["status"] == 408

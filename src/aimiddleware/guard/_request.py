@@ -81,6 +81,9 @@ class GuardedRequest:
                 watch.add(self)
             elif self._expired:
                 return await self._refuse(408, timeout)
+            else:
+                # the app may read the rest of the body from another task than the first read
+                self._task = asyncio.current_task()
             self._reading = True
             try:
                 message = await self._receive()
