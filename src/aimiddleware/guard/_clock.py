@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Protocol
 
-__all__ = ["Watch"]
+__all__ = ["FirstRead", "Watch"]
 
 
 class Expiring(Protocol):
@@ -43,3 +43,19 @@ class Watch:
             self.reads.discard(read)
             read.expire()
         self._handle = self.loop.call_later(self.tick, self._sweep) if self.reads else None
+
+
+class FirstRead:
+    """The read the guard itself makes before the app runs; interrupted at the deadline."""
+
+    __slots__ = ("deadline", "expired", "task")
+
+    def __init__(self, deadline: float, task: asyncio.Task[object] | None) -> None:
+        self.deadline = deadline
+        self.task = task
+        self.expired = False
+
+    def expire(self) -> None:
+        self.expired = True
+        if self.task is not None:
+            self.task.cancel()

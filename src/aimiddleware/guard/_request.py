@@ -25,6 +25,7 @@ class GuardedRequest:
         "_expired",
         "_guard",
         "_limit",
+        "_pending",
         "_reading",
         "_receive",
         "_scope",
@@ -46,6 +47,8 @@ class GuardedRequest:
         receive: Receive,
         send: Send,
         limit: int | None,
+        first: Message | None = None,
+        deadline: float = 0.0,
     ) -> None:
         self._guard = guard
         self._scope = scope
@@ -56,44 +59,26 @@ class GuardedRequest:
         self._watch: Watch | None = None
         self._task: asyncio.Task[object] | None = None
         self._expired = self._reading = False
-        self.deadline = 0.0
+        self.deadline = deadline
+        self._pending = first  # read by the guard already, not yet given to the app
         self.done = False  # the body is complete: later reads only wait for a disconnect
         self.refused = False  # the app is shown a disconnect from now on
         self.answered = False  # the refusal went out: whatever the app sends is dropped
         self.started = False
+        if deadline:  # the guard's first read started the clock: keep watching it
+            self._watch = guard.watch()
+            self._watch.add(self)
 
     async def receive(self) -> Message:
         if self.done:
             return dict(_DISCONNECT) if self.refused else await self._receive()
-        timeout = self._guard.body_timeout
-        if timeout is None:
-            message = await self._receive()
+        message = self._pending
+        if message is not None:
+            self._pending = None
         else:
-            if self._watch is None:
-                # the clock starts at the first read: what an app does before it is its own time
-                loop = asyncio.get_running_loop()
-                watch = self._guard._watch
-                if watch is None or watch.loop is not loop:
-                    watch = self._guard.watch()
-                self._watch = watch
-                self._task = asyncio.current_task(loop)
-                self.deadline = time.monotonic() + timeout
-                watch.add(self)
-            elif self._expired:
-                return await self._refuse(408, timeout)
-            else:
-                # the app may read the rest of the body from another task than the first read
-                self._task = asyncio.current_task()
-            self._reading = True
-            try:
-                message = await self._receive()
-            except asyncio.CancelledError:
-                # ours only if nobody else cancelled the task as well
-                if self._expired and self._task is not None and self._task.uncancel() == 0:
-                    return await self._refuse(408, timeout)
-                raise
-            finally:
-                self._reading = False
+            message = await self._read()
+            if message is None:
+                return dict(_DISCONNECT)
         if message["type"] != "http.request":
             self.close()
             return message
@@ -103,10 +88,38 @@ class GuardedRequest:
             if body:
                 self._size += len(body)
                 if self._size > limit:
-                    return await self._refuse(413, limit)
+                    await self._refuse(413, limit)
+                    return dict(_DISCONNECT)
         if not message.get("more_body", False):
             self.close()
         return message
+
+    async def _read(self) -> Message | None:
+        """The next message from the server, or None once the deadline refused the body."""
+        timeout = self._guard.body_timeout
+        if timeout is None:
+            return await self._receive()
+        if self._watch is None:
+            # the clock starts at the first read: what an app does before it is its own time
+            self._watch = watch = self._guard.watch()
+            self.deadline = time.monotonic() + timeout
+            watch.add(self)
+        elif self._expired:
+            await self._refuse(408, timeout)
+            return None
+        # the app may read from another task than the one that read before
+        self._task = asyncio.current_task()
+        self._reading = True
+        try:
+            return await self._receive()
+        except asyncio.CancelledError:
+            # ours only if nobody else cancelled the task as well
+            if self._expired and self._task is not None and self._task.uncancel() == 0:
+                await self._refuse(408, timeout)
+                return None
+            raise
+        finally:
+            self._reading = False
 
     async def send(self, message: Message) -> None:
         if self.answered:
@@ -128,10 +141,9 @@ class GuardedRequest:
             # interrupt the read in progress; a later one is refused at once
             self._task.cancel()
 
-    async def _refuse(self, status: int, limit: float) -> Message:
+    async def _refuse(self, status: int, limit: float) -> None:
         self.refused = True
         self.close()
         if not self.started:  # else the app answered without the whole body: that stands
             self.answered = self.started = True
             await refuse(self._send, self._scope, status, limit, self._guard.problem_type_base)
-        return dict(_DISCONNECT)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from .._asgi import ASGIApp, Message, Receive, Scope, Send
 from ..exceptions import ConfigurationError
-from ._clock import Watch
+from ._clock import FirstRead, Watch
 from ._refusal import refuse
 from ._request import GuardedRequest
 
@@ -137,18 +138,39 @@ class RequestGuardMiddleware:
             # HTTP/1.x without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3)
             await self.app(scope, receive, send)
             return
-        request = GuardedRequest(self, scope, receive, send, limit)
-        # The first read happens here, before the app runs: most bodies arrive whole in it, and
-        # the app then gets the server's own receive and send behind a replay of that message,
-        # with nothing left to watch.
-        try:
-            first = await request.receive()
-            if request.refused:
-                return
-            if request.done:
+        first: Message | None = None
+        timeout = self.body_timeout
+        deadline = 0.0
+        if timeout is not None:
+            # The first read happens here, before the app runs, with the least bookkeeping: most
+            # bodies arrive whole in it, and the app then gets the server's own receive and send
+            # behind a replay of that message, with nothing left to watch.
+            loop = asyncio.get_running_loop()
+            watch = self._watch
+            if watch is None or watch.loop is not loop:
+                watch = self.watch()
+            read = FirstRead(time.monotonic() + timeout, asyncio.current_task(loop))
+            watch.add(read)
+            try:
+                first = await receive()
+            except asyncio.CancelledError:
+                # ours only if nobody else cancelled the task as well
+                if read.expired and read.task is not None and read.task.uncancel() == 0:
+                    await refuse(send, scope, 408, timeout, self.problem_type_base)
+                    return
+                raise
+            finally:
+                watch.reads.discard(read)
+            if first["type"] != "http.request" or not first.get("more_body", False):
+                if limit is not None and len(first.get("body", b"")) > limit:
+                    await refuse(send, scope, 413, limit, self.problem_type_base)
+                    return
                 await self.app(scope, _replay(first, receive), send)
                 return
-            await self.app(scope, _replay(first, request.receive), request.send)
+            deadline = read.deadline
+        request = GuardedRequest(self, scope, receive, send, limit, first, deadline)
+        try:
+            await self.app(scope, request.receive, request.send)
         except Exception:
             if not request.answered:
                 raise
