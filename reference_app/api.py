@@ -421,9 +421,20 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
         inputs = list(raw)  # type: ignore[arg-type]
     if not inputs or any(len(x) == 0 for x in inputs):
         raise APIError(400, "Every input must be non-empty.", param="input")
+    longest = engine.embedding_context
     for item in inputs:
         if not isinstance(item, str):
             _token_ids(engine, item, "input")
+        # llama.cpp refuses a longer input inside its worker thread (a 500 otherwise)
+        count = len(item) if not isinstance(item, str) else len(engine.tokenize(item))
+        if count > longest:
+            raise APIError(
+                400,
+                f"This model's maximum input length for embeddings is {longest} tokens, "
+                f"an input has {count}.",
+                param="input",
+                code="context_length_exceeded",
+            )
     vectors, used = await engine.embed(inputs)
     data = []
     for i, vector in enumerate(vectors):

@@ -110,7 +110,7 @@ class Engine:
 
         options: dict[str, Any] = {
             "model_path": str(self.model_path),
-            "n_ctx": self.n_ctx if not embedding else min(self.n_ctx, 512),
+            "n_ctx": self.n_ctx if not embedding else self.embedding_context,
             "n_gpu_layers": self.gpu_layers if self.device == "cuda" else 0,
             "verbose": False,
         }
@@ -164,6 +164,11 @@ class Engine:
             result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         )
         return tokens, stop
+
+    @property
+    def embedding_context(self) -> int:
+        """The longest input, in tokens, the embedding instance takes."""
+        return min(self.n_ctx, 512)
 
     @property
     def n_vocab(self) -> int:

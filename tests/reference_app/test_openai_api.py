@@ -261,6 +261,20 @@ def test_token_ids_outside_the_vocabulary_are_a_bad_request(
     assert httpx.get(f"{reference_server.url}/health").json()["status"] == "ok"
 
 
+@pytest.mark.parametrize("value", [[1] * 600, "hello " * 600, ["hi", "hello " * 600]])
+def test_an_embedding_input_longer_than_the_context_is_a_bad_request(
+    reference_server: ThreadedServer, value: Any
+) -> None:
+    # found by schemathesis: llama.cpp refused it inside a worker thread (a 500)
+    r = httpx.post(
+        f"{reference_server.url}/v1/embeddings", json={"model": MODEL, "input": value}, timeout=60
+    )
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert (error["param"], error["code"]) == ("input", "context_length_exceeded")
+    assert httpx.get(f"{reference_server.url}/health").json()["status"] == "ok"
+
+
 def test_invalid_json_is_a_bad_request(reference_server: ThreadedServer) -> None:
     r = httpx.post(
         f"{reference_server.url}/v1/chat/completions",
