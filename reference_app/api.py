@@ -422,11 +422,17 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
     if not inputs or any(len(x) == 0 for x in inputs):
         raise APIError(400, "Every input must be non-empty.", param="input")
     longest = engine.embedding_context
+    texts: list[str] = []
     for item in inputs:
-        if not isinstance(item, str):
-            _token_ids(engine, item, "input")
+        if isinstance(item, str):
+            text = item
+        else:
+            # llama-cpp-python embeds text only: token ids are embedded as the text they spell
+            text = engine.detokenize(_token_ids(engine, item, "input"))
+            if not text:
+                raise APIError(400, "The input token ids spell no text.", param="input")
         # llama.cpp refuses a longer input inside its worker thread (a 500 otherwise)
-        count = len(item) if not isinstance(item, str) else len(engine.tokenize(item))
+        count = len(engine.tokenize(text))
         if count > longest:
             raise APIError(
                 400,
@@ -435,7 +441,8 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
                 param="input",
                 code="context_length_exceeded",
             )
-    vectors, used = await engine.embed(inputs)
+        texts.append(text)
+    vectors, used = await engine.embed(texts)
     data = []
     for i, vector in enumerate(vectors):
         if not all(math.isfinite(x) for x in vector):

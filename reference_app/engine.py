@@ -175,6 +175,11 @@ class Engine:
         """How many token ids the model knows (valid ids are 0 .. n_vocab - 1)."""
         return int(self._tokenizer.n_vocab())
 
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text that ``tokens`` spell (special tokens included, as their text)."""
+        raw = self._tokenizer.detokenize(tokens, special=True)
+        return str(raw.decode("utf-8", errors="replace"))
+
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
         return list(self._tokenizer.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
 

@@ -84,7 +84,12 @@ def test_no_5xx_and_every_error_in_the_envelope(stack: Stack, token: str, report
             response = case.call(headers=headers, timeout=60)
             statuses[response.status_code] += 1
             where = f"{case.method} {case.formatted_path}"
-            assert response.status_code < 500, (where, response.status_code, response.text[:300])
+            if response.status_code >= 500:
+                failures = [line for line in stack.records.lines if "unhandled" in line]
+                raise AssertionError(
+                    f"{where} answered {response.status_code} to {case.body!r:.300}: "
+                    f"{failures[-1][-1500:] if failures else response.text[:300]}"
+                )
             if response.status_code >= 400:
                 body = json.loads(response.content)
                 assert is_envelope(body), (where, response.status_code, body)
