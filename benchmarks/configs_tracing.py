@@ -65,6 +65,69 @@ def tracing_api_only() -> ASGIApp:
     )
 
 
+def tracing_sdk_floor() -> ASGIApp:
+    """Only the SDK calls TracingMiddleware makes on the benchmark's request, nothing else.
+
+    The same span (kind, name, the 8 attributes known at arrival, the 12 known at the end) and
+    the same four histogram records with the same attribute sets, all fixed in advance: no
+    header read, no body parsed. What the SDK costs for that much telemetry, the floor under
+    ``tracing:always-on``; the difference between the two is the middleware's own work.
+    """
+    from opentelemetry import context, trace
+    from opentelemetry.trace import SpanKind
+
+    from aimiddleware.tracing._metrics import Instruments
+
+    tracer_provider, meter_provider = _providers()
+    tracer = tracer_provider.get_tracer("aimiddleware.tracing")
+    instruments = Instruments(meter_provider, "floor")
+    app = bare_app()
+    start = {
+        "http.request.method": "POST",
+        "url.scheme": "http",
+        "url.path": "/v1/chat/completions",
+        "network.protocol.version": "1.1",
+        "server.address": "127.0.0.1",
+        "server.port": 8000,
+        "client.address": "127.0.0.1",
+        "aimiddleware.request_id": "req_00000000000000000000000000000000",
+    }
+    end = {
+        "http.response.status_code": 200,
+        "http.route": "/v1/chat/completions",
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "SmolLM2-135M-Instruct",
+        "gen_ai.request.max_tokens": 16,
+        "gen_ai.request.stream": False,
+        "gen_ai.response.id": "chatcmpl-bench",
+        "gen_ai.response.model": "SmolLM2-135M-Instruct",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 7,
+    }
+    http_key = ("POST", "http", "1.1", 200, "/v1/chat/completions", None)
+    llm_key = ("chat", "openai", "SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct", None)
+
+    async def floor(scope: Any, receive: Any, send: Any) -> None:
+        span = tracer.start_span("POST", kind=SpanKind.SERVER, attributes=start)
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            await app(scope, receive, send)
+        finally:
+            context.detach(token)
+            span.update_name("POST /v1/chat/completions")
+            span.set_attributes(end)
+            span.end()
+            current = context.get_current()
+            instruments.record_http(0.001, http_key, current)
+            instruments.record_llm(
+                llm_key, current, duration=0.001, ttft=None, input_tokens=12, output_tokens=7
+            )
+
+    return floor
+
+
 def _otel_asgi(exclude_spans: list[str] | None) -> ASGIApp:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
@@ -99,6 +162,14 @@ config(
         tracing_api_only,
         group="tracing",
         description="no SDK (API no-op): the middleware's own work, request and response parsed",
+    )
+)
+config(
+    Config(
+        "tracing:sdk-floor",
+        tracing_sdk_floor,
+        group="tracing",
+        description="the same span and records as always-on, fixed in advance: the SDK alone",
     )
 )
 config(

@@ -7,6 +7,14 @@ Drives a raw ASGI app that streams ``--chunks`` OpenAI chat chunks (plus the fin
 all. The per-chunk cost is the wrapped-minus-bare difference of the long stream less that of
 the empty one, divided by the number of chunks: per-request work (span, metrics, body parse)
 cancels out. Best of ``--repeat`` runs each, so that noise from other processes only inflates.
+
+Instruction counts, which load does not move: ``--drive bare|traced`` only runs the stream
+``--repeat`` times inside ``functools.reduce`` (after a warm-up), for callgrind::
+
+    valgrind --tool=callgrind --toggle-collect=functools_reduce --callgrind-out-file=/dev/null \
+        .venv/bin/python -m benchmarks.tracing_stream --drive traced --chunks 1000 --repeat 5
+
+Per chunk: ((traced - bare at 1000 chunks) - (traced - bare at 0)) / 1000 / repeat.
 """
 
 from __future__ import annotations
@@ -138,8 +146,37 @@ def main() -> None:
     )
     parser.add_argument("--chunks", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument(
+        "--drive", choices=["bare", "traced"], help="only run the stream (for callgrind)"
+    )
     args = parser.parse_args()
+    if args.drive:
+        _drive(args.drive == "traced", args.chunks, args.repeat)
+        return
     asyncio.run(main_async(args.chunks, args.repeat))
+
+
+def _drive(traced: bool, chunks: int, repeat: int) -> None:
+    import functools
+
+    from aimiddleware.tracing import TracingMiddleware
+
+    app = _app(_events(chunks))
+    if traced:
+        tracer_provider, meter_provider = _providers()
+        app = TracingMiddleware(app, tracer_provider=tracer_provider, meter_provider=meter_provider)
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(3):
+            loop.run_until_complete(_once(app))  # warm up
+
+        def run(_: object, __: object) -> None:
+            for _ in range(repeat):
+                loop.run_until_complete(_once(app))
+
+        functools.reduce(run, range(1), None)
+    finally:
+        loop.close()
 
 
 if __name__ == "__main__":

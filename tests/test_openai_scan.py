@@ -9,6 +9,7 @@ from aimiddleware._openai import (
     is_usage_only_chunk,
     llm_operation,
     parse_llm_request,
+    shared_llm_request,
 )
 
 
@@ -89,3 +90,18 @@ def test_json_body_and_error() -> None:
     response.observe_body(b'{"error": {"message": "x"}}')
     assert response.error
     response.observe_body(b"\xff not json")
+
+
+def test_the_shared_request_is_parsed_once_per_scope() -> None:
+    scope: dict[str, object] = {}
+    first = shared_llm_request(scope, "/v1/chat/completions", {"model": "m", "stream": True})
+    # a later reader gets the same object, whatever body it passes: the request has one body
+    again = shared_llm_request(scope, "/v1/chat/completions", {"model": "other"})
+    assert first is again
+    assert first is not None
+    assert first.model == "m"
+    assert first.stream
+    assert shared_llm_request({}, "/v1/models", {"model": "m"}) is None
+    not_llm: dict[str, object] = {}
+    assert shared_llm_request(not_llm, "/v1/chat/completions", ["not", "a", "dict"]) is None
+    assert shared_llm_request(not_llm, "/v1/chat/completions", {"model": "m"}) is None

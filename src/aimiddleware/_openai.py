@@ -8,6 +8,7 @@ either one JSON body or the stream's events as they pass.
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -18,7 +19,11 @@ __all__ = [
     "is_usage_only_chunk",
     "llm_operation",
     "parse_llm_request",
+    "shared_llm_request",
 ]
+
+_REQUEST_KEY: Final = "aimiddleware.llm_request"
+_NOT_LLM: Final = object()
 
 # route suffix -> gen_ai.operation.name
 OPERATIONS: Final = {
@@ -88,6 +93,19 @@ def parse_llm_request(path: str, body: Any) -> LLMRequest | None:
         request.prompt_chars = _text_chars(body.get("prompt"))
     else:
         request.prompt_chars = _text_chars(body.get("input"))
+    return request
+
+
+def shared_llm_request(scope: MutableMapping[str, Any], path: str, body: Any) -> LLMRequest | None:
+    """:func:`parse_llm_request`, run at most once per request and shared through the scope
+    (the rate limiter and tracing both read it). ``body`` is the shared request JSON
+    (``json_body(scope)``); callers must treat the result as read-only.
+    """
+    cached = scope.get(_REQUEST_KEY)
+    if cached is not None:
+        return None if cached is _NOT_LLM else cached
+    request = parse_llm_request(path, body)
+    scope[_REQUEST_KEY] = _NOT_LLM if request is None else request
     return request
 
 

@@ -90,3 +90,29 @@ def test_null_usage_in_every_delta_does_not_hide_the_real_usage() -> None:
     usage = b'data: {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2}}\n\n'
     scan = scan_of([first, delta, delta, usage])
     assert (scan.response.input_tokens, scan.response.output_tokens) == (4, 2)
+
+
+@pytest.mark.parametrize(
+    "news",
+    [
+        b'"finish_reason":"stop"',
+        b'"finish_reason" : "stop"',
+        b'"finish_reason":\t"stop"',
+        b'"finish_reason": "stop", "usage": null',
+    ],
+)
+def test_a_finish_reason_is_seen_whatever_the_spacing_around_its_colon(news: bytes) -> None:
+    first = b'data: {"id": "x", "choices": [{"delta": {"content": "a"}}]}\n\n'
+    last = b'data: {"choices": [{"delta": {}, ' + news + b"}]}\n\n"
+    scan = scan_of([first, last])
+    assert scan.response.finish_reasons == ["stop"]
+
+
+def test_deltas_whose_news_keys_are_all_null_are_passed_over_unparsed() -> None:
+    first = b'data: {"id": "x", "choices": [{"delta": {"content": "a"}}]}\n\n'
+    delta = b'data: {"choices": [{"delta": {"content": "b"}, "finish_reason":  null}], '
+    delta += b'"usage": null, "error": null}\n\n'
+    scan = scan_of([first, delta])
+    # a parsed delta would have counted as a second chunk carrying choices
+    assert scan.response.chunks == 1
+    assert scan.response.finish_reasons == []

@@ -6,7 +6,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -17,10 +17,21 @@ from opentelemetry.trace import Span, TracerProvider
 from .._asgi import Scope
 from ..exceptions import ConfigurationError
 from ._access_log import ACCESS_LOGGER, AccessLog
-from ._http import HEADER_GETTER, carries_any, declared_fields
+from ._http import (
+    HEADER_GETTER,
+    TRACE_CONTEXT,
+    carries_any,
+    declared_fields,
+    header_lookup,
+    read_headers,
+)
 from ._metrics import Instruments
 
 Hook = Callable[[Span, Scope], None]
+
+# what every field-declaring propagator extracts from a request that carries none of its
+# fields (Context is immutable, so one instance serves every request)
+EMPTY_CONTEXT: Final = Context()
 
 # the variables opentelemetry-instrumentation-asgi reads, so that one setting covers both
 EXCLUDED_URLS_ENV = ("OTEL_PYTHON_ASGI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
@@ -79,6 +90,7 @@ class Config:
     __slots__ = (
         "_fields",
         "_fields_of",
+        "_lookup",
         "access_log",
         "body_limit",
         "capture_content",
@@ -140,17 +152,31 @@ class Config:
         # the header names the propagator in use reads, recomputed when the global one changes
         self._fields_of: TextMapPropagator | None = None
         self._fields: frozenset[bytes] | None = None
+        self._lookup = header_lookup(None)
         self.tracer = trace.get_tracer("aimiddleware.tracing", version, tracer_provider)
         self.instruments = Instruments(meter_provider, version)
 
-    def extract(self, headers: Any) -> Context:
-        """The parent context the caller sent (``traceparent``, ``tracestate``, ``baggage``)."""
+    def _current_propagator(self) -> TextMapPropagator:
         propagator = self.propagator
         if propagator is None:
             propagator = propagate.get_global_textmap()
         if propagator is not self._fields_of:
             self._fields = declared_fields(propagator)
+            self._lookup = header_lookup(self._fields)
             self._fields_of = propagator
+        return propagator
+
+    def extract(self, headers: Any) -> Context:
+        """The parent context the caller sent (``traceparent``, ``tracestate``, ``baggage``)."""
+        propagator = self._current_propagator()
         if self._fields is not None and not carries_any(headers, self._fields):
-            headers = ()  # nothing to find: the same context, without a scan per propagator
+            return EMPTY_CONTEXT  # nothing to find: the same context, without a scan per propagator
         return propagator.extract(headers, getter=HEADER_GETTER)
+
+    def read_request(self, headers: Any) -> tuple[Context, list[Any]]:
+        """The parent context and the headers :func:`~._http.read_headers` finds, in one pass."""
+        propagator = self._current_propagator()
+        found = read_headers(headers, self._lookup)
+        if self._fields is not None and found[TRACE_CONTEXT] is None:
+            return EMPTY_CONTEXT, found
+        return propagator.extract(headers, getter=HEADER_GETTER), found

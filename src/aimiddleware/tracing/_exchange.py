@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from time import perf_counter, time_ns
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -43,12 +44,19 @@ def _type_name(exc: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
-def guarded(what: str, call: Callable[[], Any]) -> None:
-    """Run telemetry code that must never break a request: a failure is one log line."""
-    try:
-        call()
-    except Exception:
-        logger.warning("tracing: %s failed; the request goes on", what, exc_info=True)
+# the Content-Type values frameworks write, spared the parsing of parameters and case
+_MEDIA_TYPES: Final = {
+    value: media_type(value)
+    for value in (
+        b"application/json",
+        b"application/json; charset=utf-8",
+        b"text/event-stream",
+        b"text/event-stream; charset=utf-8",
+    )
+}
+
+# one line per failure of telemetry code, which must never break a request
+HOOK_FAILED: Final = "tracing: %s failed; the request goes on"
 
 
 class Exchange:
@@ -64,6 +72,7 @@ class Exchange:
         "disconnected",
         "end_ns",
         "end_perf",
+        "feed",
         "llm",
         "method",
         "operation",
@@ -107,6 +116,7 @@ class Exchange:
         self.stream_scan: StreamScan | None = None
         self.body_scan: BodyScan | None = None
         self.collector: OutputCollector | None = None
+        self.feed: Callable[[bytes], None] | None = None  # the scan's, while one reads the body
         self.trailers = False
 
     # -- the watched channels ------------------------------------------------------------
@@ -121,9 +131,15 @@ class Exchange:
         kind = message["type"]
         if kind == "http.response.body":
             # the per-chunk path of a stream: kept to a few attribute reads and one scan
-            body = message.get("body")
-            if body and (self.stream_scan is not None or self.body_scan is not None):
-                self._scan(body)
+            feed = self.feed
+            if feed is not None and (body := message.get("body")):
+                try:
+                    # Starlette passes memoryview chunks through as they are
+                    feed(body if type(body) is bytes else bytes(body))
+                except Exception:
+                    # telemetry must not break the response: stop reading this one, say so once
+                    logger.warning(HOOK_FAILED, "scanning the response", exc_info=True)
+                    self.feed = self.stream_scan = self.body_scan = None
             try:
                 await self._send(message)
             except OSError:
@@ -153,29 +169,19 @@ class Exchange:
             self.disconnected = True
             raise
 
-    def _scan(self, body: bytes) -> None:
-        try:
-            if type(body) is not bytes:
-                body = bytes(body)  # Starlette passes memoryview chunks through as they are
-            if self.stream_scan is not None:
-                self.stream_scan.feed(body)
-            elif self.body_scan is not None:
-                self.body_scan.feed(body)
-        except Exception:
-            # telemetry must not break the response: stop reading this one, say so once
-            logger.warning(
-                "tracing: scanning the response failed; the request goes on", exc_info=True
-            )
-            self.stream_scan = self.body_scan = None
-
     def _watch(self, start: Message) -> None:
-        kind = media_type(get_header(start.get("headers", ()), b"content-type"))
+        raw = get_header(start.get("headers", ()), b"content-type")
+        kind = _MEDIA_TYPES.get(raw) if raw is not None else ""
+        if kind is None:
+            kind = media_type(raw)
         if self.config.capture_content:
             self.collector = OutputCollector(self.config.content_limit)
         if kind == "text/event-stream":
             self.stream_scan = StreamScan(started=self.started, collector=self.collector)
+            self.feed = self.stream_scan.feed
         elif kind == "application/json" or kind.endswith("+json"):
             self.body_scan = BodyScan(limit=self.config.body_limit)
+            self.feed = self.body_scan.feed
 
     def _completed(self) -> None:
         if self.end_ns is None:
@@ -206,7 +212,11 @@ class Exchange:
         return None
 
     def finish(self, exc: BaseException | None) -> None:
-        """End the span at the last byte (or now), then record metrics and the access log."""
+        """End the span at the last byte (or now), then record metrics and the access log.
+
+        Each step is guarded on its own: a failing hook, processor or handler costs its own
+        output (one log line), never the steps after it nor the request.
+        """
         if self.end_ns is None:
             self.end_ns = time_ns()
             self.end_perf = perf_counter()
@@ -219,24 +229,28 @@ class Exchange:
         span = self.span
 
         if span.is_recording():
-            guarded(
-                "setting span attributes",
-                lambda: self._annotate_span(exc, error_type, route, response, ttft),
-            )
+            try:
+                self._annotate_span(exc, error_type, route, response, ttft)
+            except Exception:
+                logger.warning(HOOK_FAILED, "setting span attributes", exc_info=True)
             if config.response_hook is not None:
-                hook = config.response_hook
-                guarded("the response hook", lambda: hook(span, self.scope))
-        guarded("ending the span", lambda: span.end(end_time=self.end_ns))
-        guarded(
-            "recording metrics",
-            lambda: self._record_metrics(error_type, route, response, ttft, duration),
-        )
+                try:
+                    config.response_hook(span, self.scope)
+                except Exception:
+                    logger.warning(HOOK_FAILED, "the response hook", exc_info=True)
+        try:
+            span.end(end_time=self.end_ns)
+        except Exception:
+            logger.warning(HOOK_FAILED, "ending the span", exc_info=True)
+        try:
+            self._record_metrics(error_type, route, response, ttft, duration)
+        except Exception:
+            logger.warning(HOOK_FAILED, "recording metrics", exc_info=True)
         if config.access_log is not None:
-            access_log = config.access_log
-            guarded(
-                "writing the access log",
-                lambda: access_log.write(self, error_type, route, response, ttft, duration),
-            )
+            try:
+                config.access_log.write(self, error_type, route, response, ttft, duration)
+            except Exception:
+                logger.warning(HOOK_FAILED, "writing the access log", exc_info=True)
 
     def _annotate_span(
         self,
@@ -246,6 +260,7 @@ class Exchange:
         response: LLMResponse | None,
         ttft: float | None,
     ) -> None:
+        # one dict, one set_attributes: the SDK takes its lock and cleans values once
         span = self.span
         attributes: dict[str, Any] = {}
         if self.status:
@@ -253,42 +268,36 @@ class Exchange:
         if route is not None:
             attributes[sc.HTTP_ROUTE] = route
             span.update_name(f"{self.method} {route}")
-        llm = self.llm
         if self.operation is not None:
             attributes[sc.GEN_AI_OPERATION_NAME] = self.operation
             attributes[sc.GEN_AI_PROVIDER_NAME] = self.config.provider_name
-        if llm is not None:
-            if llm.model is not None:
-                attributes[sc.GEN_AI_REQUEST_MODEL] = llm.model
-            if llm.max_tokens is not None:
-                attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = llm.max_tokens
-            if llm.temperature is not None:
-                attributes[sc.GEN_AI_REQUEST_TEMPERATURE] = llm.temperature
-            if llm.top_p is not None:
-                attributes[sc.GEN_AI_REQUEST_TOP_P] = llm.top_p
-            attributes[sc.GEN_AI_REQUEST_STREAM] = llm.stream
-        if response is not None:
-            if response.id is not None:
-                attributes[sc.GEN_AI_RESPONSE_ID] = response.id
-            if response.model is not None:
-                attributes[sc.GEN_AI_RESPONSE_MODEL] = response.model
-            if response.finish_reasons:
-                attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(response.finish_reasons)
-            if response.input_tokens is not None:
-                attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] = response.input_tokens
-            if response.output_tokens is not None:
-                attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = response.output_tokens
-        if ttft is not None:
-            attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttft
-        if self.config.capture_content and self.operation is not None:
-            limit = self.config.content_limit
-            prompt = as_attribute(input_messages(self.operation, json_body(self.scope), limit))
-            if prompt is not None:
-                attributes[INPUT_MESSAGES] = prompt
-            if self.collector is not None:
-                output = as_attribute(self.collector.messages())
-                if output is not None:
-                    attributes[OUTPUT_MESSAGES] = output
+            llm = self.llm
+            if llm is not None:
+                if llm.model is not None:
+                    attributes[sc.GEN_AI_REQUEST_MODEL] = llm.model
+                if llm.max_tokens is not None:
+                    attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = llm.max_tokens
+                if llm.temperature is not None:
+                    attributes[sc.GEN_AI_REQUEST_TEMPERATURE] = llm.temperature
+                if llm.top_p is not None:
+                    attributes[sc.GEN_AI_REQUEST_TOP_P] = llm.top_p
+                attributes[sc.GEN_AI_REQUEST_STREAM] = llm.stream
+            if response is not None:
+                if response.id is not None:
+                    attributes[sc.GEN_AI_RESPONSE_ID] = response.id
+                if response.model is not None:
+                    attributes[sc.GEN_AI_RESPONSE_MODEL] = response.model
+                if response.finish_reasons:
+                    # a tuple of str: the SDK keeps it as it is instead of converting a list
+                    attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(response.finish_reasons)
+                if response.input_tokens is not None:
+                    attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] = response.input_tokens
+                if response.output_tokens is not None:
+                    attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = response.output_tokens
+            if ttft is not None:
+                attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttft
+            if self.config.capture_content:
+                self._content(attributes, self.operation)
         principal = get_principal(self.scope)
         if principal is not None:
             # what an auth middleware did not annotate itself, in the names OAuthMiddleware uses
@@ -299,7 +308,9 @@ class Exchange:
                 attributes[PRINCIPAL_TIER] = principal.tier
             if principal.scopes:
                 attributes[PRINCIPAL_SCOPES] = " ".join(sorted(principal.scopes))
-        attributes.update(get_annotations(self.scope))
+        annotations = get_annotations(self.scope)
+        if annotations:
+            attributes.update(annotations)
         if error_type is not None:
             attributes[sc.ERROR_TYPE] = error_type
         span.set_attributes(attributes)
@@ -308,6 +319,16 @@ class Exchange:
         if error_type is not None:
             description = None if exc is None else f"{type(exc).__name__}: {exc}"
             span.set_status(Status(StatusCode.ERROR, description or error_type))
+
+    def _content(self, attributes: dict[str, Any], operation: str) -> None:
+        limit = self.config.content_limit
+        prompt = as_attribute(input_messages(operation, json_body(self.scope), limit))
+        if prompt is not None:
+            attributes[INPUT_MESSAGES] = prompt
+        if self.collector is not None:
+            output = as_attribute(self.collector.messages())
+            if output is not None:
+                attributes[OUTPUT_MESSAGES] = output
 
     def _record_metrics(
         self,
@@ -318,40 +339,37 @@ class Exchange:
         duration: float,
     ) -> None:
         scope = self.scope
-        attributes: dict[str, Any] = {
-            sc.HTTP_REQUEST_METHOD: self.method,
-            sc.URL_SCHEME: scope.get("scheme", "http"),
-        }
-        version = scope.get("http_version")
-        if version:
-            attributes[sc.NETWORK_PROTOCOL_VERSION] = version
-        if self.status:
-            attributes[sc.HTTP_RESPONSE_STATUS_CODE] = self.status
-        if route is not None:
-            attributes[sc.HTTP_ROUTE] = route
-        if error_type is not None:
-            attributes[sc.ERROR_TYPE] = error_type
         instruments = self.config.instruments
-        instruments.http_duration.record(duration, attributes)
+        # the context the measurements are made in, looked up once rather than per record
+        current = otel_context.get_current()
+        instruments.record_http(
+            duration,
+            (
+                self.method,
+                scope.get("scheme", "http"),
+                scope.get("http_version"),
+                self.status,
+                route,
+                error_type,
+            ),
+            current,
+        )
         if self.operation is None:
             return
-        llm_attributes: dict[str, Any] = {
-            sc.GEN_AI_OPERATION_NAME: self.operation,
-            sc.GEN_AI_PROVIDER_NAME: self.config.provider_name,
-        }
-        if self.llm is not None and self.llm.model is not None:
-            llm_attributes[sc.GEN_AI_REQUEST_MODEL] = self.llm.model
-        if response is not None and response.model is not None:
-            llm_attributes[sc.GEN_AI_RESPONSE_MODEL] = response.model
-        if error_type is not None:
-            llm_attributes[sc.ERROR_TYPE] = error_type
+        llm = self.llm
         instruments.record_llm(
-            llm_attributes,
+            (
+                self.operation,
+                self.config.provider_name,
+                llm.model if llm is not None else None,
+                response.model if response is not None else None,
+                error_type,
+            ),
+            current,
             duration=duration,
             ttft=ttft,
             input_tokens=response.input_tokens if response is not None else None,
             output_tokens=response.output_tokens if response is not None else None,
-            failed=error_type is not None,
         )
 
 

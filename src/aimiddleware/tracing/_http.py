@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
@@ -71,14 +71,45 @@ def carries_any(headers: Sequence[Sequence[bytes]], names: frozenset[bytes]) -> 
     return False
 
 
-def method_attributes(method: str) -> tuple[str, dict[str, Any]]:
-    """The method as the conventions name it (``_OTHER`` for unknown ones) and its attributes."""
+# what one pass over the request headers looks for: slots of the list read_headers returns
+HOST: Final = 0
+USER_AGENT: Final = 1
+CONTENT_LENGTH: Final = 2
+TRACE_CONTEXT: Final = 3  # any header the propagator declares
+_SLOTS: Final = {b"host": HOST, b"user-agent": USER_AGENT, b"content-length": CONTENT_LENGTH}
+
+
+def header_lookup(fields: frozenset[bytes] | None) -> dict[bytes, int]:
+    """Header name -> slot for :func:`read_headers`, with the propagator's ``fields``."""
+    lookup = dict(_SLOTS)
+    for field in fields or ():
+        lookup.setdefault(field, TRACE_CONTEXT)
+    return lookup
+
+
+def read_headers(headers: Sequence[Sequence[bytes]], lookup: dict[bytes, int]) -> list[Any]:
+    """The first value of each header in ``lookup``, by slot, in one pass over ``headers``.
+
+    >>> read_headers([(b"host", b"a:1"), (b"User-Agent", b"x")], header_lookup(None))
+    [b'a:1', b'x', None, None]
+    """
+    found: list[Any] = [None, None, None, None]
+    for name, value in headers:
+        slot = lookup.get(name)
+        # ASGI servers lower-case request header names; the second look is for others
+        if slot is None and (name.islower() or (slot := lookup.get(name.lower())) is None):
+            continue
+        if found[slot] is None:
+            found[slot] = value
+    return found
+
+
+def method_name(method: str) -> str:
+    """The method as the conventions name it (``_OTHER`` for unknown ones)."""
     if method in sc.KNOWN_METHODS:
-        return method, {sc.HTTP_REQUEST_METHOD: method}
+        return method
     upper = method.upper()
-    if upper in sc.KNOWN_METHODS:
-        return upper, {sc.HTTP_REQUEST_METHOD: upper, sc.HTTP_REQUEST_METHOD_ORIGINAL: method}
-    return "_OTHER", {sc.HTTP_REQUEST_METHOD: "_OTHER", sc.HTTP_REQUEST_METHOD_ORIGINAL: method}
+    return upper if upper in sc.KNOWN_METHODS else "_OTHER"
 
 
 def _split_host(host: str) -> tuple[str, int | None]:
@@ -91,19 +122,42 @@ def _split_host(host: str) -> tuple[str, int | None]:
     return address, int(port) if port.isdigit() else None
 
 
+# Host header -> (server.address, server.port): a server answers to a handful of names, so
+# the split is done once per name; a client sending random names only fills it to the cap
+_HOSTS: dict[bytes, tuple[str, int | None]] = {}
+_HOSTS_CAP: Final = 256
+
+
+def _server(host: bytes) -> tuple[str, int | None]:
+    server = _HOSTS.get(host)
+    if server is None:
+        server = _split_host(host.decode("latin-1"))
+        if len(_HOSTS) < _HOSTS_CAP:
+            _HOSTS[host] = server
+    return server
+
+
 def request_attributes(
-    scope: Scope, host: bytes | None, user_agent: bytes | None
+    scope: Scope, method: str, host: bytes | None, user_agent: bytes | None
 ) -> dict[str, Any]:
-    """Attributes known when the request arrives (the ones samplers may look at)."""
+    """Attributes known when the request arrives (the ones samplers may look at).
+
+    ``method`` is the one :func:`method_name` returned. Values are already of the types the
+    SDK keeps (str, int), so its cleaning has nothing to convert.
+    """
     attributes: dict[str, Any] = {
+        sc.HTTP_REQUEST_METHOD: method,
         sc.URL_SCHEME: scope.get("scheme", "http"),
         sc.URL_PATH: scope.get("path", ""),
     }
+    original = scope.get("method", "GET")
+    if original != method:
+        attributes[sc.HTTP_REQUEST_METHOD_ORIGINAL] = original
     version = scope.get("http_version")
     if version:
         attributes[sc.NETWORK_PROTOCOL_VERSION] = version
     if host:
-        address, port = _split_host(host.decode("latin-1"))
+        address, port = _server(host)
         attributes[sc.SERVER_ADDRESS] = address
         if port is not None:
             attributes[sc.SERVER_PORT] = port

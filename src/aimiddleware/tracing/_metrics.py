@@ -1,13 +1,28 @@
-"""The instruments the middleware records into, created once per middleware."""
+"""The instruments the middleware records into, created once per middleware.
+
+Metric attributes take few values (method, route template, status, model, error type), so each
+combination's attribute dicts are built once and reused: a request only looks its set up. The
+SDK still cleans and hashes what it is given on every record (see ``docs/tracing.md``,
+"Cost"), which is why each request records only the instruments the conventions call for.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import metrics
+from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram, Meter, MeterProvider
 
 from . import _semconv as sc
+
+# distinct attribute sets kept per kind; past it (a client sending ever new model names) the
+# sets are built per request and not kept, so memory stays bounded
+CACHE_CAP: Final = 1024
+
+Attributes = dict[str, Any]
+HTTPKey = tuple[str, str, str | None, int, str | None, str | None]
+LLMKey = tuple[str, str, str | None, str | None, str | None]
 
 
 def _histogram(meter: Meter, spec: tuple[str, str, str, tuple[float, ...]]) -> Histogram:
@@ -20,10 +35,58 @@ def _histogram(meter: Meter, spec: tuple[str, str, str, tuple[float, ...]]) -> H
     )
 
 
-class Instruments:
-    """HTTP and GenAI server histograms with the conventions' names, units and buckets."""
+def _http_attributes(key: HTTPKey) -> Attributes:
+    method, scheme, version, status, route, error_type = key
+    attributes: Attributes = {sc.HTTP_REQUEST_METHOD: method, sc.URL_SCHEME: scheme}
+    if version:
+        attributes[sc.NETWORK_PROTOCOL_VERSION] = version
+    if status:
+        attributes[sc.HTTP_RESPONSE_STATUS_CODE] = status
+    if route is not None:
+        attributes[sc.HTTP_ROUTE] = route
+    if error_type is not None:
+        attributes[sc.ERROR_TYPE] = error_type
+    return attributes
 
-    __slots__ = ("http_duration", "llm_duration", "time_per_output_token", "tokens", "ttft")
+
+def _llm_attributes(key: LLMKey) -> tuple[Attributes, Attributes, Attributes]:
+    operation, provider, request_model, response_model, error_type = key
+    attributes: Attributes = {
+        sc.GEN_AI_OPERATION_NAME: operation,
+        sc.GEN_AI_PROVIDER_NAME: provider,
+    }
+    if request_model is not None:
+        attributes[sc.GEN_AI_REQUEST_MODEL] = request_model
+    if response_model is not None:
+        attributes[sc.GEN_AI_RESPONSE_MODEL] = response_model
+    if error_type is not None:
+        attributes[sc.ERROR_TYPE] = error_type
+    return (
+        attributes,
+        {**attributes, sc.GEN_AI_TOKEN_TYPE: "input"},
+        {**attributes, sc.GEN_AI_TOKEN_TYPE: "output"},
+    )
+
+
+class Instruments:
+    """HTTP and GenAI server histograms with the conventions' names, units and buckets.
+
+    >>> from opentelemetry.metrics import NoOpMeterProvider
+    >>> instruments = Instruments(NoOpMeterProvider(), "0")
+    >>> instruments.http_attributes(("GET", "https", "1.1", 200, "/v1/models", None))
+    {'http.request.method': 'GET', 'url.scheme': 'https', 'network.protocol.version': '1.1', \
+'http.response.status_code': 200, 'http.route': '/v1/models'}
+    """
+
+    __slots__ = (
+        "_http",
+        "_llm",
+        "http_duration",
+        "llm_duration",
+        "time_per_output_token",
+        "tokens",
+        "ttft",
+    )
 
     def __init__(self, meter_provider: MeterProvider | None, version: str) -> None:
         meter = metrics.get_meter("aimiddleware.tracing", version, meter_provider)
@@ -32,27 +95,51 @@ class Instruments:
         self.ttft = _histogram(meter, sc.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN)
         self.time_per_output_token = _histogram(meter, sc.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN)
         self.tokens = _histogram(meter, sc.GEN_AI_TOKEN_USAGE)
+        # never mutated once built: the SDK copies what it keeps
+        self._http: dict[HTTPKey, Attributes] = {}
+        self._llm: dict[LLMKey, tuple[Attributes, Attributes, Attributes]] = {}
+
+    def http_attributes(self, key: HTTPKey) -> Attributes:
+        """The ``http.server.request.duration`` attributes of (method, scheme, protocol
+        version, status, route, error type)."""
+        attributes = self._http.get(key)
+        if attributes is None:
+            attributes = _http_attributes(key)
+            if len(self._http) < CACHE_CAP:
+                self._http[key] = attributes
+        return attributes
+
+    def record_http(self, duration: float, key: HTTPKey, context: Context) -> None:
+        """Record one HTTP request's duration."""
+        self.http_duration.record(duration, self.http_attributes(key), context)
 
     def record_llm(
         self,
-        attributes: dict[str, Any],
+        key: LLMKey,
+        context: Context,
         *,
         duration: float,
         ttft: float | None,
         input_tokens: int | None,
         output_tokens: int | None,
-        failed: bool,
     ) -> None:
-        """Record one LLM request; ``attributes`` are the GenAI metric attributes."""
-        self.llm_duration.record(duration, attributes)
+        """Record one LLM request: ``key`` is (operation, provider, request model, response
+        model, error type)."""
+        sets = self._llm.get(key)
+        if sets is None:
+            sets = _llm_attributes(key)
+            if len(self._llm) < CACHE_CAP:
+                self._llm[key] = sets
+        attributes = sets[0]
+        self.llm_duration.record(duration, attributes, context)
         # the conventions keep the latency of tokens to successful responses
-        if not failed and ttft is not None:
-            self.ttft.record(ttft, attributes)
+        if key[4] is None and ttft is not None:
+            self.ttft.record(ttft, attributes, context)
             if output_tokens is not None and output_tokens > 1:
                 self.time_per_output_token.record(
-                    (duration - ttft) / (output_tokens - 1), attributes
+                    (duration - ttft) / (output_tokens - 1), attributes, context
                 )
         if input_tokens is not None:
-            self.tokens.record(input_tokens, {**attributes, sc.GEN_AI_TOKEN_TYPE: "input"})
+            self.tokens.record(input_tokens, sets[1], context)
         if output_tokens is not None:
-            self.tokens.record(output_tokens, {**attributes, sc.GEN_AI_TOKEN_TYPE: "output"})
+            self.tokens.record(output_tokens, sets[2], context)

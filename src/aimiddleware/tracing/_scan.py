@@ -10,6 +10,7 @@ tell the span nothing new, and skipping them keeps the cost per chunk to a few b
 from __future__ import annotations
 
 import json
+import re
 from time import perf_counter
 from typing import Final
 
@@ -17,34 +18,29 @@ from .._openai import LLMResponse
 from .._sse import SSEParser
 from ._content import OutputCollector
 
+_decode: Final = json.JSONDecoder().decode
 _TERMINATORS: Final = (b"\n\n", b"\r\r", b"\r\n\r\n")
-_NULL: Final = (b":null", b": null")
-
-
-def _all_null(chunk: bytes, key: bytes) -> bool:
-    """Whether every occurrence of ``key`` in ``chunk`` has the value ``null``."""
-    at = chunk.find(key)
-    while at >= 0:
-        at += len(key)
-        if not chunk.startswith(_NULL, at):
-            return False
-        at = chunk.find(key, at)
-    return True
+# news in a chunk: an "error", "finish_reason" or "usage" key whose value is not null. One
+# search instead of a find per key: on a token delta the calls cost more than the bytes they
+# read. Possessive quantifiers, so that `": null"` cannot match by giving up its space.
+_NEWS: Final = re.compile(rb'"(?:error|usage|finish_reason)"\s*+:\s*+(?!null)').search
 
 
 def _uninformative(chunk: bytes) -> bool:
     """Whether whole events in ``chunk`` can only repeat what the first chunk said.
 
     Usage, a finish reason or an error would be news. Servers write ``"finish_reason": null``
-    (and some ``"usage": null``) into every delta, so those keys alone are not. A false
+    (and some ``"usage": null``) into every delta, so those keys alone are not; a null
+    ``"error"`` is no error either. A false
     "informative" only costs a full parse; the byte patterns cannot miss real news because JSON
     string content escapes its quotes.
+
+    >>> _uninformative(b'data: {"choices": [{"delta": {}, "finish_reason": null}]}\\n\\n')
+    True
+    >>> _uninformative(b'data: {"choices": [{"delta": {}, "finish_reason": "stop"}]}\\n\\n')
+    False
     """
-    return (
-        b'"error"' not in chunk
-        and _all_null(chunk, b'"finish_reason"')
-        and _all_null(chunk, b'"usage"')
-    )
+    return _NEWS(chunk) is None
 
 
 class StreamScan:
@@ -109,7 +105,9 @@ class BodyScan:
             return None
         parts = self._parts
         try:
-            payload = json.loads(parts[0] if len(parts) == 1 else b"".join(parts))
+            # JSON on the wire is UTF-8 (RFC 8259): decoding first spares json.loads its
+            # detection of the encoding
+            payload = _decode((parts[0] if len(parts) == 1 else b"".join(parts)).decode())
         except (ValueError, UnicodeDecodeError, RecursionError):
             return None
         response = LLMResponse()

@@ -19,16 +19,15 @@ from .._asgi import (
     Scope,
     Send,
     get_annotations,
-    get_header,
     json_body,
     read_body,
     request_id,
 )
-from .._openai import llm_operation, parse_llm_request
+from .._openai import llm_operation, shared_llm_request
 from ._access_log import AccessLog
 from ._config import Config, Hook
-from ._exchange import Exchange, guarded
-from ._http import method_attributes, request_attributes
+from ._exchange import HOOK_FAILED, Exchange
+from ._http import CONTENT_LENGTH, HOST, USER_AGENT, method_name, request_attributes
 
 logger = logging.getLogger("aimiddleware.tracing")
 
@@ -126,53 +125,58 @@ class TracingMiddleware:
             return
 
         try:
-            exchange = self._start(scope, receive, send, path)
+            exchange, length = self._start(scope, receive, send, path)
         except Exception:
             # a broken propagator or sampler costs this request its span, never its answer
             logger.warning("tracing: starting the span failed; the request goes on", exc_info=True)
             await self.app(scope, receive, send)
             return
         span = exchange.span
-        operation = exchange.operation
-        headers = scope.get("headers") or []
         if config.request_hook is not None:
-            hook = config.request_hook
-            guarded("the request hook", lambda: hook(span, scope))
+            try:
+                config.request_hook(span, scope)
+            except Exception:
+                logger.warning(HOOK_FAILED, "the request hook", exc_info=True)
 
         token = context.attach(trace.set_span_in_context(span, exchange.parent))
         error: BaseException | None = None
         try:
             app_receive: Receive = exchange.receive
-            if operation is not None:
-                length = get_header(headers, b"content-length")
-                if length is not None and length.isdigit() and int(length) <= config.body_limit:
-                    try:
-                        _, app_receive = await read_body(
-                            scope, app_receive, limit=config.body_limit
-                        )
-                    except ClientDisconnected:
-                        exchange.disconnected = True
-                        return  # nobody is left to answer
-                    exchange.llm = parse_llm_request(path, json_body(scope))
+            if (
+                exchange.operation is not None
+                and length is not None
+                and length.isdigit()
+                and int(length) <= config.body_limit
+            ):
+                try:
+                    _, app_receive = await read_body(scope, app_receive, limit=config.body_limit)
+                except ClientDisconnected:
+                    exchange.disconnected = True
+                    return  # nobody is left to answer
+                exchange.llm = shared_llm_request(scope, path, json_body(scope))
             await self.app(scope, app_receive, exchange.send)
         except BaseException as exc:
             error = exc
             raise
         finally:
             context.detach(token)
-            guarded("finishing the span", lambda: exchange.finish(error))
+            try:
+                exchange.finish(error)
+            except Exception:
+                logger.warning(HOOK_FAILED, "finishing the span", exc_info=True)
 
-    def _start(self, scope: Scope, receive: Receive, send: Send, path: str) -> Exchange:
-        """Extract the parent context, start the span, publish the trace id."""
+    def _start(
+        self, scope: Scope, receive: Receive, send: Send, path: str
+    ) -> tuple[Exchange, bytes | None]:
+        """Extract the parent context, start the span, publish the trace id.
+
+        Returns the request's exchange and its Content-Length, both found in one pass over the
+        request headers.
+        """
         config = self._config
-        headers = scope.get("headers") or []
-        parent = config.extract(headers)
-        method, attributes = method_attributes(scope.get("method", "GET"))
-        attributes.update(
-            request_attributes(
-                scope, get_header(headers, b"host"), get_header(headers, b"user-agent")
-            )
-        )
+        parent, found = config.read_request(scope.get("headers") or ())
+        method = method_name(scope.get("method", "GET"))
+        attributes = request_attributes(scope, method, found[HOST], found[USER_AGENT])
         attributes[REQUEST_ID] = request_id(scope)
         span = config.tracer.start_span(
             method, context=parent, kind=SpanKind.SERVER, attributes=attributes
@@ -182,4 +186,5 @@ class TracingMiddleware:
             scope[TRACE_ID_KEY] = format(span_context.trace_id, "032x")
         get_annotations(scope)  # created here, so that inner middlewares write into this dict
         operation = llm_operation(path) if method == "POST" else None
-        return Exchange(config, scope, span, parent, method, operation, receive, send)
+        exchange = Exchange(config, scope, span, parent, method, operation, receive, send)
+        return exchange, found[CONTENT_LENGTH]
