@@ -140,6 +140,7 @@ config(
 # each middleware's configurations live in their own module, registered on import; configs_stack
 # also registers the peers and the stack, the peers as defaults that these modules may redefine
 from . import (  # noqa: E402
+    configs_guard,  # noqa: F401
     configs_idempotency,  # noqa: F401
     configs_oauth,  # noqa: F401
     configs_ratelimit,  # noqa: F401

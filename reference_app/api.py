@@ -90,6 +90,15 @@ def _deadline(settings: Settings) -> float:
     return time.monotonic() + settings.generation_timeout
 
 
+def _token_ids(engine: Engine, ids: list[int], param: str) -> list[int]:
+    """Token ids given by the caller, refused with 400 when the model has no such token
+    (llama.cpp would fail on them, deep in a worker thread)."""
+    top = engine.n_vocab - 1
+    if any(not 0 <= token <= top for token in ids):
+        raise APIError(400, f"Token ids must be between 0 and {top}.", param=param)
+    return ids
+
+
 def _overloaded(exc: QueueFull) -> APIError:
     return APIError(
         503,
@@ -302,7 +311,11 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         if len(prompt) != 1:
             raise APIError(400, "Only one prompt per request is supported.", param="prompt")
         prompt = prompt[0]
-    tokens = engine.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+    tokens = (
+        engine.tokenize(prompt)
+        if isinstance(prompt, str)
+        else _token_ids(engine, [int(t) for t in prompt], "prompt")
+    )
     if not tokens:
         raise APIError(400, "The prompt is empty.", param="prompt")
     sampling = _sampling(body, _room(settings, len(tokens), "prompt"), [])
@@ -408,7 +421,28 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
         inputs = list(raw)  # type: ignore[arg-type]
     if not inputs or any(len(x) == 0 for x in inputs):
         raise APIError(400, "Every input must be non-empty.", param="input")
-    vectors, used = await engine.embed(inputs)
+    longest = engine.embedding_context
+    texts: list[str] = []
+    for item in inputs:
+        if isinstance(item, str):
+            text = item
+        else:
+            # llama-cpp-python embeds text only: token ids are embedded as the text they spell
+            text = engine.detokenize(_token_ids(engine, item, "input"))
+            if not text:
+                raise APIError(400, "The input token ids spell no text.", param="input")
+        # llama.cpp refuses a longer input inside its worker thread (a 500 otherwise)
+        count = len(engine.tokenize(text))
+        if count > longest:
+            raise APIError(
+                400,
+                f"This model's maximum input length for embeddings is {longest} tokens, "
+                f"an input has {count}.",
+                param="input",
+                code="context_length_exceeded",
+            )
+        texts.append(text)
+    vectors, used = await engine.embed(texts)
     data = []
     for i, vector in enumerate(vectors):
         if not all(math.isfinite(x) for x in vector):

@@ -110,7 +110,7 @@ class Engine:
 
         options: dict[str, Any] = {
             "model_path": str(self.model_path),
-            "n_ctx": self.n_ctx if not embedding else min(self.n_ctx, 512),
+            "n_ctx": self.n_ctx if not embedding else self.embedding_context,
             "n_gpu_layers": self.gpu_layers if self.device == "cuda" else 0,
             "verbose": False,
         }
@@ -164,6 +164,21 @@ class Engine:
             result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         )
         return tokens, stop
+
+    @property
+    def embedding_context(self) -> int:
+        """The longest input, in tokens, the embedding instance takes."""
+        return min(self.n_ctx, 512)
+
+    @property
+    def n_vocab(self) -> int:
+        """How many token ids the model knows (valid ids are 0 .. n_vocab - 1)."""
+        return int(self._tokenizer.n_vocab())
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text that ``tokens`` spell (special tokens included, as their text)."""
+        raw = self._tokenizer.detokenize(tokens, special=True)
+        return str(raw.decode("utf-8", errors="replace"))
 
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
         return list(self._tokenizer.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))

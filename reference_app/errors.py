@@ -74,7 +74,15 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _unencodable_text(_: Request, exc: Exception) -> JSONResponse:
+    # JSON may escape an unpaired surrogate (\ud800): Python parses it into a str that has no
+    # UTF-8 form, and the tokenizer's encode fails on it. That is the caller's text, not a fault.
+    message = "The request contains text that is not valid Unicode (an unpaired surrogate)."
+    return JSONResponse(envelope(message, "invalid_request_error", None, None), status_code=400)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(UnicodeEncodeError, _unencodable_text)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

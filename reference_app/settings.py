@@ -14,7 +14,7 @@ class Settings(BaseSettings):
     e.g. ``AIMW_INSTANCES=2`` or ``AIMW_REDIS_URL=redis://127.0.0.1:6379/0``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="AIMW_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="AIMW_", extra="ignore", env_parse_none_str="off")
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -35,6 +35,18 @@ class Settings(BaseSettings):
     )
     sse_heartbeat: float = Field(
         15.0, gt=0, description="seconds of stream silence before a `: keep-alive` comment"
+    )
+    # request guards (docs/guard.md): what the server refuses before anything reads it
+    max_request_body: int | None = Field(
+        1024 * 1024, ge=1, description="largest request body in bytes, else 413 (`off`: none)"
+    )
+    request_body_timeout: float | None = Field(
+        30.0, gt=0, description="seconds for the whole request body, else 408 (`off`: none)"
+    )
+    max_request_headers: int | None = Field(
+        32 * 1024,
+        ge=1024,
+        description="largest total of header names and values, else 431 (`off`: none)",
     )
     redis_url: str | None = Field(None, description="shared stores; default: in-memory stores")
     # rate limits (docs/reference_app.md): the demo tiers, chosen per caller

@@ -1,7 +1,7 @@
 """The middleware stack around the reference app, assembled as a user of the library would.
 
-Order, outermost first (docs/architecture.md says why): Tracing, Normalize, SSE, OAuth,
-Idempotency, RateLimit, then the app. Each wrapper below is applied innermost first.
+Order, outermost first (docs/architecture.md says why): RequestGuard, Tracing, Normalize, SSE,
+OAuth, Idempotency, RateLimit, then the app. Each wrapper below is applied innermost first.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from aimiddleware.guard import RequestGuardMiddleware
 from aimiddleware.idempotency import IdempotencyMiddleware
 from aimiddleware.normalize import NormalizeMiddleware, NormalizeRoute
 from aimiddleware.sse import SSEMiddleware
@@ -79,7 +80,7 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
     # Innermost first: rate limiting, then idempotency (a replay never reaches the limiter),
     # both keyed on the principal that OAuth establishes outside them; SSE outside OAuth (its
     # heartbeats are never recorded), normalisation outside every middleware that answers with
-    # an error, tracing outermost (docs/architecture.md).
+    # an error, tracing outside them, the request guard outermost (docs/architecture.md).
     if settings.rate_limits:
         app = _rate_limits(app, settings)
     app = IdempotencyMiddleware(
@@ -116,5 +117,13 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
         meter_provider=telemetry.meter_provider,
         excluded_urls=telemetry.excluded_urls,
         access_log=settings.access_log,
+    )
+    # the guard is outermost: tracing reads chat bodies before anything inside it runs, and
+    # an oversized or trickled body must be refused before that read (docs/guard.md)
+    app = RequestGuardMiddleware(
+        app,
+        max_body_bytes=settings.max_request_body,
+        body_timeout=settings.request_body_timeout,
+        max_header_bytes=settings.max_request_headers,
     )
     return ShutdownTelemetry(app, telemetry=telemetry)

@@ -33,6 +33,7 @@ def test_nothing_private_is_exported() -> None:
         "tracing",
         "idempotency",
         "mcp",
+        "guard",
     }
     assert public - submodules <= set(aimiddleware.__all__)
 

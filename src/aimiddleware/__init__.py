@@ -10,6 +10,7 @@ from __future__ import annotations
 import typing as _typing
 
 from .exceptions import AimiddlewareError, ConfigurationError, StoreUnavailable
+from .guard import RequestGuardMiddleware
 from .idempotency import IdempotencyMiddleware
 from .mcp import MCPOriginMiddleware, MCPScopeMiddleware
 from .normalize import NormalizeMiddleware, NormalizeRoute
@@ -53,6 +54,7 @@ __all__ = [
     "OAuthMiddleware",
     "Principal",
     "RateLimitMiddleware",
+    "RequestGuardMiddleware",
     "SSEMiddleware",
     "ScopeRule",
     "Store",

@@ -239,6 +239,78 @@ def test_malformed_body_is_a_bad_request(
     assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/completions", {"prompt": [-1], "max_tokens": 1}, "prompt"),
+        ("/v1/completions", {"prompt": [1, 10**9], "max_tokens": 1}, "prompt"),
+        ("/v1/embeddings", {"input": [-1]}, "input"),
+        ("/v1/embeddings", {"input": [[5], [5, 2**31]]}, "input"),
+    ],
+)
+def test_token_ids_outside_the_vocabulary_are_a_bad_request(
+    reference_server: ThreadedServer, path: str, body: dict[str, Any], param: str
+) -> None:
+    # found by schemathesis: llama.cpp failed on them inside a worker thread (a 500)
+    r = httpx.post(f"{reference_server.url}{path}", json={"model": MODEL, **body})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert "between 0 and " in error["message"]
+    assert httpx.get(f"{reference_server.url}/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("value", [[1] * 600, "hello " * 600, ["hi", "hello " * 600]])
+def test_an_embedding_input_longer_than_the_context_is_a_bad_request(
+    reference_server: ThreadedServer, value: Any
+) -> None:
+    # found by schemathesis: llama.cpp refused it inside a worker thread (a 500)
+    r = httpx.post(
+        f"{reference_server.url}/v1/embeddings", json={"model": MODEL, "input": value}, timeout=60
+    )
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert (error["param"], error["code"]) == ("input", "context_length_exceeded")
+    assert httpx.get(f"{reference_server.url}/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", '"messages":[{"role":"user","content":"a\\ud800b"}]'),
+        ("/v1/completions", '"prompt":"a\\ud800b"'),
+        ("/v1/embeddings", '"input":["ok","a\\udfffb"]'),
+    ],
+)
+def test_an_unpaired_surrogate_is_a_bad_request(
+    reference_server: ThreadedServer, path: str, body: str
+) -> None:
+    # found by schemathesis: valid JSON, but the text has no UTF-8 form (a 500 in the tokenizer)
+    r = httpx.post(
+        f"{reference_server.url}{path}",
+        content=f'{{"model":"{MODEL}","max_tokens":1,{body}}}'.encode(),
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "unpaired surrogate" in error["message"]
+
+
+@pytest.mark.parametrize("value", [[0], [9906, 1079], [[9906], [1079, 314]]])
+def test_token_id_inputs_are_embedded(reference_server: ThreadedServer, value: Any) -> None:
+    # found by schemathesis: llama-cpp-python's embed takes a list as texts, not token ids
+    r = httpx.post(
+        f"{reference_server.url}/v1/embeddings", json={"model": MODEL, "input": value}, timeout=60
+    )
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert len(data) == (len(value) if isinstance(value[0], list) else 1)
+    assert all(math.isclose(math.hypot(*d["embedding"]), 1.0, rel_tol=1e-3) for d in data)
+
+
 def test_invalid_json_is_a_bad_request(reference_server: ThreadedServer) -> None:
     r = httpx.post(
         f"{reference_server.url}/v1/chat/completions",

@@ -3,16 +3,20 @@
 Proves, across processes that share nothing but Redis: N concurrent requests with K
 idempotency keys run exactly K times (counted from the idempotency outcome: a 200 without
 ``Idempotent-Replayed`` is an execution; every key's responses carry one response id), and a
-request limit admits exactly its quota, no overshoot.
+request limit admits exactly its quota, no overshoot; a token budget spent by concurrent
+callers on every worker is never overshot when no reservation is too small, and the tokens the
+limiter charged equal the usage the callers were answered with, to the token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -44,17 +48,16 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield server.url
 
 
-@pytest.fixture
-def served(store_url: str) -> Iterator[str]:
+@contextmanager
+def serving(store_url: str, **env: str) -> Iterator[str]:
     port = free_port()
-    env = {
+    environment = {
         **os.environ,
         "AIMW_AUTH": "0",
-        "AIMW_HUMAN_REQUESTS": f"{QUOTA}/hour",
-        "AIMW_HUMAN_TOKENS": "1000000000/minute",
         "AIMW_HUMAN_CONCURRENCY": "1000",
         "AIMW_MAX_QUEUE": str(REQUESTS),
         "AIMW_LOG_LEVEL": "warning",
+        **env,
     }
     process = subprocess.Popen(
         [
@@ -70,7 +73,7 @@ def served(store_url: str) -> Iterator[str]:
             store_url,
         ],
         cwd=ROOT,
-        env=env,
+        env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -84,6 +87,16 @@ def served(store_url: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+@pytest.fixture
+def served(store_url: str) -> Iterator[str]:
+    with serving(
+        store_url,
+        AIMW_HUMAN_REQUESTS=f"{QUOTA}/hour",
+        AIMW_HUMAN_TOKENS="1000000000/minute",
+    ) as url:
+        yield url
 
 
 async def keyed(client: httpx.AsyncClient, index: int) -> tuple[str, bool, str]:
@@ -130,3 +143,71 @@ def test_k_keys_run_exactly_k_times_and_limits_are_exact(served: str, report: Re
     # spent K of the loopback's quota (replays and 409s never reach the limiter)
     assert statuses.count(200) == QUOTA - KEYS
     assert statuses.count(429) == QUOTA + KEYS
+
+
+# -- token budgets -----------------------------------------------------------------------------
+
+BUDGET = scale(2_500, 12_000)
+CALLERS = WORKERS * 3
+# 800 "=" are ~12 tokens to SmolLM2's tokenizer but 200 to the limiter's estimate (characters /
+# 4): every reservation (200 + max_tokens) is larger than its request's real usage (the chat
+# template's ~31 tokens included), so the limiter settles each one down, never up
+PADDED = "=" * 800
+MAX_TOKENS = 8
+
+
+async def spend(client: httpx.AsyncClient) -> tuple[list[int], httpx.Response]:
+    """Chat until the token budget refuses; the usage of each answer, and the refusal."""
+    used = []
+    while True:
+        response = await client.post(
+            "/v1/chat/completions", json=chat(max_tokens=MAX_TOKENS, content=PADDED)
+        )
+        if response.status_code == 429:
+            return used, response
+        assert response.status_code == 200, response.text
+        used.append(response.json()["usage"]["total_tokens"])
+
+
+def test_token_budget_across_workers_is_never_overshot(store_url: str, report: Reporter) -> None:
+    async def run() -> tuple[list[tuple[list[int], httpx.Response]], httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            spent = await asyncio.gather(*(spend(client) for _ in range(CALLERS)))
+            # every answer is settled by now: what the limiter says is left is final
+            final = await client.post(
+                "/v1/chat/completions", json=chat(max_tokens=MAX_TOKENS, content=PADDED)
+            )
+        return list(spent), final
+
+    with serving(
+        store_url,
+        AIMW_HUMAN_REQUESTS="1000000/hour",
+        AIMW_HUMAN_TOKENS=f"{BUDGET}/hour",
+    ) as url:
+        spent, final = asyncio.run(run())
+    usages = [u for used, _ in spent for u in used]
+    refusals = [refusal for _, refusal in spent] + [final]
+    assert all(r.json()["error"]["type"] == "tokens" for r in refusals)
+    # the limiter's own figures, from its 429: what one request reserves, what is left
+    reservation = int(re.search(r"requested (\d+)", final.json()["error"]["message"])[1])
+    remaining = int(final.headers["x-ratelimit-remaining-tokens"])
+    charged = BUDGET - remaining
+    overshoot = sum(usages) - BUDGET
+    report("workers", WORKERS)
+    report("concurrent callers", CALLERS)
+    report("token budget", BUDGET)
+    report("reservation per request", reservation, "tokens")
+    report("admitted requests", len(usages))
+    report("usage of the admitted requests", sum(usages), "tokens")
+    report("charged by the limiter", charged, "tokens")
+    report("overshoot", overshoot, "tokens")
+    assert reservation == len(PADDED) // 4 + MAX_TOKENS
+    assert usages
+    assert max(usages) < reservation  # no reservation too small: settlement only refunds
+    # every admission checked the shared budget atomically: no overshoot at all, which is
+    # within the promised bound of one reservation
+    assert overshoot <= 0 < reservation
+    # settlement across the workers is exact: the limiter charged what the callers were told
+    assert charged == sum(usages)
+    # and the budget is spent: what is left is less than one more request
+    assert remaining < reservation

@@ -43,6 +43,7 @@ STATUS_DEFAULTS: Final[dict[int, tuple[str, str | None]]] = {
     422: ("invalid_request_error", "invalid_value"),
     428: ("invalid_request_error", "precondition_required"),
     429: ("requests", "rate_limit_exceeded"),
+    431: ("invalid_request_error", "request_header_fields_too_large"),
     500: ("server_error", "internal_error"),
     501: ("server_error", "not_implemented"),
     502: ("server_error", "bad_gateway"),
