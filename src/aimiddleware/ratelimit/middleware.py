@@ -37,6 +37,7 @@ from ._identity import ProxyTrust, client_address, hash_tag, header_tier
 from ._memory import MemoryEngine
 from ._options import STRATEGIES, Strategy, Tier
 from ._plan import Template, template_for
+from ._releases import DeferredReleases
 from ._storage import engine_from_url
 
 __all__ = ["OverrideProvider", "RateLimitMiddleware"]
@@ -144,6 +145,7 @@ class RateLimitMiddleware:
         self._memory = self._engine if isinstance(self._engine, MemoryEngine) else None
         self._moving = strategy == "moving-window"
         self._storage_kind = self._engine.backend
+        self._releases = DeferredReleases(self._engine)
         # the key prefix of each recent caller (its hash tag escaped once, not per request)
         self._bases: dict[str, str] = {}
         # slot leases and moving-window entries need a token unique across workers
@@ -161,12 +163,13 @@ class RateLimitMiddleware:
 
     async def aclose(self) -> None:
         """Close the storage's connections (call on application shutdown)."""
+        await self._releases.aclose()
         await self._engine.aclose()
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         async def _send(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
-                await self._engine.aclose()  # the storage's connections end with the app
+                await self.aclose()  # the storage's connections end with the app
             await send(message)
 
         return _send
@@ -248,6 +251,9 @@ class RateLimitMiddleware:
             else:
                 decision = await self._engine.acquire(checks, slot, token)
         except StoreUnavailable as exc:
+            if slot is not None:
+                # the script may still run when the store catches up: take that slot back
+                self._releases.defer(slot, token, exc)
             await self._store_fault(scope, receive, send, exc)
             return
         outcomes = decision.outcomes
@@ -393,7 +399,12 @@ class RateLimitMiddleware:
             try:
                 await self._engine.settle(adjustments, slot, token)
             except StoreUnavailable as exc:
-                logger.warning("rate limit settlement failed, leases expire on their own: %s", exc)
+                # the slot is retried once the store answers; token adjustments are not
+                # (they are not idempotent: the script may have run), the reservation stands
+                if slot is not None:
+                    self._releases.defer(slot, token, exc)
+                else:
+                    logger.warning("rate limit settlement failed, the reservation stands: %s", exc)
 
     async def _renew(self, slot: Slot, token: str) -> None:
         try:
