@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -10,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from aimiddleware._asgi import Message, get_annotations
+from aimiddleware._asgi import ASGIApp, Message, Receive, Scope, Send, get_annotations
+from aimiddleware.exceptions import StoreUnavailable
 from aimiddleware.idempotency import IdempotencyMiddleware
 from aimiddleware.stores import Store, store_from_url
 
 from ..servers import RedisServer
-from .helpers import BODY, Counter, call, chat_app, scope_for, sse_chunks
+from .helpers import BODY, Counter, CountingStore, Result, call, chat_app, scope_for, sse_chunks
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -37,6 +39,20 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 async def redis_store(own_redis: RedisServer) -> AsyncIterator[Store]:
     async with store_from_url(f"{own_redis.url}?timeout={TIMEOUT}") as store:
         yield store
+
+
+def _after(gate: asyncio.Event, app: ASGIApp) -> ASGIApp:
+    """``app``, answering only once ``gate`` is set (the request has already been claimed)."""
+
+    async def gated(scope: Scope, receive: Receive, send: Send) -> None:
+        async def held(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await gate.wait()
+            await send(message)
+
+        await app(scope, receive, held)
+
+    return gated
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -106,9 +122,22 @@ async def test_a_hanging_redis_answers_within_the_store_timeout(
     assert elapsed < TIMEOUT + 0.5
 
 
-async def test_redis_lost_mid_stream_finishes_the_stream_unstored_with_one_line(
+async def replayed(app: IdempotencyMiddleware, body: dict[str, object]) -> Result:
+    """Retry until the record is there (409 while the key is still held)."""
+    deadline = time.monotonic() + 10
+    while True:
+        result = await call(app, body)
+        if result.status != 409:
+            return result
+        assert time.monotonic() < deadline, "the record was never written"
+        await asyncio.sleep(0.05)
+
+
+async def test_redis_frozen_mid_stream_the_record_is_written_once_it_answers(
     own_redis: RedisServer, redis_store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The stream's head promised idempotency (Idempotency-Retention) before Redis froze: the
+    client gets its whole stream, and the record is stored from memory when Redis is back."""
     counter = Counter()
     gate = asyncio.Event()
     got_first = asyncio.Event()
@@ -118,15 +147,118 @@ async def test_redis_lost_mid_stream_finishes_the_stream_unstored_with_one_line(
             got_first.set()
 
     app = IdempotencyMiddleware(chat_app(counter, gate=gate), store=redis_store, anonymous="shared")
+    stream = {**BODY, "stream": True}
     scope = scope_for()
     with caplog.at_level(logging.WARNING):
-        task = asyncio.create_task(
-            call(app, {**BODY, "stream": True}, scope=scope, on_send=on_send)
-        )
+        task = asyncio.create_task(call(app, stream, scope=scope, on_send=on_send))
         await asyncio.wait_for(got_first.wait(), 5)
+        own_redis.pause()
+        try:
+            gate.set()
+            first = await task
+        finally:
+            own_redis.resume()
+        assert first.headers["idempotency-retention"] == "86400"
+        assert "idempotency-applied" not in first.headers
+        assert first.chunks == sse_chunks(5)  # the client got its whole stream
+        assert get_annotations(scope)["aimiddleware.idempotency.recorded"] == "deferred"
+        again = await replayed(app, stream)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.chunks == first.chunks
+    assert counter.runs == 1
+    [line] = warnings_of(caplog)
+    assert "written once the store answers again" in line
+
+
+async def test_redis_frozen_at_completion_the_record_is_written_once_it_answers(
+    own_redis: RedisServer, redis_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    counter = Counter()
+    gate = asyncio.Event()
+    # the claim goes through first, then Redis freezes before the response is complete
+    blocked = IdempotencyMiddleware(
+        _after(gate, chat_app(counter)), store=redis_store, anonymous="shared"
+    )
+    with caplog.at_level(logging.WARNING):
+        task = asyncio.create_task(call(blocked))
+        await asyncio.wait_for(counter.started.wait(), 5)
+        own_redis.pause()
+        try:
+            gate.set()
+            first = await task
+        finally:
+            own_redis.resume()
+        assert first.status == 200
+        assert first.headers["idempotency-retention"] == "86400"
+        again = await replayed(blocked, BODY)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.body == first.body
+    assert counter.runs == 1
+    assert len(warnings_of(caplog)) == 1
+
+
+async def test_a_record_the_store_never_takes_is_given_up_with_one_line(
+    own_redis: RedisServer, redis_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    counter = Counter()
+    gate = asyncio.Event()
+    app = IdempotencyMiddleware(
+        _after(gate, chat_app(counter)), store=redis_store, anonymous="shared", ttl=1
+    )
+    with caplog.at_level(logging.WARNING):
+        task = asyncio.create_task(call(app))
+        await asyncio.wait_for(counter.started.wait(), 5)
         own_redis.stop()
         gate.set()
-        result = await task
-    assert result.chunks == sse_chunks(5)  # the client got its whole stream
-    assert get_annotations(scope)["aimiddleware.idempotency.recorded"] == "store_error"
+        assert (await task).status == 200
+        for _ in range(100):  # the write-behind retries for ttl (1 s), then gives up
+            if len(warnings_of(caplog)) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    fault, given_up = warnings_of(caplog)
+    assert "written once the store answers again" in fault
+    assert "gave up" in given_up
+
+
+class FreezesAtCompletion(CountingStore):
+    """The real Redis, frozen (SIGSTOP) at the moment a completed record is written: only the
+    timing is chosen here, the fault is the server's."""
+
+    def __init__(self, inner: Store, server: RedisServer) -> None:
+        super().__init__(inner)
+        self.server = server
+        self.frozen = False
+
+    async def replace(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        if value[:1] == b"C" and not self.frozen:
+            self.frozen = True
+            self.server.pause()
+            asyncio.get_running_loop().call_later(1.0, self.server.resume)
+        return await super().replace(key, expected, value, ttl)
+
+
+async def test_a_stream_too_large_to_keep_is_stored_when_only_its_completion_failed(
+    own_redis: RedisServer, redis_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its chunk log is complete in the store: only the record naming it is written later."""
+    counter = Counter()
+    store = FreezesAtCompletion(redis_store, own_redis)
+    app = IdempotencyMiddleware(
+        chat_app(counter, chunks=8), store=store, anonymous="shared", max_body_bytes=64
+    )
+    stream = {**BODY, "stream": True}
+    scope = scope_for()
+    with caplog.at_level(logging.WARNING):
+        first = await call(app, stream, scope=scope)
+        assert store.frozen
+        assert first.chunks == sse_chunks(8)
+        assert get_annotations(scope)["aimiddleware.idempotency.recorded"] == "deferred"
+        for _ in range(20):  # until Redis answers again (a retry before would fail open)
+            with contextlib.suppress(StoreUnavailable):
+                await redis_store.ping()
+                break
+        again = await replayed(app, stream)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.chunks == first.chunks
+    assert counter.runs == 1
     assert len(warnings_of(caplog)) == 1

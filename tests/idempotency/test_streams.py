@@ -101,6 +101,84 @@ async def test_outer_cancel_mid_stream_still_stores_the_complete_answer(store: S
     assert annotations["aimiddleware.idempotency.recorded"] == "stored"
 
 
+async def test_a_request_asking_for_a_stream_by_accept_survives_an_outer_cancel(
+    store: Store,
+) -> None:
+    """``Accept: text/event-stream`` asks for a stream as ``"stream": true`` does."""
+    counter = Counter()
+    gate = asyncio.Event()
+    got_first = asyncio.Event()
+
+    async def on_send(message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            got_first.set()
+
+    app = shared(chat_app(counter, gate=gate), store)
+
+    def scope() -> dict[str, Any]:
+        # not a JSON content type: only the Accept header can tell the middleware
+        raw = scope_for(headers=[(b"accept", b"text/event-stream")])
+        raw["headers"] = [(b"content-type", b"text/plain"), *raw["headers"][1:]]
+        return raw
+
+    task = asyncio.create_task(call(app, STREAM, scope=scope(), on_send=on_send))
+    await asyncio.wait_for(got_first.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gate.set()
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while (retry := await call(app, STREAM, scope=scope())).status == 409:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.chunks == sse_chunks(5)
+    assert counter.runs == 1
+
+
+async def test_an_outer_cancel_of_a_plain_request_releases_the_key(store: Store) -> None:
+    """A request that asks for no stream runs inline: cancelled from outside, it stops and its
+    key is released, so the retry runs again (as in abort mode)."""
+    counter = Counter()
+    app = shared(chat_app(counter, delay=5), store)
+    scope = scope_for()
+    task = asyncio.create_task(call(app, scope=scope))
+    await asyncio.wait_for(counter.started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    quick = shared(chat_app(counter), store)
+    for _ in range(100):  # the release runs in a task of its own after the cancel
+        if (retry := await call(quick)).status != 409:
+            break
+        await asyncio.sleep(0.01)
+    assert get_annotations(scope)["aimiddleware.idempotency.recorded"] == "cancelled"
+    assert retry.status == 200
+    assert "idempotent-replayed" not in retry.headers
+    assert counter.runs == 2
+
+
+async def test_a_disconnect_is_hidden_from_a_plain_request(store: Store) -> None:
+    counter = Counter()
+    gone = asyncio.Event()
+    gone.set()  # the client is gone before the app even reads past its body
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        counter.runs += 1
+        with pytest.raises(TimeoutError):  # the client left, but the app is not told
+            await asyncio.wait_for(receive(), 0.1)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done", "more_body": False})
+
+    first = await call(shared(app, store), disconnect=gone)
+    assert first.body == b""  # forwarding stopped: nobody is there
+    again = await call(shared(app, store))
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.body == b"done"  # but the response was finished and stored
+    assert counter.runs == 1
+
+
 async def test_client_disconnect_is_hidden_from_the_app_until_it_finishes(store: Store) -> None:
     """Without an outer canceller the app sees no disconnect; the stream is stored complete."""
     counter = Counter()
@@ -274,3 +352,53 @@ async def test_a_follower_on_another_worker_gets_the_same_stream(store: Store) -
     assert counter.runs == 1
     assert followed.chunks == original.chunks == sse_chunks(5)
     assert followed.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_disconnect_reported_once_the_stream_ended_does_not_cut_its_record_short(
+    store: Store,
+) -> None:
+    """Servers report ``http.disconnect`` as soon as a response's body has ended (uvicorn
+    does), and Starlette's StreamingResponse (ASGI spec < 2.4) cancels itself on it: that must
+    not cancel the write of the record, which the client was promised."""
+    counter = Counter()
+    app = shared(chat_app(counter, chunks=3), store)
+    ended = asyncio.Event()
+
+    async def on_send(message: Message) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            ended.set()
+
+    scope = scope_for()
+    first = await call(app, STREAM, scope=scope, disconnect=ended, on_send=on_send)
+    assert first.complete
+    assert get_annotations(scope)["aimiddleware.idempotency.recorded"] == "stored"
+    # the end of the body went out after the record was stored: the retry is a replay at once
+    again = await call(app, STREAM)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.chunks == first.chunks
+    assert counter.runs == 1
+
+
+async def test_a_last_event_sent_with_the_end_of_the_body_is_not_held_back(store: Store) -> None:
+    """An app that sends its last event in the final body message: the event goes out before
+    the record is written, only the end of the body follows it."""
+    counter = Counter()
+    events = [b"data: one\n\n", b"data: two\n\n"]
+
+    async def raw(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        counter.runs += 1
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": events[0], "more_body": True})
+        await send({"type": "http.response.body", "body": events[1], "more_body": False})
+
+    app = shared(raw, store)
+    first = await call(app, STREAM)
+    bodies = [m for m in first.messages if m["type"] == "http.response.body"]
+    assert [m["body"] for m in bodies] == [*events, b""]
+    assert [m["more_body"] for m in bodies] == [True, True, False]
+    again = await call(app, STREAM)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.chunks == events
+    assert counter.runs == 1

@@ -168,11 +168,6 @@ def replays(client: httpx.Client, o: Outcome) -> bool:
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="found by this suite: under this load some streamed responses sent with "
-    "Idempotency-Retention (and no Idempotency-Applied: false) are not replayed afterwards",
-)
 def test_no_acknowledged_record_is_lost(stack: Stack, run: Run, report: Reporter) -> None:
     acknowledged = [o for o in run.outcomes if o.key and o.applied and o.status == 200]
     report("acknowledged idempotent responses", len(acknowledged))

@@ -12,14 +12,13 @@ from ..exceptions import StoreUnavailable
 from . import _records as records
 from ._heartbeat import Heartbeats
 from ._options import NEVER_STORED_HEADERS, Options
+from ._recovery import LOG_GRACE, Pending, write_behind
 
 __all__ = ["Execution", "keep_alive", "logger"]
 
 logger = logging.getLogger("aimiddleware.idempotency")
 
 RECORDED: Final = "aimiddleware.idempotency.recorded"
-# the chunk log outlives its record, so a replay never finds the record without its chunks
-LOG_GRACE: Final = 60.0
 
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
@@ -54,7 +53,9 @@ class Execution:
         "announced",
         "canonical",
         "complete",
+        "copy",
         "count",
+        "degraded",
         "done",
         "extra_headers",
         "faulted",
@@ -111,6 +112,8 @@ class Execution:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.parts: list[bytes] = []
+        self.copy: list[bytes] | None = []
+        self.degraded = False  # the store failed: record in memory, write once it answers
         self.size = 0
         self.count = 0
         self.faulted = False  # one log line per fault: later failures of the same outage are quiet
@@ -166,32 +169,33 @@ class Execution:
         kind = message["type"]
         if kind == "http.response.body":
             body = message.get("body", b"")
-            final = not message.get("more_body", False)
-            if self.stream:
+            if message.get("more_body", False):
                 await self._forward(message)
-                if self.recording and not self.announced:
-                    await self._announce()
                 if self.recording and body:
-                    await self._append(bytes(body))
-            else:
-                if self.recording:
-                    self.size += len(body)
-                    if self.size > self.opts.max_body_bytes:
-                        self._drop("too_large")
-                    elif body:
-                        self.parts.append(bytes(body))
-                if not final:
-                    await self._forward(message)
-            if final:
-                self.complete = True
-                if self.recording:
-                    # stored before the client sees the end of a body: a retry sent the moment
-                    # the response arrived finds the record (a stream's last event is already out)
-                    await self._store()
-                if not self.stream:
-                    await self._forward(message)
-                if self._finished is not None:
-                    self._finished.set()
+                    if self.stream:
+                        await self._chunk(bytes(body))
+                    else:
+                        self._part(body)
+                elif self.recording and self.stream and not self.announced:
+                    await self._announce()
+                return
+            if body and self.stream:
+                # the last event goes out now; only the end of the body waits for the record
+                await self.send({"type": "http.response.body", "body": body, "more_body": True})
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            elif self.recording and body:
+                self._part(body)
+            if self.recording:
+                # stored before the client sees the end of the body: a retry sent the moment
+                # the response ended finds the record. Only then is the response complete for
+                # hiding_disconnect: a server reports a disconnect once the body has ended,
+                # and an app that reacts to it (Starlette's StreamingResponse cancels itself)
+                # must not cut the store write short.
+                await self._store()
+            self.complete = True
+            await self._forward(message)
+            if self._finished is not None:
+                self._finished.set()
             return
         if kind == "http.response.start":
             await self._start(message)
@@ -199,6 +203,33 @@ class Execution:
         # trailers, pathsend, ...: a response we cannot replay faithfully
         self._drop("unsupported")
         await self._forward(message)
+
+    def _part(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.opts.max_body_bytes:
+            self._drop("too_large")
+        else:
+            self.parts.append(bytes(body))
+
+    async def _chunk(self, chunk: bytes) -> None:
+        if not self.announced:
+            await self._announce()
+        # kept in memory as well (up to max_body_bytes): if the store fails mid-stream, the
+        # record is written from this copy once it answers again
+        if self.copy is not None:
+            self.size += len(chunk)
+            if self.size > self.opts.max_body_bytes:
+                self.copy = None
+            else:
+                self.copy.append(chunk)
+        if self.degraded:
+            return
+        try:
+            await self.opts.store.append(self.log, chunk, self.opts.ttl + LOG_GRACE)
+        except StoreUnavailable as exc:
+            self._fault("append", exc)
+            return
+        self.count += 1
 
     async def _start(self, message: Message) -> None:
         status = int(message["status"])
@@ -226,6 +257,9 @@ class Execution:
             return
         if won:
             self.lease = new
+        elif self.faulted:
+            # after a fault the lease may have expired unrenewed: settled once the store answers
+            self._degrade()
         else:
             self._lost()
 
@@ -241,33 +275,44 @@ class Execution:
             # the server reports a gone client (ASGI spec 2.4): finish and record anyway
             self.detach()
 
-    async def _append(self, chunk: bytes) -> None:
-        try:
-            await self.opts.store.append(self.log, chunk, self.opts.ttl + LOG_GRACE)
-        except StoreUnavailable as exc:
-            self._fault("append", exc)
-            return
-        self.count += 1
-
     # -- outcome -----------------------------------------------------------------------------
 
     def _drop(self, reason: str) -> None:
         if self.recording:
             self.recording = False
             self.parts = []
+            self.copy = None
             annotate(self.scope, RECORDED, reason)
 
-    def _fault(self, operation: str, exc: StoreUnavailable) -> None:
-        if self.faulted:
-            self._drop("store_error")
+    def _fault(self, operation: str, exc: StoreUnavailable, *, final: bool = False) -> None:
+        """The store failed while recording. The response already promised idempotency (its
+        head went out with ``Idempotency-Retention``), so the record is kept in memory and
+        written once the store answers again; a stream too large to keep is not stored,
+        unless only its final write failed (its chunk log is then complete in the store)."""
+        keep = final or not self.stream or self.copy is not None
+        if not self.faulted:
+            self.faulted = True
+            logger.warning(
+                "idempotency: store %s failed while recording %s, %s: %s",
+                operation,
+                self.key,
+                "the record is written once the store answers again"
+                if keep
+                else "the stream is too large to keep, it is not stored",
+                exc,
+            )
+        if final:
             return
-        self.faulted = True
-        logger.warning(
-            "idempotency: store %s failed while recording, the response is not stored: %s",
-            operation,
-            exc,
-        )
-        self._drop("store_error")
+        if keep:
+            self._degrade()
+        else:
+            self._drop("store_error")
+
+    def _degrade(self) -> None:
+        if self.stream and self.copy is None:
+            self._drop("store_error")
+        else:
+            self.degraded = True
 
     def _lost(self) -> None:
         logger.warning(
@@ -287,11 +332,15 @@ class Execution:
             await self._release("incomplete")
 
     async def _store(self) -> None:
+        canonical = self.canonical()
+        if self.degraded:
+            self._defer(canonical)
+            return
         if self.stream:
             value = records.completed(
                 self.token,
                 self.fingerprint,
-                self.canonical(),
+                canonical,
                 self.status,
                 self.headers,
                 chunks=self.count,
@@ -299,20 +348,49 @@ class Execution:
         else:
             body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
             value = records.completed(
-                self.token, self.fingerprint, self.canonical(), self.status, self.headers, body=body
+                self.token, self.fingerprint, canonical, self.status, self.headers, body=body
             )
         self.pending = value
         try:
             won = await self.opts.store.replace(self.key, self.lease, value, self.opts.ttl)
         except StoreUnavailable as exc:
-            self._fault("replace", exc)
+            self._fault("replace", exc, final=True)
+            # the chunk log is exact (every append landed): only the record is missing
+            self._defer(canonical, exact_log=True)
             return
         if won:
             self.lease = value
             self.stored = True
             annotate(self.scope, RECORDED, "stored")
+        elif self.faulted:
+            # a value of ours may have landed late, or the lease expired unrenewed
+            self._defer(canonical, exact_log=True)
         else:
             self._lost()
+
+    def _defer(self, canonical: str, *, exact_log: bool = False) -> None:
+        """Hand the record to a write-behind task; the key is kept, never released."""
+        if not self.recording:
+            return
+        pending = Pending(
+            self.opts.store,
+            self.key,
+            self.token,
+            self.fingerprint,
+            canonical,
+            self.status,
+            self.headers,
+            self.opts.ttl,
+        )
+        if not self.stream:
+            pending.body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        elif exact_log:
+            pending.count = self.count
+        else:
+            pending.rewrite = self.copy
+        self.stored = True
+        annotate(self.scope, RECORDED, "deferred")
+        keep_alive(asyncio.ensure_future(write_behind(pending, self.opts.ttl)))
 
     async def _release(self, reason: str | None) -> None:
         """Give the key back: a retry runs the request again. Never stores a partial response."""
@@ -354,7 +432,11 @@ class Execution:
             return
         # a replace that ran meanwhile changed the value: not a lost claim
         if not won and not self.done and self.lease == expected:
-            self._lost()
+            if self.faulted:
+                # a write of ours that timed out may have landed since: settled at the end
+                self._degrade()
+            else:
+                self._lost()
 
     def _stop(self) -> None:
         self.done = True

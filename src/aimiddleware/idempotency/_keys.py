@@ -10,7 +10,7 @@ from typing import Final
 
 from .._asgi import Scope, get_header, json_body, media_type
 
-__all__ = ["MAX_KEY_LENGTH", "Hasher", "InvalidKeyError", "parse_key"]
+__all__ = ["MAX_KEY_LENGTH", "Hasher", "InvalidKeyError", "asks_for_stream", "parse_key"]
 
 MAX_KEY_LENGTH: Final = 255
 _TOKEN: Final = re.compile(rb"[\x21\x23-\x5b\x5d-\x7e]+")  # visible ASCII but " and \
@@ -79,6 +79,23 @@ _CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensu
 def _is_json(content_type: bytes | None) -> bool:
     kind = media_type(content_type)
     return kind == "application/json" or kind.endswith("+json")
+
+
+def asks_for_stream(scope: Scope, body: bytes) -> bool:
+    """Whether the request asks for an event stream: ``"stream": true`` in a JSON body (the
+    OpenAI APIs) or ``Accept: text/event-stream``.
+
+    >>> asks_for_stream({"headers": [(b"accept", b"text/event-stream")]}, b"")
+    True
+    """
+    headers = scope.get("headers", ())
+    # a byte search first: most bodies have no "stream" member and need no parse here
+    if b'"stream"' in body and _is_json(get_header(headers, b"content-type")):
+        parsed = json_body(scope)  # parsed once per request, shared with the fingerprint
+        if isinstance(parsed, dict) and parsed.get("stream") is True:
+            return True
+    accept = get_header(headers, b"accept")
+    return accept is not None and b"text/event-stream" in accept.lower()
 
 
 class Hasher:

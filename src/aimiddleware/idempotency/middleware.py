@@ -26,7 +26,7 @@ from ..stores import Store
 from . import _records as records
 from ._execution import Execution, keep_alive, logger
 from ._heartbeat import Heartbeats
-from ._keys import Hasher, InvalidKeyError, parse_key
+from ._keys import Hasher, InvalidKeyError, asks_for_stream, parse_key
 from ._options import DEFAULT_TYPE_BASE, PrincipalResolver, build_options
 from ._problems import send_problem
 from ._replay import IncompleteRecord, follow, load_chunks, replay
@@ -279,7 +279,13 @@ class IdempotencyMiddleware:
         if opts.on_disconnect == "abort":
             await execution.run(self.app, receive)
             return
-        # The app runs in a task of its own: an outer cancellation (the client left, the SSE
+        if not asks_for_stream(scope, body):
+            # Inline: a task costs a trip through the event loop on every request, and only a
+            # stream gets cancelled from outside when its client leaves (the SSE middleware
+            # does). The disconnect itself is still hidden from the app.
+            await execution.run(self.app, execution.hiding_disconnect(receive))
+            return
+        # A stream runs in a task of its own: an outer cancellation (the client left, the SSE
         # middleware cancels us) stops only the forwarding, the generation runs on and is stored.
         # We wait on a plain future, not the task (awaiting a task would pass the cancel on).
         loop = asyncio.get_running_loop()

@@ -43,6 +43,7 @@ class APIKey:
     scopes: Sequence[str] | str = ()
     tier: str | None = None
     subject: str | None = None
+    _principal: Principal = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.id or any(c.isspace() for c in self.id):
@@ -60,17 +61,20 @@ class APIKey:
             if not check_scope_token(scope):
                 raise ConfigurationError(f"invalid scope {scope!r} for API key {self.id!r}")
         object.__setattr__(self, "scopes", scopes)
-
-    def principal(self) -> Principal:
-        """The caller this key stands for (its id is what limits and records key on)."""
-        return Principal(
+        # built once: the principal is immutable, and every request with this key needs it
+        principal = Principal(
             id=self.id,
             subject=self.subject,
             client_id=self.id,
-            scopes=frozenset(self.scopes),
+            scopes=frozenset(scopes),
             tier=self.tier,
             credential="api_key",
         )
+        object.__setattr__(self, "_principal", principal)
+
+    def principal(self) -> Principal:
+        """The caller this key stands for (its id is what limits and records key on)."""
+        return self._principal
 
 
 class APIKeys:

@@ -9,7 +9,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
-from .._asgi import ASGIApp, Message, Receive, Scope, Send, annotate, get_headers, send_json
+from .._asgi import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    annotate,
+    get_annotations,
+    get_headers,
+    send_json,
+)
 from ..exceptions import ConfigurationError, StoreUnavailable
 from ..principal import Principal, set_principal
 from ._apikeys import APIKeys
@@ -33,6 +43,20 @@ logger = logging.getLogger("aimiddleware.oauth")
 CHALLENGER_KEY: Final = "aimiddleware.oauth.challenger"
 _B64TOKEN: Final = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
 _DEFAULT_ALGORITHMS: Final = ("RS256", "PS256", "ES256", "Ed25519")
+
+
+_SCOPE_LISTS: dict[frozenset[str], str] = {}
+
+
+def _scope_list(scopes: frozenset[str]) -> str:
+    """``scopes`` as one sorted, space-separated string, remembered: a server sees few
+    distinct scope sets, and this runs on every authenticated request."""
+    found = _SCOPE_LISTS.get(scopes)
+    if found is None:
+        if len(_SCOPE_LISTS) >= 1024:  # bounded whatever issuers put in their tokens
+            _SCOPE_LISTS.clear()
+        found = _SCOPE_LISTS[scopes] = " ".join(sorted(scopes))
+    return found
 
 
 class OAuthMiddleware:
@@ -333,12 +357,13 @@ class OAuthMiddleware:
         elif self.dpop is not None and self.dpop.required:
             raise AuthError(401, "invalid_token", "this resource needs DPoP-bound tokens",
                             scheme="DPoP")  # fmt: skip
-        annotate(scope, "aimiddleware.auth.outcome", "authenticated")
-        annotate(scope, "aimiddleware.auth.credential", principal.credential)
-        annotate(scope, "aimiddleware.auth.principal", principal.id)
+        decisions = get_annotations(scope)
+        decisions["aimiddleware.auth.outcome"] = "authenticated"
+        decisions["aimiddleware.auth.credential"] = principal.credential
+        decisions["aimiddleware.auth.principal"] = principal.id
         if principal.client_id is not None:
-            annotate(scope, "aimiddleware.auth.client_id", principal.client_id)
-        annotate(scope, "aimiddleware.auth.scopes", " ".join(sorted(principal.scopes)))
+            decisions["aimiddleware.auth.client_id"] = principal.client_id
+        decisions["aimiddleware.auth.scopes"] = _scope_list(principal.scopes)
         if not principal.has_scopes(rule.required):
             raise AuthError(403, "insufficient_scope", "the token lacks a required scope",
                             scopes=rule.required)  # fmt: skip
