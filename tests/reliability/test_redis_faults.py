@@ -179,11 +179,6 @@ def test_no_acknowledged_record_is_lost(stack: Stack, run: Run, report: Reporter
     assert lost == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="found by this suite: slots held by requests in flight when Redis froze stay "
-    "taken after it returns (until their lease expires)",
-)
 def test_no_concurrency_slot_leaks(stack: Stack, run: Run, report: Reporter) -> None:
     headers = {"authorization": f"Bearer {run.token}"}
     with httpx.Client(base_url=stack.url, headers=headers, timeout=30) as client:

@@ -241,3 +241,33 @@ async def test_record_and_its_log_share_one_cluster_slot(redis_cluster: RedisClu
         assert client.keyslot("slot:{record-1}") == client.keyslot("slot:{record-1}:log")
     finally:
         await client.aclose()
+
+
+@pytest.mark.redis
+async def test_frozen_redis_bounds_every_caller_beyond_the_pool_and_script_reloads(
+    own_redis: RedisServer,
+) -> None:
+    # more callers than connections (the rest wait for one), and the script cache flushed so
+    # the first script call meets NOSCRIPT and loads it again: all within the one timeout
+    store = store_from_url(own_redis.url, timeout=0.3, max_connections=4)
+    async with store:
+        await store.claim("warm", b"v", ttl=30)
+        own_redis.cli("script", "flush")
+        own_redis.pause()
+        try:
+            waited: list[float] = []
+
+            async def call(n: int) -> None:
+                started = time.monotonic()
+                with pytest.raises(StoreUnavailable):
+                    await store.claim(f"k{n}", b"v", ttl=30)
+                waited.append(time.monotonic() - started)
+
+            async with anyio.create_task_group() as group:
+                for n in range(24):
+                    group.start_soon(call, n)
+        finally:
+            own_redis.resume()
+        assert len(waited) == 24
+        assert max(waited) < 0.3 + 0.5
+        assert await store.claim("after", b"v", ttl=30) is None  # the script loads again

@@ -3,112 +3,178 @@
 from __future__ import annotations
 
 import json
-import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Awaitable, Callable, Sequence
+from time import monotonic
+from typing import Any, Final
 
-from .._asgi import Message, Send, is_event_stream, remove_headers
-from .._openai import LLMResponse, is_usage_only_chunk
+from .._asgi import (
+    Message,
+    ResponseWatcher,
+    Scope,
+    Send,
+    annotate,
+    is_event_stream,
+    remove_headers,
+)
+from .._openai import LLMRequest, LLMResponse, is_usage_only_chunk
 from .._sse import SSEParser
-from ..exceptions import StoreUnavailable
-from ._engine import Engine, Slot
+from ._engine import Check, Decision, Outcome, Slot
+from ._plan import Template
 
-__all__ = ["Exchange"]
-
-logger = logging.getLogger("aimiddleware.ratelimit")
+__all__ = ["Exchange", "Finish"]
 
 # a non-streamed answer is kept (a copy, while it passes) only up to this size to read `usage`
 _MAX_JSON_COPY: Final = 4 * 1024 * 1024
 
+# settles a request: (token adjustments, the slot to release or None, the request's token)
+Finish = Callable[[Sequence[tuple[Check, Outcome, int]], Slot | None, str], Awaitable[None]]
+Renew = Callable[[Slot, str], Awaitable[None]]
 
-class Exchange:
-    """Wraps ``send`` for one request.
 
-    Adds the rate-limit fields to ``http.response.start``; reads ``usage`` from a JSON answer
-    or from the stream's events as they pass; when the middleware itself asked for
-    ``stream_options.include_usage``, drops that usage-only event and forwards every other
-    event's raw bytes unchanged, as soon as the event is complete.
+class Exchange(ResponseWatcher):
+    """Wraps ``send`` for one admitted request that has something to settle afterwards.
+
+    The shared :class:`ResponseWatcher` records what went out (started, status, event stream,
+    complete); this adds the rate-limit fields to ``http.response.start``, reads ``usage``
+    from a JSON answer or from the stream's events as they pass, renews the slot's lease
+    during a long stream, and settles (reconcile tokens, release the slot) as the last body
+    message goes out. When the middleware itself asked for ``stream_options.include_usage``,
+    it drops that usage-only event and forwards every other event's raw bytes unchanged, as
+    soon as the event is complete.
     """
 
     __slots__ = (
+        "_checks",
         "_copy",
-        "_engine",
+        "_decision",
+        "_estimate",
         "_fields",
+        "_finish",
         "_last_renewal",
-        "_on_complete",
+        "_llm",
         "_parser",
-        "_send",
+        "_plan",
+        "_prompt",
+        "_renew",
+        "_scope",
+        "_settled",
         "_slot",
+        "_strip",
         "_token",
-        "event_stream",
-        "llm",
+        "_usage",
         "response",
-        "started",
-        "status",
-        "strip_usage",
     )
 
     def __init__(
         self,
         send: Send,
+        scope: Scope,
         fields: list[tuple[bytes, bytes]],
-        *,
-        llm: bool,
-        strip_usage: bool,
-        engine: Engine,
+        plan: Template,
+        checks: list[Check],
+        decision: Decision,
         slot: Slot | None,
         token: str,
-        on_complete: Callable[[], Awaitable[None]],
+        llm: LLMRequest | None,
+        estimate: int,
+        prompt: int,
+        strip_usage: bool,
+        renew: Renew,
+        finish: Finish,
     ) -> None:
-        self._send = send
-        self._on_complete = on_complete
+        super().__init__(send)
+        self._scope = scope
         self._fields = fields
-        self.llm = llm
-        self.strip_usage = strip_usage
-        self._engine = engine
+        self._plan = plan
+        self._checks = checks
+        self._decision = decision
         self._slot = slot
         self._token = token
-        self._last_renewal = time.monotonic()
+        self._llm = llm
+        self._estimate = estimate
+        self._prompt = prompt
+        self._strip = strip_usage
+        self._renew = renew
+        self._finish = finish
+        self._settled = False
+        self._last_renewal = monotonic() if slot is not None else 0.0
         self._parser: SSEParser | None = None
         self._copy: bytearray | None = None
-        self.response = LLMResponse()
-        self.started = False
-        self.event_stream = False
-        self.status = 0
+        self._usage: int | None = None  # the usage a JSON answer states
+        self.response: LLMResponse | None = None  # what a stream states, event by event
 
     async def __call__(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
-            self.started = True
-            self.status = int(message["status"])
             headers = message.get("headers", ())
-            self.event_stream = is_event_stream(headers)
             # a new message: an app may send the same header list with every response
             message = {**message, "headers": [*headers, *self._fields]}
-            if self.llm and self.event_stream:
-                self._parser = SSEParser()
-                if self.strip_usage:
-                    # the body the client gets is shorter than what the app wrote
-                    remove_headers(message, b"content-length")
-            elif self.llm:
-                self._copy = bytearray()
-        elif kind == "http.response.body":
-            await self._renew_if_due()
+            if self._strip and is_event_stream(headers):
+                # the body the client gets is shorter than what the app wrote
+                remove_headers(message, b"content-length")
+            await ResponseWatcher.__call__(self, message)
+            if self._llm is not None:  # the body comes after: watch it as the watcher saw it
+                if self.event_stream:
+                    self._parser = SSEParser()
+                    self.response = LLMResponse()
+                else:
+                    self._copy = bytearray()
+            return
+        if kind == "http.response.body":
+            slot = self._slot
+            # a stream can outlive the slot's lease; renew at half-life so it is never lost
+            if slot is not None and monotonic() - self._last_renewal >= slot.lease / 2:
+                self._last_renewal = monotonic()
+                await self._renew(slot, self._token)
             if self._parser is not None:
                 message = self._watch_stream(message)
             elif self._copy is not None:
                 self._keep_copy(message)
             if not message.get("more_body", False):
                 # settle before the client sees the end: its next request finds the real usage
-                await self._on_complete()
-        await self._send(message)
+                await self.settle()
+        await ResponseWatcher.__call__(self, message)
+
+    async def settle(self) -> None:
+        """Reconcile the token reservation to what was produced and release the slot, once."""
+        if self._settled:
+            return
+        self._settled = True
+        adjustments: list[tuple[Check, Outcome, int]] = []
+        if self._llm is not None:
+            actual = self._charge()
+            annotate(self._scope, "aimiddleware.ratelimit.tokens_charged", actual)
+            checks, outcomes = self._checks, self._decision.outcomes
+            adjustments = [
+                (checks[i], outcomes[i], actual)
+                for i in self._plan.token_positions
+                if actual != checks[i].cost
+            ]
+        if adjustments or self._slot is not None:
+            await self._finish(adjustments, self._slot, self._token)
+
+    def _charge(self) -> int:
+        """The tokens this request is charged: the answer's usage, else what went out."""
+        if self._usage is not None:
+            return self._usage
+        response = self.response
+        if response is not None and (
+            response.input_tokens is not None or response.output_tokens is not None
+        ):
+            return (response.input_tokens or 0) + (response.output_tokens or 0)
+        if not self.started or self.status >= 400:
+            return 0  # nothing was produced
+        if response is not None:
+            # cut short before the usage chunk: the prompt and the chunks that went out
+            return min(self._estimate, self._prompt + response.chunks)
+        return self._estimate
 
     def _watch_stream(self, message: Message) -> Message:
-        assert self._parser is not None  # set together with the event-stream flag
+        assert self._parser is not None  # set together with the response
+        assert self.response is not None
         body = message.get("body", b"")
         events = self._parser.feed(body) if body else []
-        if not self.strip_usage:
+        if not self._strip:
             for event in events:
                 self.response.observe_event_data(event.data)
             return message
@@ -122,52 +188,47 @@ class Exchange:
         return {**message, "body": b"".join(kept)}
 
     def _keep_copy(self, message: Message) -> None:
-        assert self._copy is not None
+        copy = self._copy
+        assert copy is not None
         body = message.get("body", b"")
-        if len(self._copy) + len(body) > _MAX_JSON_COPY:
+        if len(copy) + len(body) > _MAX_JSON_COPY:
             self._copy = None  # too large to be an answer worth parsing; keep the reservation
             return
-        self._copy += body
-        if not message.get("more_body", False):
-            _observe_usage(self.response, bytes(self._copy))
-            self._copy = None
-
-    async def _renew_if_due(self) -> None:
-        # a stream can outlive the slot's lease; renew at half-life so it is never lost
-        slot = self._slot
-        if slot is None:
+        if message.get("more_body", False):
+            copy += body
             return
-        now = time.monotonic()
-        if now - self._last_renewal < slot.lease / 2:
-            return
-        self._last_renewal = now
-        try:
-            await self._engine.renew(slot, self._token)
-        except StoreUnavailable as exc:
-            logger.warning("rate limit slot renewal failed, the lease may lapse: %s", exc)
-
-    def usage(self) -> int | None:
-        """The tokens the answer says it used, or ``None`` when it said nothing."""
-        response = self.response
-        if response.input_tokens is None and response.output_tokens is None:
-            return None
-        return (response.input_tokens or 0) + (response.output_tokens or 0)
+        self._copy = None
+        # most answers are one message: read that one without copying it
+        self._usage = _usage_of(bytes(copy + body) if copy else body)
 
 
 _DECODER: Final = json.JSONDecoder()
 
 
-def _observe_usage(response: LLMResponse, body: bytes) -> None:
-    """Read ``usage`` from a whole JSON answer, decoding only that object when it can."""
+def _usage_of(body: bytes) -> int | None:
+    """The tokens a whole JSON answer states in ``usage``, decoding only that object when it
+    can (the answer itself may be long)."""
     at = body.rfind(b'"usage"')
     if at >= 0:
-        colon = body.find(b":", at + 7)
         try:
-            text = body[colon + 1 :].decode("utf-8").lstrip()
-            usage, _ = _DECODER.raw_decode(text)
+            usage, _ = _DECODER.raw_decode(body[body.find(b":", at + 7) + 1 :].decode().lstrip())
         except (ValueError, UnicodeDecodeError):
             usage = None
         if isinstance(usage, dict):
-            response.observe({"usage": usage})
-            return
+            return _total(usage)
+    response = LLMResponse()
     response.observe_body(body)  # no usage where expected: the full parse decides
+    if response.input_tokens is None and response.output_tokens is None:
+        return None
+    return (response.input_tokens or 0) + (response.output_tokens or 0)
+
+
+def _total(usage: dict[str, Any]) -> int | None:
+    # the names LLMResponse reads: chat/completions', then the Responses API's
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
+    prompt = prompt if isinstance(prompt, int) else None
+    completion = completion if isinstance(completion, int) else None
+    if prompt is None and completion is None:
+        return None
+    return (prompt or 0) + (completion or 0)

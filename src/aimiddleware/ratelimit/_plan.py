@@ -7,12 +7,11 @@ and the ``RateLimit-Policy`` value are computed the first time a tier meets a ki
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._engine import Check, Outcome
-from ._headers import go_duration
+from ._headers import reset_duration
 from ._identity import hash_tag
 from ._options import Tier, Window
 
@@ -32,12 +31,18 @@ class Template:
     windows: tuple[Window, ...]
     token_positions: tuple[int, ...]
     first: tuple[tuple[str, int], ...]  # (kind, position) of the shortest requests/tokens window
+    # (annotation name, position): what is left of the shortest requests/tokens window
+    remaining: tuple[tuple[str, int], ...]
     concurrency: int | None
     policy: bytes
     # (suffix, limit, window seconds, is tokens) per check: what checks() needs, flat
     _specs: tuple[tuple[str, int, int, bool], ...]
-    _quoted: tuple[str, ...]  # '"name";r=' per check
-    _openai: tuple[tuple[int, bytes, bytes, bytes, bytes], ...]
+    # the fields that never change: RateLimit-Policy and x-ratelimit-limit-*
+    _static: tuple[tuple[bytes, bytes], ...]
+    # the RateLimit value with %d for each number: '"name";r=%d;t=%d, ...'
+    _state_format: bytes
+    # (position, x-ratelimit-remaining-<kind>, x-ratelimit-reset-<kind>) per first window
+    _openai: tuple[tuple[int, bytes, bytes], ...]
 
     def checks(self, base: str, estimate: int) -> list[Check]:
         return [
@@ -46,22 +51,23 @@ class Template:
         ]
 
     def fields(self, outcomes: Sequence[Outcome], slots_free: int) -> list[tuple[bytes, bytes]]:
-        """``RateLimit-Policy``, ``RateLimit`` and OpenAI's ``x-ratelimit-*`` for one response."""
-        states = [
-            f"{quoted}{o.remaining};t={math.ceil(o.reset) if o.reset > 0 else 0}"
-            for quoted, o in zip(self._quoted, outcomes, strict=True)
-        ]
+        """``RateLimit-Policy``, ``RateLimit`` and OpenAI's ``x-ratelimit-*`` for one response.
+
+        Only the numbers are written per response: names, limits and the policy are the
+        tier's, formatted once (``_static``, ``_state_format``).
+        """
+        values: list[int] = []
+        for outcome in outcomes:
+            ms = outcome.reset_ms
+            values.append(outcome.remaining)
+            values.append((ms + 999) // 1000 if ms > 0 else 0)
         if self.concurrency is not None:
-            states.append(f'"concurrency";r={slots_free}')
-        fields = [
-            (b"ratelimit-policy", self.policy),
-            (b"ratelimit", ", ".join(states).encode("ascii")),
-        ]
-        for position, limit_name, limit, remaining_name, reset_name in self._openai:
+            values.append(slots_free)
+        fields = [*self._static, (b"ratelimit", self._state_format % tuple(values))]
+        for position, remaining_name, reset_name in self._openai:
             outcome = outcomes[position]
-            fields.append((limit_name, limit))
             fields.append((remaining_name, b"%d" % outcome.remaining))
-            fields.append((reset_name, go_duration(outcome.reset).encode("ascii")))
+            fields.append((reset_name, reset_duration(outcome.reset_ms)))
         return fields
 
 
@@ -97,6 +103,10 @@ def template_for(tier: Tier, model: str | None, tokens: bool) -> Template:
         policies.append(f'"{name}";q={window.amount};w={window.seconds}{unit}')
     if tier.concurrency is not None:
         policies.append(f'"concurrency";q={tier.concurrency};qu="concurrent-requests"')
+    policy = ", ".join(policies).encode("ascii")
+    states = [f'"{name.replace("%", "%%")}";r=%d;t=%d' for name in names]
+    if tier.concurrency is not None:
+        states.append('"concurrency";r=%d')
     first = tuple((kind, kinds.index(kind)) for kind in ("requests", "tokens") if kind in kinds)
     template = Template(
         kinds=tuple(kinds),
@@ -105,18 +115,24 @@ def template_for(tier: Tier, model: str | None, tokens: bool) -> Template:
         windows=tuple(windows),
         token_positions=tuple(i for i, k in enumerate(kinds) if k == "tokens"),
         first=first,
+        remaining=tuple((f"aimiddleware.ratelimit.remaining_{k}", p) for k, p in first),
         concurrency=tier.concurrency,
-        policy=", ".join(policies).encode("ascii"),
+        policy=policy,
         _specs=tuple(
             (suffix, w.amount, w.seconds, kind == "tokens")
             for kind, suffix, w in zip(kinds, suffixes, windows, strict=True)
         ),
-        _quoted=tuple(f'"{name}";r=' for name in names),
+        _static=(
+            (b"ratelimit-policy", policy),
+            *(
+                (f"x-ratelimit-limit-{kind}".encode(), b"%d" % windows[position].amount)
+                for kind, position in first
+            ),
+        ),
+        _state_format=", ".join(states).encode("ascii"),
         _openai=tuple(
             (
                 position,
-                f"x-ratelimit-limit-{kind}".encode(),
-                b"%d" % windows[position].amount,
                 f"x-ratelimit-remaining-{kind}".encode(),
                 f"x-ratelimit-reset-{kind}".encode(),
             )

@@ -243,7 +243,7 @@ class RedisEngine(Engine):
         raw = await self._call("acquire", lambda: self._acquire(keys, args))
         values = [int(v) for v in raw]
         outcomes = [
-            Outcome(values[i], values[i + 1] / 1000, values[i + 2] / 1000, values[i + 3])
+            Outcome(values[i], values[i + 1], values[i + 2], values[i + 3])
             for i in range(3, len(values), 4)
         ]
         return Decision(values[0] == 1, values[1], outcomes, values[2])

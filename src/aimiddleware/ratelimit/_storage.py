@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Final
 
 from ..exceptions import ConfigurationError
-from ._engine import Engine, MemoryEngine
+from ._engine import Engine
+from ._memory import MemoryEngine
 
 __all__ = ["engine_from_url"]
 

@@ -9,7 +9,7 @@ import logging
 import math
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from typing import Literal
+from typing import Final, Literal
 
 import anyio
 
@@ -21,6 +21,7 @@ from .._asgi import (
     Scope,
     Send,
     annotate,
+    get_annotations,
     json_body,
     read_body,
     replace_body,
@@ -28,18 +29,25 @@ from .._asgi import (
 )
 from .._openai import LLMRequest, llm_operation, parse_llm_request
 from ..exceptions import ConfigurationError, StoreUnavailable
-from ..principal import Principal, get_principal
+from ..principal import get_principal
 from ._engine import Check, Decision, Engine, Outcome, Slot
 from ._exchange import Exchange
 from ._headers import go_duration
 from ._identity import ProxyTrust, client_address, hash_tag, header_tier
+from ._memory import MemoryEngine
 from ._options import STRATEGIES, Strategy, Tier
 from ._plan import Template, template_for
+from ._releases import DeferredReleases
 from ._storage import engine_from_url
 
 __all__ = ["OverrideProvider", "RateLimitMiddleware"]
 
 logger = logging.getLogger("aimiddleware.ratelimit")
+
+# a caller's key prefix is remembered for this many recent callers (then forgotten at once)
+_MAX_BASES: Final = 16384
+# the template of a tier for requests that are not LLM calls
+_PLAIN: Final = (None, False)
 
 OverrideProvider = Callable[[str], "Tier | Awaitable[Tier | None] | None"]
 
@@ -133,7 +141,13 @@ class RateLimitMiddleware:
         self._overrides = overrides
         self._exempt = frozenset(exempt_paths)
         self._engine: Engine = engine_from_url(storage, strategy=strategy, timeout=float(timeout))
+        # the memory engine is called synchronously: nothing in it waits
+        self._memory = self._engine if isinstance(self._engine, MemoryEngine) else None
+        self._moving = strategy == "moving-window"
         self._storage_kind = self._engine.backend
+        self._releases = DeferredReleases(self._engine)
+        # the key prefix of each recent caller (its hash tag escaped once, not per request)
+        self._bases: dict[str, str] = {}
         # slot leases and moving-window entries need a token unique across workers
         self._token_prefix = secrets.token_hex(6) + "."
         self._tokens = itertools.count()
@@ -149,30 +163,18 @@ class RateLimitMiddleware:
 
     async def aclose(self) -> None:
         """Close the storage's connections (call on application shutdown)."""
+        await self._releases.aclose()
         await self._engine.aclose()
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         async def _send(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
-                await self._engine.aclose()  # the storage's connections end with the app
+                await self.aclose()  # the storage's connections end with the app
             await send(message)
 
         return _send
 
     # -- who and which tier ------------------------------------------------------------------
-
-    def _tier(self, scope: Scope, principal: Principal | None, subject: str) -> tuple[Tier, str]:
-        """The tier of the request and the key it is counted under."""
-        tier = None
-        if principal is not None and principal.tier is not None:
-            tier = self._tiers.get(principal.tier)
-        if tier is None and principal is None and self._header is not None:
-            name = header_tier(scope, self._header, self._header_from, self._header_tiers)
-            if name is not None:
-                tier = self._tiers[name]
-                # agents and people behind one address (a gateway) keep separate budgets
-                subject = f"{subject}|{name}"
-        return tier or self._default, subject
 
     async def _override(self, subject: str, tier: Tier) -> Tier:
         assert self._overrides is not None
@@ -188,97 +190,134 @@ class RateLimitMiddleware:
     # -- the request -------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in self._exempt:
+        if scope["type"] != "http" or (self._exempt and scope.get("path") in self._exempt):
             if scope["type"] == "lifespan":
                 send = self._closing_on_shutdown(send)
             await self.app(scope, receive, send)
             return
         principal = get_principal(scope)
-        subject = (
-            principal.id if principal is not None else "ip:" + client_address(scope, self._proxies)
-        )
-        tier, subject = self._tier(scope, principal, subject)
+        if principal is not None:
+            subject = principal.id
+            tier = self._default
+            if principal.tier is not None:
+                tier = self._tiers.get(principal.tier, tier)
+        else:
+            subject = "ip:" + client_address(scope, self._proxies)
+            tier = self._default
+            if self._header is not None:
+                name = header_tier(scope, self._header, self._header_from, self._header_tiers)
+                if name is not None:
+                    tier = self._tiers[name]
+                    # agents and people behind one address (a gateway) keep separate budgets
+                    subject = f"{subject}|{name}"
         if self._overrides is not None:
             tier = await self._override(subject, tier)
-        annotate(scope, "aimiddleware.ratelimit.tier", tier.name)
+        notes = get_annotations(scope)
+        notes["aimiddleware.ratelimit.tier"] = tier.name
 
         llm: LLMRequest | None = None
         strip_usage = False
-        path = scope.get("path", "")
-        if (tier.tokens or tier.models) and scope.get("method") == "POST" and llm_operation(path):
-            try:
-                _, receive = await read_body(scope, receive)
-            except ClientDisconnected:
-                return
-            payload = json_body(scope)
-            llm = parse_llm_request(path, payload)
-            if llm is not None and llm.stream and not llm.include_usage:
-                assert isinstance(payload, dict)  # parse_llm_request accepts dicts only
-                options = payload.get("stream_options")
-                changed = {
-                    **payload,
-                    "stream_options": {
-                        **(options if isinstance(options, dict) else {}),
-                        "include_usage": True,
-                    },
-                }
-                receive = await replace_body(receive, json.dumps(changed).encode())
-                strip_usage = True
+        if (tier.tokens or tier.models) and scope.get("method") == "POST":
+            path = scope.get("path", "")
+            if llm_operation(path):
+                try:
+                    _, receive = await read_body(scope, receive)
+                except ClientDisconnected:
+                    return
+                llm, receive, strip_usage = await self._llm_request(scope, path, receive)
 
-        base = f"{self._prefix}{{{hash_tag(subject)}}}:"
-        estimate = 0
+        base = self._bases.get(subject)
+        if base is None:
+            if len(self._bases) >= _MAX_BASES:
+                self._bases.clear()
+            base = self._bases[subject] = f"{self._prefix}{{{hash_tag(subject)}}}:"
+        estimate = prompt = 0
         if llm is not None:
+            prompt = math.ceil(llm.prompt_chars / self._chars_per_token)
             completion = llm.max_tokens if llm.max_tokens is not None else self._default_completion
-            estimate = max(1, math.ceil(llm.prompt_chars / self._chars_per_token) + completion)
-        plan = template_for(tier, llm.model if llm is not None else None, llm is not None)
+            estimate = max(1, prompt + completion)
+            plan = template_for(tier, llm.model, True)
+        else:
+            plan = tier._templates.get(_PLAIN) or template_for(tier, None, False)
         checks = plan.checks(base, estimate)
         slot = Slot(base + "slots", tier.concurrency, self._lease) if tier.concurrency else None
         if not checks and slot is None:
             await self.app(scope, receive, send)
             return
-        token = f"{self._token_prefix}{next(self._tokens)}"
+        token = f"{self._token_prefix}{next(self._tokens)}" if self._needs_token(slot) else ""
         try:
-            decision = await self._engine.acquire(checks, slot, token)
+            if self._memory is not None:
+                decision = self._memory.acquire_now(checks, slot, token)
+            else:
+                decision = await self._engine.acquire(checks, slot, token)
         except StoreUnavailable as exc:
+            if slot is not None:
+                # the script may still run when the store catches up: take that slot back
+                self._releases.defer(slot, token, exc)
             await self._store_fault(scope, receive, send, exc)
             return
-        slots_free = max(0, slot.limit - decision.slots_in_use) if slot is not None else 0
-        fields = plan.fields(decision.outcomes, slots_free)
+        outcomes = decision.outcomes
+        fields = plan.fields(outcomes, max(0, slot.limit - decision.slots_in_use) if slot else 0)
         if not decision.allowed:
             await self._reject(scope, send, plan, checks, decision, slot, fields)
             return
-        for kind, position in plan.first:
-            annotate(
-                scope,
-                f"aimiddleware.ratelimit.remaining_{kind}",
-                decision.outcomes[position].remaining,
-            )
+        for name, position in plan.remaining:
+            notes[name] = outcomes[position].remaining
+        if slot is None and not plan.token_positions:
+            # nothing to settle afterwards: only the fields go out
+            async def send_with_fields(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", ()), *fields]}
+                await send(message)
+
+            await self.app(scope, receive, send_with_fields)
+            return
         if plan.token_positions:
-            annotate(scope, "aimiddleware.ratelimit.tokens_reserved", estimate)
-        settled = False
-
-        async def settle() -> None:
-            nonlocal settled
-            if not settled:
-                settled = True
-                await self._settle(
-                    scope, plan, checks, decision, slot, token, exchange, llm, estimate
-                )
-
+            notes["aimiddleware.ratelimit.tokens_reserved"] = estimate
         exchange = Exchange(
             send,
+            scope,
             fields,
-            llm=llm is not None,
-            strip_usage=strip_usage,
-            engine=self._engine,
-            slot=slot,
-            token=token,
-            on_complete=settle,
+            plan,
+            checks,
+            decision,
+            slot,
+            token,
+            llm,
+            estimate,
+            prompt,
+            strip_usage,
+            self._renew,
+            self._finish,
         )
         try:
             await self.app(scope, receive, exchange)
         finally:
-            await settle()  # an error or a disconnect ended the response before its last byte
+            await exchange.settle()  # an error or a disconnect ended the response early
+
+    def _needs_token(self, slot: Slot | None) -> bool:
+        # slot leases and moving-window entries are told apart by the request's token
+        return slot is not None or self._moving
+
+    async def _llm_request(
+        self, scope: Scope, path: str, receive: Receive
+    ) -> tuple[LLMRequest | None, Receive, bool]:
+        """The LLM request in the body, the ``receive`` to pass on, and whether the usage
+        event the middleware asked for must be taken out of the stream."""
+        payload = json_body(scope)
+        llm = parse_llm_request(path, payload)
+        if llm is None or not llm.stream or llm.include_usage:
+            return llm, receive, False
+        assert isinstance(payload, dict)  # parse_llm_request accepts dicts only
+        options = payload.get("stream_options")
+        changed = {
+            **payload,
+            "stream_options": {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            },
+        }
+        return llm, await replace_body(receive, json.dumps(changed).encode()), True
 
     async def _reject(
         self,
@@ -301,7 +340,7 @@ class RateLimitMiddleware:
             check = checks[decision.failed]
             kind = plan.kinds[decision.failed]
             outcome: Outcome = decision.outcomes[decision.failed]
-            retry = max(outcome.retry, 0.001)
+            retry = max(outcome.retry_ms, 1) / 1000
             per = f"{kind} per {go_duration(check.window)}"
             if check.cost > check.limit:
                 message = (
@@ -345,43 +384,30 @@ class RateLimitMiddleware:
         }
         await send_json(send, 503, body, [(b"retry-after", b"1")])
 
-    async def _settle(
+    async def _finish(
         self,
-        scope: Scope,
-        plan: Template,
-        checks: list[Check],
-        decision: Decision,
+        adjustments: Sequence[tuple[Check, Outcome, int]],
         slot: Slot | None,
         token: str,
-        exchange: Exchange,
-        llm: LLMRequest | None,
-        estimate: int,
     ) -> None:
-        actual = estimate
-        if llm is not None:
-            used = exchange.usage()
-            if used is not None:
-                actual = used
-            elif not exchange.started or exchange.status >= 400:
-                actual = 0  # nothing was produced
-            elif exchange.event_stream:
-                # cut short before the usage chunk: the prompt and the chunks that went out
-                prompt = math.ceil(llm.prompt_chars / self._chars_per_token)
-                actual = min(estimate, prompt + exchange.response.chunks)
-            annotate(scope, "aimiddleware.ratelimit.tokens_charged", actual)
-        adjustments = [
-            (checks[i], decision.outcomes[i], actual)
-            for i in plan.token_positions
-            if actual != checks[i].cost
-        ]
-        if not adjustments and slot is None:
-            return
-        if not self._engine.suspends:
-            await self._engine.settle(adjustments, slot, token)  # never suspends: not cancellable
+        """Settle one request: token adjustments and the slot's release."""
+        if self._memory is not None:
+            self._memory.settle_now(adjustments, slot, token)  # never suspends: not cancellable
             return
         # runs even when the request was cancelled (client gone): the slot must come back now
         with anyio.CancelScope(shield=True):
             try:
                 await self._engine.settle(adjustments, slot, token)
             except StoreUnavailable as exc:
-                logger.warning("rate limit settlement failed, leases expire on their own: %s", exc)
+                # the slot is retried once the store answers; token adjustments are not
+                # (they are not idempotent: the script may have run), the reservation stands
+                if slot is not None:
+                    self._releases.defer(slot, token, exc)
+                else:
+                    logger.warning("rate limit settlement failed, the reservation stands: %s", exc)
+
+    async def _renew(self, slot: Slot, token: str) -> None:
+        try:
+            await self._engine.renew(slot, token)
+        except StoreUnavailable as exc:
+            logger.warning("rate limit slot renewal failed, the lease may lapse: %s", exc)

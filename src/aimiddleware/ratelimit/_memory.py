@@ -1,0 +1,259 @@
+"""The memory engine: the counts of one process, with the rules of the Redis script.
+
+Every operation is plain synchronous code (``acquire_now``, ``settle_now``): nothing in it
+waits, so it is atomic on the event loop and the middleware calls it without building a
+coroutine. The async ``acquire``/``settle`` of the :class:`Engine` interface wrap them.
+
+``limits``' own memory storage is not used: it takes a lock, builds a key and reads the clock
+per limit, and has neither refunds nor all-or-nothing over several limits, so a request with
+three limits paid for each of them three times over. The algorithms are the same (sliding
+window counter with the previous window weighted and floored, fixed window, moving window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from time import time
+from typing import ClassVar, Final
+
+from ._engine import Check, Decision, Engine, Outcome, Slot, fits_at
+
+__all__ = ["MemoryEngine"]
+
+# a counter window: [window index, current count, previous count, window ms]
+Counter = list[int]
+# a moving-window entry: (timestamp ms, token, amount)
+Entry = tuple[int, str, int]
+
+
+class MemoryEngine(Engine):
+    """Counts in this process only: right for one worker, tests and development.
+
+    >>> engine = MemoryEngine("sliding-window")
+    >>> engine.acquire_now([Check("k:requests:60", 2, 60, 1)], None, "t1").allowed
+    True
+    """
+
+    backend: ClassVar[str] = "memory"
+    _SWEEP_EVERY: Final = 4096
+
+    def __init__(self, strategy: str) -> None:
+        super().__init__(strategy)
+        self._counters: dict[str, Counter] = {}
+        # moving windows: key -> entries oldest first, and each key's window
+        self._entries: dict[str, list[Entry]] = {}
+        self._windows: dict[str, int] = {}
+        # slots: key -> {token: lease expiry ms}
+        self._slots: dict[str, dict[str, int]] = {}
+        self._operations = 0
+
+    # -- the interface ------------------------------------------------------------------------
+
+    async def acquire(self, checks: Sequence[Check], slot: Slot | None, token: str) -> Decision:
+        return self.acquire_now(checks, slot, token)
+
+    async def settle(
+        self,
+        adjustments: Sequence[tuple[Check, Outcome, int]],
+        slot: Slot | None,
+        token: str,
+    ) -> None:
+        self.settle_now(adjustments, slot, token)
+
+    async def renew(self, slot: Slot, token: str) -> None:
+        leases = self._slots.get(slot.key)
+        if leases is not None and token in leases:
+            leases[token] = int(time() * 1000) + int(slot.lease * 1000)
+
+    # -- acquire ------------------------------------------------------------------------------
+
+    def acquire_now(self, checks: Sequence[Check], slot: Slot | None, token: str) -> Decision:
+        """Check every limit and the slot; charge all of them only if none rejects."""
+        now = int(time() * 1000)
+        self._operations += 1
+        if self._operations >= self._SWEEP_EVERY:
+            self._sweep(now)
+        if self._code == 3:
+            return self._acquire_moving(checks, slot, token, now)
+        sliding = self._code == 1
+        counters = self._counters
+        # (record shifted to now, used, ms into the window) per check
+        staged: list[tuple[Counter, int, int]] = []
+        failed = -1
+        for key, limit, window, cost in checks:
+            window_ms = window * 1000
+            index = now // window_ms
+            record = counters.get(key)
+            if record is None or record[0] < index - 1:
+                record = [index, 0, 0, window_ms]
+            elif record[0] == index - 1:
+                record = [index, 0, record[1], window_ms]
+            elapsed = now - index * window_ms
+            used = record[1]
+            if sliding and record[2]:
+                used += record[2] * (window_ms - elapsed) // window_ms
+            if failed < 0 and used + cost > limit:
+                failed = len(staged)
+            staged.append((record, used, elapsed))
+        in_use = self._take_slot(slot, token, now, failed < 0)
+        if in_use < 0:
+            failed, in_use = len(checks), ~in_use
+        if failed >= 0:
+            return Decision(False, failed, self._counter_state(checks, staged), in_use)
+        outcomes = []
+        for (key, limit, _, cost), (record, used, elapsed) in zip(checks, staged, strict=True):
+            record[1] += cost
+            counters[key] = record
+            left = limit - used - cost
+            outcomes.append(Outcome(left if left > 0 else 0, record[3] - elapsed, 0, record[0]))
+        return Decision(True, -1, outcomes, in_use)
+
+    def _counter_state(
+        self, checks: Sequence[Check], staged: list[tuple[Counter, int, int]]
+    ) -> list[Outcome]:
+        """The limits as found, with how long until the same cost would fit (a rejection)."""
+        outcomes = []
+        for (_, limit, _, cost), (record, used, elapsed) in zip(checks, staged, strict=True):
+            window_ms, current, previous = record[3], record[1], record[2]
+            if self._code == 2:
+                retry = window_ms - elapsed
+            elif current + cost <= limit and previous > 0:
+                # the weighted count is floor(previous * (window - t) / window): it fits once
+                # that drops below (room + 1), i.e. at t > window * (1 - (room + 1) / previous)
+                room = limit - cost - current
+                retry = max(fits_at(window_ms, room, previous) - elapsed, 1)
+            else:
+                retry = window_ms - elapsed
+                if current > 0 and cost <= limit:
+                    retry += fits_at(window_ms, limit - cost, current)
+            if used + cost <= limit:
+                retry = 0
+            remaining = limit - used if used < limit else 0
+            outcomes.append(Outcome(remaining, window_ms - elapsed, retry, record[0]))
+        return outcomes
+
+    def _acquire_moving(
+        self, checks: Sequence[Check], slot: Slot | None, token: str, now: int
+    ) -> Decision:
+        before: list[Outcome] = []
+        found: list[list[Entry]] = []
+        failed = -1
+        for position, (key, limit, window, cost) in enumerate(checks):
+            window_ms = window * 1000
+            entries = [e for e in self._entries.get(key, ()) if e[0] > now - window_ms]
+            used = sum(e[2] for e in entries)
+            reset = (entries[0][0] + window_ms - now) if entries else window_ms
+            retry = 0
+            if used + cost > limit:
+                if failed < 0:
+                    failed = position
+                retry = window_ms
+                if cost <= limit:
+                    freed = 0
+                    for stamp, _, amount in entries:
+                        freed += amount
+                        if used - freed + cost <= limit:
+                            retry = stamp + window_ms - now
+                            break
+            found.append(entries)
+            before.append(Outcome(limit - used if used < limit else 0, reset, retry, 0))
+        in_use = self._take_slot(slot, token, now, failed < 0)
+        if in_use < 0:
+            failed, in_use = len(checks), ~in_use
+        if failed >= 0:
+            return Decision(False, failed, before, in_use)
+        for (key, _, window, cost), entries in zip(checks, found, strict=True):
+            entries.append((now, token, cost))
+            self._entries[key] = entries
+            self._windows[key] = window * 1000
+        after = [
+            Outcome(max(0, o.remaining - check.cost), o.reset_ms, 0, 0)
+            for check, o in zip(checks, before, strict=True)
+        ]
+        return Decision(True, -1, after, in_use)
+
+    def _take_slot(self, slot: Slot | None, token: str, now: int, take: bool) -> int:
+        """Slots in use after taking one (when ``take`` and there is room); ``~in_use`` when
+        the set is full."""
+        if slot is None:
+            return 0
+        leases = self._slots.get(slot.key)
+        if leases is None:
+            leases = self._slots[slot.key] = {}
+        if len(leases) >= slot.limit:  # only a full set can hold leases that lapsed
+            for expired in [t for t, e in leases.items() if e <= now]:
+                del leases[expired]
+        in_use = len(leases)
+        if not take:
+            return in_use
+        if in_use >= slot.limit:
+            return ~in_use
+        leases[token] = now + int(slot.lease * 1000)
+        return in_use + 1
+
+    # -- settle -------------------------------------------------------------------------------
+
+    def settle_now(
+        self,
+        adjustments: Sequence[tuple[Check, Outcome, int]],
+        slot: Slot | None,
+        token: str,
+    ) -> None:
+        """Move token reservations to the real cost, in the window charged; free the slot."""
+        if adjustments:
+            self._adjust(adjustments, token, int(time() * 1000))
+        if slot is not None:
+            leases = self._slots.get(slot.key)
+            if leases is not None:
+                leases.pop(token, None)
+                if not leases:
+                    del self._slots[slot.key]
+
+    def _adjust(
+        self, adjustments: Sequence[tuple[Check, Outcome, int]], token: str, now: int
+    ) -> None:
+        for check, outcome, actual in adjustments:
+            delta = actual - check.cost
+            if delta == 0:
+                continue
+            if self._code == 3:
+                entries = self._entries.setdefault(check.key, [])
+                for position, (stamp, owner, amount) in enumerate(entries):
+                    if owner == token:
+                        entries[position] = (stamp, owner, max(0, amount + delta))
+                        break
+                else:
+                    if delta > 0:
+                        entries.append((now, token, delta))
+                        self._windows[check.key] = check.window * 1000
+                continue
+            record = self._counters.get(check.key)
+            if record is not None and record[0] == outcome.charged_window:
+                record[1] = max(0, record[1] + delta)
+            elif record is not None and record[0] == outcome.charged_window + 1:
+                record[2] = max(0, record[2] + delta)
+            elif delta > 0:
+                window_ms = check.window * 1000
+                index = now // window_ms
+                if record is None or record[0] < index - 1:
+                    record = [index, 0, 0, window_ms]
+                elif record[0] == index - 1:
+                    record = [index, 0, record[1], window_ms]
+                record[1] += delta
+                self._counters[check.key] = record
+
+    def _sweep(self, now: int) -> None:
+        # keys of callers that went quiet would otherwise stay forever
+        self._operations = 0
+        self._counters = {k: r for k, r in self._counters.items() if r[0] >= now // r[3] - 1}
+        self._entries = {
+            k: kept
+            for k, entries in self._entries.items()
+            if (kept := [e for e in entries if e[0] > now - self._windows.get(k, 0)])
+        }
+        self._windows = {k: w for k, w in self._windows.items() if k in self._entries}
+        self._slots = {
+            k: alive
+            for k, leases in self._slots.items()
+            if (alive := {t: e for t, e in leases.items() if e > now})
+        }
