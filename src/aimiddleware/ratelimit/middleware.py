@@ -27,7 +27,7 @@ from .._asgi import (
     replace_body,
     send_json,
 )
-from .._openai import LLMRequest, llm_operation, parse_llm_request
+from .._openai import LLMRequest, llm_operation, shared_llm_request
 from ..exceptions import ConfigurationError, StoreUnavailable
 from ..principal import get_principal
 from ._engine import Check, Decision, Engine, Outcome, Slot
@@ -305,10 +305,10 @@ class RateLimitMiddleware:
         """The LLM request in the body, the ``receive`` to pass on, and whether the usage
         event the middleware asked for must be taken out of the stream."""
         payload = json_body(scope)
-        llm = parse_llm_request(path, payload)
+        llm = shared_llm_request(scope, path, payload)
         if llm is None or not llm.stream or llm.include_usage:
             return llm, receive, False
-        assert isinstance(payload, dict)  # parse_llm_request accepts dicts only
+        assert isinstance(payload, dict)  # only dict bodies are LLM requests
         options = payload.get("stream_options")
         changed = {
             **payload,
