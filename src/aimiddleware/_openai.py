@@ -20,6 +20,8 @@ __all__ = [
     "llm_operation",
     "parse_llm_request",
     "shared_llm_request",
+    "sum_tokens",
+    "usage_tokens",
 ]
 
 _REQUEST_KEY: Final = "aimiddleware.llm_request"
@@ -140,12 +142,16 @@ class LLMResponse:
                     self.finish_reasons.append(choice["finish_reason"])
         usage = payload.get("usage")
         if isinstance(usage, dict):
-            prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
-            completion = usage.get("completion_tokens", usage.get("output_tokens"))
-            if isinstance(prompt, int):
+            prompt, completion = usage_tokens(usage)
+            if prompt is not None:
                 self.input_tokens = prompt
-            if isinstance(completion, int):
+            if completion is not None:
                 self.output_tokens = completion
+
+    @property
+    def total_tokens(self) -> int | None:
+        """Input plus output tokens, or ``None`` when the response stated neither."""
+        return sum_tokens(self.input_tokens, self.output_tokens)
 
     def observe_event_data(self, data: str | None) -> Any:
         """Take in the data of one stream event; returns the parsed object (or ``None``)."""
@@ -168,6 +174,28 @@ class LLMResponse:
         except (ValueError, UnicodeDecodeError, RecursionError):
             return
         self.observe(payload)
+
+
+def usage_tokens(usage: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(input, output) tokens of a ``usage`` object: chat/completions' names, else the
+    Responses API's.
+
+    >>> usage_tokens({"prompt_tokens": 3, "completion_tokens": 5})
+    (3, 5)
+    """
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
+    return (
+        prompt if isinstance(prompt, int) else None,
+        completion if isinstance(completion, int) else None,
+    )
+
+
+def sum_tokens(prompt: int | None, completion: int | None) -> int | None:
+    """``prompt + completion``, a missing side counting 0; ``None`` when both are missing."""
+    if prompt is None and completion is None:
+        return None
+    return (prompt or 0) + (completion or 0)
 
 
 def is_usage_only_chunk(payload: Any) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from time import monotonic
-from typing import Any, Final
+from typing import Final
 
 from .._asgi import (
     Message,
@@ -16,7 +16,7 @@ from .._asgi import (
     is_event_stream,
     remove_headers,
 )
-from .._openai import LLMRequest, LLMResponse, is_usage_only_chunk
+from .._openai import LLMRequest, LLMResponse, is_usage_only_chunk, sum_tokens, usage_tokens
 from .._sse import SSEParser
 from ._engine import Check, Decision, Outcome, Slot
 from ._plan import Template
@@ -158,10 +158,9 @@ class Exchange(ResponseWatcher):
         if self._usage is not None:
             return self._usage
         response = self.response
-        if response is not None and (
-            response.input_tokens is not None or response.output_tokens is not None
-        ):
-            return (response.input_tokens or 0) + (response.output_tokens or 0)
+        stated = response.total_tokens if response is not None else None
+        if stated is not None:
+            return stated
         if not self.started or self.status >= 400:
             return 0  # nothing was produced
         if response is not None:
@@ -215,20 +214,7 @@ def _usage_of(body: bytes) -> int | None:
         except (ValueError, UnicodeDecodeError):
             usage = None
         if isinstance(usage, dict):
-            return _total(usage)
+            return sum_tokens(*usage_tokens(usage))
     response = LLMResponse()
     response.observe_body(body)  # no usage where expected: the full parse decides
-    if response.input_tokens is None and response.output_tokens is None:
-        return None
-    return (response.input_tokens or 0) + (response.output_tokens or 0)
-
-
-def _total(usage: dict[str, Any]) -> int | None:
-    # the names LLMResponse reads: chat/completions', then the Responses API's
-    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
-    completion = usage.get("completion_tokens", usage.get("output_tokens"))
-    prompt = prompt if isinstance(prompt, int) else None
-    completion = completion if isinstance(completion, int) else None
-    if prompt is None and completion is None:
-        return None
-    return (prompt or 0) + (completion or 0)
+    return response.total_tokens
