@@ -271,3 +271,69 @@ async def test_frozen_redis_bounds_every_caller_beyond_the_pool_and_script_reloa
         assert len(waited) == 24
         assert max(waited) < 0.3 + 0.5
         assert await store.claim("after", b"v", ttl=30) is None  # the script loads again
+
+
+@pytest.mark.cluster
+async def test_cluster_callers_beyond_max_connections_wait_for_a_place(
+    redis_cluster: RedisCluster,
+) -> None:
+    # 200 callers on one key, so on one node, with 4 places: the cluster client alone refuses
+    # the fifth at once (MaxConnectionsError); the store makes the rest wait their turn
+    store = store_from_url(redis_cluster.url, prefix="places:", timeout=5, max_connections=4)
+    async with store:
+        async with anyio.create_task_group() as group:
+            for _ in range(200):
+                group.start_soon(store.incr, "one-node", 1, 30)
+        assert await store.incr("one-node", 0, 30) == 200
+
+
+@pytest.mark.cluster
+async def test_cluster_commands_outlasting_the_timeout_lose_no_connection(
+    redis_cluster: RedisCluster,
+) -> None:
+    from redis.asyncio.cluster import RedisCluster as Client
+
+    host, port = redis_cluster.url.removeprefix("redis+cluster://").split(",")[0].split(":")
+    client = Client(host=host, port=int(port))
+    try:
+        await client.initialize()
+        owner_port = client.get_node_from_key("outlast:{frozen}").port
+    finally:
+        await client.aclose()
+    owner = next(node for node in redis_cluster.nodes if node.port == owner_port)
+    store = store_from_url(redis_cluster.url, prefix="outlast:", timeout=0.3, max_connections=4)
+    async with store:
+        await store.incr("frozen", 0, 30)  # one connection open to the owner
+        owner.pause()
+        try:
+            # the callers that open new connections meet a frozen handshake at the timeout
+            waited: list[float] = []
+
+            async def call() -> None:
+                started = time.monotonic()
+                with pytest.raises(StoreUnavailable):
+                    await store.incr("frozen", 1, 30)
+                waited.append(time.monotonic() - started)
+
+            async with anyio.create_task_group() as group:
+                for _ in range(24):
+                    group.start_soon(call)
+        finally:
+            owner.resume()
+        assert len(waited) == 24
+        assert max(waited) < 0.3 + 0.5
+        # the commands left under way end once the node answers; then all 4 places serve again
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                await store.get("frozen")
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline
+                await anyio.sleep(0.1)
+        for _ in range(10):  # as many callers as places: none waits, none is refused
+            async with anyio.create_task_group() as group:
+                for _ in range(4):
+                    group.start_soon(store.incr, "frozen", 1, 30)
+        # the 4 commands that were under way at the freeze ran when it thawed
+        assert await store.incr("frozen", 0, 30) == 4 + 40

@@ -59,6 +59,10 @@ return length
 """
 
 _OUR_QUERY_OPTIONS = ("prefix", "timeout", "max_connections")
+# a Cluster command that outlasts the store's timeout ends at the latest after this many timeouts,
+# and never sooner than the floor (seconds)
+_OUTLAST_FACTOR = 4
+_OUTLAST_FLOOR = 2.0
 
 
 def _ms(ttl: float) -> int:
@@ -72,6 +76,12 @@ class RedisStore(Store):
     ``<prefix>{<key>}`` for the value and ``<prefix>{<key>}:log`` for the chunk log: the hash tag
     keeps one logical record in one Cluster slot. Every call is bounded by ``timeout`` seconds;
     any Redis or network fault, or the timeout, raises ``StoreUnavailable``.
+
+    On a Cluster, ``max_in_flight`` bounds the commands under way at once (callers beyond it wait
+    for a place, within the timeout: the cluster client itself refuses at once when a node's
+    pool is full), and a command that outlasts the timeout is left to finish in the background,
+    holding its place, rather than cancelled: redis-py's cluster client before 7 loses a pooled
+    connection for good when a command is cancelled while it writes.
 
     >>> from redis.asyncio import Redis
     >>> store = RedisStore(Redis(host="127.0.0.1", port=6379), prefix="myapp:")
@@ -88,16 +98,24 @@ class RedisStore(Store):
         *,
         prefix: str = "aimw:",
         timeout: float = 0.5,
+        max_in_flight: int = 100,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ConfigurationError("the Redis key prefix must not contain '{' or '}'")
         if not timeout > 0:
             raise ConfigurationError("the Redis store timeout must be a positive number of seconds")
+        if max_in_flight < 1:
+            raise ConfigurationError("max_in_flight must be at least 1")
         # redis-py's annotations mix its sync, async and cluster clients; the store only calls
         # what both async clients share
         self._client: Any = cast(Any, client)
         self._prefix = prefix
         self._timeout = float(timeout)
+        self._cluster = hasattr(client, "nodes_manager")
+        # a Cluster's commands under way (see the class docstring); the single-node client's own
+        # BlockingConnectionPool already waits, and returns a cancelled command's connection
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._outlasting: set[asyncio.Future[Any]] = set()
         self._claim = self._client.register_script(_CLAIM)
         self._renew = self._client.register_script(_RENEW)
         self._replace = self._client.register_script(_REPLACE)
@@ -113,8 +131,9 @@ class RedisStore(Store):
         the rest go to redis-py. A cluster URL lists its seed nodes:
         ``redis+cluster://h1:7000,h2:7001``.
 
-        On a single node, callers beyond ``max_connections`` (default 100) wait for a free
-        connection, within the store timeout; a cluster opens up to that many per node.
+        Callers beyond ``max_connections`` (default 100) commands under way wait for a place,
+        within the store timeout: on a single node for a pooled connection, on a cluster for one
+        of that many places shared by its nodes.
         """
         try:
             from redis.asyncio import BlockingConnectionPool, Redis
@@ -157,15 +176,22 @@ class RedisStore(Store):
                 nodes.append(ClusterNode(host.strip("[]"), int(port)))
             auth = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
             username, _, password = auth.partition(":")
+            # The store bounds the commands under way (max_in_flight), so the nodes' own pools
+            # are left unbounded: before redis-py 7 a connection lost on a write error still
+            # counts against a node's pool and would end in MaxConnectionsError for good. The
+            # socket timeouts bound a command left to finish after the store's timeout; they are
+            # longer than it because the cluster client drops every connection of every node on
+            # a socket timeout, failing the other commands under way.
+            socket_timeout = max(_OUTLAST_FACTOR * timeout, _OUTLAST_FLOOR)
             client = RedisCluster(
                 startup_nodes=nodes,
                 username=username or None,
                 password=password or None,
                 ssl=scheme == "rediss+cluster",
-                max_connections=max_connections,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
             )
+            options.setdefault("max_in_flight", max_connections)
         elif scheme in ("redis", "rediss", "unix"):
             plain = urlunsplit(parts._replace(query=urlencode(theirs)))
             pool = BlockingConnectionPool.from_url(
@@ -189,7 +215,16 @@ class RedisStore(Store):
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
             async with asyncio.timeout(self._timeout):
-                return await call()
+                if not self._cluster:
+                    return await call()
+                await self._in_flight.acquire()
+                # nothing awaits between the acquire and the task's done callback: the place is
+                # given back exactly once, when the command ends, even one that outlasts the
+                # timeout
+                task = asyncio.ensure_future(call())
+                self._outlasting.add(task)
+                task.add_done_callback(self._ended)
+                return await asyncio.shield(task)
         except (TimeoutError, OSError) as exc:
             raise StoreUnavailable(
                 f"redis {operation} failed: {type(exc).__name__}",
@@ -206,6 +241,12 @@ class RedisStore(Store):
                     backend="redis",
                 ) from exc
             raise
+
+    def _ended(self, task: asyncio.Future[Any]) -> None:
+        self._outlasting.discard(task)
+        self._in_flight.release()
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller that timed out has had its answer
 
     # -- primitives --------------------------------------------------------------------------
 
@@ -259,6 +300,9 @@ class RedisStore(Store):
         await self._call("ping", lambda: self._client.ping())
 
     async def aclose(self) -> None:
+        for task in list(self._outlasting):
+            task.cancel()
+        await asyncio.gather(*self._outlasting, return_exceptions=True)
         await self._client.aclose()
 
     def __repr__(self) -> str:
