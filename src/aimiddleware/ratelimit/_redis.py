@@ -10,16 +10,13 @@ script runs in one slot. Time is the server's (``TIME``), so workers with skewed
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
-from ..exceptions import StoreUnavailable
+from ..stores.redis import RedisCalls
 from ._engine import Check, Decision, Engine, Outcome, Slot
 
 __all__ = ["RedisEngine"]
-
-T = TypeVar("T")
 
 # Shared by the scripts: a counter window is a hash {w: window index, c: current count,
 # p: previous window's count}; the sliding window counter weighs p by the share of the
@@ -205,7 +202,8 @@ class RedisEngine(Engine):
     """Counts shared by every worker, on Redis or Redis Cluster.
 
     ``client`` is a ``redis.asyncio`` client (single node or cluster), usually the one a
-    ``limits`` storage built from a URL. Every call is bounded by ``timeout`` seconds.
+    ``limits`` storage built from a URL. Every call is bounded by ``timeout`` seconds, as the
+    stores' are (:class:`~aimiddleware.stores.redis.RedisCalls`).
     """
 
     backend: ClassVar[str] = "redis"
@@ -214,23 +212,10 @@ class RedisEngine(Engine):
     def __init__(self, client: Any, *, strategy: str, timeout: float) -> None:
         super().__init__(strategy)
         self._client = client
-        self._timeout = timeout
+        self._call = RedisCalls(client, timeout=timeout)
         self._acquire = client.register_script(_ACQUIRE)
         self._settle = client.register_script(_SETTLE)
         self._renew = client.register_script(_RENEW)
-
-    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        from redis.exceptions import RedisError
-
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await call()
-        except (TimeoutError, OSError, RedisError) as exc:
-            raise StoreUnavailable(
-                f"redis {operation} failed: {type(exc).__name__}",
-                operation=operation,
-                backend="redis",
-            ) from exc
 
     async def acquire(self, checks: Sequence[Check], slot: Slot | None, token: str) -> Decision:
         keys = [c.key for c in checks]
@@ -273,4 +258,4 @@ class RedisEngine(Engine):
         await self._call("ping", lambda: self._client.ping())
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._call.aclose()

@@ -24,7 +24,8 @@ def engine_from_url(url: str, *, strategy: str, timeout: float) -> Engine:
     ``redis+cluster://h1:p1,h2:p2`` (or ``limits``' own ``async+redis...`` forms) are shared.
 
     The Redis client is the ``redis.asyncio`` one that ``limits`` builds for the URL
-    (``implementation="redispy"``), with connect and read timeouts of ``timeout`` seconds.
+    (``implementation="redispy"``); each call is bounded by ``timeout`` as the stores' are, and
+    the sockets by that many seconds (longer on a cluster, see ``RedisCalls``).
     """
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError("storage must be a URL such as memory:// or redis://host:6379/0")
@@ -41,14 +42,17 @@ def engine_from_url(url: str, *, strategy: str, timeout: float) -> Engine:
     try:
         from limits.storage import storage_from_string
 
+        from ..stores.redis import cluster_socket_timeout
         from ._redis import RedisEngine
     except ImportError as exc:  # pragma: no cover (exercised only without the extra)
         raise ConfigurationError(
             "Redis storage needs the redis package: pip install 'aimiddleware[redis,ratelimit]'"
         ) from exc
+    # a Cluster command may outlast the engine's timeout (see RedisCalls): its sockets wait longer
+    socket_timeout = cluster_socket_timeout(timeout) if scheme == "redis+cluster" else timeout
     options: dict[str, float | str | bool] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
     }
     try:
         storage = storage_from_string(

@@ -59,10 +59,83 @@ return length
 """
 
 _OUR_QUERY_OPTIONS = ("prefix", "timeout", "max_connections")
-# a Cluster command that outlasts the store's timeout ends at the latest after this many timeouts,
-# and never sooner than the floor (seconds)
+# a Cluster command that outlasts the caller's timeout ends at the latest after this many
+# timeouts, and never sooner than the floor (seconds)
 _OUTLAST_FACTOR = 4
 _OUTLAST_FLOOR = 2.0
+
+
+def cluster_socket_timeout(timeout: float) -> float:
+    """The socket timeouts of a Cluster client whose calls :class:`RedisCalls` bounds by
+    ``timeout``: longer, because on a socket timeout redis-py's cluster client drops every
+    connection of every node, failing all the other commands under way."""
+    return max(_OUTLAST_FACTOR * timeout, _OUTLAST_FLOOR)
+
+
+class RedisCalls:
+    """One ``redis.asyncio`` client's commands, each bounded by ``timeout`` seconds; any Redis or
+    network fault, or the timeout, raises ``StoreUnavailable``.
+
+    On a Cluster, at most ``max_in_flight`` commands are under way at once (callers beyond wait
+    for a place, within the timeout: the cluster client itself refuses at once when a node's
+    pool is full), and a command that outlasts the timeout is left to finish, holding its
+    place, rather than cancelled: before redis-py 7 a cluster command cancelled while it writes
+    (a new connection's handshake, say) strands its connection for good. A single-node client
+    is called directly: its pool waits for a free connection and takes a cancelled one back.
+    """
+
+    __slots__ = ("_client", "_cluster", "_outlasting", "_places", "_timeout")
+
+    def __init__(self, client: Any, *, timeout: float, max_in_flight: int = 100) -> None:
+        from redis.asyncio.cluster import RedisCluster
+
+        self._client = client
+        self._timeout = timeout
+        self._cluster = isinstance(client, RedisCluster)
+        self._places = asyncio.Semaphore(max_in_flight)
+        self._outlasting: set[asyncio.Future[Any]] = set()
+
+    async def __call__(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async with asyncio.timeout(self._timeout):
+                if not self._cluster:
+                    return await call()
+                await self._places.acquire()
+                # nothing awaits between the acquire and the done callback: the place is given
+                # back exactly once, when the command ends, even one that outlasts the timeout
+                command = asyncio.ensure_future(call())
+                self._outlasting.add(command)
+                command.add_done_callback(self._ended)
+                return await asyncio.shield(command)
+        except (TimeoutError, OSError) as exc:
+            raise StoreUnavailable(
+                f"redis {operation} failed: {type(exc).__name__}",
+                operation=operation,
+                backend="redis",
+            ) from exc
+        except Exception as exc:
+            from redis.exceptions import RedisError
+
+            if isinstance(exc, RedisError):
+                raise StoreUnavailable(
+                    f"redis {operation} failed: {type(exc).__name__}: {exc}",
+                    operation=operation,
+                    backend="redis",
+                ) from exc
+            raise
+
+    def _ended(self, command: asyncio.Future[Any]) -> None:
+        self._outlasting.discard(command)
+        self._places.release()
+        if not command.cancelled():
+            command.exception()  # retrieved: a caller that timed out has had its answer
+
+    async def aclose(self) -> None:
+        """Cancel the commands still under way, then close the client."""
+        for command in list(self._outlasting):
+            command.cancel()
+        await asyncio.gather(*self._outlasting, return_exceptions=True)
+        await self._client.aclose()
 
 
 def _ms(ttl: float) -> int:
@@ -75,13 +148,9 @@ class RedisStore(Store):
     One round trip per primitive (a Lua script where several steps must be atomic). Keys are
     ``<prefix>{<key>}`` for the value and ``<prefix>{<key>}:log`` for the chunk log: the hash tag
     keeps one logical record in one Cluster slot. Every call is bounded by ``timeout`` seconds;
-    any Redis or network fault, or the timeout, raises ``StoreUnavailable``.
-
-    On a Cluster, ``max_in_flight`` bounds the commands under way at once (callers beyond it wait
-    for a place, within the timeout: the cluster client itself refuses at once when a node's
-    pool is full), and a command that outlasts the timeout is left to finish in the background,
-    holding its place, rather than cancelled: redis-py's cluster client before 7 loses a pooled
-    connection for good when a command is cancelled while it writes.
+    any Redis or network fault, or the timeout, raises ``StoreUnavailable``. On a Cluster,
+    ``max_in_flight`` bounds the commands under way and one that outlasts the timeout finishes
+    rather than being cancelled (see :class:`RedisCalls`).
 
     >>> from redis.asyncio import Redis
     >>> store = RedisStore(Redis(host="127.0.0.1", port=6379), prefix="myapp:")
@@ -111,11 +180,7 @@ class RedisStore(Store):
         self._client: Any = cast(Any, client)
         self._prefix = prefix
         self._timeout = float(timeout)
-        self._cluster = hasattr(client, "nodes_manager")
-        # a Cluster's commands under way (see the class docstring); the single-node client's own
-        # BlockingConnectionPool already waits, and returns a cancelled command's connection
-        self._in_flight = asyncio.Semaphore(max_in_flight)
-        self._outlasting: set[asyncio.Future[Any]] = set()
+        self._call = RedisCalls(client, timeout=self._timeout, max_in_flight=max_in_flight)
         self._claim = self._client.register_script(_CLAIM)
         self._renew = self._client.register_script(_RENEW)
         self._replace = self._client.register_script(_REPLACE)
@@ -178,11 +243,8 @@ class RedisStore(Store):
             username, _, password = auth.partition(":")
             # The store bounds the commands under way (max_in_flight), so the nodes' own pools
             # are left unbounded: before redis-py 7 a connection lost on a write error still
-            # counts against a node's pool and would end in MaxConnectionsError for good. The
-            # socket timeouts bound a command left to finish after the store's timeout; they are
-            # longer than it because the cluster client drops every connection of every node on
-            # a socket timeout, failing the other commands under way.
-            socket_timeout = max(_OUTLAST_FACTOR * timeout, _OUTLAST_FLOOR)
+            # counts against a node's pool and would end in MaxConnectionsError for good.
+            socket_timeout = cluster_socket_timeout(timeout)
             client = RedisCluster(
                 startup_nodes=nodes,
                 username=username or None,
@@ -211,42 +273,6 @@ class RedisStore(Store):
     def _keys(self, key: str) -> list[str]:
         value = f"{self._prefix}{{{key}}}"
         return [value, value + ":log"]
-
-    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        try:
-            async with asyncio.timeout(self._timeout):
-                if not self._cluster:
-                    return await call()
-                await self._in_flight.acquire()
-                # nothing awaits between the acquire and the task's done callback: the place is
-                # given back exactly once, when the command ends, even one that outlasts the
-                # timeout
-                task = asyncio.ensure_future(call())
-                self._outlasting.add(task)
-                task.add_done_callback(self._ended)
-                return await asyncio.shield(task)
-        except (TimeoutError, OSError) as exc:
-            raise StoreUnavailable(
-                f"redis {operation} failed: {type(exc).__name__}",
-                operation=operation,
-                backend="redis",
-            ) from exc
-        except Exception as exc:
-            from redis.exceptions import RedisError
-
-            if isinstance(exc, RedisError):
-                raise StoreUnavailable(
-                    f"redis {operation} failed: {type(exc).__name__}: {exc}",
-                    operation=operation,
-                    backend="redis",
-                ) from exc
-            raise
-
-    def _ended(self, task: asyncio.Future[Any]) -> None:
-        self._outlasting.discard(task)
-        self._in_flight.release()
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller that timed out has had its answer
 
     # -- primitives --------------------------------------------------------------------------
 
@@ -300,10 +326,7 @@ class RedisStore(Store):
         await self._call("ping", lambda: self._client.ping())
 
     async def aclose(self) -> None:
-        for task in list(self._outlasting):
-            task.cancel()
-        await asyncio.gather(*self._outlasting, return_exceptions=True)
-        await self._client.aclose()
+        await self._call.aclose()
 
     def __repr__(self) -> str:
         # never the URL: it may carry a password
