@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="largest total of header names and values, else 431 (`off`: none)",
     )
     redis_url: str | None = Field(None, description="shared stores; default: in-memory stores")
+    store_timeout: float = Field(
+        0.5,
+        gt=0,
+        description="seconds a Redis call may take before the request meets the middleware's "
+        "store-fault behaviour",
+    )
     # rate limits (docs/reference_app.md): the demo tiers, chosen per caller
     rate_limits: bool = Field(True, description="tiered request/token/concurrency limits")
     agent_requests: str | None = Field("600/minute", description="agent tier requests")
@@ -99,3 +105,11 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.redis_url or "memory://"
+
+    @property
+    def idempotency_store_url(self) -> str:
+        """The store URL with the store timeout as its ``timeout`` parameter (Redis only)."""
+        if not self.redis_url:
+            return "memory://"
+        joiner = "&" if "?" in self.redis_url else "?"
+        return f"{self.redis_url}{joiner}timeout={self.store_timeout:g}"

@@ -49,6 +49,7 @@ def _rate_limits(app: ASGIApp, settings: Settings) -> ASGIApp:
         tiers=tiers,
         default_tier=settings.anonymous_tier,
         storage=settings.store_url,
+        timeout=settings.store_timeout,
         on_store_error=settings.rate_limit_on_store_error,
         client_type_header=settings.client_type_header,
         client_type_trusted_from=settings.client_type_trusted_from,
@@ -85,7 +86,7 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
         app = _rate_limits(app, settings)
     app = IdempotencyMiddleware(
         app,
-        store=settings.store_url,
+        store=settings.idempotency_store_url,
         paths=["/v1/*"],
         principal_resolver=credential_tenant,
     )
