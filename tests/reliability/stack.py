@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,8 @@ from typing import Any
 import httpx
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from reference_app import Settings, create_app
 from reference_app.telemetry import Telemetry
@@ -44,6 +43,31 @@ class Records(logging.Handler):
             self.lines.append(text)
 
 
+class Spans(SpanExporter):
+    """Every finished span, kept for the scan; ``take`` hands them over and forgets them."""
+
+    def __init__(self) -> None:
+        self._spans: list[ReadableSpan] = []
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        with self._lock:
+            self._spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+    def get_finished_spans(self) -> tuple[ReadableSpan, ...]:
+        with self._lock:
+            return tuple(self._spans)
+
+    def take(self) -> list[ReadableSpan]:
+        with self._lock:
+            spans, self._spans = self._spans, []
+        return spans
+
+    def clear(self) -> None:
+        self.take()
+
+
 class Counted:
     """Counts the HTTP requests that reached the server, outside the whole stack."""
 
@@ -63,9 +87,10 @@ class Stack:
         self.url = server.url
         self.key_file = key_file
         self.records = records
-        self.exporter = InMemorySpanExporter()
+        self.exporter = Spans()
         self.metrics = InMemoryMetricReader()
         self.secrets: set[str] = set()
+        self.found: list[str] = []  # by scan_and_forget
         self.counted: Counted = server.server.config.app
 
     def token(self, *args: str) -> str:
@@ -80,7 +105,7 @@ class Stack:
     def leaks(self, extra: list[str] = []) -> list[str]:  # noqa: B006 (read only)
         """Where any credential used so far appears: logs, span attributes/events, metrics."""
         secrets = [s for s in [*self.secrets, *extra] if s]
-        found = []
+        found = list(self.found)
         for line in self.records.lines:
             found += [f"log: {line[:80]}" for s in secrets if s in line]
         for span in self.exporter.get_finished_spans():
@@ -92,6 +117,21 @@ class Stack:
         text = data.to_json() if data is not None else ""
         found += ["metrics" for s in secrets if s in text]
         return found
+
+    def scan_and_forget(self) -> None:
+        """Scan the logs and spans recorded so far, keep what was found, and drop them: a
+        long run then measures the server's memory, not the recording's."""
+        with self.records.lock_:
+            lines, self.records.lines = self.records.lines, []
+        spans = self.exporter.take()
+        secrets = [s for s in self.secrets if s]
+        for line in lines:
+            self.found += [f"log: {line[:80]}" for s in secrets if s in line]
+        for span in spans:
+            text = repr(dict(span.attributes or {})) + repr(
+                [(e.name, dict(e.attributes or {})) for e in span.events]
+            )
+            self.found += [f"span {span.name}" for s in secrets if s in text]
 
 
 @contextmanager
@@ -106,7 +146,7 @@ def serve_stack(tmp: Path, **settings: Any) -> Iterator[Stack]:
     root.setLevel(logging.DEBUG)
     merged = {**UNREACHED_LIMITS, "access_log": True, **settings}
     stack_settings = Settings(port=port, auth=True, auth_key_file=key_file, **merged)
-    exporter = InMemorySpanExporter()
+    exporter = Spans()
     metrics = InMemoryMetricReader()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
