@@ -105,14 +105,10 @@ class Stack:
     def leaks(self, extra: list[str] = []) -> list[str]:  # noqa: B006 (read only)
         """Where any credential used so far appears: logs, span attributes/events, metrics."""
         secrets = [s for s in [*self.secrets, *extra] if s]
-        found = list(self.found)
-        for line in self.records.lines:
-            found += [f"log: {line[:80]}" for s in secrets if s in line]
-        for span in self.exporter.get_finished_spans():
-            text = repr(dict(span.attributes or {})) + repr(
-                [(e.name, dict(e.attributes or {})) for e in span.events]
-            )
-            found += [f"span {span.name}" for s in secrets if s in text]
+        found = [
+            *self.found,
+            *self._found_in(self.records.lines, self.exporter.get_finished_spans(), secrets),
+        ]
         data = self.metrics.get_metrics_data()
         text = data.to_json() if data is not None else ""
         found += ["metrics" for s in secrets if s in text]
@@ -123,15 +119,22 @@ class Stack:
         long run then measures the server's memory, not the recording's."""
         with self.records.lock_:
             lines, self.records.lines = self.records.lines, []
-        spans = self.exporter.take()
         secrets = [s for s in self.secrets if s]
+        self.found += self._found_in(lines, self.exporter.take(), secrets)
+
+    @staticmethod
+    def _found_in(
+        lines: Sequence[str], spans: Sequence[ReadableSpan], secrets: list[str]
+    ) -> list[str]:
+        found = []
         for line in lines:
-            self.found += [f"log: {line[:80]}" for s in secrets if s in line]
+            found += [f"log: {line[:80]}" for s in secrets if s in line]
         for span in spans:
             text = repr(dict(span.attributes or {})) + repr(
                 [(e.name, dict(e.attributes or {})) for e in span.events]
             )
-            self.found += [f"span {span.name}" for s in secrets if s in text]
+            found += [f"span {span.name}" for s in secrets if s in text]
+        return found
 
 
 @contextmanager
