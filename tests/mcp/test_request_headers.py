@@ -187,10 +187,14 @@ async def test_a_2026_07_28_version_header_asks_for_the_method_header_too() -> N
     assert "the Mcp-Method header is missing" in message
 
 
-async def test_a_name_header_on_a_method_that_names_nothing_is_refused() -> None:
-    raw = headers(version=VERSION, method="tools/list", name="chat")
-    message = assert_mismatch(await exchange(modern("tools/list"), raw, "mcp"))
-    assert "names nothing" in message
+async def test_an_extension_methods_name_header_is_left_to_the_server() -> None:
+    """Extensions (tasks/get...) mirror a parameter of their own into Mcp-Name: the guard cannot
+    know which, and no scope of its depends on it."""
+    body = modern("tasks/get", {"taskId": "task-1"})
+    raw = headers(version=VERSION, method="tasks/get", name="task-1")
+    ex = await exchange(body, raw, "mcp")
+    assert ex.status == 200
+    assert ex.app_body == body
 
 
 async def test_headers_describe_one_message_so_a_batch_with_them_is_refused() -> None:
@@ -226,3 +230,11 @@ async def test_an_overlong_header_value_is_cut_in_the_message() -> None:
     raw = headers(version=VERSION, method="tools/call", name="x" * 5000)
     message = assert_mismatch(await exchange(body, raw, "mcp", "chat"))
     assert len(message) < 400
+
+
+async def test_a_name_header_without_a_method_header_is_refused() -> None:
+    """No client of any revision sends Mcp-Name alone: it can only be meant for whatever reads
+    headers without the body."""
+    body = rpc("tools/call", {"name": "chat"})
+    message = assert_mismatch(await exchange(body, headers(name="list_models"), "mcp", "chat"))
+    assert "Mcp-Name header without Mcp-Method" in message
