@@ -35,17 +35,24 @@ _METHOD: Final = b"mcp-method"
 _NAME: Final = b"mcp-name"
 _SPELLED: Final = {_VERSION: "MCP-Protocol-Version", _METHOD: "Mcp-Method", _NAME: "Mcp-Name"}
 _DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
-# the transport allows visible ASCII and space in these values; anything else is base64-wrapped
-_PLAIN: Final = re.compile(rb"[\x20-\x7e]*")
 _SENTINEL: Final = re.compile(r"=\?base64\?(.*)\?=", re.DOTALL)
 
 
 def _requires_headers(version: object) -> bool:
-    return isinstance(version, str) and bool(_DATE.fullmatch(version)) and version >= FIRST_REVISION
+    return (
+        isinstance(version, str)
+        and version >= FIRST_REVISION
+        and _DATE.fullmatch(version) is not None
+    )
 
 
 def _plain(raw: bytes) -> str | None:
-    return raw.decode("ascii") if _PLAIN.fullmatch(raw) else None
+    # the transport allows visible ASCII and space in these values; anything else is wrapped
+    # in base64 by the client
+    if not raw.isascii():
+        return None
+    text = raw.decode("ascii")
+    return text if text.isprintable() else None
 
 
 def decode_name(raw: bytes) -> str | None:
@@ -57,7 +64,7 @@ def decode_name(raw: bytes) -> str | None:
     text = _plain(raw)
     if text is None:
         return None
-    match = _SENTINEL.fullmatch(text)
+    match = _SENTINEL.fullmatch(text) if text.startswith("=?base64?") else None
     if match is None:
         return text
     payload = match.group(1)
