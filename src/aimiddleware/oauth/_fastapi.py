@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..principal import Principal, get_principal
-from ._errors import AuthError, Challenger
+from ._errors import AuthError, Challenger, insufficient_scope
 from ._options import check_scopes
 
 __all__ = ["OAuthHTTPException", "RequireScopes", "oauth_exception_handler", "requires_scopes"]
@@ -61,9 +61,7 @@ def _check(scope: Any, required: tuple[str, ...]) -> tuple[Principal | None, Aut
     if principal is None:
         return None, AuthError(401, None, "authentication required", scopes=required)
     if not principal.has_scopes(required):
-        error = AuthError(403, "insufficient_scope", "the token lacks a required scope",
-                          scopes=required)  # fmt: skip
-        return None, error
+        return None, insufficient_scope(principal.credential, principal.scopes, required)
     return principal, None
 
 

@@ -25,7 +25,7 @@ from ..principal import Principal, set_principal
 from ._apikeys import APIKeys
 from ._authenticate import Authenticated, Authenticator, Unavailable, same_key, token_digest
 from ._dpop import DPoP, DPoPError, request_urls
-from ._errors import AuthError, Challenger
+from ._errors import AuthError, Challenger, insufficient_scope
 from ._introspection import Introspection
 from ._jwks import JWKSCache, MetadataCache
 from ._jwt import JWTVerifier, TokenInvalid
@@ -365,8 +365,7 @@ class OAuthMiddleware:
             decisions["aimiddleware.auth.client_id"] = principal.client_id
         decisions["aimiddleware.auth.scopes"] = _scope_list(principal.scopes)
         if not principal.has_scopes(rule.required):
-            raise AuthError(403, "insufficient_scope", "the token lacks a required scope",
-                            scopes=rule.required)  # fmt: skip
+            raise insufficient_scope(principal.credential, principal.scopes, rule.required)
         return principal
 
     async def _validate(self, token: str, is_dpop: bool) -> Authenticated:
