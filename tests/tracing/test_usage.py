@@ -123,13 +123,20 @@ async def test_the_usage_the_stream_states_wins_over_the_handed_one(telemetry: T
     assert attributes["gen_ai.usage.output_tokens"] == len(WORDS)
 
 
+@pytest.mark.parametrize("limiter_inside", [True, False])
 @pytest.mark.parametrize("request_fields", REQUESTS)
 async def test_an_idempotent_replay_records_no_new_tokens_and_says_so(
     telemetry: Telemetry,
     caplog: pytest.LogCaptureFixture,
     request_fields: dict[str, Any],
+    limiter_inside: bool,
 ) -> None:
-    app = traced(IdempotencyMiddleware(limited(openai_like_app()), anonymous="shared"), telemetry)
+    if limiter_inside:
+        stack: ASGIApp = IdempotencyMiddleware(limited(openai_like_app()), anonymous="shared")
+    else:
+        # the replay then passes through the limiter, which reads the usage it repeats
+        stack = limited(IdempotencyMiddleware(openai_like_app(), anonymous="shared"))
+    app = traced(stack, telemetry)
     body = chat_request(**request_fields)
     headers = [(b"idempotency-key", b"replay-me-1")]
 
