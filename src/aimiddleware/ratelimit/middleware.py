@@ -51,6 +51,11 @@ _PLAIN: Final = (None, False)
 OverrideProvider = Callable[[str], "Tier | Awaitable[Tier | None] | None"]
 
 
+def _whole_seconds(seconds: float) -> int:
+    # Retry-After is whole seconds, at least 1: rounded up, never earlier than the real wait
+    return max(1, math.ceil(seconds))
+
+
 class RateLimitMiddleware:
     """Tier limits per caller on requests, LLM tokens and concurrent requests.
 
@@ -229,10 +234,11 @@ class RateLimitMiddleware:
             await self._store_fault(scope, receive, send, exc)
             return
         outcomes = decision.outcomes
-        fields = plan.fields(outcomes, max(0, slot.limit - decision.slots_in_use) if slot else 0)
+        slots_free = max(0, slot.limit - decision.slots_in_use) if slot else 0
         if not decision.allowed:
-            await self._reject(scope, send, plan, checks, decision, slot, fields)
+            await self._reject(scope, send, plan, checks, decision, slot, slots_free)
             return
+        fields = plan.fields(outcomes, slots_free)
         for name, position in plan.remaining:
             notes[name] = outcomes[position].remaining
         if slot is None and not plan.token_positions:
@@ -299,8 +305,9 @@ class RateLimitMiddleware:
         checks: list[Check],
         decision: Decision,
         slot: Slot | None,
-        fields: list[tuple[bytes, bytes]],
+        slots_free: int,
     ) -> None:
+        outcomes = decision.outcomes
         if decision.failed >= len(checks):
             assert slot is not None
             kind, retry = "concurrency", 1.0
@@ -311,8 +318,12 @@ class RateLimitMiddleware:
         else:
             check = checks[decision.failed]
             kind = plan.kinds[decision.failed]
-            outcome: Outcome = decision.outcomes[decision.failed]
+            outcome: Outcome = outcomes[decision.failed]
             retry = max(outcome.retry_ms, 1) / 1000
+            # the exhausted policy's reset (RateLimit t, x-ratelimit-reset-*) names the moment
+            # Retry-After names, in the same whole seconds
+            outcomes = list(outcomes)
+            outcomes[decision.failed] = outcome._replace(reset_ms=_whole_seconds(retry) * 1000)
             per = f"{kind} per {go_duration(check.window)}"
             if check.cost > check.limit:
                 message = (
@@ -334,7 +345,8 @@ class RateLimitMiddleware:
                 "code": "rate_limit_exceeded",
             }
         }
-        headers = [(b"retry-after", str(max(1, math.ceil(retry))).encode()), *fields]
+        fields = plan.fields(outcomes, slots_free)
+        headers = [(b"retry-after", b"%d" % _whole_seconds(retry)), *fields]
         await send_json(send, 429, body, headers)
 
     async def _store_fault(
