@@ -54,7 +54,7 @@ async def test_dependency_returns_the_principal(issuer: Issuer) -> None:
     async with client_for(protected(issuer)) as client:
         response = await client.post("/v1/embeddings", headers=bearer(token), json={})
     assert response.status_code == 200
-    assert response.json() == {"id": "agent-7"}
+    assert response.json() == {"id": f"sub:user-1@{issuer.url}"}
 
 
 async def test_dependency_refuses_a_missing_scope_with_the_challenge(issuer: Issuer) -> None:

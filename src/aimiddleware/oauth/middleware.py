@@ -101,7 +101,7 @@ class OAuthMiddleware:
         scope_claims: Sequence[str] = ("scope", "scp"),
         tier_claim: str | None = "tier",
         default_tier: str | None = None,
-        principal_claims: Sequence[str] = ("client_id", "sub"),
+        principal_claims: Sequence[str] = ("sub",),
         authorization_servers: Sequence[str] | None = None,
         scopes_supported: Sequence[str] = (),
         resource_name: str | None = None,
@@ -151,6 +151,12 @@ class OAuthMiddleware:
             raise ConfigurationError("cache_size must be >= 1")
         if not principal_claims or not scope_claims:
             raise ConfigurationError("principal_claims and scope_claims cannot be empty")
+        if {"client_id", "azp"} & set(principal_claims):
+            raise ConfigurationError(
+                "principal_claims name the user of a token (such as 'sub'), not its client: a "
+                "token without them is its client already; to count rate limits per OAuth "
+                "client, use RateLimitMiddleware(key_by='client')"
+            )
         self.issuer = issuer
         self.api_keys = api_keys
         self.dpop = dpop
