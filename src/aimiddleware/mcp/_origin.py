@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import urlsplit
 
-from .._asgi import ASGIApp, Receive, Scope, Send, annotate, get_headers
+from .._asgi import ASGIApp, Receive, Scope, Send, annotate, get_headers, route_path
 from ..exceptions import ConfigurationError
 from ._jsonrpc import FORBIDDEN_ORIGIN, error_payload, send_error
 
@@ -179,7 +179,7 @@ class MCPOriginMiddleware:
         return verdict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._applies(scope.get("path", "")):
+        if scope["type"] != "http" or not self._applies(route_path(scope)):
             await self.app(scope, receive, send)
             return
         values = get_headers(scope.get("headers", ()), b"origin")
