@@ -25,6 +25,7 @@ from .._asgi import (
     json_body,
     read_body,
     replace_body,
+    route_path,
     send_json,
 )
 from .._openai import LLMRequest, llm_operation, shared_llm_request
@@ -190,7 +191,7 @@ class RateLimitMiddleware:
     # -- the request -------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (self._exempt and scope.get("path") in self._exempt):
+        if scope["type"] != "http" or (self._exempt and route_path(scope) in self._exempt):
             if scope["type"] == "lifespan":
                 send = self._closing_on_shutdown(send)
             await self.app(scope, receive, send)
@@ -218,7 +219,7 @@ class RateLimitMiddleware:
         llm: LLMRequest | None = None
         strip_usage = False
         if (tier.tokens or tier.models) and scope.get("method") == "POST":
-            path = scope.get("path", "")
+            path = route_path(scope)
             if llm_operation(path):
                 try:
                     _, receive = await read_body(scope, receive)
