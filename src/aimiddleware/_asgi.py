@@ -12,6 +12,8 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any, Final
 
+from ._paths import route_path
+
 __all__ = [
     "EVENT_STREAM",
     "HOP_BY_HOP_HEADERS",
@@ -139,34 +141,6 @@ def media_type(value: bytes | None) -> str:
 def is_event_stream(headers: RawHeaders) -> bool:
     """Whether the headers declare a ``text/event-stream`` body (parameters ignored)."""
     return media_type(get_header(headers, b"content-type")) == EVENT_STREAM
-
-
-# -- routing ---------------------------------------------------------------------------------
-
-
-def route_path(scope: Scope) -> str:
-    """The path a router matches: ``scope["path"]`` without the ``root_path`` prefix.
-
-    Under ``Mount("/api", app)`` (or ``uvicorn --root-path /api``) the app sees
-    ``path="/api/v1/models"`` and ``root_path="/api"``; its routes, and every path rule of this
-    library, match ``/v1/models``. The same rule as Starlette's router (``get_route_path``): the
-    prefix is removed only at a segment boundary, and a path that does not carry it is the route
-    path as it is.
-
-    >>> route_path({"path": "/api/v1/models", "root_path": "/api"})
-    '/v1/models'
-    >>> route_path({"path": "/apiv1", "root_path": "/api"})
-    '/apiv1'
-    """
-    path: str = scope.get("path", "")
-    root: str = scope.get("root_path", "")
-    if not root or not path.startswith(root):
-        return path
-    if len(path) == len(root):
-        return ""
-    if path[len(root)] == "/":
-        return path[len(root) :]
-    return path
 
 
 # -- responses -------------------------------------------------------------------------------
