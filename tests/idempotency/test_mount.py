@@ -14,7 +14,7 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.mark.parametrize("way", WAYS)
-@pytest.mark.parametrize("paths", [[PATH], ["/v1/*"]])
+@pytest.mark.parametrize("paths", [[PATH], ["/v1/*"], ["/v1/{kind}/completions"]])
 async def test_a_retried_key_is_replayed_under_a_prefix(way: str, paths: list[str]) -> None:
     counter = Counter()
     mw = IdempotencyMiddleware(

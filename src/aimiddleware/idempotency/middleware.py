@@ -170,7 +170,7 @@ class IdempotencyMiddleware:
         if (
             scope["type"] != "http"
             or scope["method"] not in opts.methods
-            or (opts.exact_paths is not None and not opts.applies_to(route_path(scope)))
+            or (opts.paths is not None and not opts.paths.matches(route_path(scope)))
         ):
             await self.app(scope, receive, send)
             return
