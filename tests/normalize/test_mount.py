@@ -26,7 +26,7 @@ async def mcp(request: Request) -> Response:
 def normalised() -> NormalizeMiddleware:
     app = Starlette(routes=[Route("/v1/models/{model}", missing), Route("/mcp", mcp)])
     routes = [
-        NormalizeRoute("/v1/models*", format="problem"),
+        NormalizeRoute("/v1/models/{model}", format="problem"),
         NormalizeRoute("/mcp", format="passthrough"),
     ]
     return NormalizeMiddleware(app, routes=routes)
