@@ -6,6 +6,11 @@ import pytest
 
 from aimiddleware import ConfigurationError
 from aimiddleware._paths import PathPattern, PathSet
+from aimiddleware.idempotency import IdempotencyMiddleware
+from aimiddleware.mcp import MCPOriginMiddleware
+from aimiddleware.normalize import NormalizeRoute
+from aimiddleware.oauth import ScopeRule
+from aimiddleware.ratelimit import RateLimitMiddleware, Tier
 
 
 @pytest.mark.parametrize(
@@ -69,3 +74,22 @@ def test_a_set_matches_when_any_pattern_does() -> None:
 )
 def test_below_covers_a_path_and_its_segments(prefix: str, path: str, expected: bool) -> None:
     assert PathSet.below([prefix], option="paths").matches(path) is expected
+
+
+@pytest.mark.parametrize(
+    ("build", "option"),
+    [
+        (lambda p: ScopeRule(p, ["chat"]), "rule pattern"),
+        (lambda p: NormalizeRoute(p), "route path"),
+        (lambda p: IdempotencyMiddleware(None, paths=[p]), "paths"),  # type: ignore[arg-type]
+        (lambda p: MCPOriginMiddleware(None, paths=[p]), "paths"),  # type: ignore[arg-type]
+        (
+            lambda p: RateLimitMiddleware(None, tiers=[Tier("t")], exempt_paths=[p]),  # type: ignore[arg-type]
+            "exempt_paths",
+        ),
+    ],
+)
+@pytest.mark.parametrize("bad", ["/v1/*/x", "/v1/{model-id}", "v1"])
+def test_every_path_option_speaks_the_one_grammar(build: object, option: str, bad: str) -> None:
+    with pytest.raises(ConfigurationError, match=option):
+        build(bad)  # type: ignore[operator]

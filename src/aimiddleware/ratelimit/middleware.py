@@ -29,6 +29,7 @@ from .._asgi import (
     send_json,
 )
 from .._openai import LLMRequest, llm_operation, shared_llm_request
+from .._paths import PathSet
 from ..exceptions import ConfigurationError, StoreUnavailable
 from ..principal import get_principal
 from ._engine import Check, Decision, Engine, Outcome, Slot
@@ -140,7 +141,7 @@ class RateLimitMiddleware:
         if overrides is not None and not callable(overrides):
             raise ConfigurationError("overrides must be a callable")
         self._overrides = overrides
-        self._exempt = frozenset(exempt_paths)
+        self._exempt = PathSet(exempt_paths, option="exempt_paths")
         self._engine: Engine = engine_from_url(storage, strategy=strategy, timeout=float(timeout))
         # the memory engine is called synchronously: nothing in it waits
         self._memory = self._engine if isinstance(self._engine, MemoryEngine) else None
@@ -191,7 +192,7 @@ class RateLimitMiddleware:
     # -- the request -------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (self._exempt and route_path(scope) in self._exempt):
+        if scope["type"] != "http" or (self._exempt and self._exempt.matches(route_path(scope))):
             if scope["type"] == "lifespan":
                 send = self._closing_on_shutdown(send)
             await self.app(scope, receive, send)
