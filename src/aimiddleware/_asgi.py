@@ -12,6 +12,8 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any, Final
 
+from ._paths import route_path
+
 __all__ = [
     "EVENT_STREAM",
     "HOP_BY_HOP_HEADERS",
@@ -38,6 +40,7 @@ __all__ = [
     "replace_body",
     "replay_receive",
     "request_id",
+    "route_path",
     "send_json",
     "set_header",
     "trace_id",

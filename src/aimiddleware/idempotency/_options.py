@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from .._asgi import HOP_BY_HOP_HEADERS, Scope
+from .._paths import PathSet
 from ..exceptions import ConfigurationError
 from ..stores import MemoryStore, Store, store_from_url
 
@@ -49,8 +50,7 @@ def stored_header(name: bytes) -> bool:
 class Options:
     store: Store
     methods: frozenset[str]
-    exact_paths: frozenset[str] | None
-    path_prefixes: tuple[str, ...]
+    paths: PathSet | None
     require_key: bool
     principal_resolver: PrincipalResolver | None
     anonymous: Anonymous
@@ -66,11 +66,6 @@ class Options:
     retry_after: int
     max_body_bytes: int
     problem_type_base: str
-
-    def applies_to(self, path: str) -> bool:
-        if self.exact_paths is None:
-            return True
-        return path in self.exact_paths or path.startswith(self.path_prefixes)
 
 
 def _positive(name: str, value: float) -> float:
@@ -117,16 +112,11 @@ def build_options(
     method_set = frozenset(m.upper() for m in methods)
     if not method_set:
         raise ConfigurationError("methods must name at least one HTTP method")
-    exact: frozenset[str] | None = None
-    prefixes: tuple[str, ...] = ()
+    covered: PathSet | None = None
     if paths is not None:
-        if isinstance(paths, str):
-            raise ConfigurationError("paths must be a collection of paths, not one string")
-        items = list(paths)
-        if not items or any(not p.startswith("/") for p in items):
-            raise ConfigurationError("paths must be non-empty and every path must start with /")
-        exact = frozenset(p for p in items if not p.endswith("*"))
-        prefixes = tuple(p[:-1] for p in items if p.endswith("*"))
+        covered = PathSet(paths, option="paths")
+        if not covered:
+            raise ConfigurationError("paths must be non-empty: leave it out to cover every path")
     if principal_resolver is not None and not callable(principal_resolver):
         raise ConfigurationError("principal_resolver must be a callable (scope) -> str | None")
     _choice("anonymous", anonymous, ("pass", "shared"))
@@ -152,8 +142,7 @@ def build_options(
     return Options(
         store=resolved,
         methods=method_set,
-        exact_paths=exact,
-        path_prefixes=prefixes,
+        paths=covered,
         require_key=bool(require_key),
         principal_resolver=principal_resolver,
         anonymous=anonymous,  # type: ignore[arg-type]

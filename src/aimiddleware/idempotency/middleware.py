@@ -19,6 +19,7 @@ from .._asgi import (
     annotate,
     get_headers,
     read_body,
+    route_path,
 )
 from ..exceptions import StoreUnavailable
 from ..principal import get_principal
@@ -169,7 +170,7 @@ class IdempotencyMiddleware:
         if (
             scope["type"] != "http"
             or scope["method"] not in opts.methods
-            or (opts.exact_paths is not None and not opts.applies_to(scope["path"]))
+            or (opts.paths is not None and not opts.paths.matches(route_path(scope)))
         ):
             await self.app(scope, receive, send)
             return

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import urlsplit
 
-from .._asgi import ASGIApp, Receive, Scope, Send, annotate, get_headers
+from .._asgi import ASGIApp, Receive, Scope, Send, annotate, get_headers, route_path
+from .._paths import PathSet
 from ..exceptions import ConfigurationError
 from ._jsonrpc import FORBIDDEN_ORIGIN, error_payload, send_error
 
@@ -87,18 +88,17 @@ class OriginPattern:
         return f"{self.origin}:*" if self.any_port else self.origin
 
 
-def _path_prefixes(paths: Iterable[str] | None) -> tuple[str, ...] | None:
+def _path_prefixes(paths: Iterable[str] | None) -> PathSet | None:
     if paths is None:
         return None
     if isinstance(paths, str):
         raise ConfigurationError("paths must be a list of path prefixes, not one string")
-    prefixes = tuple(p.rstrip("/") or "/" for p in paths)
-    for prefix in prefixes:
-        if not prefix.startswith("/"):
-            raise ConfigurationError(f"path prefix {prefix!r} must start with '/'")
-    if not prefixes:
+    items = list(paths)
+    covered = PathSet.below(items, option="paths")
+    if not covered:
         raise ConfigurationError("paths is empty: leave it out to check every request")
-    return prefixes
+    # "/" is every request, the root of a mount (route path "") included
+    return None if "/" in (p.rstrip("/") or "/" for p in items) else covered
 
 
 class MCPOriginMiddleware:
@@ -111,7 +111,8 @@ class MCPOriginMiddleware:
     :param allowed_origins: ``scheme://host[:port]`` values; ``scheme://host:*`` allows any
         port of that host. Compared after normalisation (case, default ports).
     :param allow_missing: whether a request without ``Origin`` passes (default ``True``).
-    :param paths: check only these path prefixes (``["/mcp"]``); default: every HTTP request.
+    :param paths: check only these path prefixes and what lies below them (``["/mcp"]``),
+        matched against the route path (without ``root_path``); default: every HTTP request.
 
     Example::
 
@@ -154,12 +155,7 @@ class MCPOriginMiddleware:
         )
 
     def _applies(self, path: str) -> bool:
-        if self._paths is None:
-            return True
-        return any(
-            prefix == "/" or path == prefix or path.startswith(prefix + "/")
-            for prefix in self._paths
-        )
+        return self._paths is None or self._paths.matches(path)
 
     def allowed(self, values: list[bytes]) -> bool:
         """Whether a request with these ``Origin`` header values may pass."""
@@ -179,7 +175,7 @@ class MCPOriginMiddleware:
         return verdict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._applies(scope.get("path", "")):
+        if scope["type"] != "http" or not self._applies(route_path(scope)):
             await self.app(scope, receive, send)
             return
         values = get_headers(scope.get("headers", ()), b"origin")

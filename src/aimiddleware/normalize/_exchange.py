@@ -19,6 +19,7 @@ from .._asgi import (
     get_headers,
     media_type,
     request_id,
+    route_path,
     trace_id,
 )
 from .._openai import llm_operation
@@ -77,7 +78,7 @@ class Exchange:
         self._middleware = middleware
         self._scope = scope
         self._send = send
-        self._route: NormalizeRoute | None = middleware.route_for(scope.get("path", ""))
+        self._route: NormalizeRoute | None = middleware.route_for(route_path(scope))
         self.mode = _PASS
         self.started = False  # http.response.start went downstream
         self.complete = False
@@ -227,7 +228,7 @@ class Exchange:
             int(held.get("status", 500)),
             body,
             content_type,
-            path=self._scope.get("path", ""),
+            path=route_path(self._scope),
             response_headers=headers,
         )
         await self._emit(info, headers)
@@ -344,7 +345,7 @@ class Exchange:
         self._describe(info)
         self._pending = b""  # half an event is dropped, never glued to the error
         data = _dumps(info.envelope(trace_id(self._scope)))
-        if llm_operation(self._scope.get("path", "")) in ("chat", "text_completion"):
+        if llm_operation(route_path(self._scope)) in ("chat", "text_completion"):
             # the openai SDK raises APIError on a data chunk carrying "error"
             tail = b"data: " + data + b"\n\n" + _STREAM_DONE
         else:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .._paths import PathPattern
 from ..exceptions import ConfigurationError
 
 __all__ = ["ErrorFormat", "NormalizeRoute", "pick", "prefers_minimal", "wants_problem"]
@@ -22,7 +23,8 @@ class NormalizeRoute:
     >>> route.matches("/v1/chat/completions")
     True
 
-    :param path: ``"/v1/models"`` matches that path; ``"/mcp*"`` every path starting ``/mcp``.
+    :param path: ``"/v1/models"`` matches that path; ``"/mcp*"`` every path starting ``/mcp``;
+        ``{name}`` one segment. Matched against the route path (without ``root_path``).
     :param format: ``"openai"`` (the envelope; ``Accept: application/problem+json`` still wins),
         ``"problem"`` (RFC 9457 always) or ``"passthrough"`` (errors left as the app wrote them).
     :param minimal: the representation returned for ``Prefer: return=minimal``: the dotted paths
@@ -33,10 +35,10 @@ class NormalizeRoute:
     path: str
     format: ErrorFormat = "openai"
     minimal: Minimal | None = None
+    _pattern: PathPattern = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.path, str) or not self.path.startswith("/"):
-            raise ConfigurationError(f"route path must start with '/', got {self.path!r}")
+        object.__setattr__(self, "_pattern", PathPattern(self.path, option="route path"))
         if self.format not in ("openai", "problem", "passthrough"):
             raise ConfigurationError(f"unknown error format {self.format!r}")
         minimal = self.minimal
@@ -51,9 +53,7 @@ class NormalizeRoute:
             raise ConfigurationError("minimal must be a function or a list of field paths")
 
     def matches(self, path: str) -> bool:
-        if self.path.endswith("*"):
-            return path.startswith(self.path[:-1])
-        return path == self.path
+        return self._pattern.matches(path)
 
     def trim(self, payload: Any) -> Any:
         minimal = self.minimal

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from .._paths import PathPattern
 from ..exceptions import ConfigurationError
 from ._errors import check_scope_token
 
@@ -14,7 +14,6 @@ __all__ = ["CompiledRules", "ScopeRule"]
 
 Auth = Literal["required", "optional", "public"]
 _AUTH_MODES: Final = ("required", "optional", "public")
-_PARAM: Final = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,8 @@ class ScopeRule:
     """Requests whose path matches ``pattern`` (and method is in ``methods``) need every scope.
 
     Patterns are paths: ``{name}`` matches one path segment, a trailing ``*`` matches anything
-    (``/v1/models*`` matches ``/v1/models`` and ``/v1/models/gpt``). ``methods=None`` matches
+    (``/v1/models*`` matches ``/v1/models`` and ``/v1/models/gpt``), matched against the route
+    path (without ``root_path``). ``methods=None`` matches
     every method; ``GET`` also matches ``HEAD``. ``auth`` is ``"required"`` (credentials and
     scopes needed), ``"optional"`` (validated when present, anonymous allowed) or ``"public"``
     (never looked at). The first matching rule wins.
@@ -35,7 +35,7 @@ class ScopeRule:
     scopes: Sequence[str] | str = ()
     methods: Sequence[str] | None = None
     auth: Auth = "required"
-    _compiled: tuple[re.Pattern[str], frozenset[str] | None, tuple[str, ...]] = field(
+    _compiled: tuple[PathPattern, frozenset[str] | None, tuple[str, ...]] = field(
         init=False, repr=False, compare=False
     )
 
@@ -50,8 +50,6 @@ class ScopeRule:
             raise ConfigurationError(f"auth must be one of {_AUTH_MODES}, got {self.auth!r}")
         if self.auth != "required" and scopes:
             raise ConfigurationError(f"the {self.auth} rule for {self.pattern} cannot need scopes")
-        if not self.pattern.startswith("/"):
-            raise ConfigurationError(f"a rule pattern must start with '/': {self.pattern!r}")
         methods: frozenset[str] | None = None
         if self.methods is not None:
             if isinstance(self.methods, str):
@@ -59,7 +57,8 @@ class ScopeRule:
             methods = frozenset(m.upper() for m in self.methods)
             if "GET" in methods:
                 methods |= {"HEAD"}
-        object.__setattr__(self, "_compiled", (_compile(self.pattern), methods, scopes))
+        compiled = PathPattern(self.pattern, option="rule pattern")
+        object.__setattr__(self, "_compiled", (compiled, methods, scopes))
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -68,25 +67,8 @@ class ScopeRule:
 
     def matches(self, path: str, method: str) -> bool:
         """Whether this rule applies to a request."""
-        regex, methods, _ = self._compiled
-        return (methods is None or method in methods) and regex.fullmatch(path) is not None
-
-
-def _compile(pattern: str) -> re.Pattern[str]:
-    wildcard = pattern.endswith("*")
-    body = pattern[:-1] if wildcard else pattern
-    if "*" in body:
-        raise ConfigurationError(f"'*' is only allowed at the end of a pattern: {pattern!r}")
-    out: list[str] = []
-    last = 0
-    for match in _PARAM.finditer(body):
-        out.append(re.escape(body[last : match.start()]))
-        out.append("[^/]+")
-        last = match.end()
-    out.append(re.escape(body[last:]))
-    if wildcard:
-        out.append(".*")
-    return re.compile("".join(out), re.DOTALL)
+        pattern, methods, _ = self._compiled
+        return (methods is None or method in methods) and pattern.matches(path)
 
 
 class CompiledRules:

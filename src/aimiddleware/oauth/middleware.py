@@ -18,6 +18,7 @@ from .._asgi import (
     annotate,
     get_annotations,
     get_headers,
+    route_path,
     send_json,
 )
 from ..exceptions import ConfigurationError, StoreUnavailable
@@ -280,7 +281,7 @@ class OAuthMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
+        path = route_path(scope)
         method: str = scope["method"]
         if path in self._metadata_paths and method in ("GET", "HEAD"):
             await self._send_metadata(send)

@@ -25,9 +25,11 @@ from .._asgi import (
     json_body,
     read_body,
     replace_body,
+    route_path,
     send_json,
 )
 from .._openai import LLMRequest, llm_operation, shared_llm_request
+from .._paths import PathSet
 from ..exceptions import ConfigurationError, StoreUnavailable
 from ._engine import Check, Decision, Engine, Outcome, Slot
 from ._exchange import Exchange
@@ -130,7 +132,7 @@ class RateLimitMiddleware:
         if overrides is not None and not callable(overrides):
             raise ConfigurationError("overrides must be a callable")
         self._overrides = overrides
-        self._exempt = frozenset(exempt_paths)
+        self._exempt = PathSet(exempt_paths, option="exempt_paths")
         self._engine: Engine = engine_from_url(storage, strategy=strategy, timeout=float(timeout))
         # the memory engine is called synchronously: nothing in it waits
         self._memory = self._engine if isinstance(self._engine, MemoryEngine) else None
@@ -181,7 +183,7 @@ class RateLimitMiddleware:
     # -- the request -------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (self._exempt and scope.get("path") in self._exempt):
+        if scope["type"] != "http" or (self._exempt and self._exempt.matches(route_path(scope))):
             if scope["type"] == "lifespan":
                 send = self._closing_on_shutdown(send)
             await self.app(scope, receive, send)
@@ -195,7 +197,7 @@ class RateLimitMiddleware:
         llm: LLMRequest | None = None
         strip_usage = False
         if (tier.tokens or tier.models) and scope.get("method") == "POST":
-            path = scope.get("path", "")
+            path = route_path(scope)
             if llm_operation(path):
                 try:
                     _, receive = await read_body(scope, receive)

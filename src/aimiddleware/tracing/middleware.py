@@ -22,6 +22,7 @@ from .._asgi import (
     json_body,
     read_body,
     request_id,
+    route_path,
 )
 from .._openai import llm_operation, shared_llm_request
 from ._access_log import AccessLog
@@ -119,7 +120,7 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         config = self._config
-        path: str = scope.get("path", "")
+        path = route_path(scope)
         if config.excluded is not None and config.excluded(path):
             await self.app(scope, receive, send)
             return
