@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .._asgi import get_annotations
 from ..principal import Principal, get_principal
 from ._errors import AuthError, Challenger
 from ._options import check_scopes
@@ -61,8 +62,10 @@ def _check(scope: Any, required: tuple[str, ...]) -> tuple[Principal | None, Aut
     if principal is None:
         return None, AuthError(401, None, "authentication required", scopes=required)
     if not principal.has_scopes(required):
+        # RFC 9449 section 7.1: a request made with a DPoP proof is answered in that scheme
+        scheme = "DPoP" if get_annotations(scope).get("aimiddleware.auth.dpop") else "Bearer"
         error = AuthError(403, "insufficient_scope", "the token lacks a required scope",
-                          scopes=required)  # fmt: skip
+                          scopes=required, scheme=scheme)  # fmt: skip
         return None, error
     return principal, None
 
