@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
 from ..exceptions import ConfigurationError
-from ._http import json_object
+from ._http import fetch_json
 
 if TYPE_CHECKING:
     import httpx
@@ -30,7 +30,8 @@ class Introspection:
     The resource server authenticates as an OAuth client: ``client_secret_basic`` (HTTP Basic,
     the RFC 6749 default) or ``client_secret_post``. ``endpoint=None`` takes the
     ``introspection_endpoint`` from the issuer's metadata. Answers are cached by token hash for
-    at most ``cache_ttl`` seconds and never past the token's ``exp``.
+    at most ``cache_ttl`` seconds and never past the token's ``exp``. ``timeout`` bounds each
+    call as a whole, body included.
 
     >>> "s3cret" in repr(Introspection(client_id="api", client_secret="s3cret"))
     False
@@ -72,12 +73,11 @@ class Introspection:
     ) -> dict[str, Any]:
         """The endpoint's JSON answer (``active`` may be false).
 
-        :raises IntrospectionUnavailable: transport error, non-200 status or malformed answer.
+        :raises IntrospectionUnavailable: transport error, deadline, non-200 status or
+            malformed answer.
         """
-        import httpx
-
         form = {"token": token, "token_type_hint": "access_token"}
-        headers = {"accept": "application/json"}
+        headers: dict[str, str] = {}
         if self.auth_method == "client_secret_basic":
             # RFC 6749 section 2.3.1: form-urlencode both parts before Basic encoding
             pair = f"{quote(self.client_id, safe='')}:{quote(self._client_secret, safe='')}"
@@ -85,11 +85,16 @@ class Introspection:
         else:
             form["client_id"] = self.client_id
             form["client_secret"] = self._client_secret
-        try:
-            response = await client.post(endpoint, data=form, headers=headers, timeout=self.timeout)
-        except httpx.HTTPError as exc:
-            raise IntrospectionUnavailable(f"{type(exc).__name__} from {endpoint}") from exc
-        answer = json_object(response, endpoint, _MAX_RESPONSE, IntrospectionUnavailable)
+        answer = await fetch_json(
+            client,
+            endpoint,
+            limit=_MAX_RESPONSE,
+            deadline=self.timeout,
+            error=IntrospectionUnavailable,
+            method="POST",
+            headers=headers,
+            data=form,
+        )
         if not isinstance(answer.get("active"), bool):
             raise IntrospectionUnavailable(f"no boolean 'active' in the answer from {endpoint}")
         return answer
