@@ -186,3 +186,13 @@ def test_the_bound_is_validated() -> None:
     for bad in ({"max_concurrent": 0}, {"max_wait": -1}, {"max_concurrent": True}):
         with pytest.raises(ConfigurationError):
             introspection(**bad)
+
+
+async def test_remembered_inactive_tokens_are_bounded_by_cache_size(issuer: Issuer) -> None:
+    mw = middleware(issuer, introspection=introspection(), cache_size=2)
+    async with client_for(mw) as client:
+        for token in ("gone-0", "gone-1", "gone-2", "gone-2", "gone-0"):
+            response = await client.post("/v1/chat/completions", headers=bearer(token), json={})
+            assert response.status_code == 401
+    # gone-2 was still remembered; gone-0 had made room for the newer ones and was asked again
+    assert issuer.introspections == 4
