@@ -55,6 +55,8 @@ class Issuer:
         self.introspections_in_flight = 0
         self.most_introspections_in_flight = 0
         self.introspection_started = threading.Event()
+        # when set, each introspection answer waits until the test sets this event
+        self.introspection_gate: threading.Event | None = None
         self.opaque: dict[str, dict[str, Any]] = {}
         self.extra_keys = []
         self.seen_introspection_auth: list[str] = []
@@ -126,6 +128,8 @@ class Issuer:
             )
             try:
                 await asyncio.sleep(self.introspection_delay)
+                if self.introspection_gate is not None:
+                    await asyncio.to_thread(self.introspection_gate.wait, 60)
                 return await answer(request)
             finally:
                 self.introspections_in_flight -= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -144,7 +145,7 @@ async def test_made_up_tokens_at_once_make_at_most_max_concurrent_calls(issuer: 
         )
         assert [r.status_code for r in responses] == [401] * 12
         assert issuer.introspections == 12
-        assert issuer.most_introspections_in_flight == 3
+        assert issuer.most_introspections_in_flight <= 3
         # inactive answers are remembered: the same tokens again cost no call
         for i in range(12):
             again = await client.post("/v1/chat/completions", headers=bearer(f"made-up-{i}"))
@@ -157,7 +158,7 @@ async def test_callers_beyond_the_bound_get_503_after_max_wait(
 ) -> None:
     import asyncio
 
-    issuer.introspection_delay = 3.0
+    issuer.introspection_gate = threading.Event()  # the first call is answered when told
     active(issuer, "opaque-8")
     mw = middleware(issuer, introspection=introspection(max_concurrent=1, max_wait=0.1))
     async with client_for(mw) as client:
@@ -169,6 +170,7 @@ async def test_callers_beyond_the_bound_get_503_after_max_wait(
             await client.post("/v1/chat/completions", headers=bearer(f"made-up-{i}"), json={})
             for i in range(3)
         ]
+        issuer.introspection_gate.set()
         assert (await first).status_code == 200
     for response in refused:
         assert response.status_code == 503
