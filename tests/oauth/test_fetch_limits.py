@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,7 +19,6 @@ from .issuer import INTROSPECTION_CLIENT, Issuer
 pytestmark = pytest.mark.anyio
 
 HUGE = 48 << 20
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 class BadServer:
@@ -28,9 +27,12 @@ class BadServer:
     def __init__(self, how: str) -> None:
         self.how = how
         self.sent = 0  # body bytes handed to the socket
-        self.done = asyncio.Event()
+        self.connections: list[asyncio.Task[Any]] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.append(task)
         try:
             await reader.readuntil(b"\r\n\r\n")
             if self.how == "slow":
@@ -41,7 +43,11 @@ class BadServer:
             pass  # the client hung up: what these tests want
         finally:
             writer.close()
-            self.done.set()
+
+    async def hung_up(self) -> None:
+        """Until every connection ended: the client hung up on each of them."""
+        async with asyncio.timeout(30):
+            await asyncio.gather(*self.connections)
 
     async def _trickle(self, writer: asyncio.StreamWriter) -> None:
         # a valid JSON document, one whitespace byte every 0.2 s: each read is quick, the whole
@@ -100,8 +106,9 @@ async def ask(mw: OAuthMiddleware, token: str) -> Any:
 async def test_a_trickling_server_cannot_hold_authentication_past_the_deadline(
     issuer: Issuer, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with bad_server("slow") as (url, _server):
+    async with bad_server("slow") as (url, server):
         response = await ask(*protected(kind, issuer, url))
+        await server.hung_up()
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "auth_unavailable"
     assert "within 1 s" in caplog.text
@@ -114,8 +121,7 @@ async def test_a_huge_answer_is_cut_off_not_read_whole(
 ) -> None:
     async with bad_server(how) as (url, server):
         response = await ask(*protected(kind, issuer, url))
-        async with asyncio.timeout(30):
-            await server.done.wait()
+        await server.hung_up()
     assert response.status_code == 503
     assert "larger than" in caplog.text
     # the cap is 1 MiB at most; what is left is what the loopback socket buffers took
