@@ -100,6 +100,24 @@ async def test_other_urls_stay_other_urls(issuer: Issuer, htu: str) -> None:
     assert "htu" in challenges(response)["DPoP"]["error_description"]
 
 
+async def test_an_encoded_slash_in_the_path_is_kept_apart(issuer: Issuer) -> None:
+    me = Client()
+    token = issuer.mint(cnf={"jkt": me.jkt})
+    url = "https://api.test/v1/models/org%2Fmodel"
+    async with client_for(middleware(issuer, dpop=DPoP())) as client:
+        same = await client.get(
+            "/v1/models/org%2Fmodel",
+            headers=dpop_headers(token, me.proof(token, htm="GET", htu=url)),
+        )
+        other = me.proof(token, htm="GET", htu="https://api.test/v1/models/org/model")
+        slash = await client.get("/v1/models/org%2Fmodel", headers=dpop_headers(token, other))
+    # authenticated; the app's "/v1/models/{model}" route takes no "/" in a model name
+    assert same.status_code == 404
+    assert "www-authenticate" not in same.headers
+    assert slash.status_code == 401
+    assert "htu" in challenges(slash)["DPoP"]["error_description"]
+
+
 async def test_htu_under_a_mount_is_the_public_path(issuer: Issuer) -> None:
     me = Client()
     token = issuer.mint(cnf={"jkt": me.jkt})

@@ -113,11 +113,16 @@ def request_url(scope: Scope, origin: str) -> str:
     Never the request's ``Host`` header: it is the client's to write, so a proof made for
     another origin could otherwise be made to match by sending that origin as ``Host``.
     """
-    path: str = scope["path"]
+    raw: bytes | None = scope.get("raw_path")
+    if raw:
+        # as sent, percent-encodings included: "a%2Fb" and "a/b" are different paths
+        path = raw.partition(b"?")[0].decode("latin-1")
+    else:
+        path = quote(scope["path"], safe=_PATH_SAFE)
     root: str = scope.get("root_path", "")
     if root and not path.startswith(root):
         path = root + path
-    return normalize_htu(origin + quote(path, safe=_PATH_SAFE)) or origin + "/"
+    return normalize_htu(origin + path) or origin + "/"
 
 
 class DPoP:
