@@ -117,7 +117,15 @@ def _token(args: argparse.Namespace) -> int:
         overrides["public_url"] = args.url
     settings = Settings(**overrides)
     # stdout carries the token alone: export OPENAI_API_KEY=$(python -m reference_app token)
-    print(mint(settings, scope=args.scope, tier=args.tier, client_id=args.client_id, ttl=args.ttl))
+    token = mint(
+        settings,
+        scope=args.scope,
+        tier=args.tier,
+        client_id=args.client_id,
+        subject=args.subject,
+        ttl=args.ttl,
+    )
+    print(token)
     return 0
 
 
@@ -145,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         "--scope", default="chat models:read embeddings mcp", help="space-separated scopes"
     )
     token.add_argument("--tier", help="rate-limit tier claim (e.g. agent)")
-    token.add_argument("--client-id", default="dev-agent", help="client_id and sub claims")
+    token.add_argument("--client-id", default="dev-agent", help="client_id claim")
+    token.add_argument(
+        "--subject",
+        help="sub claim: the user the token stands for; limits and idempotency records are "
+        "per user (default: the client itself)",
+    )
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     token.add_argument("--host", help="the server's host, as given to serve (default 127.0.0.1)")
     token.add_argument("--port", type=int, help="the server's port, as given to serve")

@@ -102,15 +102,21 @@ def mint(
     scope: str,
     tier: str | None = None,
     client_id: str = "dev-agent",
+    subject: str | None = None,
     ttl: int = 3600,
 ) -> str:
-    """A signed RS256 ``at+jwt`` access token that this server trusts."""
+    """A signed RS256 ``at+jwt`` access token that this server trusts.
+
+    ``subject`` is the user the token stands for; without one the token is the client's own
+    (``sub`` = ``client_id``, as RFC 9068 has it for client credentials). Limits and
+    idempotency records are per ``sub``: two users of one client are two callers.
+    """
     url = public_url(settings)
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": url,
         "aud": url,
-        "sub": client_id,
+        "sub": subject or client_id,
         "client_id": client_id,
         "scope": " ".join(scope.split()),
         "iat": now,

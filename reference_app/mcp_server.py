@@ -28,7 +28,7 @@ from .settings import Settings
 
 PATH = "/mcp"
 ENDPOINT_SCOPES = ("mcp",)
-# each tool needs the scope of the REST operation it calls
+# each tool needs the scope of the REST operation it calls; a tool missing here is refused
 TOOL_SCOPES: dict[str, tuple[str, ...]] = {
     "chat": ("chat",),
     "embeddings": ("embeddings",),

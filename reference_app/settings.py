@@ -68,7 +68,8 @@ class Settings(BaseSettings):
         None, description="trusted header naming the tier of unauthenticated callers"
     )
     client_type_trusted_from: list[str] = Field(
-        default_factory=list, description="peers (IPs/CIDRs) allowed to send that header"
+        default_factory=list,
+        description="gateways (IPs/CIDRs) allowed to send that header; required with it",
     )
     trusted_proxies: list[str] = Field(
         default_factory=list, description="peers whose X-Forwarded-For is believed"

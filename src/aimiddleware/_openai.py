@@ -16,15 +16,19 @@ __all__ = [
     "OPERATIONS",
     "LLMRequest",
     "LLMResponse",
+    "LLMUsage",
+    "get_llm_usage",
     "is_usage_only_chunk",
     "llm_operation",
     "parse_llm_request",
+    "set_llm_usage",
     "shared_llm_request",
     "sum_tokens",
     "usage_tokens",
 ]
 
 _REQUEST_KEY: Final = "aimiddleware.llm_request"
+USAGE_KEY: Final = "aimiddleware.llm_usage"
 _NOT_LLM: Final = object()
 
 # route suffix -> gen_ai.operation.name
@@ -109,6 +113,38 @@ def shared_llm_request(scope: MutableMapping[str, Any], path: str, body: Any) ->
     request = parse_llm_request(path, body)
     scope[_REQUEST_KEY] = _NOT_LLM if request is None else request
     return request
+
+
+@dataclass(frozen=True, slots=True)
+class LLMUsage:
+    """The token usage the model stated for one request, as a middleware that read it settled it."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+def set_llm_usage(scope: MutableMapping[str, Any], usage: LLMUsage) -> None:
+    """Hand the usage a middleware settled to the others of the stack, under
+    ``scope["aimiddleware.llm_usage"]``.
+
+    The rate limiter does, once the response's usage is known: it may have asked for the usage
+    chunk of a stream itself and removed it before the stream travels outwards, so a middleware
+    outside it (tracing) would otherwise never see the usage. Only usage the model stated is
+    handed over, never an estimate.
+    """
+    scope[USAGE_KEY] = usage
+
+
+def get_llm_usage(scope: MutableMapping[str, Any]) -> LLMUsage | None:
+    """The usage :func:`set_llm_usage` handed over for this request, if any.
+
+    >>> scope = {}
+    >>> set_llm_usage(scope, LLMUsage(12, 30))
+    >>> get_llm_usage(scope)
+    LLMUsage(input_tokens=12, output_tokens=30)
+    """
+    usage = scope.get(USAGE_KEY)
+    return usage if isinstance(usage, LLMUsage) else None
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from aimiddleware.mcp import FORBIDDEN_ORIGIN, INSUFFICIENT_SCOPE
+from aimiddleware.mcp import FORBIDDEN_ORIGIN, FORBIDDEN_TOOL, INSUFFICIENT_SCOPE
 
 from ..oauth.issuer import Issuer, serving
 from ..servers import ThreadedServer
@@ -29,6 +29,8 @@ DOC = Path(__file__).parents[2] / "docs" / "mcp.md"
 RESOURCE = "https://notes.example.com/mcp"
 METADATA = "https://notes.example.com/.well-known/oauth-protected-resource/mcp"
 ISSUER = Issuer()
+# the recipe's MCP server, to add a tool to it as its maintainers would later
+SERVERS: list[Any] = []
 
 
 def recipe_app(issuer_url: str) -> Any:
@@ -40,6 +42,7 @@ def recipe_app(issuer_url: str) -> Any:
     assert "https://auth.example.com" in code
     namespace: dict[str, Any] = {}
     exec(compile(code.replace("https://auth.example.com", issuer_url), str(DOC), "exec"), namespace)
+    SERVERS.append(namespace["server"])
     return namespace["app"]
 
 
@@ -217,3 +220,25 @@ async def test_a_duplicated_tool_name_is_judged_as_the_server_reads_it(
         assert f'resource_metadata="{METADATA}"' in response.headers["www-authenticate"]
     else:  # add_note ran (it answers a count), not read_notes (a list)
         assert isinstance(response.json()["result"]["structuredContent"]["result"], int)
+
+
+async def test_a_tool_added_later_without_a_rule_stays_closed(url: str) -> None:
+    """The recipe's promise: a tool the server gains without a scope rule is refused, even to
+    a caller holding every scope, while the server lists it."""
+
+    async def delete_notes() -> int:
+        """Delete every note."""
+        return 0
+
+    server = SERVERS[-1]
+    server.add_tool(delete_notes)
+    try:
+        async with connect(url, "mcp notes:write notes:read") as client:
+            listed = {tool.name for tool in (await client.list_tools()).tools}
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool("delete_notes", {})
+    finally:
+        server.remove_tool("delete_notes")
+    assert "delete_notes" in listed
+    assert refused.value.error.code == FORBIDDEN_TOOL
+    assert refused.value.error.data == {"error": "tool_not_allowed", "tool": "delete_notes"}

@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -20,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from aimiddleware.mcp import FORBIDDEN_ORIGIN, INSUFFICIENT_SCOPE
+from aimiddleware.mcp import FORBIDDEN_ORIGIN, FORBIDDEN_TOOL, HEADER_MISMATCH, INSUFFICIENT_SCOPE
 from reference_app import Settings, create_app
 from reference_app.auth import mint
 
@@ -53,13 +54,15 @@ def token(base_url: str, scopes: str) -> str:
 
 
 @asynccontextmanager
-async def connect(base_url: str, scopes: str, **headers: str) -> AsyncIterator[Client]:
+async def connect(
+    base_url: str, scopes: str, on_request: Any = None, **headers: str
+) -> AsyncIterator[Client]:
     headers["Authorization"] = f"Bearer {token(base_url, scopes)}"
-    async with (
-        create_mcp_http_client(headers=headers) as http,
-        Client(streamable_http_client(f"{base_url}/mcp", http_client=http)) as client,
-    ):
-        yield client
+    async with create_mcp_http_client(headers=headers) as http:
+        if on_request is not None:
+            http.event_hooks["request"].append(on_request)
+        async with Client(streamable_http_client(f"{base_url}/mcp", http_client=http)) as client:
+            yield client
 
 
 def rest(base_url: str) -> openai.AsyncOpenAI:
@@ -253,6 +256,8 @@ async def test_the_tool_scope_refusal_points_at_the_same_metadata_as_the_401(
                 **MCP_HEADERS,
                 "authorization": f"Bearer {token(base_url, 'mcp models:read')}",
                 "mcp-protocol-version": "2026-07-28",
+                "mcp-method": "tools/call",
+                "mcp-name": "chat",
             },
         )
     assert response.status_code == 403
@@ -327,3 +332,61 @@ async def test_rate_limits_apply_to_mcp_per_agent(tmp_path: Path) -> None:
     assert over.status_code == 429
     assert int(over.headers["retry-after"]) >= 1
     assert other.status_code == 200
+
+
+async def test_the_sdk_clients_request_headers_agree_and_pass(base_url: str) -> None:
+    """The real client speaks 2026-07-28: its Mcp-Method and Mcp-Name reach the guard and pass."""
+    seen: list[dict[str, str]] = []
+
+    async def record(request: Any) -> None:
+        seen.append({k: v for k, v in request.headers.items() if k.startswith("mcp-")})
+
+    async with connect(base_url, "mcp models:read", on_request=record) as client:
+        result = await client.call_tool("list_models", {})
+    assert not result.is_error
+    calls = [h for h in seen if h.get("mcp-method") == "tools/call"]
+    assert calls, seen
+    assert calls[-1]["mcp-name"] == "list_models"
+    assert calls[-1]["mcp-protocol-version"] == "2026-07-28"
+
+
+@pytest.mark.parametrize("scopes", ["mcp models:read", ALL_SCOPES])
+async def test_a_tool_smuggled_under_another_mcp_name_is_a_header_mismatch(
+    base_url: str, scopes: str
+) -> None:
+    """A client that names an allowed tool in Mcp-Name while its body calls another is refused
+    with the spec's error before any scope is looked at, whatever its token holds."""
+
+    async def disguise(request: Any) -> None:
+        if request.headers.get("mcp-name") == "chat":
+            request.headers["mcp-name"] = "list_models"
+
+    async with connect(base_url, scopes, on_request=disguise) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("chat", {"messages": [{"role": "user", "content": "hi"}]})
+        assert (await client.call_tool("list_models", {})).is_error is False
+    assert refused.value.error.code == HEADER_MISMATCH
+    assert "Mcp-Name header value 'list_models' does not match body value 'chat'" in (
+        refused.value.error.message
+    )
+
+
+async def test_a_tool_no_rule_maps_is_refused_before_the_server(base_url: str) -> None:
+    async with connect(base_url, ALL_SCOPES) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("delete_everything", {})
+    assert refused.value.error.code == FORBIDDEN_TOOL
+    assert refused.value.error.data == {"error": "tool_not_allowed", "tool": "delete_everything"}
+
+
+async def test_a_json_rpc_body_sent_with_put_is_checked_like_a_post(base_url: str) -> None:
+    call = rpc("tools/call", {"name": "chat", "arguments": {"messages": []}}, id=4)
+    async with httpx.AsyncClient() as http:
+        response = await http.put(
+            f"{base_url}/mcp",
+            content=call,
+            headers={**MCP_HEADERS, "authorization": f"Bearer {token(base_url, 'mcp')}"},
+        )
+    assert response.status_code == 403
+    assert response.json()["id"] == 4
+    assert response.json()["error"]["data"]["missing_scopes"] == ["chat"]

@@ -139,13 +139,19 @@ async def test_method_scopes_apply_to_that_method() -> None:
 
 
 @pytest.mark.parametrize(
-    ("default_tool_scopes", "status"), [((), 200), (("admin",), 403)], ids=["open", "closed"]
+    ("options", "status"),
+    [
+        ({}, 403),
+        ({"allow_unmapped_tools": True}, 200),
+        ({"allow_unmapped_tools": True, "default_tool_scopes": ["admin"]}, 403),
+    ],
+    ids=["closed", "open", "open-with-admin"],
 )
-async def test_tools_missing_from_the_map_need_the_default_tool_scopes(
-    default_tool_scopes: tuple[str, ...], status: int
+async def test_tools_missing_from_the_map_are_closed_unless_allowed(
+    options: dict[str, Any], status: int
 ) -> None:
     ex = Exchange()
-    mw = guarded(ex, default_tool_scopes=default_tool_scopes)
+    mw = guarded(ex, **options)
     body = rpc("tools/call", {"name": "delete_everything"})
     ex.sent = await run(mw, http_scope(principal=agent("mcp")), body)
     assert ex.status == status
@@ -252,7 +258,7 @@ async def test_realm_and_no_metadata_shape_the_challenge() -> None:
         {"scopes": ["two words"]},
         {"tools": {"chat": ['quo"te']}},
         {"tools": {"chat": "chat"}},
-        {"default_tool_scopes": ["a\\b"]},
+        {"default_tool_scopes": ["a\\b"], "allow_unmapped_tools": True},
         {"methods": {"resources/read": [""]}},
         {"resource_metadata": "/.well-known/oauth-protected-resource"},
         {"max_body": 0},
@@ -274,9 +280,7 @@ async def test_an_overlong_tool_name_is_cut_in_the_refusal_and_the_annotations()
     ex = Exchange()
     name = "t" * 5000
     scope = http_scope(principal=agent("mcp"))
-    ex.sent = await run(
-        guarded(ex, default_tool_scopes=["admin"]), scope, rpc("tools/call", {"name": name})
-    )
+    ex.sent = await run(guarded(ex), scope, rpc("tools/call", {"name": name}))
     assert ex.status == 403
     assert len(ex.header(b"www-authenticate") or b"") < 600
     assert ex.json()["error"]["data"]["tool"] == "t" * 125 + "..."

@@ -26,7 +26,7 @@ async def test_api_key_sets_principal_and_tier() -> None:
         response = await client.post("/v1/chat/completions", headers=bearer(agent_key), json={})
     assert response.status_code == 200
     principal = response.json()["principal"]
-    assert principal["id"] == "agent-7"
+    assert principal["id"] == "key:agent-7"  # API keys have a namespace of their own
     assert principal["tier"] == "agent"
     assert principal["credential"] == "api_key"
     assert principal["scopes"] == ["chat", "models:read"]

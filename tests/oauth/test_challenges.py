@@ -48,7 +48,7 @@ async def test_missing_scope_is_403_insufficient_scope(issuer: Issuer) -> None:
     assert response.status_code == 403
     assert response.json() == {
         "error": {
-            "message": "the token lacks a required scope",
+            "message": "the access token lacks the required scope: embeddings",
             "type": "permission_error",
             "param": None,
             "code": "insufficient_scope",
@@ -57,7 +57,7 @@ async def test_missing_scope_is_403_insufficient_scope(issuer: Issuer) -> None:
     challenge = parse_challenges(response.headers.get_list("www-authenticate"))["Bearer"]
     assert challenge == {
         "error": "insufficient_scope",
-        "error_description": "the token lacks a required scope",
+        "error_description": "the access token lacks the required scope: embeddings",
         "scope": "embeddings",
         "resource_metadata": METADATA_URL,
     }

@@ -54,7 +54,7 @@ async def test_dependency_returns_the_principal(issuer: Issuer) -> None:
     async with client_for(protected(issuer)) as client:
         response = await client.post("/v1/embeddings", headers=bearer(token), json={})
     assert response.status_code == 200
-    assert response.json() == {"id": "agent-7"}
+    assert response.json() == {"id": f"sub:user-1@{issuer.url}"}
 
 
 async def test_dependency_refuses_a_missing_scope_with_the_challenge(issuer: Issuer) -> None:
@@ -83,7 +83,7 @@ async def test_dependency_without_the_handler_keeps_status_and_challenge(issuer:
     async with client_for(protected(issuer, handler=False)) as client:
         response = await client.post("/v1/embeddings", headers=bearer(token), json={})
     assert response.status_code == 403
-    assert response.json() == {"detail": "the token lacks a required scope"}
+    assert response.json() == {"detail": "the access token lacks the required scope: embeddings"}
     assert "insufficient_scope" in response.headers["www-authenticate"]
 
 

@@ -47,7 +47,8 @@ async def test_active_opaque_token_is_accepted_and_cached(issuer: Issuer) -> Non
             assert response.status_code == 200
     principal = response.json()["principal"]
     assert principal["credential"] == "introspection"
-    assert (principal["id"], principal["tier"]) == ("agent-9", "pro")
+    # the issuer's user, as with a JWT: not the client, which every user of it shares
+    assert (principal["id"], principal["tier"]) == (f"sub:user-9@{issuer.url}", "pro")
     assert issuer.introspections == 1
     # client_secret_basic, RFC 6749 section 2.3.1 encoding of the odd characters
     assert issuer.seen_introspection_auth[0].startswith("Basic ")

@@ -45,7 +45,7 @@ async def test_valid_rs256_token_sets_the_principal(issuer: Issuer) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["principal"] == {
-        "id": "agent-7",
+        "id": f"sub:user-1@{issuer.url}",
         "subject": "user-1",
         "client_id": "agent-7",
         "scopes": ["chat", "models:read"],
@@ -74,12 +74,27 @@ async def test_application_at_jwt_typ_is_accepted(issuer: Issuer) -> None:
     assert (await post_chat(issuer, token)).status_code == 200
 
 
-async def test_principal_id_falls_back_to_sub_and_tier_to_default(issuer: Issuer) -> None:
+async def test_principal_without_client_and_tier_to_default(issuer: Issuer) -> None:
     token = issuer.mint(client_id=None)
     response = await post_chat(issuer, token, default_tier="free")
     assert response.status_code == 200
     principal = response.json()["principal"]
-    assert (principal["id"], principal["client_id"], principal["tier"]) == ("user-1", None, "free")
+    assert (principal["id"], principal["client_id"], principal["tier"]) == (
+        f"sub:user-1@{issuer.url}",
+        None,
+        "free",
+    )
+
+
+async def test_a_token_without_sub_is_its_client(issuer: Issuer) -> None:
+    response = await post_chat(issuer, issuer.mint(sub=None, azp="agent-8", client_id=None))
+    assert response.status_code == 200
+    principal = response.json()["principal"]
+    assert (principal["id"], principal["client_id"], principal["subject"]) == (
+        f"client:agent-8@{issuer.url}",
+        "agent-8",
+        None,
+    )
 
 
 async def test_scp_list_claim_is_read(issuer: Issuer) -> None:

@@ -15,7 +15,7 @@ from aimiddleware import ConfigurationError
 from aimiddleware.ratelimit import RateLimitMiddleware, Tier
 
 from ..servers import free_port
-from .apps import Upstream
+from .apps import SetPrincipal, Upstream
 from .conftest import Keep
 
 pytestmark = pytest.mark.anyio
@@ -55,6 +55,58 @@ async def test_forwarded_for_only_from_trusted_proxies(prefix: str, closing: Kee
     assert await codes(limited, 1, peer="192.0.2.7", headers={"x-forwarded-for": "5.5.5.5"}) == [
         429
     ]
+
+
+async def test_forwarded_for_joins_every_field_line(prefix: str, closing: Keep) -> None:
+    limited = closing(
+        RateLimitMiddleware(
+            Upstream().app(),
+            tiers=[Tier("t", requests="1/minute")],
+            key_prefix=prefix,
+            trusted_proxies=["10.0.0.0/24"],
+        )
+    )
+    # the client forges a first line; the trusted proxy adds its own line naming the real
+    # client: one list (RFC 9110 section 5.3), read right to left, so one budget
+    statuses = []
+    for n in range(3):
+        headers = [("x-forwarded-for", f"198.51.100.{n}"), ("x-forwarded-for", "203.0.113.9")]
+        async with client(limited, "10.0.0.9") as http:
+            statuses.append((await http.get("/ping", headers=headers)).status_code)
+    assert statuses == [200, 429, 429]
+
+
+async def test_client_type_header_needs_trusted_peers() -> None:
+    tiers = [Tier("agent", requests="3/minute"), Tier("human", requests="1/minute")]
+    with pytest.raises(ConfigurationError, match="client_type_trusted_from") as refused:
+        RateLimitMiddleware(
+            Upstream().app(), tiers=tiers, default_tier="human", client_type_header="X-Client-Type"
+        )
+    assert "IP addresses or CIDRs" in str(refused.value)
+
+
+async def test_tier_names_are_case_insensitive(prefix: str, closing: Keep) -> None:
+    tiers = [Tier("Agent", requests="3/minute"), Tier("human", requests="1/minute")]
+    with pytest.raises(ConfigurationError, match="share a name"):
+        RateLimitMiddleware(Upstream().app(), tiers=[*tiers, Tier("HUMAN")], default_tier="human")
+    limited = closing(
+        RateLimitMiddleware(
+            Upstream().app(),
+            tiers=tiers,
+            default_tier="HUMAN",
+            key_prefix=prefix,
+            client_type_header="X-Client-Type",
+            client_type_trusted_from=["10.0.0.0/8"],
+            client_type_tiers=["AGENT", "Human"],
+        )
+    )
+    # a principal whose tier claim says AGENT gets the Agent tier, not the default
+    app = SetPrincipal(limited)
+    claimed = {"x-test-principal": "bot-1:AGENT"}
+    assert await codes(app, 4, peer="192.0.2.1", headers=claimed) == [200, 200, 200, 429]
+    # HUMAN and human from the gateway are one tier and one budget
+    assert await codes(limited, 1, peer="10.1.2.3", headers={"x-client-type": "HUMAN"}) == [200]
+    assert await codes(limited, 1, peer="10.1.2.3", headers={"x-client-type": "human"}) == [429]
 
 
 async def test_client_type_header_only_when_configured(prefix: str, closing: Keep) -> None:
@@ -168,6 +220,8 @@ async def test_paused_redis_fails_within_the_timeout(redis_server: Any, closing:
         {"tiers": [Tier("a")], "client_type_tiers": ["ghost"]},
         {"tiers": [Tier("a")], "timeout": 0},
         {"tiers": [Tier("a")], "key_prefix": "{x}"},
+        {"tiers": [Tier("a")], "key_by": "team"},
+        {"tiers": [Tier("a")], "client_type_header": "X-Client-Type"},  # trusted from nobody
     ],
 )
 def test_bad_configuration_is_refused(options: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from aimiddleware.ratelimit import ModelLimits, RateLimitMiddleware, Tier
+from aimiddleware.ratelimit._headers import go_duration
 
 from .apps import SetPrincipal, Upstream, chat_body
 from .conftest import Keep
@@ -98,9 +99,39 @@ async def test_all_or_nothing_across_limits(storage: str, prefix: str, closing: 
         small = await http.post("/v1/chat/completions", json=chat_body(max_tokens=10))
     assert small.status_code == 200
     assert small.headers["x-ratelimit-remaining-requests"] == "9"
-    assert small.headers["ratelimit-policy"] == (
-        '"requests";q=10;w=60, "tokens";q=100;w=60;qu="tokens"'
+    # no unregistered "qu": the token policy says its unit by its name (and x-ratelimit-*-tokens)
+    assert small.headers["ratelimit-policy"] == '"requests";q=10;w=60, "tokens";q=100;w=60'
+    assert small.headers["x-ratelimit-limit-tokens"] == "100"
+
+
+async def test_retry_after_and_the_exhausted_policys_reset_agree(
+    storage: str, prefix: str, closing: Keep
+) -> None:
+    usage = {"prompt_tokens": 10, "completion_tokens": 50, "total_tokens": 60}
+    limited = closing(
+        RateLimitMiddleware(
+            Upstream(usage=usage).app(),
+            tiers=[Tier("t", requests="10/minute", tokens="100/minute")],
+            storage=storage,
+            key_prefix=prefix,
+        )
     )
+    async with client(limited) as http:
+        first = await http.post("/v1/chat/completions", json=chat_body(max_tokens=50))
+        assert first.status_code == 200
+        # 60 more tokens fit only once the sliding window has let go of part of the first 60:
+        # later than the window's own reset
+        rejected = await http.post("/v1/chat/completions", json=chat_body(max_tokens=50))
+    assert rejected.status_code == 429
+    assert rejected.json()["error"]["type"] == "tokens"
+    retry_after = int(rejected.headers["retry-after"])
+    items = dict(item.split(";", 1) for item in rejected.headers["ratelimit"].split(", "))
+    tokens = dict(p.split("=") for p in items['"tokens"'].split(";"))
+    requests = dict(p.split("=") for p in items['"requests"'].split(";"))
+    assert int(tokens["t"]) == retry_after
+    assert rejected.headers["x-ratelimit-reset-tokens"] == go_duration(retry_after)
+    # the same window's reset alone (the requests policy's t) would have said a shorter wait
+    assert int(requests["t"]) < retry_after
 
 
 async def test_non_streamed_answer_is_charged_its_real_usage(

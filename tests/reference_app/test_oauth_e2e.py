@@ -133,3 +133,26 @@ def test_health_is_open_and_discovery_documents_agree(demo: Demo) -> None:
     assert [k["kid"] for k in keys] == ["reference-dev-1"]
     assert all("d" not in k for k in keys)  # only the public half is published
     assert oct(os.stat(demo.key_file).st_mode & 0o777) == "0o600"
+
+
+def test_two_users_of_one_client_are_two_callers(demo: Demo) -> None:
+    alice = demo.token("--scope", "chat", "--client-id", "webapp", "--subject", "alice")
+    bob = demo.token("--scope", "chat", "--client-id", "webapp", "--subject", "bob")
+    replies = []
+    for token in (alice, bob, alice):
+        with demo.sdk(token) as client:
+            replies.append(
+                client.chat.completions.with_raw_response.create(
+                    model=MODEL,
+                    messages=[{"role": "user", "content": "Say hello."}],
+                    max_tokens=4,
+                    temperature=0,
+                    extra_headers={"Idempotency-Key": "order-1"},
+                )
+            )
+    first, bobs, again = replies
+    # the same key and body through the same client: Bob gets his own answer, Alice her replay
+    assert "idempotent-replayed" not in bobs.headers
+    assert bobs.parse().id != first.parse().id
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.parse().id == first.parse().id

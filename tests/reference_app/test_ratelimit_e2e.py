@@ -62,6 +62,7 @@ def tiered() -> Iterator[ThreadedServer]:
         human_requests="2/hour",
         human_tokens="40000/minute",  # the demo default
         client_type_header="X-Client-Type",
+        client_type_trusted_from=["127.0.0.1"],  # the test client is the trusted gateway
     ) as server:
         yield server
 
@@ -192,8 +193,9 @@ def test_tier_from_the_token_claim_with_auth_on(tmp_path: Path) -> None:
         "auth_key_file": tmp_path / "issuer-key.json",
         "agent_requests": "4/hour",
         "human_requests": "2/hour",
-        # a header claim means nothing once callers authenticate
+        # a header claim means nothing once callers authenticate, even from a trusted peer
         "client_type_header": "X-Client-Type",
+        "client_type_trusted_from": ["127.0.0.1"],
     }
     with serve_reference(**settings) as server:
         issuer = Settings(**settings)

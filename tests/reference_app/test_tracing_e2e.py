@@ -123,8 +123,125 @@ def test_a_streamed_chat_is_one_span_with_the_real_usage(
         "http.server.request.duration",
         "gen_ai.server.request.duration",
         "gen_ai.server.time_to_first_token",
-        "gen_ai.client.token.usage",
+        "gen_ai.client.inference.operation.input_tokens",
+        "gen_ai.client.inference.operation.output_tokens",
     } <= names
+    assert "gen_ai.client.token.usage" not in names  # the previous release's, on request only
+
+
+def token_sums(spans: Traced) -> dict[str, tuple[int, int]]:
+    """Token histogram name -> (data points' count, sum), over every point."""
+    data = spans.metrics.get_metrics_data()
+    found: dict[str, tuple[int, int]] = {}
+    if data is None:
+        return found
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name.startswith("gen_ai.client.inference.operation."):
+                    points = list(metric.data.data_points)
+                    found[metric.name] = (
+                        sum(p.count for p in points),
+                        int(sum(p.sum for p in points)),
+                    )
+    return found
+
+
+INPUT = "gen_ai.client.inference.operation.input_tokens"
+OUTPUT = "gen_ai.client.inference.operation.output_tokens"
+STREAMS = [
+    pytest.param(False, False, id="plain"),
+    pytest.param(True, False, id="streamed"),
+    pytest.param(True, True, id="streamed-include_usage"),
+]
+
+
+def generate(
+    client: openai.OpenAI, operation: str, stream: bool, include_usage: bool, **extra: Any
+) -> Any:
+    """One request of ``operation``; returns the usage the client was told, if any."""
+    options: dict[str, Any] = {"max_tokens": 8, **extra}
+    if stream:
+        options["stream"] = True
+        if include_usage:
+            options["stream_options"] = {"include_usage": True}
+    if operation == "chat":
+        messages: Any = [{"role": "user", "content": "Name a colour."}]
+        result: Any = client.chat.completions.create(model=MODEL, messages=messages, **options)
+    else:
+        result = client.completions.create(model=MODEL, prompt="Colours: red,", **options)
+    if not stream:
+        return result.usage
+    usage = None
+    for chunk in result:
+        usage = chunk.usage or usage
+    return usage
+
+
+@pytest.mark.parametrize(("stream", "include_usage"), STREAMS)
+@pytest.mark.parametrize("operation", ["chat", "text_completion"])
+def test_every_generation_span_carries_the_usage_the_model_stated(
+    traced: tuple[Traced, ThreadedServer], operation: str, stream: bool, include_usage: bool
+) -> None:
+    spans, server = traced
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0) as client:
+        told = generate(client, operation, stream, include_usage)
+    wait_for(lambda: len(spans.server_spans()) == 1)
+
+    (span,) = spans.server_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.operation.name"] == operation
+    assert attributes["gen_ai.request.stream"] is stream
+    input_tokens = attributes["gen_ai.usage.input_tokens"]
+    output_tokens = attributes["gen_ai.usage.output_tokens"]
+    assert input_tokens > 0
+    assert 0 < output_tokens <= 8
+    if stream and not include_usage:
+        assert told is None  # the client got the stream it asked for, without usage
+    else:
+        assert (told.prompt_tokens, told.completion_tokens) == (input_tokens, output_tokens)
+    assert token_sums(spans) == {INPUT: (1, input_tokens), OUTPUT: (1, output_tokens)}
+    assert "aimiddleware.tracing.usage_replayed" not in attributes
+
+
+def test_an_embeddings_span_carries_its_input_tokens(
+    traced: tuple[Traced, ThreadedServer],
+) -> None:
+    spans, server = traced
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0) as client:
+        result = client.embeddings.create(model=MODEL, input=["red", "a shade of blue"])
+    wait_for(lambda: len(spans.server_spans()) == 1)
+
+    (span,) = spans.server_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.operation.name"] == "embeddings"
+    assert attributes["gen_ai.usage.input_tokens"] == result.usage.prompt_tokens > 0
+    assert token_sums(spans)[INPUT] == (1, result.usage.prompt_tokens)
+
+
+@pytest.mark.parametrize(("stream", "include_usage"), STREAMS)
+def test_an_idempotent_replay_records_no_new_tokens_and_its_span_says_so(
+    traced: tuple[Traced, ThreadedServer], stream: bool, include_usage: bool
+) -> None:
+    spans, server = traced
+    key = {"Idempotency-Key": f"replay-{stream}-{include_usage}"}
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0) as client:
+        generate(client, "chat", stream, include_usage, temperature=0, extra_headers=key)
+        wait_for(lambda: len(spans.server_spans()) == 1)
+        generate(client, "chat", stream, include_usage, temperature=0, extra_headers=key)
+    wait_for(lambda: len(spans.server_spans()) == 2)
+
+    original, replay = sorted(spans.server_spans(), key=lambda s: s.start_time or 0)
+    first, again = dict(original.attributes or {}), dict(replay.attributes or {})
+    assert first["aimiddleware.idempotency.outcome"] == "claimed"
+    assert again["aimiddleware.idempotency.outcome"] == "replayed"
+    assert again["aimiddleware.tracing.usage_replayed"] is True
+    assert "gen_ai.usage.input_tokens" not in again
+    assert "gen_ai.usage.output_tokens" not in again
+    output_tokens = first["gen_ai.usage.output_tokens"]
+    assert output_tokens > 0
+    # the tokens were counted once, for the request that produced them
+    assert token_sums(spans)[OUTPUT] == (1, output_tokens)
 
 
 def test_a_client_that_leaves_a_long_generation_ends_its_span_with_an_error(

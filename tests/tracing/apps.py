@@ -73,6 +73,65 @@ def stream_events(words: list[str] = WORDS, *, prompt_tokens: int = 12) -> list[
     return events
 
 
+PROMPT_TOKENS = 12
+
+
+def openai_like_app() -> Starlette:
+    """Streams carry a usage chunk only when the request asks for one, as OpenAI's do."""
+
+    async def chat(request: Request) -> Response:
+        body = json.loads(await request.body())
+        usage = {
+            "prompt_tokens": PROMPT_TOKENS,
+            "completion_tokens": len(WORDS),
+            "total_tokens": PROMPT_TOKENS + len(WORDS),
+        }
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    "id": "chatcmpl-7",
+                    "object": "chat.completion",
+                    "model": MODEL,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(WORDS)},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+        options = body.get("stream_options") or {}
+
+        async def events() -> AsyncIterator[bytes]:
+            for word in WORDS:
+                yield sse(chunk(word))
+            yield sse(chunk(None, "stop"))
+            if options.get("include_usage") is True:
+                yield sse({"id": "chatcmpl-42", "model": MODEL, "choices": [], "usage": usage})
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def embeddings(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5]}],
+                "model": MODEL,
+                "usage": {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS},
+            }
+        )
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+        ]
+    )
+
+
 @dataclass
 class Seen:
     """What the test app observed about its requests."""

@@ -48,7 +48,8 @@ async def test_http_and_genai_metrics_follow_the_conventions(telemetry: Telemetr
         "gen_ai.server.request.duration": ("s", LLM_BUCKETS),
         "gen_ai.server.time_to_first_token": ("s", TTFT_BUCKETS),
         "gen_ai.server.time_per_output_token": ("s", TPOT_BUCKETS),
-        "gen_ai.client.token.usage": ("{token}", TOKEN_BUCKETS),
+        "gen_ai.client.inference.operation.input_tokens": ("{token}", TOKEN_BUCKETS),
+        "gen_ai.client.inference.operation.output_tokens": ("{token}", TOKEN_BUCKETS),
     }
     assert set(expected) <= set(metrics)
     for name, (unit, buckets) in expected.items():
@@ -85,11 +86,49 @@ async def test_http_and_genai_metrics_follow_the_conventions(telemetry: Telemetr
     (tpot,) = metrics["gen_ai.server.time_per_output_token"].data.data_points
     assert tpot.count == 1
     assert tpot.sum == pytest.approx((llm.sum - ttft.sum) / (len(WORDS) - 1))
-    tokens = {
-        p.attributes["gen_ai.token.type"]: p.sum
-        for p in metrics["gen_ai.client.token.usage"].data.data_points
-    }
+    (input_tokens,) = metrics["gen_ai.client.inference.operation.input_tokens"].data.data_points
+    (output_tokens,) = metrics["gen_ai.client.inference.operation.output_tokens"].data.data_points
+    assert (input_tokens.sum, output_tokens.sum) == (12, len(WORDS))
+    assert dict(input_tokens.attributes) == dict(llm.attributes)  # no gen_ai.token.type
+    # the previous release's histogram is recorded only when asked for
+    assert "gen_ai.client.token.usage" not in metrics
+
+
+@pytest.mark.parametrize("opt_in", ["gen_ai/dup", "http, gen_ai/dup"])
+async def test_gen_ai_dup_records_the_previous_token_histogram_as_well(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch, opt_in: str
+) -> None:
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in)
+    app = TracingMiddleware(
+        chat_app(),
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+    )
+    await call(app, "POST", "/v1/chat/completions", body=chat_request(stream=True))
+
+    metrics = telemetry.histograms()
+    previous = metrics["gen_ai.client.token.usage"]
+    assert previous.unit == "{token}"
+    tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in previous.data.data_points}
     assert tokens == {"input": 12, "output": len(WORDS)}
+    (current,) = metrics["gen_ai.client.inference.operation.output_tokens"].data.data_points
+    assert current.sum == len(WORDS)
+
+
+async def test_other_opt_in_values_keep_the_current_names_only(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental,http/dup")
+    app = TracingMiddleware(
+        chat_app(),
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+    )
+    await call(app, "POST", "/v1/chat/completions", body=chat_request(stream=True))
+
+    metrics = telemetry.histograms()
+    assert "gen_ai.client.token.usage" not in metrics
+    assert "gen_ai.client.inference.operation.input_tokens" in metrics
 
 
 async def test_a_failed_llm_request_records_duration_with_its_error_only(

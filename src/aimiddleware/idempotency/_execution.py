@@ -11,7 +11,7 @@ from .._asgi import ASGIApp, Message, Receive, Scope, Send, annotate, is_event_s
 from ..exceptions import StoreUnavailable
 from . import _records as records
 from ._heartbeat import Heartbeats
-from ._options import NEVER_STORED_HEADERS, Options
+from ._options import Options, stored_header
 from ._recovery import LOG_GRACE, Pending, write_behind
 
 __all__ = ["Execution", "keep_alive", "logger"]
@@ -239,9 +239,7 @@ class Execution:
         if status in self.opts.no_store_statuses:
             self._drop("status")
         else:
-            self.headers = [
-                (bytes(n), bytes(v)) for n, v in raw if n.lower() not in NEVER_STORED_HEADERS
-            ]
+            self.headers = [(bytes(n), bytes(v)) for n, v in raw if stored_header(n)]
         await self._forward({**message, "headers": [*raw, *self.extra_headers]})
 
     async def _announce(self) -> None:

@@ -14,9 +14,11 @@ __all__ = [
     "DEFAULT_NO_STORE_STATUSES",
     "DEFAULT_TYPE_BASE",
     "NEVER_STORED_HEADERS",
+    "NEVER_STORED_PREFIX",
     "Options",
     "PrincipalResolver",
     "build_options",
+    "stored_header",
 ]
 
 PrincipalResolver = Callable[[Scope], "str | None"]
@@ -28,7 +30,19 @@ DEFAULT_NO_STORE_STATUSES: Final = frozenset({429, *range(500, 600)})
 DEFAULT_TYPE_BASE: Final = (
     "https://github.com/aimiddleware/aimiddleware/blob/main/docs/idempotency.md"
 )
-NEVER_STORED_HEADERS: Final = HOP_BY_HOP_HEADERS | {b"set-cookie"}
+NEVER_STORED_HEADERS: Final = HOP_BY_HOP_HEADERS | {
+    b"set-cookie",
+    b"ratelimit",
+    b"ratelimit-policy",
+}
+# the quota a response reports is the quota when it was sent: a replay would report a stale one
+NEVER_STORED_PREFIX: Final = b"x-ratelimit-"
+
+
+def stored_header(name: bytes) -> bool:
+    """Whether a response header goes into the record (and so into every replay)."""
+    name = name.lower()
+    return name not in NEVER_STORED_HEADERS and not name.startswith(NEVER_STORED_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """JSON-RPC 2.0 pieces the MCP guards need: the calls a request body carries, error responses.
 
-MCP reserves ``-32000..-32019`` for implementation-defined errors (the SDKs use ``-32000`` and
-``-32001`` for their own, client-side conditions); the guards answer with codes from that band
-so that a client can tell an authorisation refusal from a protocol error.
+The guards' own refusals use codes of ``-32000..-32019``, the band MCP left to implementations
+(protocol revision 2026-07-28 calls it legacy and keeps existing uses), so that a client can tell
+an authorisation refusal from a protocol error. ``HEADER_MISMATCH`` is the specification's own
+code (``-32020..-32099`` is reserved for those).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from .._asgi import Send, send_json
 
 __all__ = [
     "FORBIDDEN_ORIGIN",
+    "FORBIDDEN_TOOL",
+    "HEADER_MISMATCH",
     "INSUFFICIENT_SCOPE",
     "INVALID_REQUEST",
     "PARSE_ERROR",
@@ -22,7 +25,9 @@ __all__ = [
     "Call",
     "calls",
     "error_payload",
+    "refuse_tool",
     "send_error",
+    "shown",
 ]
 
 PARSE_ERROR: Final = -32700
@@ -30,8 +35,19 @@ INVALID_REQUEST: Final = -32600
 UNAUTHORIZED: Final = -32010
 INSUFFICIENT_SCOPE: Final = -32011
 FORBIDDEN_ORIGIN: Final = -32012
+FORBIDDEN_TOOL: Final = -32013
+HEADER_MISMATCH: Final = -32020
+
+# MCP tool names are 1-128 characters; a longer one (attacker-chosen) is cut before it goes
+# into a header, a span attribute, a log line or an error message
+_MAX_NAME: Final = 128
 
 RequestId = str | int | None
+
+
+def shown(name: str) -> str:
+    """``name`` cut to 128 characters, for a message or an annotation."""
+    return name if len(name) <= _MAX_NAME else name[: _MAX_NAME - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +106,15 @@ async def send_error(
 ) -> None:
     """Send a whole JSON-RPC error response that no cache may keep."""
     await send_json(send, status, payload, [(b"cache-control", b"no-store"), *headers])
+
+
+async def refuse_tool(send: Send, call: Call, request_id: RequestId) -> None:
+    """403 for a ``tools/call`` no rule maps: no challenge, since no scope can get it (a
+    challenge would send the client on a step-up that cannot succeed)."""
+    data: dict[str, Any] = {"error": "tool_not_allowed"}
+    if call.tool is None:
+        message = "Forbidden: a tools/call without a tool name cannot be authorised"
+    else:
+        data["tool"] = shown(call.tool)
+        message = f"Forbidden: no scope rule allows the tool {shown(call.tool)!r} on this server"
+    await send_error(send, 403, error_payload(FORBIDDEN_TOOL, message, request_id, data))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -19,7 +18,9 @@ from .._asgi import (
 )
 from ..exceptions import ConfigurationError
 from ..principal import Principal, get_principal
+from ._headers import mismatch
 from ._jsonrpc import (
+    HEADER_MISMATCH,
     INSUFFICIENT_SCOPE,
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -28,40 +29,18 @@ from ._jsonrpc import (
     RequestId,
     calls,
     error_payload,
+    refuse_tool,
     send_error,
+    shown,
 )
+from ._scopes import challenge, implications, scope_list
 
 __all__ = ["MCPScopeMiddleware"]
 
-# RFC 6749 section 3.3 scope-token: printable ASCII without space, '"' and '\'
-_SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-# what may appear inside a quoted challenge parameter (RFC 6750 section 3)
-_UNQUOTABLE: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 _PREFIX: Final = "aimiddleware.mcp."
 # where OAuthMiddleware leaves its challenge settings for the layers inside it, so that their
 # refusals name the same metadata URL and realm as its own
 _OAUTH_CHALLENGER_KEY: Final = "aimiddleware.oauth.challenger"
-# MCP tool names are 1-128 characters; a longer one (attacker-chosen) is cut before it goes
-# into a header, a span attribute or a log line
-_MAX_NAME: Final = 128
-
-
-def _shown(name: str) -> str:
-    return name if len(name) <= _MAX_NAME else name[: _MAX_NAME - 3] + "..."
-
-
-def _scopes(value: Iterable[str], what: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        raise ConfigurationError(f"{what}: give a list of scopes, not one string ({value!r})")
-    scopes = tuple(dict.fromkeys(value))
-    for scope in scopes:
-        if not isinstance(scope, str) or not _SCOPE_TOKEN.fullmatch(scope):
-            raise ConfigurationError(f"{what}: {scope!r} is not an RFC 6749 scope token")
-    return scopes
-
-
-def _quote(value: str) -> str:
-    return '"' + _UNQUOTABLE.sub("?", value) + '"'
 
 
 class MCPScopeMiddleware:
@@ -70,7 +49,10 @@ class MCPScopeMiddleware:
     Sits inside the auth middleware (``OAuthMiddleware`` or any middleware that calls
     :func:`~aimiddleware.set_principal`) and in front of an MCP server's Streamable HTTP
     endpoint. Every request needs ``scopes``; a ``tools/call`` also needs the scopes of its tool
-    (``tools``, else ``default_tool_scopes``) and any JSON-RPC method the scopes in ``methods``.
+    (``tools``) and any JSON-RPC method the scopes in ``methods``. A tool that ``tools`` does not
+    map is refused (403) unless ``allow_unmapped_tools``. A JSON-RPC body is checked whatever
+    the HTTP method carries it, and its ``Mcp-Method``/``Mcp-Name`` headers (protocol revision
+    2026-07-28) must agree with it (else 400, ``HeaderMismatch``) before any scope is decided.
 
     Refusals follow the MCP authorization spec: 401 with a ``Bearer`` challenge when there is no
     principal, 403 with ``error="insufficient_scope"`` and ``scope="<every scope the request
@@ -79,9 +61,14 @@ class MCPScopeMiddleware:
 
     :param scopes: scopes every request to the endpoint needs (default ``["mcp"]``).
     :param tools: tool name -> scopes that calling it needs, on top of ``scopes``.
-    :param default_tool_scopes: scopes a tool missing from ``tools`` needs (default none;
-        set it to deny tools added later without a mapping).
+    :param allow_unmapped_tools: let a tool missing from ``tools`` be called with ``scopes``
+        and ``default_tool_scopes`` (default ``False``: it is refused, so a tool added to the
+        server later stays closed until a rule names it).
+    :param default_tool_scopes: scopes an unmapped tool needs when ``allow_unmapped_tools``.
     :param methods: JSON-RPC method -> scopes (``{"resources/read": ["files:read"]}``).
+    :param implied_scopes: broader scope -> the narrower scopes it implies
+        (``{"files": ["files:read", "files:write"]}``): a token granted ``files`` may do what
+        ``files:read`` allows. Followed transitively.
     :param resource_metadata: the RFC 9728 metadata URL put into challenges; by default the
         one of the ``OAuthMiddleware`` in front, if any.
     :param realm: an optional ``realm`` for challenges (by default the OAuth middleware's).
@@ -102,20 +89,31 @@ class MCPScopeMiddleware:
         *,
         scopes: Iterable[str] = ("mcp",),
         tools: Mapping[str, Iterable[str]] | None = None,
+        allow_unmapped_tools: bool = False,
         default_tool_scopes: Iterable[str] = (),
         methods: Mapping[str, Iterable[str]] | None = None,
+        implied_scopes: Mapping[str, Iterable[str]] | None = None,
         resource_metadata: str | None = None,
         realm: str | None = None,
         max_body: int = 4 * 1024 * 1024,
     ) -> None:
         self.app = app
-        self.scopes = _scopes(scopes, "scopes")
+        self.scopes = scope_list(scopes, "scopes")
         self.tools = {
-            str(name): _scopes(needed, f"tools[{name!r}]") for name, needed in (tools or {}).items()
+            str(name): scope_list(needed, f"tools[{name!r}]")
+            for name, needed in (tools or {}).items()
         }
-        self.default_tool_scopes = _scopes(default_tool_scopes, "default_tool_scopes")
+        if not isinstance(allow_unmapped_tools, bool):
+            raise ConfigurationError("allow_unmapped_tools must be True or False")
+        self.allow_unmapped_tools = allow_unmapped_tools
+        self.default_tool_scopes = scope_list(default_tool_scopes, "default_tool_scopes")
+        if self.default_tool_scopes and not allow_unmapped_tools:
+            raise ConfigurationError(
+                "default_tool_scopes applies to tools missing from `tools`, which are refused: "
+                "set allow_unmapped_tools=True to let them through with these scopes"
+            )
         self.methods = {
-            str(name): _scopes(needed, f"methods[{name!r}]")
+            str(name): scope_list(needed, f"methods[{name!r}]")
             for name, needed in (methods or {}).items()
         }
         if resource_metadata is not None and not resource_metadata.startswith(
@@ -123,6 +121,7 @@ class MCPScopeMiddleware:
         ):
             raise ConfigurationError("resource_metadata must be an absolute http(s) URL")
         self.resource_metadata = resource_metadata
+        self.implied_scopes = implications(implied_scopes)
         self.realm = realm
         if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
             raise ConfigurationError("max_body must be a positive number of bytes")
@@ -132,6 +131,7 @@ class MCPScopeMiddleware:
         return (
             f"MCPScopeMiddleware(scopes={list(self.scopes)!r}, "
             f"tools={ {k: list(v) for k, v in self.tools.items()}!r}, "
+            f"allow_unmapped_tools={self.allow_unmapped_tools!r}, "
             f"methods={ {k: list(v) for k, v in self.methods.items()}!r}, "
             f"resource_metadata={self.resource_metadata!r})"
         )
@@ -150,6 +150,23 @@ class MCPScopeMiddleware:
             needed += self.tools.get(call.tool or "", self.default_tool_scopes)
         return tuple(dict.fromkeys(needed))
 
+    def unmapped(self, call: Call) -> bool:
+        """Whether ``call`` is a ``tools/call`` of a tool no rule maps, and so refused."""
+        return (
+            call.method == "tools/call"
+            and not self.allow_unmapped_tools
+            and (call.tool is None or call.tool not in self.tools)
+        )
+
+    def granted(self, principal: Principal) -> frozenset[str]:
+        """The principal's scopes with every scope they imply (``implied_scopes``)."""
+        if not self.implied_scopes:
+            return principal.scopes
+        granted = set(principal.scopes)
+        for scope in principal.scopes:
+            granted.update(self.implied_scopes.get(scope, ()))
+        return frozenset(granted)
+
     def _from_oauth(self, scope: Scope, name: str) -> str | None:
         value = getattr(scope.get(_OAUTH_CHALLENGER_KEY), name, None)
         return value if isinstance(value, str) else None
@@ -157,22 +174,16 @@ class MCPScopeMiddleware:
     def _challenge(
         self, scope: Scope, error: str | None, description: str, scopes: Iterable[str]
     ) -> bytes:
-        realm = self.realm if self.realm is not None else self._from_oauth(scope, "realm")
         metadata = self.resource_metadata
         if metadata is None:
             metadata = self._from_oauth(scope, "resource_metadata")
-        params = []
-        if realm is not None:
-            params.append(f"realm={_quote(realm)}")
-        if error is not None:
-            params.append(f"error={_quote(error)}")
-            params.append(f"error_description={_quote(description)}")
-        needed = " ".join(scopes)
-        if needed:
-            params.append(f"scope={_quote(needed)}")
-        if metadata is not None:
-            params.append(f"resource_metadata={_quote(metadata)}")
-        return ("Bearer " + ", ".join(params)).encode("latin-1") if params else b"Bearer"
+        return challenge(
+            realm=self.realm if self.realm is not None else self._from_oauth(scope, "realm"),
+            error=error,
+            description=description,
+            scopes=scopes,
+            metadata=metadata,
+        )
 
     async def _refuse(
         self,
@@ -201,21 +212,22 @@ class MCPScopeMiddleware:
             data: dict[str, object] = {"error": "unauthorized", "scope": " ".join(self.scopes)}
             await self._refuse(scope, send, 401, UNAUTHORIZED, message, None, self.scopes, data)
             return
-        if scope.get("method") == "POST":
-            try:
-                _, receive = await read_body(scope, receive, limit=self.max_body)
-            except ClientDisconnected:
-                return
-            except RequestBodyTooLarge:
-                annotate(scope, _PREFIX + "outcome", "body_too_large")
-                await send_error(
-                    send,
-                    413,
-                    error_payload(
-                        INVALID_REQUEST, f"the request body exceeds {self.max_body} bytes"
-                    ),
-                )
-                return
+        # every method's body is read: a server may act on a JSON-RPC body sent with PUT, and
+        # what reaches it must be what was checked here
+        try:
+            raw, receive = await read_body(scope, receive, limit=self.max_body)
+        except ClientDisconnected:
+            return
+        except RequestBodyTooLarge:
+            annotate(scope, _PREFIX + "outcome", "body_too_large")
+            await send_error(
+                send,
+                413,
+                error_payload(INVALID_REQUEST, f"the request body exceeds {self.max_body} bytes"),
+            )
+            return
+        body = None
+        if raw or scope.get("method") == "POST":
             body = json_body(scope)
             if body is None:
                 # fail closed: what cannot be read here cannot be authorised
@@ -224,10 +236,15 @@ class MCPScopeMiddleware:
                     send, 400, error_payload(PARSE_ERROR, "the request body is not valid JSON")
                 )
                 return
-            found = list(calls(body))
-        else:
-            # GET opens the server's event stream, DELETE ends a session: the endpoint's scopes
-            found = []
+        # without a body (GET opens the event stream, DELETE ends a session): the endpoint's scopes
+        found = [] if body is None else list(calls(body))
+        disagreement = mismatch(scope.get("headers", ()), body)
+        if disagreement is not None:
+            annotate(scope, _PREFIX + "outcome", "header_mismatch")
+            request_id = found[0].id if len(found) == 1 and isinstance(body, dict) else None
+            payload = error_payload(HEADER_MISMATCH, "Header mismatch: " + disagreement, request_id)
+            await send_error(send, 400, payload)
+            return
         if await self._authorise(scope, send, principal, found):
             await self.app(scope, receive, send)
 
@@ -235,26 +252,33 @@ class MCPScopeMiddleware:
         self, scope: Scope, send: Send, principal: Principal, found: list[Call]
     ) -> bool:
         if len(found) == 1:
-            annotate(scope, _PREFIX + "method", _shown(found[0].method))
+            annotate(scope, _PREFIX + "method", shown(found[0].method))
             if found[0].tool is not None:
-                annotate(scope, _PREFIX + "tool", _shown(found[0].tool))
+                annotate(scope, _PREFIX + "tool", shown(found[0].tool))
+        granted = self.granted(principal)
+        if granted.issuperset(self.scopes):
+            closed = next((call for call in found if self.unmapped(call)), None)
+            if closed is not None:
+                annotate(scope, _PREFIX + "outcome", "tool_not_allowed")
+                await refuse_tool(send, closed, found[0].id if len(found) == 1 else None)
+                return False
         needed: dict[str, None] = dict.fromkeys(self.scopes)
         refused: Call | None = None
         # the challenge names every scope the whole request needs, so one step-up suffices
         for call in found:
             required = self.required(call)
             needed.update(dict.fromkeys(required))
-            if refused is None and not principal.has_scopes(required):
+            if refused is None and not granted.issuperset(required):
                 refused = call
-        if refused is None and principal.has_scopes(self.scopes):
+        if refused is None and granted.issuperset(self.scopes):
             annotate(scope, _PREFIX + "outcome", "allowed")
             return True
         annotate(scope, _PREFIX + "outcome", "insufficient_scope")
         scopes = tuple(needed)
-        missing = [s for s in scopes if s not in principal.scopes]
+        missing = [s for s in scopes if s not in granted]
         what = "scope" if len(missing) == 1 else "scopes"
         if refused is not None and refused.tool is not None:
-            subject = f"the tool {_shown(refused.tool)!r}"
+            subject = f"the tool {shown(refused.tool)!r}"
         elif refused is not None and refused.method in self.methods:
             subject = refused.method
         else:
@@ -266,7 +290,7 @@ class MCPScopeMiddleware:
             "missing_scopes": missing,
         }
         if refused is not None and refused.tool is not None:
-            data["tool"] = _shown(refused.tool)
+            data["tool"] = shown(refused.tool)
         # one refusal per HTTP request: a batch is refused whole (id null), a single call by id
         request_id = found[0].id if len(found) == 1 else None
         await self._refuse(scope, send, 403, INSUFFICIENT_SCOPE, message, request_id, scopes, data)

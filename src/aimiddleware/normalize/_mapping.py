@@ -147,15 +147,18 @@ def _validation(detail: list[Any]) -> tuple[str, str | None, str]:
     first = next((d for d in detail if isinstance(d, dict)), None)
     if first is None:
         return "The request is invalid.", None, "invalid_value"
-    param = _field_path(first.get("loc"))
     kind = str(first.get("type", ""))
+    if kind == "json_invalid":
+        # the location of an unparseable body is a character offset, not a field
+        return _unparseable(first), None, "invalid_json"
+    param = _field_path(first.get("loc"))
     msg = str(first.get("msg", "is invalid"))
     name = f"'{param}'" if param else "the request body"
     if kind == "missing":
         code, message = "missing_required_parameter", f"Missing required parameter: {name}."
     elif kind == "extra_forbidden":
         code, message = "unknown_parameter", f"Unrecognized request argument supplied: {name}."
-    elif kind.endswith(("_type", "_parsing")) or kind == "json_invalid":
+    elif kind.endswith(("_type", "_parsing")):
         code, message = "invalid_type", f"Invalid type for {name}: {msg}."
     else:
         code, message = "invalid_value", f"Invalid value for {name}: {msg}."
@@ -163,6 +166,17 @@ def _validation(detail: list[Any]) -> tuple[str, str | None, str]:
     if more > 0:
         message += f" ({more} more error{'s' if more > 1 else ''})"
     return message, param, code
+
+
+def _unparseable(error: dict[str, Any]) -> str:
+    ctx = error.get("ctx")
+    reason = ctx.get("error") if isinstance(ctx, dict) else None
+    message = f"Could not parse the JSON body: {reason or error.get('msg', 'invalid JSON')}"
+    loc = error.get("loc")
+    offset = loc[-1] if isinstance(loc, list | tuple) and loc else None
+    if isinstance(offset, int):
+        message += f" (at character {offset})"
+    return message + "."
 
 
 def _is_zero(value: bytes | None) -> bool:

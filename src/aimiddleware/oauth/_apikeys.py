@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..exceptions import ConfigurationError
-from ..principal import Principal
+from ..principal import Principal, namespaced_id
 from ._errors import check_scope_token
 
 __all__ = ["APIKey", "APIKeys"]
@@ -31,7 +31,8 @@ def hash_key(key: str) -> str:
 class APIKey:
     """One API key record: its public id, the hash of the key, and what it grants.
 
-    ``id`` becomes the principal's id (what rate limits and idempotency records key on);
+    The principal's id is ``key:<id>`` (what rate limits and idempotency records key on): API
+    keys have a namespace of their own, so a key ``webapp`` is never the OAuth client ``webapp``;
     ``tier`` is its rate-limit tier. The key itself is never stored, only ``key_hash``.
 
     >>> APIKey(id="agent-7", key_hash="sha256:" + "0" * 64, scopes=("chat",), tier="agent").id
@@ -63,7 +64,7 @@ class APIKey:
         object.__setattr__(self, "scopes", scopes)
         # built once: the principal is immutable, and every request with this key needs it
         principal = Principal(
-            id=self.id,
+            id=namespaced_id("key", self.id),
             subject=self.subject,
             client_id=self.id,
             scopes=frozenset(scopes),
@@ -73,7 +74,8 @@ class APIKey:
         object.__setattr__(self, "_principal", principal)
 
     def principal(self) -> Principal:
-        """The caller this key stands for (its id is what limits and records key on)."""
+        """The caller this key stands for (its id, ``key:<id>``, is what limits and records
+        key on)."""
         return self._principal
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from ..principal import Credential, Principal
+from ..principal import Credential, Principal, namespaced_id
 from ._introspection import Introspection, IntrospectionBusy, IntrospectionUnavailable
 from ._jwks import KeysUnavailable, MetadataCache
 from ._jwt import JWTVerifier, TokenInvalid, check_time_claims
@@ -178,31 +178,39 @@ class Authenticator:
         return answer
 
     def principal(self, claims: dict[str, Any], credential: Credential) -> Principal:
+        # the caller is the issuer's user (sub), else the token's client: never the client
+        # before the user, or every user of one OAuth client would share records and limits
+        iss = claims.get("iss")
+        issuer = iss if isinstance(iss, str) and iss else self._issuer
+        client_id = claims.get("client_id") or claims.get("azp")
+        client_id = client_id if isinstance(client_id, str) and client_id else None
         principal_id = None
         for name in self._principal_claims:
             value = claims.get(name)
             if isinstance(value, str) and value:
-                principal_id = value
+                principal_id = namespaced_id("sub", value, issuer)
                 break
         if principal_id is None:
-            raise TokenInvalid("the token names no subject or client")
+            if client_id is None:
+                raise TokenInvalid("the token names no subject or client")
+            principal_id = namespaced_id("client", client_id, issuer)
         scopes: frozenset[str] = frozenset()
         for name in self._scope_claims:
             if name in claims:
                 scopes = _scopes(claims[name])
                 break
         tier = claims.get(self._tier_claim) if self._tier_claim else None
-        client_id = claims.get("client_id") or claims.get("azp")
         subject = claims.get("sub")
         jti = claims.get("jti")
         return Principal(
             id=principal_id,
             subject=subject if isinstance(subject, str) else None,
-            client_id=client_id if isinstance(client_id, str) else None,
+            client_id=client_id,
             scopes=scopes,
             tier=tier if isinstance(tier, str) else self._default_tier,
             token_id=jti if isinstance(jti, str) else None,
             credential=credential,
+            issuer=issuer,
             claims=claims,
         )
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final
 
-__all__ = ["AuthError", "Challenger", "check_scope_token"]
+__all__ = ["AuthError", "Challenger", "check_scope_token", "insufficient_scope"]
 
 # RFC 6750 section 3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), no '"' and no '\'
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
@@ -129,3 +129,24 @@ class Challenger:
             out.append((b"retry-after", str(error.retry_after).encode("ascii")))
         out.append((b"cache-control", b"no-store"))
         return out
+
+
+_CREDENTIAL_NAMES: Final = {
+    "api_key": "API key",
+    "jwt": "access token",
+    "introspection": "access token",
+}
+
+
+def insufficient_scope(
+    credential: str, granted: frozenset[str], required: Iterable[str]
+) -> AuthError:
+    """The 403 for a caller whose credential lacks some of ``required``: the message names the
+    credential's kind and the scopes it lacks, which the challenge carries as well.
+    """
+    required = tuple(required)
+    missing = [scope for scope in required if scope not in granted]
+    kind = _CREDENTIAL_NAMES.get(credential, "caller")
+    noun = "scope" if len(missing) == 1 else "scopes"
+    message = f"the {kind} lacks the required {noun}: {' '.join(missing)}"
+    return AuthError(403, "insufficient_scope", message, scopes=required)

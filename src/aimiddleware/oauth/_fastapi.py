@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from .._asgi import get_annotations
 from ..principal import Principal, get_principal
-from ._errors import AuthError, Challenger
+from ._errors import AuthError, Challenger, insufficient_scope
 from ._options import check_scopes
 
 __all__ = ["OAuthHTTPException", "RequireScopes", "oauth_exception_handler", "requires_scopes"]
@@ -62,10 +62,10 @@ def _check(scope: Any, required: tuple[str, ...]) -> tuple[Principal | None, Aut
     if principal is None:
         return None, AuthError(401, None, "authentication required", scopes=required)
     if not principal.has_scopes(required):
+        error = insufficient_scope(principal.credential, principal.scopes, required)
         # RFC 9449 section 7.1: a request made with a DPoP proof is answered in that scheme
-        scheme = "DPoP" if get_annotations(scope).get("aimiddleware.auth.dpop") else "Bearer"
-        error = AuthError(403, "insufficient_scope", "the token lacks a required scope",
-                          scopes=required, scheme=scheme)  # fmt: skip
+        if get_annotations(scope).get("aimiddleware.auth.dpop"):
+            error.scheme = "DPoP"
         return None, error
     return principal, None
 

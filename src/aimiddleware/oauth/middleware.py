@@ -25,7 +25,7 @@ from ..principal import Principal, set_principal
 from ._apikeys import APIKeys
 from ._authenticate import Authenticated, Authenticator, Unavailable, same_key, token_digest
 from ._dpop import DPoP, DPoPError, request_url
-from ._errors import AuthError, Challenger
+from ._errors import AuthError, Challenger, insufficient_scope
 from ._introspection import Introspection
 from ._jwks import JWKSCache, MetadataCache
 from ._jwt import JWTVerifier, TokenInvalid
@@ -107,7 +107,7 @@ class OAuthMiddleware:
         scope_claims: Sequence[str] = ("scope", "scp"),
         tier_claim: str | None = "tier",
         default_tier: str | None = None,
-        principal_claims: Sequence[str] = ("client_id", "sub"),
+        principal_claims: Sequence[str] = ("sub",),
         authorization_servers: Sequence[str] | None = None,
         scopes_supported: Sequence[str] = (),
         resource_name: str | None = None,
@@ -157,6 +157,12 @@ class OAuthMiddleware:
             raise ConfigurationError("cache_size must be >= 1")
         if not principal_claims or not scope_claims:
             raise ConfigurationError("principal_claims and scope_claims cannot be empty")
+        if {"client_id", "azp"} & set(principal_claims):
+            raise ConfigurationError(
+                "principal_claims name the user of a token (such as 'sub'), not its client: a "
+                "token without them is its client already; to count rate limits per OAuth "
+                "client, use RateLimitMiddleware(key_by='client')"
+            )
         self.issuer = issuer
         self.api_keys = api_keys
         self.dpop = dpop
@@ -374,8 +380,7 @@ class OAuthMiddleware:
             decisions["aimiddleware.auth.client_id"] = principal.client_id
         decisions["aimiddleware.auth.scopes"] = _scope_list(principal.scopes)
         if not principal.has_scopes(rule.required):
-            raise AuthError(403, "insufficient_scope", "the token lacks a required scope",
-                            scopes=rule.required)  # fmt: skip
+            raise insufficient_scope(principal.credential, principal.scopes, rule.required)
         return principal
 
     async def _validate(self, token: str, is_dpop: bool) -> Authenticated:

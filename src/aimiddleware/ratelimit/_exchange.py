@@ -16,7 +16,14 @@ from .._asgi import (
     is_event_stream,
     remove_headers,
 )
-from .._openai import LLMRequest, LLMResponse, is_usage_only_chunk, sum_tokens, usage_tokens
+from .._openai import (
+    LLMRequest,
+    LLMResponse,
+    LLMUsage,
+    is_usage_only_chunk,
+    set_llm_usage,
+    usage_tokens,
+)
 from .._sse import SSEParser
 from ._engine import Check, Decision, Outcome, Slot
 from ._plan import Template
@@ -100,7 +107,7 @@ class Exchange(ResponseWatcher):
         self._last_renewal = monotonic() if slot is not None else 0.0
         self._parser: SSEParser | None = None
         self._copy: bytearray | None = None
-        self._usage: int | None = None  # the usage a JSON answer states
+        self._usage: tuple[int | None, int | None] | None = None  # what a JSON answer states
         self.response: LLMResponse | None = None  # what a stream states, event by event
 
     async def __call__(self, message: Message) -> None:
@@ -144,6 +151,10 @@ class Exchange(ResponseWatcher):
         if self._llm is not None:
             actual = self._charge()
             annotate(self._scope, "aimiddleware.ratelimit.tokens_charged", actual)
+            stated = self._stated()
+            if stated is not None:
+                # for tracing outside: it never sees a usage chunk this middleware removed
+                set_llm_usage(self._scope, stated)
             checks, outcomes = self._checks, self._decision.outcomes
             adjustments = [
                 (checks[i], outcomes[i], actual)
@@ -156,7 +167,7 @@ class Exchange(ResponseWatcher):
     def _charge(self) -> int:
         """The tokens this request is charged: the answer's usage, else what went out."""
         if self._usage is not None:
-            return self._usage
+            return (self._usage[0] or 0) + (self._usage[1] or 0)
         response = self.response
         stated = response.total_tokens if response is not None else None
         if stated is not None:
@@ -167,6 +178,15 @@ class Exchange(ResponseWatcher):
             # cut short before the usage chunk: the prompt and the chunks that went out
             return min(self._estimate, self._prompt + response.chunks)
         return self._estimate
+
+    def _stated(self) -> LLMUsage | None:
+        """The usage the answer stated (never an estimate), or ``None``."""
+        if self._usage is not None:
+            return LLMUsage(*self._usage)
+        response = self.response
+        if response is None or (response.input_tokens is None and response.output_tokens is None):
+            return None
+        return LLMUsage(response.input_tokens, response.output_tokens)
 
     def _watch_stream(self, message: Message) -> Message:
         assert self._parser is not None  # set together with the response
@@ -204,9 +224,9 @@ class Exchange(ResponseWatcher):
 _DECODER: Final = json.JSONDecoder()
 
 
-def _usage_of(body: bytes) -> int | None:
-    """The tokens a whole JSON answer states in ``usage``, decoding only that object when it
-    can (the answer itself may be long)."""
+def _usage_of(body: bytes) -> tuple[int | None, int | None] | None:
+    """The (input, output) tokens a whole JSON answer states in ``usage``, decoding only that
+    object when it can (the answer itself may be long); ``None`` when it states neither."""
     at = body.rfind(b'"usage"')
     if at >= 0:
         try:
@@ -214,7 +234,10 @@ def _usage_of(body: bytes) -> int | None:
         except (ValueError, UnicodeDecodeError):
             usage = None
         if isinstance(usage, dict):
-            return sum_tokens(*usage_tokens(usage))
+            stated = usage_tokens(usage)
+            return None if stated == (None, None) else stated
     response = LLMResponse()
     response.observe_body(body)  # no usage where expected: the full parse decides
-    return response.total_tokens
+    if response.input_tokens is None and response.output_tokens is None:
+        return None
+    return response.input_tokens, response.output_tokens

@@ -5,8 +5,14 @@ IETF ``RateLimit-Policy`` / ``RateLimit`` and OpenAI's ``x-ratelimit-*``.
 IETF form (draft-ietf-httpapi-ratelimit-headers-10/-11): structured-field lists of items, one
 per quota policy::
 
-    RateLimit-Policy: "requests";q=600;w=60, "tokens";q=200000;w=60;qu="tokens"
+    RateLimit-Policy: "requests";q=600;w=60, "tokens";q=200000;w=60
     RateLimit: "requests";r=599;t=42, "tokens";r=199000;t=42
+
+``qu`` takes only the units the draft registers ("requests", the default, "content-bytes",
+"concurrent-requests"), so a token quota carries no ``qu``: its policy name says tokens, and
+OpenAI's ``x-ratelimit-limit-tokens`` / ``-remaining-tokens`` / ``-reset-tokens`` carry the
+token budget for clients that read those. On a 429 the exhausted policy's ``t`` and
+``Retry-After`` are the same number of seconds.
 """
 
 from __future__ import annotations

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Literal
 
-from .._asgi import Scope, get_header
+from .._asgi import Scope, get_header, get_headers
 from ..exceptions import ConfigurationError
+from ..principal import get_principal
+from ._options import Tier
 
-__all__ = ["ProxyTrust", "client_address", "hash_tag"]
+__all__ = ["Callers", "ProxyTrust", "client_address", "hash_tag", "tier_key"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -53,20 +56,36 @@ def peer_address(scope: Scope) -> str | None:
 def client_address(scope: Scope, trusted: ProxyTrust) -> str:
     """The caller's address: the peer, or from ``X-Forwarded-For`` when the peer is trusted.
 
-    The header is read right to left, skipping trusted proxies, so a client cannot choose its
+    Every ``X-Forwarded-For`` field line counts, joined in order as one list (RFC 9110
+    section 5.3): a proxy may append a line of its own after the one the client sent. The
+    list is read right to left, skipping trusted proxies, so a client cannot choose its
     address by sending a forged header through the proxy.
+
+    >>> scope = {"client": ("10.0.0.1", 1), "headers": [
+    ...     (b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"203.0.113.9")]}
+    >>> client_address(scope, ProxyTrust(["10.0.0.0/8"], "proxies"))
+    '203.0.113.9'
     """
     peer = peer_address(scope) or "unknown"
     if not trusted or peer not in trusted:
         return peer
-    forwarded = get_header(scope.get("headers", ()), b"x-forwarded-for")
-    if not forwarded:
+    lines = get_headers(scope.get("headers", ()), b"x-forwarded-for")
+    if not lines:
         return peer
-    hops = [h.strip() for h in forwarded.decode("latin-1").split(",") if h.strip()]
+    hops = [h.strip() for h in b",".join(lines).decode("latin-1").split(",") if h.strip()]
     for hop in reversed(hops):
         if hop not in trusted:
             return hop[:64]
     return hops[0][:64] if hops else peer
+
+
+def tier_key(name: str) -> str:
+    """The one form tier names are compared in: ``HUMAN``, ``Human`` and ``human`` are one tier.
+
+    >>> tier_key(" HUMAN ")
+    'human'
+    """
+    return name.strip().casefold()
 
 
 def header_tier(
@@ -74,18 +93,99 @@ def header_tier(
 ) -> str | None:
     """The tier a configured client-type header names, if the sender may choose it.
 
-    ``allowed`` maps lower-case names to tier names: the header's value is case-insensitive.
+    Only peers in ``trusted`` (never empty: the middleware refuses that configuration) may
+    name a tier. ``allowed`` maps :func:`tier_key` forms to tier names.
     """
-    if header is None:
-        return None
-    if trusted and peer_address(scope) not in trusted:
+    if header is None or peer_address(scope) not in trusted:
         return None
     value = get_header(scope.get("headers", ()), header)
     if not value:
         return None
-    return allowed.get(value.decode("latin-1").strip().lower())
+    return allowed.get(tier_key(value.decode("latin-1")))
 
 
 def hash_tag(subject: str) -> str:
     """``subject`` made safe as a Redis Cluster hash tag (no braces) and for key names."""
     return subject.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+class Callers:
+    """Who a request is counted as, and under which tier; validated once.
+
+    The principal (``Principal.id``, one per user; with ``key_by="client"`` its OAuth client,
+    ``Principal.client_key``) under its tier claim; else the client address, under the tier
+    a trusted gateway's client-type header names, else ``default_tier``.
+    """
+
+    __slots__ = ("_default", "_header", "_header_from", "_header_tiers", "_per_client",
+                 "_proxies", "tiers")  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        tiers: Sequence[Tier],
+        default_tier: str | None,
+        trusted_proxies: Collection[str],
+        client_type_header: str | None,
+        client_type_trusted_from: Collection[str],
+        client_type_tiers: Collection[str] | None,
+        key_by: Literal["principal", "client"],
+    ) -> None:
+        if not tiers or not all(isinstance(t, Tier) for t in tiers):
+            raise ConfigurationError("tiers must be a non-empty list of Tier")
+        # tier names are compared in one form everywhere: a claim or header saying HUMAN is human
+        self.tiers = {tier_key(t.name): t for t in tiers}
+        if len(self.tiers) != len(tiers):
+            raise ConfigurationError("two tiers share a name (names are case-insensitive)")
+        if default_tier is None and len(tiers) == 1:
+            default_tier = tiers[0].name
+        if default_tier is None:
+            raise ConfigurationError(
+                f"with several tiers ({', '.join(t.name for t in tiers)}), name the "
+                "default_tier that callers without a tier of their own get"
+            )
+        if tier_key(default_tier) not in self.tiers:
+            raise ConfigurationError(f"default_tier {default_tier!r} is not one of the tiers")
+        self._default = self.tiers[tier_key(default_tier)]
+        if key_by not in ("principal", "client"):
+            raise ConfigurationError("key_by must be 'principal' or 'client'")
+        self._per_client = key_by == "client"
+        self._proxies = ProxyTrust(trusted_proxies, "trusted_proxies")
+        self._header = client_type_header.lower().encode("latin-1") if client_type_header else None
+        self._header_from = ProxyTrust(client_type_trusted_from, "client_type_trusted_from")
+        if self._header is not None and not self._header_from:
+            # any caller could pick its own tier with the header: refuse rather than trust all
+            raise ConfigurationError(
+                f"client_type_header {client_type_header!r} needs client_type_trusted_from: "
+                "the IP addresses or CIDRs of the gateways that set it (for example "
+                "client_type_trusted_from=['10.0.0.0/8']); otherwise any caller picks its tier"
+            )
+        allowed = set(self.tiers)
+        if client_type_tiers is not None:
+            allowed = {tier_key(name) for name in client_type_tiers}
+        if not allowed <= set(self.tiers):
+            raise ConfigurationError(
+                f"client_type_tiers names unknown tiers: {sorted(allowed - set(self.tiers))}"
+            )
+        self._header_tiers = {name: self.tiers[name].name for name in allowed}
+
+    @property
+    def default(self) -> Tier:
+        return self._default
+
+    def resolve(self, scope: Scope) -> tuple[str, Tier]:
+        """The counting key of this request and its tier."""
+        principal = get_principal(scope)
+        if principal is not None:
+            subject = principal.client_key if self._per_client else principal.id
+            if principal.tier is None:
+                return subject, self._default
+            tier = self.tiers.get(principal.tier) or self.tiers.get(tier_key(principal.tier))
+            return subject, tier or self._default
+        subject = "ip:" + client_address(scope, self._proxies)
+        if self._header is not None:
+            name = header_tier(scope, self._header, self._header_from, self._header_tiers)
+            if name is not None:
+                # agents and people behind one address (a gateway) keep separate budgets
+                return f"{subject}|{name}", self.tiers[tier_key(name)]
+        return subject, self._default

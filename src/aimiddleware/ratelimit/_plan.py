@@ -97,10 +97,13 @@ def template_for(tier: Tier, model: str | None, tokens: bool) -> Template:
             prefix = "" if scoped is None else f"m:{hash_tag(scoped)}:"
             suffixes.append(f"{prefix}{kind}:{window.seconds}")
             windows.append(window)
-    policies = []
-    for kind, name, window in zip(kinds, names, windows, strict=True):
-        unit = ';qu="tokens"' if kind == "tokens" else ""
-        policies.append(f'"{name}";q={window.amount};w={window.seconds}{unit}')
+    # "qu" takes only registered units (requests, content-bytes, concurrent-requests): a token
+    # quota says its unit in its policy name ("tokens", "<model>:tokens") and in OpenAI's
+    # x-ratelimit-*-tokens fields instead
+    policies = [
+        f'"{name}";q={window.amount};w={window.seconds}'
+        for name, window in zip(names, windows, strict=True)
+    ]
     if tier.concurrency is not None:
         policies.append(f'"concurrency";q={tier.concurrency};qu="concurrent-requests"')
     policy = ", ".join(policies).encode("ascii")

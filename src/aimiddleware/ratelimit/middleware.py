@@ -29,11 +29,10 @@ from .._asgi import (
 )
 from .._openai import LLMRequest, llm_operation, shared_llm_request
 from ..exceptions import ConfigurationError, StoreUnavailable
-from ..principal import get_principal
 from ._engine import Check, Decision, Engine, Outcome, Slot
 from ._exchange import Exchange
 from ._headers import go_duration
-from ._identity import ProxyTrust, client_address, hash_tag, header_tier
+from ._identity import Callers, hash_tag
 from ._memory import MemoryEngine
 from ._options import STRATEGIES, Strategy, Tier
 from ._plan import Template, template_for
@@ -52,10 +51,16 @@ _PLAIN: Final = (None, False)
 OverrideProvider = Callable[[str], "Tier | Awaitable[Tier | None] | None"]
 
 
+def _whole_seconds(seconds: float) -> int:
+    # Retry-After is whole seconds, at least 1: rounded up, never earlier than the real wait
+    return max(1, math.ceil(seconds))
+
+
 class RateLimitMiddleware:
     """Tier limits per caller on requests, LLM tokens and concurrent requests.
 
-    The caller is the authenticated principal (``Principal.id``; its ``tier``), else the
+    The caller is the authenticated principal (``Principal.id``, one per user; with
+    ``key_by="client"`` its OAuth client, ``Principal.client_key``; its ``tier``), else the
     client address (``X-Forwarded-For`` only from ``trusted_proxies``). Every limit of a
     request is checked and charged at once, all or nothing; token reservations are settled
     to the real ``usage`` of the answer, streamed or not. See ``docs/ratelimit.md``.
@@ -91,24 +96,19 @@ class RateLimitMiddleware:
         chars_per_token: float = 4.0,
         concurrency_lease: float = 60.0,
         exempt_paths: Collection[str] = (),
+        key_by: Literal["principal", "client"] = "principal",
     ) -> None:
         self.app = app
         listed = list(tiers.values()) if isinstance(tiers, Mapping) else list(tiers)
-        if not listed or not all(isinstance(t, Tier) for t in listed):
-            raise ConfigurationError("tiers must be a non-empty list of Tier")
-        self._tiers = {t.name: t for t in listed}
-        if len(self._tiers) != len(listed):
-            raise ConfigurationError("two tiers share a name")
-        if default_tier is None and len(listed) == 1:
-            default_tier = listed[0].name
-        if default_tier is None:
-            raise ConfigurationError(
-                f"with several tiers ({', '.join(self._tiers)}), name the default_tier that "
-                "callers without a tier of their own get"
-            )
-        if default_tier not in self._tiers:
-            raise ConfigurationError(f"default_tier {default_tier!r} is not one of the tiers")
-        self._default = self._tiers[default_tier]
+        self._callers = Callers(
+            tiers=listed,
+            default_tier=default_tier,
+            trusted_proxies=trusted_proxies,
+            client_type_header=client_type_header,
+            client_type_trusted_from=client_type_trusted_from,
+            client_type_tiers=client_type_tiers,
+            key_by=key_by,
+        )
         if strategy not in STRATEGIES:
             raise ConfigurationError(f"strategy must be one of {', '.join(STRATEGIES)}")
         if on_store_error not in ("open", "closed"):
@@ -127,15 +127,6 @@ class RateLimitMiddleware:
         self._chars_per_token = float(chars_per_token)
         self._default_completion = default_completion_tokens
         self._lease = float(concurrency_lease)
-        self._proxies = ProxyTrust(trusted_proxies, "trusted_proxies")
-        self._header = client_type_header.lower().encode("latin-1") if client_type_header else None
-        self._header_from = ProxyTrust(client_type_trusted_from, "client_type_trusted_from")
-        allowed = set(self._tiers) if client_type_tiers is None else set(client_type_tiers)
-        if not allowed <= set(self._tiers):
-            raise ConfigurationError(
-                f"client_type_tiers names unknown tiers: {allowed - set(self._tiers)}"
-            )
-        self._header_tiers = {name.lower(): name for name in allowed}
         if overrides is not None and not callable(overrides):
             raise ConfigurationError("overrides must be a callable")
         self._overrides = overrides
@@ -155,8 +146,8 @@ class RateLimitMiddleware:
     def __repr__(self) -> str:
         # the storage URL is left out: it may carry a password
         return (
-            f"RateLimitMiddleware(tiers={sorted(self._tiers)}, "
-            f"default_tier={self._default.name!r}, "
+            f"RateLimitMiddleware(tiers={sorted(t.name for t in self._callers.tiers.values())}, "
+            f"default_tier={self._callers.default.name!r}, "
             f"storage={self._storage_kind!r}, strategy={self._engine.strategy!r}, "
             f"on_store_error={'open' if self._fail_open else 'closed'!r})"
         )
@@ -195,21 +186,7 @@ class RateLimitMiddleware:
                 send = self._closing_on_shutdown(send)
             await self.app(scope, receive, send)
             return
-        principal = get_principal(scope)
-        if principal is not None:
-            subject = principal.id
-            tier = self._default
-            if principal.tier is not None:
-                tier = self._tiers.get(principal.tier, tier)
-        else:
-            subject = "ip:" + client_address(scope, self._proxies)
-            tier = self._default
-            if self._header is not None:
-                name = header_tier(scope, self._header, self._header_from, self._header_tiers)
-                if name is not None:
-                    tier = self._tiers[name]
-                    # agents and people behind one address (a gateway) keep separate budgets
-                    subject = f"{subject}|{name}"
+        subject, tier = self._callers.resolve(scope)
         if self._overrides is not None:
             tier = await self._override(subject, tier)
         notes = get_annotations(scope)
@@ -257,10 +234,11 @@ class RateLimitMiddleware:
             await self._store_fault(scope, receive, send, exc)
             return
         outcomes = decision.outcomes
-        fields = plan.fields(outcomes, max(0, slot.limit - decision.slots_in_use) if slot else 0)
+        slots_free = max(0, slot.limit - decision.slots_in_use) if slot else 0
         if not decision.allowed:
-            await self._reject(scope, send, plan, checks, decision, slot, fields)
+            await self._reject(scope, send, plan, checks, decision, slot, slots_free)
             return
+        fields = plan.fields(outcomes, slots_free)
         for name, position in plan.remaining:
             notes[name] = outcomes[position].remaining
         if slot is None and not plan.token_positions:
@@ -327,8 +305,9 @@ class RateLimitMiddleware:
         checks: list[Check],
         decision: Decision,
         slot: Slot | None,
-        fields: list[tuple[bytes, bytes]],
+        slots_free: int,
     ) -> None:
+        outcomes = decision.outcomes
         if decision.failed >= len(checks):
             assert slot is not None
             kind, retry = "concurrency", 1.0
@@ -339,8 +318,12 @@ class RateLimitMiddleware:
         else:
             check = checks[decision.failed]
             kind = plan.kinds[decision.failed]
-            outcome: Outcome = decision.outcomes[decision.failed]
+            outcome: Outcome = outcomes[decision.failed]
             retry = max(outcome.retry_ms, 1) / 1000
+            # the exhausted policy's reset (RateLimit t, x-ratelimit-reset-*) names the moment
+            # Retry-After names, in the same whole seconds
+            outcomes = list(outcomes)
+            outcomes[decision.failed] = outcome._replace(reset_ms=_whole_seconds(retry) * 1000)
             per = f"{kind} per {go_duration(check.window)}"
             if check.cost > check.limit:
                 message = (
@@ -362,7 +345,8 @@ class RateLimitMiddleware:
                 "code": "rate_limit_exceeded",
             }
         }
-        headers = [(b"retry-after", str(max(1, math.ceil(retry))).encode()), *fields]
+        fields = plan.fields(outcomes, slots_free)
+        headers = [(b"retry-after", b"%d" % _whole_seconds(retry)), *fields]
         await send_json(send, 429, body, headers)
 
     async def _store_fault(

@@ -22,7 +22,9 @@ class AccessLog:
 
     Keys: ``request_id``, ``trace_id``, ``span_id``, ``principal_id``, ``method``, ``route``,
     ``path``, ``status``, ``duration_ms``, ``error_type`` and, on LLM routes, ``operation``,
-    ``model``, ``stream``, ``input_tokens``, ``output_tokens``, ``ttft_ms``; ``decisions`` holds
+    ``model``, ``stream``, ``input_tokens``, ``output_tokens`` (also when the rate limiter
+    removed a stream's usage chunk; ``null`` on an idempotent replay, which then has
+    ``usage_replayed`` true), ``ttft_ms``; ``decisions`` holds
     the other middlewares' annotations (``idempotency.outcome``, ``ratelimit.*``...).
     Absent facts are ``null``; message content and credentials are never written.
 
@@ -71,8 +73,10 @@ class AccessLog:
             record["operation"] = exchange.operation
             record["model"] = llm.model if llm is not None else None
             record["stream"] = llm.stream if llm is not None else None
-            record["input_tokens"] = response.input_tokens if response is not None else None
-            record["output_tokens"] = response.output_tokens if response is not None else None
+            usage = exchange.usage
+            record["input_tokens"] = usage.input_tokens
+            record["output_tokens"] = usage.output_tokens
+            record["usage_replayed"] = usage.replayed
             record["ttft_ms"] = round(ttft * 1000, 3) if ttft is not None else None
         record["decisions"] = {
             name.removeprefix(_PREFIX): value for name, value in get_annotations(scope).items()

@@ -16,6 +16,7 @@ from opentelemetry.trace import Span, TracerProvider
 
 from .._asgi import Scope
 from ..exceptions import ConfigurationError
+from . import _semconv as sc
 from ._access_log import ACCESS_LOGGER, AccessLog
 from ._http import (
     HEADER_GETTER,
@@ -154,7 +155,10 @@ class Config:
         self._fields: frozenset[bytes] | None = None
         self._lookup = header_lookup(None)
         self.tracer = trace.get_tracer("aimiddleware.tracing", version, tracer_provider)
-        self.instruments = Instruments(meter_provider, version)
+        # read once, like every other option: the names a deployment emits do not change
+        self.instruments = Instruments(
+            meter_provider, version, previous=sc.emits_previous(os.environ.get(sc.OPT_IN_ENV))
+        )
 
     def _current_propagator(self) -> TextMapPropagator:
         propagator = self.propagator

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-INPUT_MESSAGES: Final = "gen_ai.input.messages"
-OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+from . import _semconv as sc
+
+INPUT_MESSAGES: Final = sc.GEN_AI_INPUT_MESSAGES
+OUTPUT_MESSAGES: Final = sc.GEN_AI_OUTPUT_MESSAGES
 
 
 def _text(content: Any) -> str | None:

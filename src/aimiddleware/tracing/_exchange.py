@@ -27,6 +27,7 @@ from . import _semconv as sc
 from ._content import INPUT_MESSAGES, OUTPUT_MESSAGES, OutputCollector, as_attribute, input_messages
 from ._http import route_template
 from ._scan import BodyScan, StreamScan
+from ._usage import NO_USAGE, USAGE_REPLAYED, resolve_usage
 
 if TYPE_CHECKING:
     from ._config import Config
@@ -84,6 +85,7 @@ class Exchange:
         "status",
         "stream_scan",
         "trailers",
+        "usage",
     )
 
     def __init__(
@@ -118,6 +120,7 @@ class Exchange:
         self.collector: OutputCollector | None = None
         self.feed: Callable[[bytes], None] | None = None  # the scan's, while one reads the body
         self.trailers = False
+        self.usage = NO_USAGE  # what the request is known by, once finished
 
     # -- the watched channels ------------------------------------------------------------
 
@@ -224,6 +227,8 @@ class Exchange:
         error_type = self.error_type(exc)
         route = route_template(self.scope, self.root_path)
         response = self.llm_response()
+        if self.operation is not None:
+            self.usage = resolve_usage(self.scope, response)
         ttft = self.stream_scan.ttft if self.stream_scan is not None else None
         config = self.config
         span = self.span
@@ -290,10 +295,13 @@ class Exchange:
                 if response.finish_reasons:
                     # a tuple of str: the SDK keeps it as it is instead of converting a list
                     attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(response.finish_reasons)
-                if response.input_tokens is not None:
-                    attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] = response.input_tokens
-                if response.output_tokens is not None:
-                    attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = response.output_tokens
+            usage = self.usage
+            if usage.input_tokens is not None:
+                attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+            if usage.output_tokens is not None:
+                attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+            if usage.replayed:
+                attributes[USAGE_REPLAYED] = True
             if ttft is not None:
                 attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttft
             if self.config.capture_content:
@@ -368,8 +376,8 @@ class Exchange:
             current,
             duration=duration,
             ttft=ttft,
-            input_tokens=response.input_tokens if response is not None else None,
-            output_tokens=response.output_tokens if response is not None else None,
+            input_tokens=self.usage.input_tokens,
+            output_tokens=self.usage.output_tokens,
         )
 
 

@@ -71,6 +71,9 @@ def _llm_attributes(key: LLMKey) -> tuple[Attributes, Attributes, Attributes]:
 class Instruments:
     """HTTP and GenAI server histograms with the conventions' names, units and buckets.
 
+    ``previous``: record the previous release's token histogram (``gen_ai.client.token.usage``)
+    besides the current ones (``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai/dup``).
+
     >>> from opentelemetry.metrics import NoOpMeterProvider
     >>> instruments = Instruments(NoOpMeterProvider(), "0")
     >>> instruments.http_attributes(("GET", "https", "1.1", 200, "/v1/models", None))
@@ -82,19 +85,25 @@ class Instruments:
         "_http",
         "_llm",
         "http_duration",
+        "input_tokens",
         "llm_duration",
+        "output_tokens",
         "time_per_output_token",
-        "tokens",
+        "token_usage",
         "ttft",
     )
 
-    def __init__(self, meter_provider: MeterProvider | None, version: str) -> None:
+    def __init__(
+        self, meter_provider: MeterProvider | None, version: str, *, previous: bool = False
+    ) -> None:
         meter = metrics.get_meter("aimiddleware.tracing", version, meter_provider)
         self.http_duration = _histogram(meter, sc.HTTP_SERVER_REQUEST_DURATION)
         self.llm_duration = _histogram(meter, sc.GEN_AI_SERVER_REQUEST_DURATION)
         self.ttft = _histogram(meter, sc.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN)
         self.time_per_output_token = _histogram(meter, sc.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN)
-        self.tokens = _histogram(meter, sc.GEN_AI_TOKEN_USAGE)
+        self.input_tokens = _histogram(meter, sc.GEN_AI_INPUT_TOKENS)
+        self.output_tokens = _histogram(meter, sc.GEN_AI_OUTPUT_TOKENS)
+        self.token_usage = _histogram(meter, sc.GEN_AI_TOKEN_USAGE) if previous else None
         # never mutated once built: the SDK copies what it keeps
         self._http: dict[HTTPKey, Attributes] = {}
         self._llm: dict[LLMKey, tuple[Attributes, Attributes, Attributes]] = {}
@@ -139,7 +148,12 @@ class Instruments:
                 self.time_per_output_token.record(
                     (duration - ttft) / (output_tokens - 1), attributes, context
                 )
+        previous = self.token_usage
         if input_tokens is not None:
-            self.tokens.record(input_tokens, sets[1], context)
+            self.input_tokens.record(input_tokens, attributes, context)
+            if previous is not None:
+                previous.record(input_tokens, sets[1], context)
         if output_tokens is not None:
-            self.tokens.record(output_tokens, sets[2], context)
+            self.output_tokens.record(output_tokens, attributes, context)
+            if previous is not None:
+                previous.record(output_tokens, sets[2], context)
