@@ -208,7 +208,20 @@ def _grammar(body: ChatCompletionRequest) -> Any:
     except APIError:
         raise
     except Exception as exc:  # llama.cpp's converter rejects what it cannot express
-        raise APIError(400, f"unsupported JSON schema: {exc}", param="response_format") from None
+        raise _unsupported_schema(exc) from None
+
+
+def _unsupported_schema(exc: Exception) -> APIError:
+    """What was wrong with a schema, in our words: the converter's text may quote internals."""
+    if isinstance(exc, RecursionError):
+        what = "it is nested too deeply"
+    elif isinstance(exc, LookupError):
+        what = "it refers to a definition or key it does not contain"
+    else:
+        what = "it uses a keyword, type, pattern or $ref this server cannot enforce"
+    return APIError(
+        400, f"Unsupported JSON schema in response_format: {what}.", param="response_format"
+    )
 
 
 @router.post("/v1/chat/completions", response_model=None)

@@ -217,22 +217,6 @@ async def test_an_existing_envelope_keeps_its_type_code_and_extra_keys() -> None
     }
 
 
-async def test_deliberate_503_messages_are_kept_but_500_messages_never() -> None:
-    async def unavailable(request: Request) -> Response:
-        body = {"error": {"message": "The model is loading", "type": "server_error"}}
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "3"})
-
-    async def internal(request: Request) -> Response:
-        return JSONResponse({"error": {"message": "KeyError: 'x' at line 3"}}, status_code=500)
-
-    app = starlette(Route("/u", unavailable), Route("/i", internal))
-    response = await call(app, "GET", "/u")
-    assert error_of(response)["message"] == "The model is loading"
-    assert error_of(response)["code"] == "service_unavailable"
-    assert response.headers["retry-after"] == "3"
-    assert "KeyError" not in (await call(app, "GET", "/i")).text
-
-
 async def test_problem_json_when_accept_asks_or_the_route_says() -> None:
     app = starlette(
         routes=[NormalizeRoute("/admin*", format="problem")],

@@ -6,6 +6,7 @@ port (uvicorn in a thread), mints RS256 / ES256 access tokens, and counts what i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -50,6 +51,12 @@ class Issuer:
         self.jwks_fetches = 0
         self.metadata_fetches = 0
         self.introspections = 0
+        self.introspection_delay = 0.0
+        self.introspections_in_flight = 0
+        self.most_introspections_in_flight = 0
+        self.introspection_started = threading.Event()
+        # when set, each introspection answer waits until the test sets this event
+        self.introspection_gate: threading.Event | None = None
         self.opaque: dict[str, dict[str, Any]] = {}
         self.extra_keys = []
         self.seen_introspection_auth: list[str] = []
@@ -114,6 +121,20 @@ class Issuer:
 
         async def introspect(request: Request) -> Response:
             self.introspections += 1
+            self.introspections_in_flight += 1
+            self.introspection_started.set()
+            self.most_introspections_in_flight = max(
+                self.most_introspections_in_flight, self.introspections_in_flight
+            )
+            try:
+                await asyncio.sleep(self.introspection_delay)
+                if self.introspection_gate is not None:
+                    await asyncio.to_thread(self.introspection_gate.wait, 60)
+                return await answer(request)
+            finally:
+                self.introspections_in_flight -= 1
+
+        async def answer(request: Request) -> Response:
             if self.introspection_down:
                 return Response(status_code=500)
             auth = request.headers.get("authorization", "")

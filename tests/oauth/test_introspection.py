@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -120,3 +121,81 @@ async def test_wrong_client_secret_is_503_not_401(issuer: Issuer) -> None:
 
 def test_repr_hides_the_secret() -> None:
     assert INTROSPECTION_CLIENT[1] not in repr(introspection())
+
+
+async def test_an_active_answer_without_aud_is_401(issuer: Issuer) -> None:
+    # the authorization server may serve other resources: no audience, no proof it is ours
+    active(issuer, "opaque-7", aud=None)
+    async with client_for(middleware(issuer, introspection=introspection())) as client:
+        response = await client.post("/v1/chat/completions", headers=bearer("opaque-7"), json={})
+    assert response.status_code == 401
+    assert "audience" in response.json()["error"]["message"]
+
+
+async def test_made_up_tokens_at_once_make_at_most_max_concurrent_calls(issuer: Issuer) -> None:
+    import asyncio
+
+    issuer.introspection_delay = 0.3
+    mw = middleware(issuer, introspection=introspection(max_concurrent=3, max_wait=60))
+    async with client_for(mw) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post("/v1/chat/completions", headers=bearer(f"made-up-{i}"), json={})
+                for i in range(12)
+            )
+        )
+        assert [r.status_code for r in responses] == [401] * 12
+        assert issuer.introspections == 12
+        assert issuer.most_introspections_in_flight <= 3
+        # inactive answers are remembered: the same tokens again cost no call
+        for i in range(12):
+            again = await client.post("/v1/chat/completions", headers=bearer(f"made-up-{i}"))
+            assert again.status_code == 401
+    assert issuer.introspections == 12
+
+
+async def test_callers_beyond_the_bound_get_503_after_max_wait(
+    issuer: Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    issuer.introspection_gate = threading.Event()  # the first call is answered when told
+    active(issuer, "opaque-8")
+    mw = middleware(issuer, introspection=introspection(max_concurrent=1, max_wait=0.1))
+    async with client_for(mw) as client:
+        first = asyncio.ensure_future(
+            client.post("/v1/chat/completions", headers=bearer("opaque-8"), json={})
+        )
+        assert await asyncio.to_thread(issuer.introspection_started.wait, 30)
+        refused = [
+            await client.post("/v1/chat/completions", headers=bearer(f"made-up-{i}"), json={})
+            for i in range(3)
+        ]
+        issuer.introspection_gate.set()
+        assert (await first).status_code == 200
+    for response in refused:
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert response.json()["error"]["code"] == "auth_unavailable"
+    assert issuer.introspections == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "aimiddleware.oauth"]
+    assert len(lines) == 1
+    assert "in flight" in lines[0]
+
+
+def test_the_bound_is_validated() -> None:
+    from aimiddleware import ConfigurationError
+
+    for bad in ({"max_concurrent": 0}, {"max_wait": -1}, {"max_concurrent": True}):
+        with pytest.raises(ConfigurationError):
+            introspection(**bad)
+
+
+async def test_remembered_inactive_tokens_are_bounded_by_cache_size(issuer: Issuer) -> None:
+    mw = middleware(issuer, introspection=introspection(), cache_size=2)
+    async with client_for(mw) as client:
+        for token in ("gone-0", "gone-1", "gone-2", "gone-2", "gone-0"):
+            response = await client.post("/v1/chat/completions", headers=bearer(token), json={})
+            assert response.status_code == 401
+    # gone-2 was still remembered; gone-0 had made room for the newer ones and was asked again
+    assert issuer.introspections == 4

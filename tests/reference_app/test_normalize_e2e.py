@@ -185,7 +185,7 @@ CASES = [
         "rate_limit_exceeded",
     ),
     (500, "/test/500", openai.InternalServerError, None, "server_error", "internal_error"),
-    (503, "busy", openai.InternalServerError, None, "server_error", "server_overloaded"),
+    (503, "busy", openai.InternalServerError, None, "server_error", "service_unavailable"),
 ]
 
 

@@ -242,10 +242,10 @@ def test_an_overloaded_server_error_is_shown_with_its_envelope(
 
             assert browser.page.is_visible("#error")
             assert "HTTP 503" in browser.fact("error-title")
-            assert "overloaded" in browser.fact("error-message")
+            assert "Request id" in browser.fact("error-message")
             fields = browser.fact("error-fields")
             assert "server_error" in fields
-            assert "server_overloaded" in fields
+            assert "service_unavailable" in fields
             assert "retry after" in fields
             assert browser.fact("status").startswith("503")
             response = browser.traffic.chats[-1].response()

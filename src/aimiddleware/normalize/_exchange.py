@@ -33,7 +33,7 @@ __all__ = ["Exchange"]
 
 logger = logging.getLogger("aimiddleware.normalize")
 
-_PASS, _HOLD_ERROR, _HOLD_MINIMAL, _STREAM = range(4)
+_PASS, _HOLD_ERROR, _HOLD_MINIMAL, _STREAM, _DROP = range(5)
 _BOUNDARIES: Final = (b"\n\n", b"\r\r", b"\n\r\n")
 _MAX_PARTIAL_EVENT: Final = 64 * 1024
 _REPLACED: Final = frozenset(
@@ -92,6 +92,8 @@ class Exchange:
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
+        if self.mode == _DROP:
+            return  # the rest of a replaced 5xx: nothing of it reaches the client
         if kind == "http.response.body":
             mode = self.mode
             if mode == _PASS:
@@ -132,6 +134,14 @@ class Exchange:
             if minimal:
                 headers.append((b"vary", b"Prefer"))
             message = {**message, "headers": headers}
+        if status >= 500 and (route is None or route.format != "passthrough"):
+            # a server error is rebuilt from its status alone: its body (exception text, an
+            # upstream's answer, debug fields, a JSON-RPC error, an event stream) may carry
+            # what the client must not see, so none of it is read or forwarded
+            kind, code = defaults(status)
+            await self._emit(ErrorInfo(status, GENERIC_5XX, kind, code=code), list(raw))
+            self.mode = _DROP
+            return
         stream = (
             content_type[:17].lower() == b"text/event-stream"
             and media_type(content_type) == EVENT_STREAM

@@ -2,8 +2,8 @@
 
 The status decides the default ``type`` and ``code``; the body, when it is one of the shapes
 met in practice (the OpenAI envelope, FastAPI's ``{"detail": ...}``, RFC 9457 problem details,
-plain text), supplies the message and may override both. 5xx messages are deliberate or generic,
-never exception text.
+plain text), supplies the message and may override both. A 5xx says nothing but its status: a
+generic message, whatever its body held.
 """
 
 from __future__ import annotations
@@ -204,11 +204,13 @@ def read_error(
     content-encoded); the status then speaks alone.
     """
     kind, code = defaults(status)
+    if status >= 500:
+        # never exception text, an upstream's answer or a framework's default page
+        return ErrorInfo(status, GENERIC_5XX, kind, code=code)
     param: str | None = None
     message: str | None = None
     problem_type: str | None = None
     extra: dict[str, Any] = {}
-    deliberate = False  # the message comes from a structured body, not from a traceback
     payload: Any = None
     if body and (content_type.endswith("json") or content_type.endswith("+json")):
         try:
@@ -228,25 +230,23 @@ def read_error(
                 for k, v in error.items()
                 if k not in ("message", "type", "code", "param", "trace_id")
             }
-            deliberate = True
         elif isinstance(error, str):
-            message, deliberate = error, True
+            message = error
         elif status == 422 and isinstance(detail, list):
             message, param, code = _validation(detail)
-            deliberate = True
         elif isinstance(detail, str):  # FastAPI HTTPException, or RFC 9457
-            message, deliberate = detail, True
+            message = detail
             problem_type = _problem_type(payload)
             if problem_type is not None:
                 slug = _slug(problem_type)
                 code = slug or code
         elif isinstance(payload.get("message"), str):
-            message, deliberate = payload["message"], True
+            message = payload["message"]
         elif isinstance(payload.get("title"), str):
-            message, deliberate = payload["title"], True
+            message = payload["title"]
         elif detail is not None:
-            message, deliberate = json.dumps(detail, ensure_ascii=False), True
-    elif body and content_type.startswith("text/") and status < 500:
+            message = json.dumps(detail, ensure_ascii=False)
+    elif body and content_type.startswith("text/"):
         message = body.decode("utf-8", "replace")
     if status == 404 and code == "not_found" and llm_operation(path) is not None:
         # the OpenAI-compatible route exists (or it would not end with an operation): an unknown
@@ -257,10 +257,8 @@ def read_error(
         requests = get_header(response_headers, b"x-ratelimit-remaining-requests")
         if _is_zero(tokens) and not _is_zero(requests):
             kind = "tokens"
-    if status >= 500 and (status == 500 or not deliberate):
-        message = None  # never exception text, never a framework's default page
     if not message or not message.strip():
-        message = GENERIC_5XX if status >= 500 else reason(status)
+        message = reason(status)
     return ErrorInfo(status, _clip(message), kind, param, code, extra, problem_type)
 
 

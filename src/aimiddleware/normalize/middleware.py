@@ -21,13 +21,14 @@ class NormalizeMiddleware:
       ``application/problem+json`` when the route is configured so or the caller's ``Accept``
       prefers it. ``Content-Length`` is recomputed; every other header (``WWW-Authenticate``,
       ``Retry-After``, ``RateLimit*``, ``x-ratelimit-*``, CORS ...) is kept.
-    * 5xx bodies never carry exception text: an unhandled exception is logged once, with its
-      traceback and the request id, and answered with a generic message naming that request id.
-      Every response carries ``x-request-id``.
+    * A 5xx is rebuilt from its status alone (a generic message naming the request id): nothing
+      of the body the app wrote reaches the client. An unhandled exception is logged once, with
+      its traceback and the request id. Every response carries ``x-request-id``.
     * An exception after an event stream started ends the stream with
       ``data: {"error": {...}}`` and ``data: [DONE]`` on OpenAI routes (``event: error`` elsewhere),
       so clients raise instead of stopping silently.
-    * JSON-RPC bodies (MCP endpoints) pass through unchanged.
+    * 4xx JSON-RPC bodies (MCP endpoints) pass through unchanged, and so does every response of
+      a ``format="passthrough"`` route.
     * Routes that declare a minimal representation return it for ``Prefer: return=minimal``.
 
     The status -> type/code table is in ``docs/normalize.md``.

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from ..principal import Credential, Principal, namespaced_id
-from ._introspection import Introspection, IntrospectionUnavailable
+from ._introspection import Introspection, IntrospectionBusy, IntrospectionUnavailable
 from ._jwks import KeysUnavailable, MetadataCache
 from ._jwt import JWTVerifier, TokenInvalid, check_time_claims
 
@@ -21,8 +21,9 @@ __all__ = ["Authenticated", "Authenticator", "Unavailable"]
 
 logger = logging.getLogger("aimiddleware.oauth")
 
-_JWS_PREFIX: Final = "eyJ"
-_INACTIVE_TTL: Final = 10.0  # base64url of '{"': every JWS compact header starts so
+_JWS_PREFIX: Final = "eyJ"  # base64url of '{"': every JWS compact header starts so
+_INACTIVE_TTL: Final = 10.0
+_BUSY_LOG_EVERY: Final = 60.0
 
 
 class Unavailable(Exception):  # noqa: N818 (a state, not a bug)
@@ -85,6 +86,7 @@ class Authenticator:
         # opaque tokens the authorization server called inactive, so that replaying a revoked
         # or made-up token does not turn into one introspection call per request
         self._inactive: dict[bytes, float] = {}
+        self._busy_logged_at = -float("inf")
 
     def cached(self, digest: bytes, now: float) -> Authenticated | None:
         entry = self._cache.get(digest)
@@ -148,6 +150,13 @@ class Authenticator:
                     raise IntrospectionUnavailable("the issuer metadata has no endpoint")
                 endpoint = found
             answer = await self.introspection.introspect(self._client(), endpoint, token)
+        except IntrospectionBusy as exc:
+            # a flood of made-up tokens: one line a minute, not one per refused request
+            now = time.monotonic()
+            if now - self._busy_logged_at >= _BUSY_LOG_EVERY:
+                self._busy_logged_at = now
+                logger.warning("token introspection refused: %s", exc)
+            raise Unavailable("too many token introspections in flight") from exc
         except (IntrospectionUnavailable, KeysUnavailable) as exc:
             logger.warning("token introspection failed: %s", exc)
             raise Unavailable("the token introspection endpoint is unavailable") from exc
@@ -156,7 +165,9 @@ class Authenticator:
         if self._issuer is not None and "iss" in answer and answer["iss"] != self._issuer:
             raise TokenInvalid("the token issuer is not trusted")
         aud = answer.get("aud")
-        if self._audiences is not None and aud is not None:
+        if self._audiences is not None:
+            # RFC 8707 / RFC 9068 section 4, as for JWTs: an answer that names no audience
+            # may be a token issued for any other resource of the same authorization server
             values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
             if not any(isinstance(a, str) and a in self._audiences for a in values):
                 raise TokenInvalid("the token audience does not include this resource")

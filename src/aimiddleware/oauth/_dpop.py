@@ -6,10 +6,11 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import struct
 from collections.abc import Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from joserfc import jwk, jws
 from joserfc.errors import JoseError
@@ -20,7 +21,7 @@ from ..exceptions import ConfigurationError
 from ..stores import MemoryStore, Store
 from ._jwt import ASYMMETRIC_ALGORITHMS
 
-__all__ = ["DPoP", "DPoPError", "access_token_hash", "normalize_htu", "request_urls"]
+__all__ = ["DPoP", "DPoPError", "access_token_hash", "normalize_htu", "request_url"]
 
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
 _MAX_PROOF: Final = 4096
@@ -45,46 +46,91 @@ def access_token_hash(token: str) -> str:
     return _b64url(hashlib.sha256(token.encode("ascii")).digest())
 
 
-def normalize_htu(url: str) -> str:
-    """Scheme and host lower-cased, default port dropped, query and fragment removed."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
-        host = f"{host}:{port}"
-    return f"{scheme}://{host}{parts.path or '/'}"
+_UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PERCENT: Final = re.compile(r"%([0-9A-Fa-f]{2})")
+# what may stay unencoded in a path (RFC 3986 pchar and "/"): the rest of a decoded route
+# path is percent-encoded again before comparison
+_PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
 
 
-def request_urls(scope: Scope, origin: str) -> tuple[str, str]:
-    """The URLs a client may have put in ``htu``: as seen by this server, and as published.
+def _percent(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else "%" + match.group(1).upper()
 
-    Behind a proxy the request's own Host may be internal; ``origin`` (the resource URL's) is
-    the one clients were told about.
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4, for an absolute path."""
+    out: list[str] = []
+    segments = path.split("/")[1:]
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == "..":
+            if out:
+                out.pop()
+            if last:
+                out.append("")
+        elif segment == ".":
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "/" + "/".join(out)
+
+
+def normalize_htu(url: str) -> str | None:
+    """``url`` in the form RFC 9449 section 4.3 compares, or ``None`` when it is no http(s) URL.
+
+    RFC 3986 section 6.2.2 (case of scheme, host and percent-encodings; unreserved characters
+    decoded; dot segments removed) and 6.2.3 (default port dropped, empty path is ``/``);
+    query and fragment are not part of ``htu``.
+
+    >>> normalize_htu("HTTPS://API.Example:443/a/./b/../%7euser%2f?q=1#f")
+    'https://api.example/a/~user%2F'
     """
-    path: str = scope["path"]
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    netloc = parts.netloc.rpartition("@")[2].lower()  # keeps IPv6 brackets, drops userinfo
+    if parts.username is not None or parts.password is not None:
+        return None  # a URL with credentials names no resource server
+    if port is not None:
+        host = netloc.rpartition(":")[0]
+        netloc = host if (scheme, port) in (("http", 80), ("https", 443)) else f"{host}:{port}"
+    elif netloc.endswith(":"):
+        netloc = netloc[:-1]  # an empty port is the default one (RFC 3986 section 6.2.3)
+    path = _remove_dot_segments(_PERCENT.sub(_percent, parts.path or "/"))
+    return f"{scheme}://{netloc}{path}"
+
+
+def request_url(scope: Scope, origin: str) -> str:
+    """The URL this request has for its client: the configured resource origin, and the path.
+
+    Never the request's ``Host`` header: it is the client's to write, so a proof made for
+    another origin could otherwise be made to match by sending that origin as ``Host``.
+    """
+    raw: bytes | None = scope.get("raw_path")
+    if raw:
+        # as sent, percent-encodings included: "a%2Fb" and "a/b" are different paths
+        path = raw.partition(b"?")[0].decode("latin-1")
+    else:
+        path = quote(scope["path"], safe=_PATH_SAFE)
     root: str = scope.get("root_path", "")
     if root and not path.startswith(root):
         path = root + path
-    host = None
-    for key, value in scope["headers"]:
-        if key == b"host":
-            host = value.decode("latin-1")
-            break
-    if host is None:
-        server = scope.get("server")
-        host = f"{server[0]}:{server[1]}" if server else ""
-    here = normalize_htu(f"{scope.get('scheme', 'http')}://{host}{path}")
-    return (here, normalize_htu(origin + path))
+    return normalize_htu(origin + path) or origin + "/"
 
 
 class DPoP:
     """Accept DPoP-bound access tokens (``Authorization: DPoP <token>`` plus a ``DPoP`` proof).
 
     Each proof is checked for ``typ=dpop+jwt``, an allowed asymmetric ``alg``, its signature
-    with the embedded public ``jwk``, ``htm``/``htu`` of this request, an ``iat`` within
+    with the embedded public ``jwk``, ``htm`` of this request, ``htu`` equal to the resource's
+    origin plus the request path (after RFC 3986 normalisation), an ``iat`` within
     ``max_age`` (plus ``leeway``), ``ath`` of the presented token, and a ``jti`` seen only once
     (remembered in ``store``, so a Redis store covers every worker). The token's ``cnf.jkt``
     must be the proof key's thumbprint. With ``nonce_secret`` set, proofs must carry a
@@ -154,9 +200,7 @@ class DPoP:
 
     # -- proofs ------------------------------------------------------------------------------
 
-    async def verify(
-        self, proof: str, *, method: str, urls: Sequence[str], token: str, now: float
-    ) -> str:
+    async def verify(self, proof: str, *, method: str, url: str, token: str, now: float) -> str:
         """Check one proof for one request and return its key's thumbprint (``jkt``).
 
         :raises DPoPError: the proof is not acceptable.
@@ -199,7 +243,7 @@ class DPoP:
         if claims.get("htm") != method:
             raise DPoPError(invalid, "the DPoP proof htm does not match the request method")
         htu = claims.get("htu")
-        if not isinstance(htu, str) or normalize_htu(htu) not in urls:
+        if not isinstance(htu, str) or len(htu) > _MAX_PROOF or normalize_htu(htu) != url:
             raise DPoPError(invalid, "the DPoP proof htu does not match the request URL")
         iat = claims.get("iat")
         if isinstance(iat, bool) or not isinstance(iat, int | float):

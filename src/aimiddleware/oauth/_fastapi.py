@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .._asgi import get_annotations
 from ..principal import Principal, get_principal
 from ._errors import AuthError, Challenger, insufficient_scope
 from ._options import check_scopes
@@ -61,7 +62,11 @@ def _check(scope: Any, required: tuple[str, ...]) -> tuple[Principal | None, Aut
     if principal is None:
         return None, AuthError(401, None, "authentication required", scopes=required)
     if not principal.has_scopes(required):
-        return None, insufficient_scope(principal.credential, principal.scopes, required)
+        error = insufficient_scope(principal.credential, principal.scopes, required)
+        # RFC 9449 section 7.1: a request made with a DPoP proof is answered in that scheme
+        if get_annotations(scope).get("aimiddleware.auth.dpop"):
+            error.scheme = "DPoP"
+        return None, error
     return principal, None
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from joserfc import jwk
 
-from ._http import json_object
+from ._http import fetch_json as http_json
 
 if TYPE_CHECKING:
     import httpx
@@ -59,14 +59,11 @@ class Coalesced:
 
 
 async def fetch_json(client: httpx.AsyncClient, url: str, limit_s: float) -> dict[str, Any]:
-    """GET a JSON object; any transport, status or format problem raises ``KeysUnavailable``."""
-    import httpx
-
-    try:
-        response = await client.get(url, timeout=limit_s, headers={"accept": "application/json"})
-    except httpx.HTTPError as exc:
-        raise KeysUnavailable(f"{type(exc).__name__} from {url}") from exc
-    return json_object(response, url, _MAX_DOCUMENT, KeysUnavailable)
+    """GET a JSON object within ``limit_s`` seconds in all; any transport, deadline, size,
+    status or format problem raises ``KeysUnavailable``."""
+    return await http_json(
+        client, url, limit=_MAX_DOCUMENT, deadline=limit_s, error=KeysUnavailable
+    )
 
 
 def metadata_urls(issuer: str) -> list[str]:

@@ -25,7 +25,7 @@ from ..exceptions import ConfigurationError, StoreUnavailable
 from ..principal import Principal, set_principal
 from ._apikeys import APIKeys
 from ._authenticate import Authenticated, Authenticator, Unavailable, same_key, token_digest
-from ._dpop import DPoP, DPoPError, request_urls
+from ._dpop import DPoP, DPoPError, request_url
 from ._errors import AuthError, Challenger, insufficient_scope
 from ._introspection import Introspection
 from ._jwks import JWKSCache, MetadataCache
@@ -58,6 +58,12 @@ def _scope_list(scopes: frozenset[str]) -> str:
             _SCOPE_LISTS.clear()
         found = _SCOPE_LISTS[scopes] = " ".join(sorted(scopes))
     return found
+
+
+def _dpop_scheme(scope: Scope) -> bool:
+    """Whether the request authenticates with ``Authorization: DPoP ...``."""
+    values = get_headers(scope["headers"], b"authorization")
+    return len(values) == 1 and values[0].partition(b" ")[0].lower() == b"dpop"
 
 
 class OAuthMiddleware:
@@ -294,6 +300,9 @@ class OAuthMiddleware:
         try:
             principal = await self._authenticate(scope, rule)
         except AuthError as error:
+            if self.dpop is not None and _dpop_scheme(scope):
+                # RFC 9449 section 7.1: a DPoP request is answered in the DPoP challenge
+                error.scheme = "DPoP"
             if error.status == 401 and not error.scopes:
                 # RFC 6750 section 3.1: say which scope the resource needs, so that a client
                 # that has to obtain a new token asks for enough
@@ -413,7 +422,7 @@ class OAuthMiddleware:
             jkt = await dpop.verify(
                 proofs[0].decode("latin-1"),
                 method=scope["method"],
-                urls=request_urls(scope, self._origin),
+                url=request_url(scope, self._origin),
                 token=token,
                 now=now,
             )
