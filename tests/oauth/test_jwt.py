@@ -416,11 +416,13 @@ async def test_discovery_with_a_mismatched_issuer_is_refused(issuer: Issuer) -> 
 async def test_jwks_outage_at_start_recovers_after_the_cooldown(issuer: Issuer) -> None:
     issuer.jwks_down = True
     token = issuer.mint()
-    async with client_for(middleware(issuer, jwks_cooldown=0.2)) as client:
+    # the cooldown is long enough that the second request lands inside it even when a loaded
+    # machine takes most of a second over the first one
+    async with client_for(middleware(issuer, jwks_cooldown=3.0)) as client:
         down = await client.post("/v1/chat/completions", headers=bearer(token), json={})
         issuer.jwks_down = False
         still_cooling = await client.post("/v1/chat/completions", headers=bearer(token), json={})
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(3.05)
         recovered = await client.post("/v1/chat/completions", headers=bearer(token), json={})
     assert (down.status_code, still_cooling.status_code, recovered.status_code) == (503, 503, 200)
     assert issuer.jwks_fetches == 2
