@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from .exceptions import ConfigurationError
 
-__all__ = ["PathPattern", "PathSet", "route_path"]
+__all__ = ["ROUTE_TEMPLATE_KEY", "PathPattern", "PathSet", "route_path", "route_template"]
 
 _PARAM: Final = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 
@@ -165,3 +165,34 @@ def route_path(scope: Mapping[str, Any]) -> str:
     if path[len(root)] == "/":
         return path[len(root) :]
     return path
+
+
+#: the route template of a response given on the app's behalf without running it (an idempotent
+#: replay), for whoever reports the route: the router left no ``scope["route"]`` then
+ROUTE_TEMPLATE_KEY: Final = "aimiddleware.route_template"
+
+
+def route_template(scope: Mapping[str, Any], root_path: str) -> str | None:
+    """The matched route's template (``/v1/items/{id}``), as the router left it in the scope.
+
+    Starlette and FastAPI put the matched route in ``scope["route"]``; a mount adds its prefix
+    to ``root_path``, so the part added since the request arrived (``root_path`` is the one the
+    caller saw on the way in) is the mount's. A replay sets :data:`ROUTE_TEMPLATE_KEY`, the
+    template relative to the replaying middleware's mount, which takes precedence.
+
+    >>> route_template({"aimiddleware.route_template": "/v1/chat/completions"}, "")
+    '/v1/chat/completions'
+    """
+    # a replay's template is the inner route's: a mount around it has left its own route there
+    template = scope.get(ROUTE_TEMPLATE_KEY)
+    if template is None:
+        route = scope.get("route")
+        if route is None:
+            return None
+        template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not isinstance(template, str):
+        return None
+    mounted = scope.get("root_path", "")
+    if isinstance(mounted, str) and len(mounted) > len(root_path) and mounted.startswith(root_path):
+        template = mounted[len(root_path) :] + template
+    return template

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from .._asgi import ASGIApp, Message, Receive, Scope, Send, annotate, is_event_stream
+from .._paths import route_template
 from ..exceptions import StoreUnavailable
 from . import _records as records
 from ._heartbeat import Heartbeats
@@ -69,6 +70,8 @@ class Execution:
         "parts",
         "pending",
         "recording",
+        "root_path",
+        "route",
         "scope",
         "size",
         "status",
@@ -93,6 +96,8 @@ class Execution:
         self.opts = opts
         self._heartbeats = heartbeats
         self.scope = scope
+        self.root_path: str = scope.get("root_path", "")
+        self.route: str | None = None
         self._send = send
         self.key = key
         self.token = token
@@ -240,13 +245,17 @@ class Execution:
             self._drop("status")
         else:
             self.headers = [(bytes(n), bytes(v)) for n, v in raw if stored_header(n)]
+            # the router has run by now: a replay reports the route the response came from
+            self.route = route_template(self.scope, self.root_path)
         await self._forward({**message, "headers": [*raw, *self.extra_headers]})
 
     async def _announce(self) -> None:
         """Tell followers a stream is under way, and its head: after the first chunk went out,
         so the store's round trip never delays the first token."""
         self.announced = True
-        new = records.streaming_lease(self.token, self.fingerprint, self.status, self.headers)
+        new = records.streaming_lease(
+            self.token, self.fingerprint, self.status, self.headers, self.route
+        )
         self.pending = new
         try:
             won = await self.opts.store.replace(self.key, self.lease, new, self.opts.lease_ttl)
@@ -342,11 +351,18 @@ class Execution:
                 self.status,
                 self.headers,
                 chunks=self.count,
+                route=self.route,
             )
         else:
             body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
             value = records.completed(
-                self.token, self.fingerprint, canonical, self.status, self.headers, body=body
+                self.token,
+                self.fingerprint,
+                canonical,
+                self.status,
+                self.headers,
+                body=body,
+                route=self.route,
             )
         self.pending = value
         try:
@@ -379,6 +395,7 @@ class Execution:
             self.status,
             self.headers,
             self.opts.ttl,
+            route=self.route,
         )
         if not self.stream:
             pending.body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)

@@ -10,7 +10,8 @@ Three shapes share one key; the first byte says which::
 canonicalised (computed once the response is complete, off the latency path).
 ``token`` (32 hex) is unique per execution: a lease is only renewed, completed or released by
 the execution that holds it (compare-and-set on the whole value). ``meta`` is JSON without a
-raw newline: status, headers, and for a stream the number of chunks in the chunk log
+raw newline: status, headers, the route template the response came from (for whoever reports
+a replay's route), and for a stream the number of chunks in the chunk log
 ``<record key>:<token>``. A non-streamed body follows the newline as raw bytes, so a replay is
 byte-identical without any decoding.
 """
@@ -48,6 +49,7 @@ class Record:
     chunks: int | None = None
     body: bytes = b""
     canonical: str = ""
+    route: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -71,25 +73,33 @@ def lease(token: str, fingerprint: str) -> bytes:
 _PLAIN: Final = re.compile(rb'[^\x20-\x7e]|["\\]')
 
 
-def _meta(status: int, headers: Headers, chunks: int | None) -> bytes:
+def _meta(status: int, headers: Headers, chunks: int | None, route: str | None) -> bytes:
     # Header names and values are almost always plain ASCII: written directly, they cost a
     # fraction of the JSON encoder's work. Anything else goes through the encoder (the
     # output is the same JSON either way).
-    if _PLAIN.search(b"".join(map(b"".join, headers))) is None:
+    raw_route = route.encode("latin-1", "replace") if route is not None else b""
+    if _PLAIN.search(b"".join(map(b"".join, headers)) + raw_route) is None:
         pairs = b",".join([b'["%s","%s"]' % pair for pair in headers])
-        tail = b"]}" if chunks is None else b'],"n":%d}' % chunks
-        return b'{"s":%d,"h":[%s%s' % (status, pairs, tail)
+        tail = b"" if chunks is None else b',"n":%d' % chunks
+        if route is not None:
+            tail += b',"r":"%s"' % raw_route
+        return b'{"s":%d,"h":[%s]%s}' % (status, pairs, tail)
     data: dict[str, object] = {
         "s": status,
         "h": [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers],
     }
     if chunks is not None:
         data["n"] = chunks
+    if route is not None:
+        data["r"] = route
     return _META.encode(data).encode("ascii")
 
 
-def streaming_lease(token: str, fingerprint: str, status: int, headers: Headers) -> bytes:
-    return b"S" + token.encode("ascii") + fingerprint.encode("ascii") + _meta(status, headers, None)
+def streaming_lease(
+    token: str, fingerprint: str, status: int, headers: Headers, route: str | None = None
+) -> bytes:
+    head = b"S" + token.encode("ascii") + fingerprint.encode("ascii")
+    return head + _meta(status, headers, None, route)
 
 
 def completed(
@@ -101,9 +111,10 @@ def completed(
     *,
     body: bytes = b"",
     chunks: int | None = None,
+    route: str | None = None,
 ) -> bytes:
     head = f"C{token}{fingerprint}{canonical}".encode("ascii")
-    return b"".join((head, _meta(status, headers, chunks), b"\n", body))
+    return b"".join((head, _meta(status, headers, chunks, route), b"\n", body))
 
 
 def decode(value: bytes) -> Record:
@@ -129,4 +140,7 @@ def decode(value: bytes) -> Record:
         meta, body = value[_COMPLETED_HEAD:newline], value[newline + 1 :]
     data = json.loads(meta)
     headers = [(name.encode("latin-1"), val.encode("latin-1")) for name, val in data["h"]]
-    return Record(kind, token, fingerprint, int(data["s"]), headers, data.get("n"), body, canonical)
+    route = data.get("r")
+    return Record(
+        kind, token, fingerprint, int(data["s"]), headers, data.get("n"), body, canonical, route
+    )

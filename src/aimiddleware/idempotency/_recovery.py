@@ -54,6 +54,7 @@ class Pending:
     headers: records.Headers
     ttl: float
     body: bytes = b""
+    route: str | None = None
     # a stream: the number of chunks in the live log of ``token`` when that log is known to be
     # exact, else (``rewrite``) the chunks a new log is written from
     count: int | None = None
@@ -97,6 +98,7 @@ async def write_behind(pending: Pending, give_up_after: float) -> None:
                 pending.headers,
                 body=pending.body,
                 chunks=count,
+                route=pending.route,
             )
             outcome = await _put(pending, value, ours)
         except StoreUnavailable:

@@ -21,6 +21,7 @@ from .._asgi import (
     read_body,
     route_path,
 )
+from .._paths import ROUTE_TEMPLATE_KEY
 from ..exceptions import StoreUnavailable
 from ..principal import get_principal
 from ..stores import Store
@@ -343,10 +344,14 @@ class IdempotencyMiddleware:
                     await self._unavailable(scope, send, "replay_failed")
                     return
             annotate(scope, OUTCOME, "replayed")
+            if record.route is not None:
+                scope[ROUTE_TEMPLATE_KEY] = record.route
             await replay(send, record, chunks, self._extra)
             return
         if record.kind == records.STREAMING and opts.follow_streams:
             annotate(scope, OUTCOME, "followed")
+            if record.route is not None:
+                scope[ROUTE_TEMPLATE_KEY] = record.route
             try:
                 await follow(opts.store, key, record, send, self._extra, opts.poll_interval)
             except StoreUnavailable as exc:

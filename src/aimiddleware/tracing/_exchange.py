@@ -22,10 +22,10 @@ from .._asgi import (
     media_type,
 )
 from .._openai import LLMRequest, LLMResponse
+from .._paths import route_template
 from ..principal import get_principal
 from . import _semconv as sc
 from ._content import INPUT_MESSAGES, OUTPUT_MESSAGES, OutputCollector, as_attribute, input_messages
-from ._http import route_template
 from ._scan import BodyScan, StreamScan
 from ._usage import NO_USAGE, USAGE_REPLAYED, resolve_usage
 

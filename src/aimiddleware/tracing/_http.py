@@ -173,21 +173,3 @@ def request_attributes(
     if user_agent:
         attributes[sc.USER_AGENT_ORIGINAL] = user_agent.decode("latin-1")
     return attributes
-
-
-def route_template(scope: Scope, root_path: str) -> str | None:
-    """The matched route's template (``/v1/items/{id}``), as the router left it in the scope.
-
-    Starlette and FastAPI put the matched route in ``scope["route"]``; a mount adds its prefix
-    to ``root_path``, so the part added since the request arrived is the mount's.
-    """
-    route = scope.get("route")
-    if route is None:
-        return None
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    if not isinstance(template, str):
-        return None
-    mounted = scope.get("root_path", "")
-    if isinstance(mounted, str) and len(mounted) > len(root_path) and mounted.startswith(root_path):
-        template = mounted[len(root_path) :] + template
-    return template
