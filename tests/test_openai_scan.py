@@ -48,6 +48,24 @@ def test_chat_request_fields() -> None:
     assert request.prompt_chars == 8
 
 
+def test_tool_schemas_and_calls_count_as_prompt() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    calls = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c", "content": "ok"},
+    ]
+    plain = parse_llm_request("/v1/chat/completions", {"messages": messages[:1]})
+    request = parse_llm_request("/v1/chat/completions", {"messages": messages, "tools": tools})
+    assert plain is not None
+    assert request is not None
+    schemas = len(json.dumps(tools, separators=(",", ":")))
+    earlier = len(json.dumps(calls, separators=(",", ":")))
+    assert request.prompt_chars == 2 + 2 + schemas + earlier
+    assert plain.prompt_chars == 2
+
+
 def test_garbage_fields_are_ignored() -> None:
     body = {"model": 5, "stream": "yes", "max_tokens": True, "temperature": "hot", "messages": 3}
     request = parse_llm_request("/v1/chat/completions", body)

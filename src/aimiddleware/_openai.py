@@ -73,6 +73,18 @@ def _text_chars(value: Any) -> int:
     return 0
 
 
+def _tool_chars(body: dict[str, Any]) -> int:
+    """Characters of the tools' schemas and of earlier tool calls: the model reads them too."""
+    parts: list[Any] = []
+    if isinstance(body.get("tools"), list):
+        parts.append(body["tools"])
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        parts += [m["tool_calls"] for m in messages if isinstance(m, dict) and "tool_calls" in m]
+    # parsed from JSON, so it serialises again
+    return sum(len(json.dumps(part, separators=(",", ":"))) for part in parts)
+
+
 def parse_llm_request(path: str, body: Any) -> LLMRequest | None:
     """Read an OpenAI-compatible request body; ``None`` if the path or body is not one."""
     operation = llm_operation(path)
@@ -90,7 +102,7 @@ def parse_llm_request(path: str, body: Any) -> LLMRequest | None:
     request.temperature = _number(body.get("temperature"))
     request.top_p = _number(body.get("top_p"))
     if operation == "chat":
-        request.prompt_chars = _text_chars(body.get("messages"))
+        request.prompt_chars = _text_chars(body.get("messages")) + _tool_chars(body)
     elif operation == "text_completion":
         request.prompt_chars = _text_chars(body.get("prompt"))
     else:
