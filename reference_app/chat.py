@@ -88,13 +88,14 @@ def check_fields(body: ChatCompletionRequest) -> None:
 
 
 def _runs(
-    engine: Engine, tokens: list[int], sampling: Sampling, settings: Settings
+    engine: Engine, tokens: list[int], sampling: Sampling, deadline: float
 ) -> Callable[[int], _Run]:
-    """Choice ``i``'s generation: its own seed (seed + i) so that seeded choices differ."""
+    """Choice ``i``'s generation: its own seed (seed + i) so that seeded choices differ, and
+    the request's one deadline."""
 
     def run(index: int) -> _Run:
         seed = sampling.seed + index if sampling.seed is not None else None
-        return _Run(engine, tokens, replace(sampling, seed=seed), _deadline(settings))
+        return _Run(engine, tokens, replace(sampling, seed=seed), deadline)
 
     return run
 
@@ -119,7 +120,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     if body.logprobs:
         _check_logprobs(engine)
         sampling.logprobs = max(top, 1)
-    make_run = _runs(engine, tokens, sampling, settings)
+    make_run = _runs(engine, tokens, sampling, _deadline(settings))
     first = make_run(0)
     await first.start()  # queue and deadline errors get their status before any byte
     base = {

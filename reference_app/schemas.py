@@ -85,6 +85,7 @@ class _Sampling(_Request):
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
+    n: int = Field(1, ge=1, le=128)  # OpenAI's bound: the choices are generated one by one
     max_completion_tokens: int | None = Field(None, ge=1)
     response_format: ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = None

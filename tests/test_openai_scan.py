@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,15 @@ def test_tool_schemas_and_calls_count_as_prompt() -> None:
     earlier = len(json.dumps(calls, separators=(",", ":")))
     assert request.prompt_chars == 2 + 2 + schemas + earlier
     assert plain.prompt_chars == 2
+
+
+@pytest.mark.parametrize(
+    ("n", "choices"), [(3, 3), (1, 1), (0, 1), (True, 1), ("2", 1), (10**9, 128)]
+)
+def test_n_is_the_number_of_choices(n: Any, choices: int) -> None:
+    request = parse_llm_request("/v1/chat/completions", {"messages": [], "n": n})
+    assert request is not None
+    assert request.choices == choices
 
 
 def test_garbage_fields_are_ignored() -> None:

@@ -55,6 +55,7 @@ class LLMRequest:
     temperature: float | None = None
     top_p: float | None = None
     prompt_chars: int = 0  # characters of prompt text, for token estimates
+    choices: int = 1  # `n`: each choice is a completion of up to max_tokens
 
 
 def _number(value: Any) -> float | None:
@@ -99,6 +100,9 @@ def parse_llm_request(path: str, body: Any) -> LLMRequest | None:
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
         request.max_tokens = limit
+    choices = body.get("n")
+    if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1:
+        request.choices = min(choices, 128)  # OpenAI refuses more
     request.temperature = _number(body.get("temperature"))
     request.top_p = _number(body.get("top_p"))
     if operation == "chat":
