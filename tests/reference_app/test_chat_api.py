@@ -355,3 +355,17 @@ def test_chunks_carry_no_usage_unless_asked(reference_server: ThreadedServer) ->
     asked = raw_chunks(reference_server, {**body, "stream_options": {"include_usage": True}})
     assert all(c["usage"] is None for c in asked[:-1])
     assert asked[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_logit_bias_on_text_completions(client: openai.OpenAI) -> None:
+    request: dict[str, Any] = {
+        "model": MODEL,
+        "prompt": "The capital of France is",
+        "max_tokens": 3,
+        "temperature": 0,
+    }
+    greedy = client.completions.create(**request).choices[0].text
+    first = token_ids(greedy)[0]
+    banned = client.completions.create(**request, logit_bias={str(first): -100}).choices[0].text
+    assert banned != greedy
+    assert token_ids(banned)[0] != first
