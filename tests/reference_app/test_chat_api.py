@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from reference_app.engine import bundled_model_path
 
@@ -100,11 +101,22 @@ def test_a_forced_call_is_a_valid_call(client: openai.OpenAI, choice: Any) -> No
         assert_weather_call(call)
 
 
-def test_a_named_function_is_the_one_called(client: openai.OpenAI) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_named_function_is_the_one_called(client: openai.OpenAI, stream: bool) -> None:
     named = {"type": "function", "function": {"name": "get_time"}}
-    reply = client.chat.completions.create(
-        model=MODEL, messages=ASK, tools=[WEATHER, TIME], tool_choice=named, max_tokens=60
-    )
+    request: dict[str, Any] = {
+        "model": MODEL,
+        "messages": ASK,
+        "tools": [WEATHER, TIME],
+        "tool_choice": named,
+        "max_tokens": 60,
+    }
+    if stream:
+        with client.chat.completions.stream(**request) as events:
+            reply = events.get_final_completion()
+    else:
+        reply = client.chat.completions.create(**request)
+    assert reply.choices[0].finish_reason == "tool_calls"
     calls = reply.choices[0].message.tool_calls or []
     assert calls
     assert {c.function.name for c in calls} == {"get_time"}
@@ -123,11 +135,27 @@ def test_no_parallel_calls_means_one_call(client: openai.OpenAI) -> None:
     assert len(reply.choices[0].message.tool_calls or []) == 1
 
 
-def test_tool_choice_none_answers_in_text(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(
-        model=MODEL, messages=ASK, tools=[WEATHER], tool_choice="none", max_tokens=12
-    )
-    answer = reply.choices[0]
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_choice_none_answers_in_text(client: openai.OpenAI, stream: bool) -> None:
+    request: dict[str, Any] = {
+        "model": MODEL,
+        "messages": ASK,
+        "tools": [WEATHER],
+        "tool_choice": "none",
+        "max_tokens": 12,
+    }
+    if stream:
+        # (the SDK's stream helper refuses to parse an answer cut at max_tokens)
+        text, finish = [], None
+        for chunk in client.chat.completions.create(**request, stream=True):
+            delta = chunk.choices[0].delta
+            assert delta.tool_calls is None
+            text.append(delta.content or "")
+            finish = chunk.choices[0].finish_reason or finish
+        assert finish in ("stop", "length")
+        assert "".join(text)
+        return
+    answer = client.chat.completions.create(**request).choices[0]
     assert answer.finish_reason in ("stop", "length")
     assert answer.message.tool_calls is None
     assert answer.message.content
@@ -146,10 +174,14 @@ def test_auto_admits_a_call_and_a_plain_answer(client: openai.OpenAI, stream: bo
         "temperature": 0,
     }
     if stream:
-        with client.chat.completions.stream(**request, logit_bias=opening) as events:
-            called = events.get_final_completion().choices[0]
-        with client.chat.completions.stream(**request, logit_bias=banned) as events:
-            answered = events.get_final_completion().choices[0]
+        # the SDK's stream accumulator (its helper refuses an answer cut at max_tokens)
+        def accumulated(bias: dict[str, int]) -> Any:
+            state: ChatCompletionStreamState[None] = ChatCompletionStreamState()
+            for chunk in client.chat.completions.create(**request, logit_bias=bias, stream=True):
+                state.handle_chunk(chunk)
+            return state.current_completion_snapshot.choices[0]
+
+        called, answered = accumulated(opening), accumulated(banned)
     else:
         called = client.chat.completions.create(**request, logit_bias=opening).choices[0]
         answered = client.chat.completions.create(**request, logit_bias=banned).choices[0]
