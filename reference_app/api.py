@@ -59,10 +59,11 @@ def _check_logprobs(engine: Engine) -> None:
 
 
 def _sampling(
-    body: ChatCompletionRequest | CompletionRequest, room: int, stop: list[str]
+    engine: Engine, body: ChatCompletionRequest | CompletionRequest, room: int, stop: list[str]
 ) -> Sampling:
     limit = getattr(body, "max_completion_tokens", None) or body.max_tokens
     return Sampling(
+        logit_bias=_logit_bias(engine, body.logit_bias),
         max_tokens=min(limit, room) if limit else room,
         temperature=body.temperature,
         top_p=body.top_p,
@@ -99,6 +100,21 @@ def _token_ids(engine: Engine, ids: list[int], param: str) -> list[int]:
     return ids
 
 
+def _logit_bias(engine: Engine, bias: dict[str, float] | None) -> dict[int, float] | None:
+    """``logit_bias`` with its token ids checked against the vocabulary and its biases against
+    OpenAI's range (-100 bans a token, 100 all but forces it)."""
+    if not bias:
+        return None
+    try:
+        ids = {int(token): value for token, value in bias.items()}
+    except ValueError:
+        raise APIError(400, "logit_bias keys must be token ids.", param="logit_bias") from None
+    if any(not -100 <= value <= 100 for value in ids.values()):
+        raise APIError(400, "logit_bias values must be between -100 and 100.", param="logit_bias")
+    _token_ids(engine, list(ids), "logit_bias")
+    return ids
+
+
 def _overloaded(exc: QueueFull) -> APIError:
     return APIError(
         503,
@@ -123,31 +139,6 @@ def _sse(payload: Any) -> bytes:
 
 
 _DONE = b"data: [DONE]\n\n"
-
-
-def _chat_logprobs(raw: Any, top: int) -> list[dict[str, Any]]:
-    """llama.cpp's completion logprobs in the chat completions shape."""
-    if not raw:
-        return []
-    entries = []
-    for token, logprob, alternatives in zip(
-        raw.get("tokens") or [],
-        raw.get("token_logprobs") or [],
-        raw.get("top_logprobs") or [],
-        strict=False,
-    ):
-        ranked = sorted((alternatives or {}).items(), key=lambda kv: kv[1], reverse=True)[:top]
-        entries.append(
-            {
-                "token": token,
-                "logprob": logprob,
-                "bytes": list(token.encode()),
-                "top_logprobs": [
-                    {"token": t, "logprob": p, "bytes": list(t.encode())} for t, p in ranked
-                ],
-            }
-        )
-    return entries
 
 
 class _Run:
@@ -224,90 +215,6 @@ def _unsupported_schema(exc: Exception) -> APIError:
     )
 
 
-@router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-    engine = _engine(request)
-    settings: Settings = request.app.state.settings
-    _check_model(request, body.model)
-    if body.n != 1:
-        raise APIError(400, "Only n=1 is supported.", param="n")
-    if body.tools and body.tool_choice != "none":
-        raise APIError(
-            400,
-            "This model's chat template has no tool-calling format; tools are not supported.",
-            param="tools",
-            code="unsupported_parameter",
-        )
-    messages = [
-        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-        for m in body.messages
-    ]
-    tokens, stop = engine.chat_prompt(messages)
-    sampling = _sampling(body, _room(settings, len(tokens), "messages"), stop)
-    sampling.grammar = _grammar(body)
-    top = body.top_logprobs or 0
-    if body.logprobs:
-        _check_logprobs(engine)
-        sampling.logprobs = max(top, 1)
-    run = _Run(engine, tokens, sampling, _deadline(settings))
-    await run.start()
-    base = {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "created": int(time.time()),
-        "model": request.app.state.model_id,
-        "system_fingerprint": request.app.state.fingerprint,
-    }
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
-            _chat_stream(run, base, include_usage, body.logprobs, top),
-            media_type="text/event-stream",
-        )
-    text: list[str] = []
-    logprobs: list[dict[str, Any]] = []
-    finish = "stop"
-    try:
-        async for chunk in run.chunks():
-            choice = chunk["choices"][0]
-            text.append(choice["text"])
-            if body.logprobs:
-                logprobs += _chat_logprobs(choice.get("logprobs"), top)
-            finish = choice["finish_reason"] or finish
-    except GenerationTimeout:
-        raise _timeout() from None
-    return {
-        **base,
-        "object": "chat.completion",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "".join(text), "refusal": None},
-                "logprobs": {"content": logprobs} if body.logprobs else None,
-                "finish_reason": finish,
-            }
-        ],
-        "usage": run.usage(),
-    }
-
-
-def _chat_stream(
-    run: _Run, base: dict[str, Any], include_usage: bool, logprobs: bool, top: int
-) -> AsyncIterator[bytes]:
-    def choice(raw: dict[str, Any]) -> dict[str, Any]:
-        delta = {"content": raw["text"]} if raw["text"] else {}
-        lp = {"content": _chat_logprobs(raw.get("logprobs"), top)} if logprobs else None
-        return {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": raw["finish_reason"]}
-
-    role = {
-        "index": 0,
-        "delta": {"role": "assistant", "content": ""},
-        "logprobs": None,
-        "finish_reason": None,
-    }
-    head = {**base, "object": "chat.completion.chunk"}
-    return _events(run, head, include_usage, choice, first=role)
-
-
 @router.post("/v1/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request) -> Any:
     engine = _engine(request)
@@ -331,7 +238,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     )
     if not tokens:
         raise APIError(400, "The prompt is empty.", param="prompt")
-    sampling = _sampling(body, _room(settings, len(tokens), "prompt"), [])
+    sampling = _sampling(engine, body, _room(settings, len(tokens), "prompt"), [])
     if body.logprobs is not None:
         _check_logprobs(engine)
     sampling.logprobs = body.logprobs

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from . import errors, playground
 from .api import router
+from .chat import router as chat_router
 from .engine import BUNDLED_MODEL, Engine, bundled_model_path
 from .mcp_server import mount_mcp
 from .playground import DemoTokenIssuer
@@ -100,6 +101,7 @@ def create_app(
     api.state.fingerprint = "fp_" + hashlib.sha256(str(model_path).encode()).hexdigest()[:10]
     errors.install(api)
     api.include_router(router)
+    api.include_router(chat_router)
     if settings.auth:
         from .auth import issuer_router
 

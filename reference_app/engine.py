@@ -56,6 +56,7 @@ class Sampling:
     logprobs: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] | None = None
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Engine:
         n_threads: int | None = None,
         gpu_layers: int = -1,
         max_queue: int = 32,
-        logprobs: bool = False,
+        logprobs: bool = True,
     ) -> None:
         self.model_path = model_path
         self.instances = instances
@@ -295,6 +296,7 @@ def _run_generation(
             logprobs=sampling.logprobs,
             presence_penalty=sampling.presence_penalty,
             frequency_penalty=sampling.frequency_penalty,
+            logit_bias=sampling.logit_bias,
             stream=True,
         )
         for chunk in stream:

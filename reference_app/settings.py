@@ -25,9 +25,9 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(None, ge=1, description="CPU threads per instance")
     gpu_layers: int = Field(-1, description="layers offloaded when built with CUDA (-1: all)")
     logprobs: bool = Field(
-        False,
+        True,
         description="keep logits of every token so requests may ask for logprobs "
-        "(costs n_ctx x vocabulary x 4 bytes per instance)",
+        "(costs up to n_ctx x vocabulary x 8 bytes per instance; false saves it)",
     )
     max_queue: int = Field(32, ge=0, description="requests waiting for an instance before 503")
     generation_timeout: float = Field(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,33 @@ def test_chat_request_fields() -> None:
     assert request.max_tokens == 32  # max_completion_tokens wins
     assert (request.temperature, request.top_p) == (0.5, 1.0)
     assert request.prompt_chars == 8
+
+
+def test_tool_schemas_and_calls_count_as_prompt() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    calls = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c", "content": "ok"},
+    ]
+    plain = parse_llm_request("/v1/chat/completions", {"messages": messages[:1]})
+    request = parse_llm_request("/v1/chat/completions", {"messages": messages, "tools": tools})
+    assert plain is not None
+    assert request is not None
+    schemas = len(json.dumps(tools, separators=(",", ":")))
+    earlier = len(json.dumps(calls, separators=(",", ":")))
+    assert request.prompt_chars == 2 + 2 + schemas + earlier
+    assert plain.prompt_chars == 2
+
+
+@pytest.mark.parametrize(
+    ("n", "choices"), [(3, 3), (1, 1), (0, 1), (True, 1), ("2", 1), (10**9, 128)]
+)
+def test_n_is_the_number_of_choices(n: Any, choices: int) -> None:
+    request = parse_llm_request("/v1/chat/completions", {"messages": [], "n": n})
+    assert request is not None
+    assert request.choices == choices
 
 
 def test_garbage_fields_are_ignored() -> None:

@@ -59,6 +59,7 @@ class LLMRequest:
     temperature: float | None = None
     top_p: float | None = None
     prompt_chars: int = 0  # characters of prompt text, for token estimates
+    choices: int = 1  # `n`: each choice is a completion of up to max_tokens
 
 
 def _number(value: Any) -> float | None:
@@ -77,6 +78,18 @@ def _text_chars(value: Any) -> int:
     return 0
 
 
+def _tool_chars(body: dict[str, Any]) -> int:
+    """Characters of the tools' schemas and of earlier tool calls: the model reads them too."""
+    parts: list[Any] = []
+    if isinstance(body.get("tools"), list):
+        parts.append(body["tools"])
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        parts += [m["tool_calls"] for m in messages if isinstance(m, dict) and "tool_calls" in m]
+    # parsed from JSON, so it serialises again
+    return sum(len(json.dumps(part, separators=(",", ":"))) for part in parts)
+
+
 def parse_llm_request(path: str, body: Any) -> LLMRequest | None:
     """Read an OpenAI-compatible request body; ``None`` if the path or body is not one."""
     operation = llm_operation(path)
@@ -91,10 +104,13 @@ def parse_llm_request(path: str, body: Any) -> LLMRequest | None:
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
         request.max_tokens = limit
+    choices = body.get("n")
+    if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1:
+        request.choices = min(choices, 128)  # OpenAI refuses more
     request.temperature = _number(body.get("temperature"))
     request.top_p = _number(body.get("top_p"))
     if operation == "chat":
-        request.prompt_chars = _text_chars(body.get("messages"))
+        request.prompt_chars = _text_chars(body.get("messages")) + _tool_chars(body)
     elif operation == "text_completion":
         request.prompt_chars = _text_chars(body.get("prompt"))
     else:

@@ -39,9 +39,12 @@ def sse(payload: Any) -> bytes:
 class Upstream:
     """An OpenAI-compatible stand-in that records what it received."""
 
-    def __init__(self, *, usage: dict[str, int] | None = None, tokens: int = 3) -> None:
+    def __init__(
+        self, *, usage: dict[str, int] | None = None, tokens: int = 3, null_usage: bool = False
+    ) -> None:
         self.usage = dict(USAGE) if usage is None else usage
         self.tokens = tokens
+        self.null_usage = null_usage  # "usage": null on every chunk asked for usage, as OpenAI
         self.bodies: list[dict[str, Any]] = []
         self.delay = 0.0
         self.gate: asyncio.Event | None = None
@@ -70,8 +73,8 @@ class Upstream:
                     await self.gate.wait()
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                yield sse(chunk(f"t{n}"))
-            yield sse(chunk(None, finish="stop"))
+                yield sse(self._null(chunk(f"t{n}"), include_usage))
+            yield sse(self._null(chunk(None, finish="stop"), include_usage))
             if include_usage:
                 yield sse(
                     {
@@ -85,6 +88,12 @@ class Upstream:
             yield sse("[DONE]")
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    def _null(self, payload: dict[str, Any], include_usage: bool) -> dict[str, Any]:
+        if not (include_usage and self.null_usage):
+            return payload
+        head = {k: v for k, v in payload.items() if k != "choices"}
+        return {**head, "usage": None, "choices": payload["choices"]}
 
     def app(self) -> Starlette:
         async def ping(request: Request) -> Response:

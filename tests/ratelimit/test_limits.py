@@ -154,6 +154,18 @@ async def test_non_streamed_answer_is_charged_its_real_usage(
     assert second.headers["x-ratelimit-remaining-tokens"] == str(1000 - 19 - 100)
 
 
+async def test_n_choices_reserve_n_completions(prefix: str, closing: Keep) -> None:
+    limited = closing(
+        RateLimitMiddleware(
+            Upstream().app(), tiers=[Tier("t", tokens="1000/minute")], key_prefix=prefix
+        )
+    )
+    async with client(limited) as http:
+        first = await http.post("/v1/chat/completions", json=chat_body(max_tokens=90, n=3))
+    # reserved 40/4 + 3 x 90 = 280 before the call: each choice may be max_tokens long
+    assert first.headers["x-ratelimit-remaining-tokens"] == "720"
+
+
 async def test_failed_answer_is_refunded(storage: str, prefix: str, closing: Keep) -> None:
     limited = closing(
         RateLimitMiddleware(

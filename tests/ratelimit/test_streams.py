@@ -50,6 +50,28 @@ async def test_usage_chunk_added_then_removed(storage: str, prefix: str, closing
     assert headers_of(after)["x-ratelimit-remaining-tokens"] == str(1000 - 19 - 100)
 
 
+async def test_usage_null_the_middleware_caused_is_removed_byte_exact(
+    prefix: str, closing: Keep
+) -> None:
+    # an app like OpenAI writes "usage": null on every chunk once asked for usage
+    upstream = Upstream(null_usage=True)
+    limited = closing(
+        RateLimitMiddleware(
+            upstream.app(), tiers=[Tier("t", tokens="1000/minute")], key_prefix=prefix
+        )
+    )
+    sent = await call_raw(limited, chat_body(stream=True, max_tokens=90))
+    assert upstream.bodies[0]["stream_options"] == {"include_usage": True}
+    # the client sees the stream the app writes when nobody asks for usage, byte for byte
+    unasked = await call_raw(upstream.app(), chat_body(stream=True, max_tokens=90))
+    assert body_of(sent) == body_of(unasked)
+    assert b"usage" not in body_of(sent)
+    asked = chat_body(stream=True, max_tokens=90, stream_options={"include_usage": True})
+    kept = await call_raw(limited, asked)
+    # a client that asked gets the null usage fields and the usage chunk untouched
+    assert body_of(kept).count(b'"usage": null') == upstream.tokens + 1
+
+
 async def test_client_asked_for_usage_keeps_it(prefix: str, closing: Keep) -> None:
     upstream = Upstream()
     limited = closing(

@@ -78,6 +78,54 @@ def test_streamed_replay_yields_the_same_chunks(
     assert len(original) > 2
 
 
+def test_streamed_tool_call_replay_is_byte_exact(reference_server: ThreadedServer) -> None:
+    headers = {**key(), "Authorization": "Bearer tenant-a"}  # records are per credential
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "maxLength": 20}},
+                "required": ["city"],
+            },
+        },
+    }
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Weather in Oslo?"}],
+        "tools": [tool],
+        "tool_choice": "required",
+        "max_tokens": 60,
+        "stream": True,
+    }
+    before = started(reference_server)
+
+    def run() -> bytes:
+        for _ in range(100):
+            response = httpx.post(
+                f"{reference_server.url}/v1/chat/completions",
+                json=body,
+                headers=headers,
+                timeout=60,
+            )
+            if response.status_code != 409:  # the record completes a moment after [DONE]
+                assert response.status_code == 200
+                # a slow machine may add keep-alive comments to the live stream only
+                return b"".join(
+                    event + b"\n\n"
+                    for event in response.content.split(b"\n\n")
+                    if event and not event.startswith(b":")
+                )
+            time.sleep(0.05)
+        raise AssertionError("the first stream never completed")
+
+    original, replay = run(), run()
+    assert started(reference_server) - before == 1
+    assert replay == original
+    assert b'"finish_reason":"tool_calls"' in original
+
+
 @pytest.mark.anyio
 async def test_fifty_concurrent_identical_requests_generate_once(
     reference_server: ThreadedServer,

@@ -125,7 +125,14 @@ def hi(**extra: Any) -> dict[str, Any]:
 
 CASES = [
     # status, how, exception class, message, type, code
-    (400, "n=2", openai.BadRequestError, "Only n=1 is supported.", "invalid_request_error", None),
+    (
+        400,
+        "bias",
+        openai.BadRequestError,
+        "logit_bias values must be between -100 and 100.",
+        "invalid_request_error",
+        None,
+    ),
     (
         401,
         "/test/401",
@@ -190,8 +197,8 @@ CASES = [
 
 
 def provoke(sdk: openai.OpenAI, server: ThreadedServer, how: str) -> None:
-    if how == "n=2":
-        sdk.chat.completions.create(**hi(n=2))
+    if how == "bias":
+        sdk.chat.completions.create(**hi(logit_bias={"1": 500}))
     elif how == "model":
         sdk.chat.completions.create(**hi(model="gpt-9"))
     elif how in ("busy", "key in flight"):

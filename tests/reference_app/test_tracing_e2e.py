@@ -244,6 +244,31 @@ def test_an_idempotent_replay_records_no_new_tokens_and_its_span_says_so(
     assert token_sums(spans)[OUTPUT] == (1, output_tokens)
 
 
+def test_a_streamed_tool_call_is_recorded_with_its_finish_reason(
+    traced: tuple[Traced, ThreadedServer],
+) -> None:
+    spans, server = traced
+    tool = {
+        "type": "function",
+        "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
+    }
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "What time is it?"}],
+            tools=[tool],  # type: ignore[list-item]
+            tool_choice="required",
+            max_tokens=40,
+            stream=True,
+        )
+        finishes = [c.choices[0].finish_reason for c in stream if c.choices]
+    assert finishes[-1] == "tool_calls"
+    wait_for(lambda: len(spans.server_spans()) == 1)
+    (span,) = spans.server_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)
+
+
 def test_a_client_that_leaves_a_long_generation_ends_its_span_with_an_error(
     traced: tuple[Traced, ThreadedServer],
 ) -> None:

@@ -26,6 +26,7 @@ from .._openai import (
 )
 from .._sse import SSEParser
 from ._engine import Check, Decision, Outcome, Slot
+from ._null_usage import drop_null_usage, has_null_usage
 from ._plan import Template
 
 __all__ = ["Exchange", "Finish"]
@@ -46,8 +47,8 @@ class Exchange(ResponseWatcher):
     from a JSON answer or from the stream's events as they pass, renews the slot's lease
     during a long stream, and settles (reconcile tokens, release the slot) as the last body
     message goes out. When the middleware itself asked for ``stream_options.include_usage``,
-    it drops that usage-only event and forwards every other event's raw bytes unchanged, as
-    soon as the event is complete.
+    it drops that usage-only event and the ``"usage": null`` of every other event, and forwards
+    each event's other bytes unchanged, as soon as the event is complete.
     """
 
     __slots__ = (
@@ -201,7 +202,8 @@ class Exchange(ResponseWatcher):
         for event in events:
             payload = self.response.observe_event_data(event.data)
             if not is_usage_only_chunk(payload):
-                kept.append(event.raw)
+                # the "usage": null asking for usage added to every other chunk goes too
+                kept.append(drop_null_usage(event.raw) if has_null_usage(payload) else event.raw)
         if not message.get("more_body", False) and self._parser.pending:
             kept.append(self._parser.pending)  # an unterminated last event still goes out
         return {**message, "body": b"".join(kept)}

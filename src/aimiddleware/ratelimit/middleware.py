@@ -214,6 +214,7 @@ class RateLimitMiddleware:
         if llm is not None:
             prompt = math.ceil(llm.prompt_chars / self._chars_per_token)
             completion = llm.max_tokens if llm.max_tokens is not None else self._default_completion
+            completion *= llm.choices
             estimate = max(1, prompt + completion)
             plan = template_for(tier, llm.model, True)
         else:
