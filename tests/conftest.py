@@ -7,6 +7,7 @@ import pytest
 
 from aimiddleware.stores import MemoryStore, Store, store_from_url
 
+from . import servers
 from .servers import RedisCluster, RedisServer, running_cluster, running_redis
 
 
@@ -28,6 +29,13 @@ def redis_cluster() -> Iterator[RedisCluster]:
     """A real 3-master Redis Cluster on loopback, shared by the session."""
     with running_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A loopback port nothing listens on, held for the test so that nothing else takes it."""
+    with servers.dead_port() as port:
+        yield port
 
 
 @pytest.fixture
