@@ -138,6 +138,32 @@ def test_redis_moves_on_when_its_port_is_taken(
         server.close()
 
 
+def test_a_cluster_node_moves_on_when_its_bus_port_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tried: list[int] = []
+    free = servers._candidate_port
+    with socket.socket() as bus:
+        bus.bind((LOOPBACK, 0))
+        bus.listen()
+        first = bus.getsockname()[1] - 10000  # its cluster bus port is the one taken here
+
+        def candidate() -> int:
+            tried.append(first if not tried else free())
+            return tried[-1]
+
+        monkeypatch.setattr(servers, "_candidate_port", candidate)
+        server = RedisServer(tmp_path, cluster=True)
+        try:
+            server.start()
+            assert server.process is not None
+            assert tried[0] == first
+            assert server.port not in (0, first)
+            assert redis_process_id(server.port) == server.process.pid
+        finally:
+            server.close()
+
+
 def test_a_stopped_redis_keeps_its_port_and_is_refused(tmp_path: Path) -> None:
     server = RedisServer(tmp_path)
     server.start()
