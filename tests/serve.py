@@ -1,8 +1,9 @@
 """``python -m tests.serve MODULE:APP --fd N [--workers N] [--factory]``: uvicorn on an
 inherited socket.
 
-The test binds the socket and hands it down (:mod:`tests.processes`); ``uvicorn --fd`` would
-take it for a Unix socket, which turns off TCP_NODELAY on every connection.
+The test binds the socket and hands it down (:mod:`tests.processes`). ``uvicorn --fd`` is not
+used: it wraps the descriptor as a Unix socket (``socket.fromfd(fd, AF_UNIX, ...)``), so its TCP
+connections would not be set up as TCP ones (no TCP_NODELAY under asyncio, for one).
 """
 
 from __future__ import annotations
