@@ -15,12 +15,12 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.servers import free_port, running_redis, wait_for_port
+from tests.processes import serving_process
+from tests.servers import running_redis
 
 from . import load
 from .apps import CONFIGS, UNAVAILABLE, Config
@@ -31,14 +31,9 @@ RESULTS = Path(__file__).parent / "results"
 
 @contextlib.contextmanager
 def serving(cfg: Config, env: dict[str, str]) -> Iterator[int]:
-    port = free_port()
-    process = subprocess.Popen(load.server_command(cfg.name, port), env={**os.environ, **env})
-    try:
-        wait_for_port(port, timeout=30)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(10)
+    command = load.server_command(cfg.name)
+    with serving_process(command, env={**os.environ, **env}, timeout=30, stop_timeout=10) as server:
+        yield server.port
 
 
 def _selected(cfg: Config, only: list[str] | None, groups: list[str] | None) -> bool:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -80,22 +79,17 @@ def stream_app(wrapped: bool) -> ASGIApp:
 
 @contextlib.contextmanager
 def _stream_servers() -> Iterator[dict[str, str]]:
-    from tests.servers import free_port, wait_for_port
+    from tests.processes import serving_process
 
-    servers = {}
-    processes = []
-    try:
-        for label in ("bare", "idempotency"):
-            port = free_port()
-            command = [sys.executable, "-m", "benchmarks.idempotency_probe", "serve", label]
-            processes.append(subprocess.Popen([*command, str(port)]))
-            wait_for_port(port, timeout=30)
-            servers[label] = f"http://127.0.0.1:{port}/v1/chat/completions"
-        yield servers
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(10)
+    command = [sys.executable, "-m", "benchmarks.idempotency_probe", "serve"]
+    with (
+        serving_process([*command, "bare"], timeout=30, stop_timeout=10) as bare,
+        serving_process([*command, "idempotency"], timeout=30, stop_timeout=10) as ours,
+    ):
+        yield {
+            label: f"{server.url}/v1/chat/completions"
+            for label, server in (("bare", bare), ("idempotency", ours))
+        }
 
 
 async def _ttft(servers: dict[str, str], requests: int) -> None:
@@ -130,7 +124,7 @@ def main() -> None:
     ttft.add_argument("--requests", type=int, default=200)
     serve = sub.add_parser("serve")
     serve.add_argument("label", choices=["bare", "idempotency"])
-    serve.add_argument("port", type=int)
+    serve.add_argument("--fd", type=int, required=True, help="a bound TCP socket")
     args = parser.parse_args()
     if args.command == "round-trips":
         asyncio.run(_round_trips())
@@ -138,15 +132,19 @@ def main() -> None:
         with _stream_servers() as servers:
             asyncio.run(_ttft(servers, args.requests))
     else:
+        import socket
+
         import uvicorn
 
-        uvicorn.run(
+        sock = socket.socket(fileno=args.fd)
+        config = uvicorn.Config(
             stream_app(args.label == "idempotency"),
             host="127.0.0.1",
-            port=args.port,
+            port=sock.getsockname()[1],
             log_level="warning",
             access_log=False,
         )
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ def _cpu_pin(cpu: int) -> list[str]:
     return []
 
 
-def server_command(name: str, port: int) -> list[str]:
-    return [*_cpu_pin(0), sys.executable, "-m", "benchmarks.serve", name, str(port)]
+def server_command(name: str) -> list[str]:
+    """Serve configuration ``name``; ``tests.processes`` adds the ``--fd`` of its socket."""
+    return [*_cpu_pin(0), sys.executable, "-m", "benchmarks.serve", name]
 
 
 def _wrk_script(cfg: Config) -> str:

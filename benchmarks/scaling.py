@@ -16,13 +16,13 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.servers import free_port, running_redis, wait_for_port
+from tests.processes import serving_process
+from tests.servers import running_redis
 
 from . import load
 from .apps import CONFIGS, UNAVAILABLE, Config
@@ -32,38 +32,27 @@ RESULTS = Path(__file__).parent / "results"
 DEFAULT_CONFIGS = ("bare", "stack:redis")
 
 
-def uvicorn_command(port: int, workers: int) -> list[str]:
+def uvicorn_command(workers: int) -> list[str]:
+    """uvicorn with ``workers`` processes; ``tests.processes`` adds the ``--fd`` of its socket."""
     return [
         sys.executable,
         "-m",
-        "uvicorn",
+        "tests.serve",
         "benchmarks.serve:factory",
         "--factory",
         "--workers",
         str(workers),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
     ]
 
 
 @contextlib.contextmanager
 def serving(cfg: Config, workers: int, env: dict[str, str]) -> Iterator[int]:
-    port = free_port()
-    process = subprocess.Popen(
-        uvicorn_command(port, workers),
+    with serving_process(
+        uvicorn_command(workers),
         env={**os.environ, **env, "AIMW_BENCH_CONFIG": cfg.name},
-    )
-    try:
-        wait_for_port(port, timeout=60)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(20)
+        stop_timeout=20,
+    ) as server:
+        yield server.port
 
 
 def main(argv: list[str] | None = None) -> Path:

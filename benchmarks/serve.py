@@ -1,14 +1,17 @@
 """Serve one benchmark configuration.
 
-``python -m benchmarks.serve NAME PORT`` runs one uvicorn process; for several workers, uvicorn
-imports :func:`factory` by name (``AIMW_BENCH_CONFIG=NAME uvicorn benchmarks.serve:factory
---factory --workers 4``), so that every worker builds its own app.
+``python -m benchmarks.serve NAME --fd N`` runs one uvicorn process on the bound socket it
+inherits as file descriptor N (``tests.processes`` binds it, so the port is never raced for);
+for several workers, uvicorn imports :func:`factory` by name (``AIMW_BENCH_CONFIG=NAME python -m
+tests.serve benchmarks.serve:factory --factory --workers 4 --fd N``), so that every worker
+builds its own app.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
+import socket
 
 import uvicorn
 
@@ -24,11 +27,20 @@ def factory() -> ASGIApp:
 
 
 def main() -> None:
-    name, port = sys.argv[1], int(sys.argv[2])
-    app = CONFIGS[name].factory()
-    uvicorn.run(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="auto"
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve")
+    parser.add_argument("name", choices=sorted(CONFIGS))
+    parser.add_argument("--fd", type=int, required=True, help="a bound TCP socket")
+    args = parser.parse_args()
+    sock = socket.socket(fileno=args.fd)
+    config = uvicorn.Config(
+        CONFIGS[args.name].factory(),
+        host="127.0.0.1",
+        port=sock.getsockname()[1],
+        log_level="warning",
+        access_log=False,
+        lifespan="auto",
     )
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ import argparse
 import contextlib
 import json
 import os
+import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +33,8 @@ import httpx
 import openai
 
 from reference_app.engine import bundled_model_path
-from tests.servers import free_port
+from tests.processes import ServerProcess, serving_process
+from tests.servers import bound_socket, port_of
 
 from .configs_stack import STACK_MODULES, missing
 from .machine import describe
@@ -105,63 +106,36 @@ def over_http(
 @contextlib.contextmanager
 def server(
     command: list[str],
-    port: int,
+    sock: socket.socket,
     env: dict[str, str] | None = None,
     api_key: str | None = None,
     ready: str = "/v1/models",
 ) -> Iterator[str]:
-    """Run ``command`` until the block ends; yield its base URL once ``ready`` answers 200."""
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        # auth off unless the caller turns it on (reference_auth) with a token to probe with
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "AIMW_AUTH": "0", **(env or {})},
-    )
+    """Run ``command --fd N`` on ``sock`` until the block ends; yield its base URL once
+    ``ready`` answers 200."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                probe = httpx.get(f"http://127.0.0.1:{port}{ready}", headers=headers, timeout=2)
-                if probe.status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"{command[2]} did not start")
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(20)
+
+    def answered(process: ServerProcess) -> bool:
+        return httpx.get(f"{process.url}{ready}", headers=headers, timeout=2).status_code == 200
+
+    # auth off unless the caller turns it on (reference_auth) with a token to probe with
+    environment = {**os.environ, "AIMW_AUTH": "0", **(env or {})}
+    with serving_process(
+        command, env=environment, ready=answered, timeout=120, stop_timeout=20, sock=sock
+    ) as process:
+        yield f"{process.url}/v1"
 
 
-def reference_command(port: int, instances: int = 1) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "reference_app",
-        "serve",
-        "--port",
-        str(port),
-        "--instances",
-        str(instances),
-    ]
+def reference_command(instances: int = 1) -> list[str]:
+    return [sys.executable, "-m", "reference_app", "serve", "--instances", str(instances)]
 
 
-def llama_server_command(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(bundled_model_path()),
-        "--port",
-        str(port),
-        "--n_ctx",
-        "2048",
-        "--model_alias",
-        MODEL_ID,
-    ]
+def llama_server_command() -> tuple[list[str], dict[str, str]]:
+    """llama-cpp-python's own server app (what ``python -m llama_cpp.server`` serves), under
+    uvicorn on an inherited socket; its settings come from the environment."""
+    command = [sys.executable, "-m", "tests.serve", "llama_cpp.server.app:create_app", "--factory"]
+    env = {"MODEL": str(bundled_model_path()), "N_CTX": "2048", "MODEL_ALIAS": MODEL_ID}
+    return command, env
 
 
 @contextlib.contextmanager
@@ -235,12 +209,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     )
     args = parser.parse_args(argv)
 
-    ref_port, llama_port = free_port(), free_port()
     samples: dict[str, list[Sample]] = {"in-process": [], "llama-server": [], "reference": []}
+    llama_command, llama_env = llama_server_command()
     with (
-        reference_auth(ref_port, not args.no_auth) as (auth_env, token),
-        server(reference_command(ref_port), ref_port, auth_env, token, REFERENCE_READY) as ref_url,
-        server(llama_server_command(llama_port), llama_port) as llama_url,
+        bound_socket() as ref_socket,
+        reference_auth(port_of(ref_socket), not args.no_auth) as (auth_env, token),
+        server(reference_command(), ref_socket, auth_env, token, REFERENCE_READY) as ref_url,
+        server(llama_command, bound_socket(), llama_env) as llama_url,
     ):
         runners = {
             "in-process": in_process(args.max_tokens),
@@ -283,12 +258,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if not args.skip_concurrency:
         aggregate = {}
         for instances in (1, 2):
-            port = free_port()
             with (
-                reference_auth(port, not args.no_auth) as (auth_env, token),
-                server(
-                    reference_command(port, instances), port, auth_env, token, REFERENCE_READY
-                ) as url,
+                bound_socket() as sock,
+                reference_auth(port_of(sock), not args.no_auth) as (auth_env, token),
+                server(reference_command(instances), sock, auth_env, token, REFERENCE_READY) as url,
             ):
                 over_http(url, MODEL_ID, 8, token)()
                 aggregate[f"instances={instances}"] = concurrent(url, 4, args.max_tokens, token)

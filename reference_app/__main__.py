@@ -1,18 +1,21 @@
-"""``python -m reference_app serve [--host H] [--port P] [--model PATH] [--instances N] ...``"""
+"""``python -m reference_app serve [--host H] [--port P | --fd N] [--model PATH] ...``"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 
 class _Server(uvicorn.Server):
@@ -35,6 +38,30 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def run_workers(config: uvicorn.Config, sock: socket.socket) -> None:
+    """``config.workers`` processes serving on ``sock``, as ``uvicorn.run`` would run them."""
+    if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before 0.30
+        Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+    else:
+        Multiprocess(config, sockets=[sock]).run()
+
+
+def _listener(fd: int | None, host: str, port: int) -> socket.socket | None:
+    """The listening socket when uvicorn must not bind by name: one inherited as ``--fd``
+    (from a supervisor, or a test that bound it first), or one bound here for port 0, so that
+    the address it really has is known (and logged) before serving."""
+    if fd is not None:
+        sock = socket.socket(fileno=fd)  # family and type read from the descriptor
+    elif port == 0:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, 0))
+    else:
+        return None
+    sock.set_inheritable(True)
+    return sock
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .settings import Settings
@@ -52,6 +79,10 @@ def _serve(args: argparse.Namespace) -> int:
         if value is not None
     }
     settings = Settings(**overrides)
+    sock = _listener(args.fd, settings.host, settings.port)
+    if sock is not None:
+        overrides["host"], overrides["port"] = sock.getsockname()[:2]
+        settings = Settings(**overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(message)s", stream=sys.stdout)
     log = logging.getLogger("reference_app")
     log.info(
@@ -65,7 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
         log.info(
             "serving on http://%s:%d with %d workers", settings.host, settings.port, args.workers
         )
-        uvicorn.run(
+        config = uvicorn.Config(
             "reference_app.app:app_from_env",
             factory=True,
             host=settings.host,
@@ -74,6 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=settings.log_level,
             timeout_graceful_shutdown=10,
         )
+        run_workers(config, sock if sock is not None else config.bind_socket())
         return 0
     if settings.auth:
         log.info(
@@ -103,7 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
     )
-    _Server(config).run()
+    _Server(config).run(sockets=None if sock is None else [sock])
     log.info("stopped")
     return 0
 
@@ -134,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the OpenAI-compatible server")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--port", type=int, help="port (default 8000; 0: any free port, logged)")
+    serve.add_argument(
+        "--fd", type=int, help="listen on this inherited, bound socket instead of --host/--port"
+    )
     serve.add_argument("--model", type=Path, help="a GGUF file (default: the bundled SmolLM2)")
     serve.add_argument("--instances", type=int, help="model instances (default 1)")
     serve.add_argument("--redis-url", help="share stores through Redis (default: in memory)")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -7,7 +8,18 @@ import pytest
 
 from aimiddleware.stores import MemoryStore, Store, store_from_url
 
+from . import servers
 from .servers import RedisCluster, RedisServer, running_cluster, running_redis
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # llama_cpp._utils opens /dev/null twice at import, to silence llama.cpp while a model
+    # loads, and never closes it: the interpreter would say so (ResourceWarning) at exit.
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        devnull = getattr(utils, name, None)
+        if devnull is not None:
+            devnull.close()
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +40,13 @@ def redis_cluster() -> Iterator[RedisCluster]:
     """A real 3-master Redis Cluster on loopback, shared by the session."""
     with running_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A loopback port nothing listens on, held for the test so that nothing else takes it."""
+    with servers.dead_port() as port:
+        yield port
 
 
 @pytest.fixture

@@ -1,25 +1,37 @@
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from ..reference_app.conftest import serve_reference
-from ..servers import ThreadedServer, free_port
+from ..servers import ThreadedServer, bound_socket, port_of
 
 
 @pytest.fixture(scope="session")
-def docs_settings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def docs_socket() -> Iterator[socket.socket]:
+    """The docs server's socket, bound for the session: its port is known before it serves."""
+    with bound_socket() as sock:
+        yield sock
+
+
+@pytest.fixture(scope="session")
+def docs_settings(
+    tmp_path_factory: pytest.TempPathFactory, docs_socket: socket.socket
+) -> dict[str, Any]:
     """The demo server's settings as `make demo` has them: auth on, its own issuer key."""
     key_file = tmp_path_factory.mktemp("issuer") / "issuer-key.json"
-    return {"port": free_port(), "auth": True, "auth_key_file": key_file}
+    return {"port": port_of(docs_socket), "auth": True, "auth_key_file": key_file}
 
 
 @pytest.fixture(scope="session")
-def docs_server(docs_settings: dict[str, Any]) -> Iterator[ThreadedServer]:
+def docs_server(
+    docs_settings: dict[str, Any], docs_socket: socket.socket
+) -> Iterator[ThreadedServer]:
     """The reference app the examples talk to where they address the demo server."""
-    with serve_reference(**docs_settings) as server:
+    with serve_reference(sock=docs_socket, **docs_settings) as server:
         yield server
 
 

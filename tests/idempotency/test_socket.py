@@ -14,7 +14,7 @@ import uvicorn
 from aimiddleware.idempotency import IdempotencyMiddleware
 from aimiddleware.stores import Store
 
-from ..servers import free_port
+from ..servers import LOOPBACK, bound_socket, port_of
 from .helpers import BODY, PATH, Counter, chat_app, sse_chunks
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -22,21 +22,24 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 @contextlib.asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(1000):  # up to 10 s
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}{PATH}"
-    finally:
-        server.should_exit = True
-        await task
+    with bound_socket() as sock:
+        port = port_of(sock)
+        config = uvicorn.Config(
+            app, host=LOOPBACK, port=port, log_level="warning", lifespan="off", ws="none"
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            for _ in range(1000):  # up to 10 s
+                if server.started or task.done():
+                    break
+                await asyncio.sleep(0.01)
+            if not server.started:
+                raise RuntimeError(f"uvicorn did not start on {LOOPBACK}:{port}")
+            yield f"http://{LOOPBACK}:{port}{PATH}"
+        finally:
+            server.should_exit = True
+            await task
 
 
 async def test_disconnect_mid_stream_then_retry_gets_the_complete_answer(store: Store) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -13,47 +12,19 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from ..servers import ROOT, RedisServer, free_port, wait_for_port
+from ..processes import serving_process
+from ..servers import RedisServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.e2e]
 
 
 @pytest.fixture
 def four_workers(redis_server: RedisServer) -> Iterator[tuple[int, str]]:
-    port = free_port()
     prefix = f"w{uuid.uuid4().hex[:8]}:"
     env = {**os.environ, "AIMW_TEST_REDIS_URL": redis_server.url, "AIMW_TEST_PREFIX": prefix}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tests.idempotency.workers_app:app",
-            "--workers",
-            "4",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, timeout=30)
-        yield port, prefix
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    command = [sys.executable, "-m", "tests.serve", "tests.idempotency.workers_app:app"]
+    with serving_process([*command, "--workers", "4"], env=env, stop_timeout=15) as server:
+        yield server.port, prefix
 
 
 async def test_200_concurrent_same_key_requests_on_4_workers_run_once(

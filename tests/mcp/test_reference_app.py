@@ -26,7 +26,7 @@ from reference_app import Settings, create_app
 from reference_app.auth import mint
 
 from ..reference_app.conftest import MODEL, wait_ready
-from ..servers import ThreadedServer, free_port
+from ..servers import ThreadedServer, bound_socket, port_of
 from ._helpers import rpc
 
 pytestmark = [pytest.mark.anyio, pytest.mark.model, pytest.mark.e2e]
@@ -38,11 +38,11 @@ _SETTINGS: dict[str, Settings] = {}
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The demo as `make demo` runs it: OAuth on, its own development issuer."""
-    port = free_port()
+    sock = bound_socket()
     settings = Settings(
-        port=port, auth=True, auth_key_file=tmp_path_factory.mktemp("issuer") / "key.json"
+        port=port_of(sock), auth=True, auth_key_file=tmp_path_factory.mktemp("issuer") / "key.json"
     )
-    with ThreadedServer(create_app(settings), port=port) as server:
+    with ThreadedServer(create_app(settings), sock=sock) as server:
         wait_ready(server.url)
         _SETTINGS[server.url] = settings
         yield server.url
@@ -310,16 +310,19 @@ async def test_the_token_command_mints_a_token_that_reaches_the_tools_by_default
 
 async def test_rate_limits_apply_to_mcp_per_agent(tmp_path: Path) -> None:
     """The agent tier's request limit counts each agent's /mcp requests on its own."""
-    port = free_port()
+    sock = bound_socket()
     settings = Settings(
-        port=port, auth=True, auth_key_file=tmp_path / "key.json", agent_requests="3/minute"
+        port=port_of(sock),
+        auth=True,
+        auth_key_file=tmp_path / "key.json",
+        agent_requests="3/minute",
     )
 
     def bearer(agent: str) -> dict[str, str]:
         minted = mint(settings, scope="mcp models:read", tier="agent", client_id=agent)
         return {**MCP_HEADERS, "authorization": f"Bearer {minted}"}
 
-    with ThreadedServer(create_app(settings), port=port) as server:
+    with ThreadedServer(create_app(settings), sock=sock) as server:
         wait_ready(server.url)
         async with httpx.AsyncClient(base_url=server.url) as http:
             first = [

@@ -24,7 +24,7 @@ from reference_app.auth import mint
 from reference_app.telemetry import Telemetry
 
 from ..reference_app.conftest import wait_ready
-from ..servers import ThreadedServer, free_port
+from ..servers import ThreadedServer, bound_socket, port_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.model, pytest.mark.e2e]
 
@@ -47,10 +47,10 @@ class Recorded:
 @pytest.fixture
 def traced(tmp_path: Any) -> Iterator[tuple[Recorded, Settings, str]]:
     recorded = Recorded()
-    port = free_port()
-    settings = Settings(port=port, auth=True, auth_key_file=tmp_path / "key.json")
+    sock = bound_socket()
+    settings = Settings(port=port_of(sock), auth=True, auth_key_file=tmp_path / "key.json")
     telemetry = Telemetry(recorded.tracer_provider, recorded.meter_provider)
-    with ThreadedServer(create_app(settings, telemetry=telemetry), port=port) as server:
+    with ThreadedServer(create_app(settings, telemetry=telemetry), sock=sock) as server:
         wait_ready(server.url)
         yield recorded, settings, server.url
     recorded.tracer_provider.shutdown()

@@ -1,7 +1,8 @@
 """A real authorization server for the tests: keys generated at start, served over HTTP.
 
 It serves RFC 8414 metadata, a JWKS and an RFC 7662 introspection endpoint on a loopback
-port (uvicorn in a thread), mints RS256 / ES256 access tokens, and counts what it was asked.
+port (uvicorn in a thread, on a socket the issuer binds when its URL is first needed), mints
+RS256 / ES256 access tokens, and counts what it was asked.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import socket
 import threading
 import time
 import uuid
@@ -17,14 +19,13 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-import uvicorn
 from joserfc import jwk, jwt
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.servers import free_port, wait_for_port
+from tests.servers import LOOPBACK, ThreadedServer, bound_socket, port_of
 
 INTROSPECTION_CLIENT = ("resource-server", "rs-secret/with:odd chars")
 
@@ -37,12 +38,29 @@ class Issuer:
     """Keys, minting and the HTTP behaviour switches (down, counters) of one issuer."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._socket: socket.socket | None = None
+        self._port = 0
         self.rsa = jwk.RSAKey.generate_key(2048, parameters={"kid": "rsa-1", "use": "sig"})
         self.ec = jwk.ECKey.generate_key("P-256", parameters={"kid": "ec-1", "use": "sig"})
         self.extra_keys: list[jwk.Key] = []
         self.reset()
+
+    @property
+    def port(self) -> int:
+        if not self._port:
+            self._socket = bound_socket()
+            self._port = port_of(self._socket)
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def listener(self) -> socket.socket:
+        """The socket to serve on: the one bound for its URL, or that port bound again."""
+        port = self.port
+        sock, self._socket = self._socket, None
+        return sock if sock is not None else bound_socket(port, reuse=True)
 
     def reset(self) -> None:
         self.jwks_down = False
@@ -164,18 +182,8 @@ class Issuer:
 
 @contextlib.contextmanager
 def serving(issuer: Issuer) -> Iterator[Issuer]:
-    config = uvicorn.Config(
-        issuer.app(), host="127.0.0.1", port=issuer.port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for_port(issuer.port)
+    with ThreadedServer(issuer.app(), sock=issuer.listener()):
         yield issuer
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def parse_challenges(values: list[str]) -> dict[str, dict[str, str]]:

@@ -14,7 +14,6 @@ from aimiddleware.oauth import DPoP
 from aimiddleware.oauth._dpop import access_token_hash
 from aimiddleware.stores import store_from_url
 
-from ..servers import free_port
 from .apps import bearer, client_for, middleware
 from .issuer import Issuer, parse_challenges
 
@@ -97,11 +96,13 @@ async def test_replay_cache_in_redis_is_shared_by_workers(issuer: Issuer, redis_
     assert_dpop_error(replay, "invalid_dpop_proof", "already used")
 
 
-async def test_replay_store_down_is_503(issuer: Issuer, caplog: pytest.LogCaptureFixture) -> None:
+async def test_replay_store_down_is_503(
+    issuer: Issuer, caplog: pytest.LogCaptureFixture, dead_port: int
+) -> None:
     me = Client()
     token = issuer.mint(cnf={"jkt": me.jkt})
     # a real Redis client towards a port where nothing listens
-    down = store_from_url(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+    down = store_from_url(f"redis://127.0.0.1:{dead_port}/0", timeout=0.5)
     async with down, client_for(middleware(issuer, dpop=DPoP(store=down))) as client:
         response = await post(client, dpop_headers(token, me.proof(token)))
     assert response.status_code == 503

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import httpx
 import pytest
-import uvicorn
 
-from tests.servers import free_port, wait_for_port
+from tests.servers import ThreadedServer
 
 from .apps import middleware
 from .issuer import Issuer
@@ -16,26 +13,14 @@ from .issuer import Issuer
 
 def test_served_by_uvicorn_and_closed_at_shutdown(issuer: Issuer) -> None:
     mw = middleware(issuer)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(mw, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for_port(port)
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base) as client:
-            ok = client.post(
-                "/v1/chat/completions",
-                headers={"authorization": f"Bearer {issuer.mint()}"},
-                json={},
-            )
-            refused = client.get("/v1/models")
-            metadata = client.get("/.well-known/oauth-protected-resource")
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with ThreadedServer(mw) as server, httpx.Client(base_url=server.url) as client:
+        ok = client.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {issuer.mint()}"},
+            json={},
+        )
+        refused = client.get("/v1/models")
+        metadata = client.get("/.well-known/oauth-protected-resource")
     assert ok.status_code == 200
     assert refused.status_code == 401
     assert metadata.json()["resource"] == "https://api.test"

@@ -14,7 +14,6 @@ import pytest
 from aimiddleware import ConfigurationError
 from aimiddleware.ratelimit import RateLimitMiddleware, Tier
 
-from ..servers import free_port
 from .apps import SetPrincipal, Upstream
 from .conftest import Keep
 
@@ -138,9 +137,9 @@ async def test_client_type_header_only_when_configured(prefix: str, closing: Kee
 
 
 async def test_fail_open_passes_with_one_log_line(
-    caplog: pytest.LogCaptureFixture, closing: Keep
+    caplog: pytest.LogCaptureFixture, closing: Keep, dead_port: int
 ) -> None:
-    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    dead = f"redis://127.0.0.1:{dead_port}/0"  # nothing listens there
     limited = closing(
         RateLimitMiddleware(
             Upstream().app(), tiers=[Tier("t", requests="1/minute")], storage=dead, timeout=0.3
@@ -160,9 +159,9 @@ async def test_fail_open_passes_with_one_log_line(
 
 
 async def test_fail_closed_answers_503_json(
-    caplog: pytest.LogCaptureFixture, closing: Keep
+    caplog: pytest.LogCaptureFixture, closing: Keep, dead_port: int
 ) -> None:
-    dead = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    dead = f"redis://:s3cret@127.0.0.1:{dead_port}/0"
     limited = closing(
         RateLimitMiddleware(
             Upstream().app(),

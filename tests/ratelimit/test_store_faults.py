@@ -35,7 +35,7 @@ def frozen_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.resume()
-        server.stop()
+        server.close()
 
 
 def slots_free(messages: list[dict[str, object]]) -> int:

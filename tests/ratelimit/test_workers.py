@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -13,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ..servers import RedisServer, free_port, wait_for_port
+from ..processes import serving_process
+from ..servers import RedisServer
 from .apps import chat_body
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.e2e]
@@ -22,7 +22,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.e2e]
 @pytest.fixture
 def workers(redis_server: RedisServer, request: pytest.FixtureRequest) -> Iterator[str]:
     options = {"usage": 19, "strategy": "sliding-window", **getattr(request, "param", {})}
-    port = free_port()
     env = {
         **os.environ,
         "AIMW_RL_STORAGE": redis_server.url,
@@ -30,18 +29,9 @@ def workers(redis_server: RedisServer, request: pytest.FixtureRequest) -> Iterat
         "AIMW_RL_USAGE": str(options["usage"]),
         "AIMW_RL_STRATEGY": str(options["strategy"]),
     }
-    command = [
-        sys.executable, "-m", "uvicorn", "tests.ratelimit.workers_app:app",
-        "--workers", "4", "--host", "127.0.0.1", "--port", str(port),
-        "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, env=env)
-    try:
-        wait_for_port(port, timeout=60)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(20)
+    command = [sys.executable, "-m", "tests.serve", "tests.ratelimit.workers_app:app"]
+    with serving_process([*command, "--workers", "4"], env=env, stop_timeout=20) as server:
+        yield server.url
 
 
 async def fire(base: str, n: int, concurrency: int, **request: Any) -> list[int]:

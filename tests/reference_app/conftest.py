@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,25 +19,38 @@ import pytest
 
 from reference_app import DemoTokenIssuer, Settings, create_app
 
-from ..servers import ROOT, ThreadedServer
+from ..servers import ROOT, ThreadedServer, bound_socket, port_of
 
 MODEL = "SmolLM2-135M-Instruct"
 
 
+def healthy_pid(url: str, owner: Callable[[int], bool] | None = None) -> int | None:
+    """The pid ``/health`` at ``url`` answers with once ready, None while it loads.
+
+    The answer must come from a process ``owner`` accepts (by default this one, which runs the
+    in-thread servers): a server there that is not the test's raises at once.
+    """
+    owned = owner if owner is not None else (lambda pid: pid == os.getpid())
+    response = httpx.get(f"{url}/health", timeout=2)
+    pid = response.json().get("pid") if response.status_code in (200, 503) else None
+    if not isinstance(pid, int) or not owned(pid):
+        raise RuntimeError(f"{url} is answered by another server: {response.text[:200]}")
+    return pid if response.status_code == 200 else None
+
+
 def wait_ready(url: str, timeout: float = 60.0, *, workers: int = 1) -> None:
-    """Until ``workers`` distinct processes behind ``url`` have answered ``/health`` with 200:
-    each uvicorn worker loads its own model, and a new connection may reach any of them."""
+    """Until ``workers`` distinct processes of this one behind ``url`` have answered
+    ``/health`` with 200: each uvicorn worker loads its own model, and a new connection may
+    reach any of them."""
     deadline = time.monotonic() + timeout
     ready: set[int] = set()
     while time.monotonic() < deadline:
-        try:
-            response = httpx.get(f"{url}/health", timeout=2)
-            if response.status_code == 200:
-                ready.add(response.json()["pid"])
+        with contextlib.suppress(httpx.TransportError):
+            pid = healthy_pid(url)
+            if pid is not None:
+                ready.add(pid)
                 if len(ready) >= workers:
                     return
-        except httpx.TransportError:
-            pass
         time.sleep(0.05)
     raise RuntimeError(f"{url} did not become ready ({len(ready)} of {workers} workers)")
 
@@ -52,18 +67,27 @@ UNREACHED_LIMITS: dict[str, Any] = {
 
 @contextmanager
 def serve_reference(
-    *, demo_tokens: DemoTokenIssuer | None = None, **settings: Any
+    *,
+    demo_tokens: DemoTokenIssuer | None = None,
+    sock: socket.socket | None = None,
+    **settings: Any,
 ) -> Iterator[ThreadedServer]:
     """Start a reference app with these settings; yields the running server.
 
-    Auth is off unless asked for: these servers test the API itself, the OAuth end-to-end
-    tests (test_oauth_e2e.py) start their own with auth on.
+    It listens on ``sock`` (by default a socket bound here), whose port is its ``port``
+    setting: a server with auth on must know it up front, it is the tokens' audience. Auth is
+    off unless asked for: these servers test the API itself, the OAuth end-to-end tests
+    (test_oauth_e2e.py) start their own with auth on.
     """
-    settings = {**UNREACHED_LIMITS, **settings}
-    settings.setdefault("auth", False)
-    app = create_app(Settings(**settings), demo_tokens=demo_tokens)
-    # a server with auth on must know its port up front: it is the tokens' audience
-    with ThreadedServer(app, port=settings.get("port")) as server:
+    listener = sock if sock is not None else bound_socket()
+    try:
+        settings = {**UNREACHED_LIMITS, **settings, "port": port_of(listener)}
+        settings.setdefault("auth", False)
+        app = create_app(Settings(**settings), demo_tokens=demo_tokens)
+    except BaseException:
+        listener.close()
+        raise
+    with ThreadedServer(app, sock=listener) as server:
         wait_ready(server.url)
         yield server
 

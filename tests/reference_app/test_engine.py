@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 
 from reference_app import Settings, create_app
 
-from ..servers import ThreadedServer, free_port
+from ..servers import ThreadedServer
 from .conftest import LONG_SCHEMA, MODEL, health
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
@@ -167,10 +168,9 @@ async def test_health_is_503_while_the_model_loads() -> None:
         assert chat.headers["retry-after"] == "1"
 
 
-def test_cli_serves_and_stops_on_sigterm() -> None:
-    port = free_port()
+def test_cli_serves_on_port_0_says_where_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "reference_app", "serve", "--port", str(port)],
+        [sys.executable, "-m", "reference_app", "serve", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -183,12 +183,16 @@ def test_cli_serves_and_stops_on_sigterm() -> None:
         while time.monotonic() < deadline:
             line = process.stdout.readline()
             seen.append(line)
-            if "model ready" in line:
+            if "model ready" in line or not line:
                 break
-        assert any("serving on http://127.0.0.1:" in line for line in seen), seen
+        ports = [re.search(r"serving on http://127\.0\.0\.1:(\d+) ", line) for line in seen]
+        [port] = [int(found.group(1)) for found in ports if found]
+        assert port != 0
         assert any("loading SmolLM2-135M-Instruct" in line for line in seen), seen
         assert any("model ready on CPU" in line or "model ready on GPU" in line for line in seen)
-        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+        health = httpx.get(f"http://127.0.0.1:{port}/health")
+        assert health.status_code == 200
+        assert health.json()["pid"] == process.pid  # the server that said where it listens
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=20)
         assert process.returncode == 0

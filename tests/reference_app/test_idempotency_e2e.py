@@ -259,7 +259,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest.mark.redis

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 
 from reference_app import Settings, create_app
 
-from ..servers import ThreadedServer, free_port
+from ..servers import ThreadedServer, bound_socket, port_of
 from .conftest import LONG_SCHEMA, MODEL, wait_ready
 from .test_oauth_e2e import Demo
 
@@ -79,10 +79,10 @@ def server() -> Iterator[ThreadedServer]:
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    port = free_port()
+    sock = bound_socket()
     key_file = tmp_path_factory.mktemp("issuer") / "issuer-key.json"
-    settings = Settings(port=port, auth=True, auth_key_file=key_file)
-    with ThreadedServer(create_app(settings), port=port) as running:
+    settings = Settings(port=port_of(sock), auth=True, auth_key_file=key_file)
+    with ThreadedServer(create_app(settings), sock=sock) as running:
         wait_ready(running.url)
         yield Demo(running, key_file)
 

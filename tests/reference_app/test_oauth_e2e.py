@@ -16,7 +16,7 @@ import pytest
 from reference_app import Settings, create_app
 
 from ..oauth.issuer import parse_challenges
-from ..servers import ThreadedServer, free_port
+from ..servers import ThreadedServer, bound_socket, port_of
 from .conftest import MODEL, cli_token, wait_ready
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
@@ -38,10 +38,10 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    port = free_port()
+    sock = bound_socket()
     key_file = tmp_path_factory.mktemp("issuer") / "issuer-key.json"
-    settings = Settings(port=port, auth=True, auth_key_file=key_file)
-    with ThreadedServer(create_app(settings), port=port) as server:
+    settings = Settings(port=port_of(sock), auth=True, auth_key_file=key_file)
+    with ThreadedServer(create_app(settings), sock=sock) as server:
         wait_ready(server.url)
         yield Demo(server, key_file)
 

@@ -26,7 +26,7 @@ from reference_app import DemoToken, Settings, create_app
 from reference_app.playground import PAGE_PATHS
 from reference_app.telemetry import Telemetry
 
-from ..servers import ThreadedServer, free_port
+from ..servers import ThreadedServer
 from .browser import Playground, playground_page
 from .conftest import LONG_SCHEMA, MODEL, health, wait_ready
 from .stand_in import HeaderStandIn
@@ -277,8 +277,7 @@ def test_an_error_event_in_the_middle_of_a_stream_is_shown(
 def test_demo_mode_on_the_development_issuer_lets_the_page_chat(
     reference_factory: Factory, browser: Playground, tmp_path: Path
 ) -> None:
-    port = free_port()
-    settings = {"auth": True, "demo": True, "port": port, "auth_key_file": tmp_path / "key.json"}
+    settings = {"auth": True, "demo": True, "auth_key_file": tmp_path / "key.json"}
     with reference_factory(**settings) as server:
         r = httpx.get(f"{server.url}/demo/token", timeout=10)
         assert r.status_code == 200
@@ -315,7 +314,7 @@ def test_demo_mode_on_the_development_issuer_lets_the_page_chat(
 def test_auth_on_without_demo_mode_shows_the_401_challenge(
     reference_factory: Factory, browser: Playground, tmp_path: Path
 ) -> None:
-    settings = {"auth": True, "port": free_port(), "auth_key_file": tmp_path / "key.json"}
+    settings = {"auth": True, "auth_key_file": tmp_path / "key.json"}
     with reference_factory(**settings) as server:
         browser.open(server.url)
         browser.page.wait_for_selector("#auth[data-state='neutral']")

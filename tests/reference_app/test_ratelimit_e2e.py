@@ -14,7 +14,7 @@ import pytest
 from reference_app import Settings
 from reference_app.auth import mint
 
-from ..servers import ThreadedServer, free_port
+from ..servers import ThreadedServer
 from .conftest import LONG_SCHEMA, MODEL, serve_reference
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
@@ -186,10 +186,8 @@ def test_disconnected_stream_releases_its_slot_at_once() -> None:
 
 
 def test_tier_from_the_token_claim_with_auth_on(tmp_path: Path) -> None:
-    port = free_port()
     settings = {
         "auth": True,
-        "port": port,
         "auth_key_file": tmp_path / "issuer-key.json",
         "agent_requests": "4/hour",
         "human_requests": "2/hour",
@@ -198,7 +196,7 @@ def test_tier_from_the_token_claim_with_auth_on(tmp_path: Path) -> None:
         "client_type_trusted_from": ["127.0.0.1"],
     }
     with serve_reference(**settings) as server:
-        issuer = Settings(**settings)
+        issuer = Settings(**settings, port=server.port)
         agent = mint(issuer, scope="chat", tier="agent", client_id="bot-1")
         human = mint(issuer, scope="chat", tier="human", client_id="alice")
         unclaimed = mint(issuer, scope="chat", client_id="carol")

@@ -27,7 +27,7 @@ from starlette.routing import Route
 from reference_app import Settings, create_app
 from reference_app.telemetry import Telemetry
 
-from ..servers import ThreadedServer, free_port
+from ..servers import ThreadedServer, bound_socket, port_of
 from ..tracing.conftest import assert_no_secrets
 from .conftest import LONG_SCHEMA, MODEL, cli_token, wait_ready
 
@@ -353,12 +353,13 @@ def test_the_reference_app_exports_over_otlp_when_an_endpoint_is_set(
 
 def test_the_oauth_decisions_are_on_the_span_and_the_token_is_not(tmp_path: Path) -> None:
     spans = Traced()
-    port = free_port()
+    sock = bound_socket()
+    port = port_of(sock)
     key_file = tmp_path / "issuer-key.json"
     settings = Settings(port=port, auth=True, auth_key_file=key_file)
     app = create_app(settings, telemetry=Telemetry(spans.tracer_provider, spans.meter_provider))
     try:
-        with ThreadedServer(app, port=port) as server:
+        with ThreadedServer(app, sock=sock) as server:
             wait_ready(server.url)
             token = cli_token(port, key_file)
             with openai.OpenAI(base_url=f"{server.url}/v1", api_key=token, max_retries=0) as client:

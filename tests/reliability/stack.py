@@ -24,7 +24,7 @@ from reference_app import Settings, create_app
 from reference_app.telemetry import Telemetry
 
 from ..reference_app.conftest import UNREACHED_LIMITS, cli_token, wait_ready
-from ..servers import ThreadedServer, free_port
+from ..servers import ThreadedServer, bound_socket, port_of
 
 MODEL = "SmolLM2-135M-Instruct"
 
@@ -140,7 +140,8 @@ class Stack:
 @contextmanager
 def serve_stack(tmp: Path, **settings: Any) -> Iterator[Stack]:
     """The reference app, auth on, the given settings (limits unreached unless given)."""
-    port = free_port()
+    sock = bound_socket()
+    port = port_of(sock)
     key_file = tmp / "issuer-key.json"
     records = Records()
     root = logging.getLogger()
@@ -156,7 +157,7 @@ def serve_stack(tmp: Path, **settings: Any) -> Iterator[Stack]:
     meter_provider = MeterProvider(metric_readers=[metrics])
     app = Counted(create_app(stack_settings, telemetry=Telemetry(tracer_provider, meter_provider)))
     try:
-        with ThreadedServer(app, port=port) as server:
+        with ThreadedServer(app, sock=sock) as server:
             wait_ready(server.url)
             stack = Stack(server, key_file, records)
             stack.exporter, stack.metrics = exporter, metrics

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +20,9 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from ..reference_app.conftest import wait_ready
-from ..servers import ROOT, RedisCluster, free_port, running_redis
+from ..processes import ServerProcess, serving_process
+from ..reference_app.conftest import healthy_pid
+from ..servers import RedisCluster, running_redis
 from .conftest import Reporter, scale
 from .stack import chat
 
@@ -54,7 +54,6 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @contextmanager
 def serving(store_url: str, **env: str) -> Iterator[str]:
-    port = free_port()
     environment = {
         **os.environ,
         "AIMW_AUTH": "0",
@@ -64,34 +63,21 @@ def serving(store_url: str, **env: str) -> Iterator[str]:
         "AIMW_STORE_TIMEOUT": STORE_TIMEOUT,
         **env,
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reference_app",
-            "serve",
-            "--workers",
-            str(WORKERS),
-            "--port",
-            str(port),
-            "--redis-url",
-            store_url,
-        ],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", timeout=180, workers=WORKERS)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    command = [sys.executable, "-m", "reference_app", "serve", "--workers", str(WORKERS)]
+
+    workers: set[int] = set()
+
+    def ready(server: ServerProcess) -> bool:
+        # each worker loads its own model; a new connection may reach any of them
+        pid = healthy_pid(server.url, owner=server.owns)
+        if pid is not None:
+            workers.add(pid)
+        return len(workers) >= WORKERS
+
+    with serving_process(
+        [*command, "--redis-url", store_url], env=environment, ready=ready, timeout=180
+    ) as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
         yield server
     finally:
         server.resume() if server.process is not None else None
-        server.stop()
+        server.close()
 
 
 @pytest.fixture(scope="module")

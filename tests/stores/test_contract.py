@@ -180,7 +180,7 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> RedisServer:
     server = RedisServer(tmp_path_factory.mktemp("redis-fault"))
     server.start()
     yield server  # type: ignore[misc]
-    server.stop()
+    server.close()
 
 
 @pytest.mark.redis
