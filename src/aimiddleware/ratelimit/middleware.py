@@ -27,6 +27,7 @@ from .._asgi import (
     replace_body,
     send_json,
 )
+from .._lru import LRUCache
 from .._openai import LLMRequest, llm_operation, shared_llm_request
 from ..exceptions import ConfigurationError, StoreUnavailable
 from ..principal import get_principal
@@ -147,7 +148,7 @@ class RateLimitMiddleware:
         self._storage_kind = self._engine.backend
         self._releases = DeferredReleases(self._engine)
         # the key prefix of each recent caller (its hash tag escaped once, not per request)
-        self._bases: dict[str, str] = {}
+        self._bases: LRUCache[str, str] = LRUCache("rate limit key prefixes", _MAX_BASES)
         # slot leases and moving-window entries need a token unique across workers
         self._token_prefix = secrets.token_hex(6) + "."
         self._tokens = itertools.count()
@@ -226,11 +227,10 @@ class RateLimitMiddleware:
                     return
                 llm, receive, strip_usage = await self._llm_request(scope, path, receive)
 
-        base = self._bases.get(subject)
+        base = self._bases.get(subject, 0.0)
         if base is None:
-            if len(self._bases) >= _MAX_BASES:
-                self._bases.clear()
-            base = self._bases[subject] = f"{self._prefix}{{{hash_tag(subject)}}}:"
+            base = f"{self._prefix}{{{hash_tag(subject)}}}:"
+            self._bases.put(subject, base, 0.0)
         estimate = prompt = 0
         if llm is not None:
             prompt = math.ceil(llm.prompt_chars / self._chars_per_token)
