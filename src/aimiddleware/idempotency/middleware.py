@@ -14,6 +14,7 @@ from .._asgi import (
     ClientDisconnected,
     Message,
     Receive,
+    RequestBodyTooLarge,
     Scope,
     Send,
     annotate,
@@ -114,6 +115,7 @@ class IdempotencyMiddleware:
         on_store_error: str = "open",
         retry_after: int = 1,
         max_body_bytes: int = 8 * 1024 * 1024,
+        max_request_bytes: int = 8 * 1024 * 1024,
         problem_type_base: str = DEFAULT_TYPE_BASE,
     ) -> None:
         self.app = app
@@ -134,6 +136,7 @@ class IdempotencyMiddleware:
             on_store_error=on_store_error,
             retry_after=retry_after,
             max_body_bytes=max_body_bytes,
+            max_request_bytes=max_request_bytes,
             problem_type_base=problem_type_base,
         )
         self._hasher = Hasher(self._opts.secret)
@@ -197,8 +200,15 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            body, receive = await read_body(scope, receive)
+            body, receive = await read_body(scope, receive, limit=opts.max_request_bytes)
         except ClientDisconnected:
+            return
+        except RequestBodyTooLarge:
+            annotate(scope, OUTCOME, "body_too_large")
+            detail = f"The request body is larger than {opts.max_request_bytes} bytes."
+            await send_problem(
+                scope, send, "request-body-too-large", opts.problem_type_base, detail=detail
+            )
             return
         fingerprint = self._hasher.fingerprint(scope, body)
         record_key = self._hasher.record_key(tenant, key)

@@ -18,6 +18,7 @@ from .._asgi import (
     ClientDisconnected,
     Message,
     Receive,
+    RequestBodyTooLarge,
     Scope,
     Send,
     annotate,
@@ -27,7 +28,7 @@ from .._asgi import (
     replace_body,
     send_json,
 )
-from .._lru import LRUCache
+from .._lru import LRUCache, bound
 from .._openai import LLMRequest, llm_operation, shared_llm_request
 from ..exceptions import ConfigurationError, StoreUnavailable
 from ..principal import get_principal
@@ -92,6 +93,7 @@ class RateLimitMiddleware:
         chars_per_token: float = 4.0,
         concurrency_lease: float = 60.0,
         exempt_paths: Collection[str] = (),
+        max_request_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self.app = app
         listed = list(tiers.values()) if isinstance(tiers, Mapping) else list(tiers)
@@ -141,6 +143,7 @@ class RateLimitMiddleware:
             raise ConfigurationError("overrides must be a callable")
         self._overrides = overrides
         self._exempt = frozenset(exempt_paths)
+        self._max_body: int = bound("max_request_bytes", max_request_bytes) or 0
         self._engine: Engine = engine_from_url(storage, strategy=strategy, timeout=float(timeout))
         # the memory engine is called synchronously: nothing in it waits
         self._memory = self._engine if isinstance(self._engine, MemoryEngine) else None
@@ -222,8 +225,11 @@ class RateLimitMiddleware:
             path = scope.get("path", "")
             if llm_operation(path):
                 try:
-                    _, receive = await read_body(scope, receive)
+                    _, receive = await read_body(scope, receive, limit=self._max_body)
                 except ClientDisconnected:
+                    return
+                except RequestBodyTooLarge:
+                    await self._too_large(scope, send)
                     return
                 llm, receive, strip_usage = await self._llm_request(scope, path, receive)
 
@@ -364,6 +370,18 @@ class RateLimitMiddleware:
         }
         headers = [(b"retry-after", str(max(1, math.ceil(retry))).encode()), *fields]
         await send_json(send, 429, body, headers)
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        annotate(scope, "aimiddleware.ratelimit.outcome", "body_too_large")
+        body = {
+            "error": {
+                "message": f"The request body is larger than {self._max_body} bytes.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "request_too_large",
+            }
+        }
+        await send_json(send, 413, body)
 
     async def _store_fault(
         self, scope: Scope, receive: Receive, send: Send, exc: StoreUnavailable
