@@ -112,7 +112,7 @@ class IdempotencyMiddleware:
         follow_streams: bool = False,
         poll_interval: float = 0.05,
         no_store_statuses: Collection[int] | None = None,
-        on_store_error: str = "open",
+        on_store_error: str = "closed",
         retry_after: int = 1,
         max_body_bytes: int = 8 * 1024 * 1024,
         max_request_bytes: int = 8 * 1024 * 1024,
