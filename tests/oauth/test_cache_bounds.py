@@ -11,6 +11,7 @@ from aimiddleware.stores import MemoryStore
 
 from .apps import bearer, client_for, middleware
 from .issuer import Issuer
+from .test_dpop import Client, dpop_headers, post
 
 pytestmark = pytest.mark.anyio
 
@@ -44,3 +45,19 @@ def test_the_default_dpop_replay_cache_is_bounded() -> None:
     assert isinstance(store, MemoryStore)
     assert store.max_entries == 100_000
     assert store.max_bytes == 64 * 1024 * 1024
+
+
+async def test_dpop_replay_cache_in_memory_warns_once_under_several_workers(
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    me = Client()
+    token = issuer.mint(cnf={"jkt": me.jkt})
+    with caplog.at_level(logging.WARNING, logger="aimiddleware.stores"):
+        async with client_for(middleware(issuer, dpop=DPoP())) as client:
+            for _ in range(3):
+                assert (await post(client, dpop_headers(token, me.proof(token)))).status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "aimiddleware.stores"]
+    assert len(lines) == 1
+    assert lines[0].startswith("DPoP keeps its proof replay cache")
+    assert "3 worker processes" in lines[0]

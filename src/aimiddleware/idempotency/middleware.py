@@ -24,6 +24,7 @@ from .._asgi import (
 from ..exceptions import StoreUnavailable
 from ..principal import get_principal
 from ..stores import Store
+from ..stores._workers import warn_if_several_workers
 from . import _records as records
 from ._execution import Execution, keep_alive, logger
 from ._heartbeat import Heartbeats
@@ -146,6 +147,8 @@ class IdempotencyMiddleware:
         self._warned_anonymous = False
         # a store built here from a URL (or the default) is ours to close at shutdown
         self._owns_store = not isinstance(store, Store)
+        # a per-process store behind several workers is said once, at start-up
+        self._check_workers = not self._opts.store.shared
 
     @property
     def store(self) -> Store:
@@ -166,6 +169,9 @@ class IdempotencyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         opts = self._opts
+        if self._check_workers:
+            self._check_workers = False
+            warn_if_several_workers("IdempotencyMiddleware", "idempotency records (memory store)")
         if scope["type"] == "lifespan" and self._owns_store:
             await self.app(scope, receive, self._closing_store(send))
             return

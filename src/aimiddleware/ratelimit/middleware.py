@@ -32,6 +32,7 @@ from .._lru import LRUCache, bound
 from .._openai import LLMRequest, llm_operation, shared_llm_request
 from ..exceptions import ConfigurationError, StoreUnavailable
 from ..principal import get_principal
+from ..stores._workers import warn_if_several_workers
 from ._engine import Check, Decision, Engine, Outcome, Slot
 from ._exchange import Exchange
 from ._headers import go_duration
@@ -148,6 +149,8 @@ class RateLimitMiddleware:
         # the memory engine is called synchronously: nothing in it waits
         self._memory = self._engine if isinstance(self._engine, MemoryEngine) else None
         self._moving = strategy == "moving-window"
+        # per-process counts behind several workers are said once, at start-up
+        self._check_workers = self._memory is not None
         self._storage_kind = self._engine.backend
         self._releases = DeferredReleases(self._engine)
         # the key prefix of each recent caller (its hash tag escaped once, not per request)
@@ -194,6 +197,9 @@ class RateLimitMiddleware:
     # -- the request -------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._check_workers:
+            self._check_workers = False
+            warn_if_several_workers("RateLimitMiddleware", "counters (memory://)")
         if scope["type"] != "http" or (self._exempt and scope.get("path") in self._exempt):
             if scope["type"] == "lifespan":
                 send = self._closing_on_shutdown(send)
