@@ -83,3 +83,32 @@ def test_rewriting_one_key_keeps_the_deadline_heap_bounded() -> None:
     for i in range(100_000):  # the same key set again and again, never expiring meanwhile
         cache.put("k", i, 0.0, deadline=1000.0 + i)
     assert len(cache._heap) <= 1024 + 4
+
+
+def test_evictions_count_in_the_opentelemetry_counter(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    import aimiddleware._lru as lru
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    # the counter the global meter would give, from a provider this test reads
+    counter = provider.get_meter("aimiddleware").create_counter("aimiddleware.cache.evictions")
+    monkeypatch.setattr(lru, "_counter", counter)
+    cache: LRUCache[int, int] = LRUCache("counted table", max_entries=5)
+    for i in range(12):
+        cache.put(i, i, 0.0)
+    data = reader.get_metrics_data()
+    assert data is not None
+    [metric] = [
+        m
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "aimiddleware.cache.evictions"
+    ]
+    [point] = metric.data.data_points
+    assert point.value == 7
+    assert dict(point.attributes or {}) == {"aimiddleware.cache": "counted table"}
+    provider.shutdown()

@@ -6,11 +6,11 @@ import logging
 
 import pytest
 
-from aimiddleware.oauth import DPoP
+from aimiddleware.oauth import DPoP, Introspection
 from aimiddleware.stores import MemoryStore
 
 from .apps import bearer, client_for, middleware
-from .issuer import Issuer
+from .issuer import INTROSPECTION_CLIENT, Issuer
 from .test_dpop import Client, dpop_headers, post
 
 pytestmark = pytest.mark.anyio
@@ -38,6 +38,18 @@ async def test_token_cache_stays_within_cache_size_least_recently_used_first(
     assert token_digest(kept) in cache
     [line] = [r.getMessage() for r in caplog.records if r.name == "aimiddleware.cache"]
     assert line.startswith("oauth token cache is full")
+
+
+async def test_inactive_token_cache_stays_within_cache_size(issuer: Issuer) -> None:
+    client_id, secret = INTROSPECTION_CLIENT
+    introspection = Introspection(client_id=client_id, client_secret=secret)
+    mw = middleware(issuer, introspection=introspection, cache_size=4)
+    async with client_for(mw) as client:
+        for i in range(12):  # made-up opaque tokens, each one new
+            r = await client.post("/v1/chat/completions", headers=bearer(f"made-up-{i}"), json={})
+            assert r.status_code == 401
+    assert len(mw._auth._inactive) == 4
+    assert mw._auth._inactive.evictions == 8
 
 
 def test_the_default_dpop_replay_cache_is_bounded() -> None:
