@@ -80,7 +80,7 @@ class MemoryEngine(Engine):
         if node is not None and token in node.value:
             expiry = node.value[token] = now + int(slot.lease * 1000)
             if expiry > node.deadline:
-                self._slots.touch(slot.key, node, expiry)
+                self._slots.touch(slot.key, node, expiry + int(slot.lease * 1000))
 
     # -- acquire ------------------------------------------------------------------------------
 
@@ -191,9 +191,12 @@ class MemoryEngine(Engine):
         the set is full."""
         if slot is None:
             return 0
+        lease_ms = int(slot.lease * 1000)
         node = self._slots.node(slot.key, now)
         if node is None:
-            node = self._slots.put(slot.key, {}, now, now + int(slot.lease * 1000))
+            # the set outlives its last lease by up to one lease more: its deadline moves (a
+            # heap push) once a lease period rather than on every request
+            node = self._slots.put(slot.key, {}, now, now + 2 * lease_ms)
         leases = node.value
         if len(leases) >= slot.limit:  # only a full set can hold leases that lapsed
             for expired in [t for t, e in leases.items() if e <= now]:
@@ -203,9 +206,9 @@ class MemoryEngine(Engine):
             return in_use
         if in_use >= slot.limit:
             return ~in_use
-        expiry = leases[token] = now + int(slot.lease * 1000)
+        expiry = leases[token] = now + lease_ms
         if expiry > node.deadline:
-            self._slots.touch(slot.key, node, expiry)
+            self._slots.touch(slot.key, node, expiry + lease_ms)
         return in_use + 1
 
     # -- settle -------------------------------------------------------------------------------
@@ -220,11 +223,10 @@ class MemoryEngine(Engine):
         if adjustments:
             self._adjust(adjustments, token, int(time() * 1000))
         if slot is not None:
+            # an empty set stays until its deadline: the caller's next request reuses it
             leases = self._slots.get(slot.key, int(time() * 1000))
             if leases is not None:
                 leases.pop(token, None)
-                if not leases:
-                    self._slots.pop(slot.key)
 
     def _adjust(
         self, adjustments: Sequence[tuple[Check, Outcome, int]], token: str, now: int
