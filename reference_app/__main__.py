@@ -89,6 +89,16 @@ def _serve(args: argparse.Namespace) -> int:
         "aimiddleware reference server: stores on %s",
         "Redis" if settings.redis_url else "memory (one process)",
     )
+    if args.workers > 1 and not settings.redis_url:
+        log.error(
+            "refusing --workers %d with in-memory stores: each worker would keep its own "
+            "idempotency records, rate-limit counts and DPoP replay cache, so a retry could run "
+            "twice and every client would get %d times its quota. Share the stores with "
+            "--redis-url redis://HOST:6379/0 (or AIMW_REDIS_URL), or run one worker.",
+            args.workers,
+            args.workers,
+        )
+        return 2
     if args.workers > 1:
         # every worker process builds its own app from the environment
         for key, value in overrides.items():

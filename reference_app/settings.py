@@ -75,6 +75,9 @@ class Settings(BaseSettings):
         default_factory=list, description="peers whose X-Forwarded-For is believed"
     )
     rate_limit_on_store_error: Literal["open", "closed"] = "open"
+    idempotency_on_store_error: Literal["open", "closed"] = Field(
+        "closed", description="store down: 503 + Retry-After (closed) or run without a record"
+    )
     auth: bool = Field(
         True, description="OAuth on: tokens from `python -m reference_app token` (AIMW_AUTH=0: off)"
     )

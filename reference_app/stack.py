@@ -89,6 +89,7 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
         store=settings.idempotency_store_url,
         paths=["/v1/*"],
         principal_resolver=credential_tenant,
+        on_store_error=settings.idempotency_on_store_error,
     )
     if settings.auth:
         from .auth import oauth_middleware

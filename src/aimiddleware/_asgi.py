@@ -232,11 +232,16 @@ async def read_body(
     the app, through the returned ``receive``) get the same bytes without reading or copying again.
     Always pass the returned ``receive`` downstream.
 
+    Each caller's ``limit`` holds whoever read first: a body an outer middleware already
+    read with a larger limit (or none) is still refused here when it is over ``limit``.
+
     :raises RequestBodyTooLarge: the body grew past ``limit`` bytes (read stops there).
     :raises ClientDisconnected: the client left before the body was complete.
     """
     cached = scope.get(_BODY_KEY)
     if cached is not None:
+        if limit is not None and len(cached) > limit:
+            raise RequestBodyTooLarge(limit)
         return cached, receive
     chunks: list[bytes] = []
     size = 0

@@ -67,7 +67,9 @@ async def test_redis_stopped_fail_open_runs_the_request_and_says_so(
     own_redis: RedisServer, redis_store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     counter = Counter()
-    app = IdempotencyMiddleware(chat_app(counter), store=redis_store, anonymous="shared")
+    app = IdempotencyMiddleware(
+        chat_app(counter), store=redis_store, anonymous="shared", on_store_error="open"
+    )
     assert (await call(app)).status == 200
     own_redis.stop()
     scope = scope_for(key="other")
@@ -82,6 +84,21 @@ async def test_redis_stopped_fail_open_runs_the_request_and_says_so(
     assert get_annotations(scope)["aimiddleware.idempotency.outcome"] == "fail_open"
     [line] = warnings_of(caplog)
     assert "fail-open" in line
+
+
+async def test_by_default_a_retry_while_the_store_is_down_never_runs_twice(
+    own_redis: RedisServer, redis_store: Store
+) -> None:
+    counter = Counter()
+    app = IdempotencyMiddleware(chat_app(counter), store=redis_store, anonymous="shared")
+    first = await call(app)
+    assert first.status == 200
+    own_redis.stop()
+    retry = await call(app)  # the same key: the client did not see the first answer
+    assert retry.status == 503
+    assert retry.headers["retry-after"] == "1"
+    assert retry.json()["type"].endswith("#idempotency-store-unavailable")
+    assert counter.runs == 1
 
 
 async def test_redis_stopped_fail_closed_is_503_with_retry_after(

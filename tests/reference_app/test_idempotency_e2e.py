@@ -263,8 +263,32 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.mark.redis
-def test_redis_stopped_fails_open(reference_factory: Factory, own_redis: RedisServer) -> None:
+def test_redis_stopped_is_503_so_a_retried_key_never_runs_twice(
+    reference_factory: Factory, own_redis: RedisServer
+) -> None:
     with reference_factory(redis_url=own_redis.url) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
+        headers = key()
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, max_tokens=8, extra_headers=headers
+        )
+        own_redis.stop()
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(
+                model=MODEL, messages=MESSAGES, max_tokens=8, extra_headers=headers
+            )
+        client.close()
+    response = caught.value.response
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert set(response.json()["error"]) >= {"message", "type", "code"}
+
+
+@pytest.mark.redis
+def test_redis_stopped_fails_open_when_asked(
+    reference_factory: Factory, own_redis: RedisServer
+) -> None:
+    with reference_factory(redis_url=own_redis.url, idempotency_on_store_error="open") as server:
         with openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0) as client:
             headers = key()
             first = client.chat.completions.create(

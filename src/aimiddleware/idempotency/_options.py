@@ -65,6 +65,7 @@ class Options:
     on_store_error: OnStoreError
     retry_after: int
     max_body_bytes: int
+    max_request_bytes: int
     problem_type_base: str
 
 
@@ -97,6 +98,7 @@ def build_options(
     on_store_error: str,
     retry_after: int,
     max_body_bytes: int,
+    max_request_bytes: int,
     problem_type_base: str,
 ) -> Options:
     if store is None:
@@ -137,6 +139,9 @@ def build_options(
     if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
         raise ConfigurationError("max_body_bytes must be an int")
     _positive("max_body_bytes", max_body_bytes)
+    if isinstance(max_request_bytes, bool) or not isinstance(max_request_bytes, int):
+        raise ConfigurationError("max_request_bytes must be an int")
+    _positive("max_request_bytes", max_request_bytes)
     if not problem_type_base or "#" in problem_type_base:
         raise ConfigurationError("problem_type_base must be a URI without a fragment")
     return Options(
@@ -157,5 +162,6 @@ def build_options(
         on_store_error=on_store_error,  # type: ignore[arg-type]
         retry_after=retry_after,
         max_body_bytes=max_body_bytes,
+        max_request_bytes=max_request_bytes,
         problem_type_base=problem_type_base,
     )

@@ -34,6 +34,11 @@ PROBLEMS: Final[dict[str, tuple[int, str, str]]] = {
         "A request with the same Idempotency-Key for the same operation is being processed "
         "or is outstanding.",
     ),
+    "request-body-too-large": (
+        413,
+        "Request body too large",
+        "The request body is larger than this operation accepts.",
+    ),
     "idempotency-store-unavailable": (
         503,
         "Idempotency store unavailable",

@@ -14,6 +14,7 @@ from .._asgi import (
     ClientDisconnected,
     Message,
     Receive,
+    RequestBodyTooLarge,
     Scope,
     Send,
     annotate,
@@ -25,6 +26,7 @@ from .._paths import ROUTE_TEMPLATE_KEY
 from ..exceptions import StoreUnavailable
 from ..principal import get_principal
 from ..stores import Store
+from ..stores._workers import warn_if_several_workers
 from . import _records as records
 from ._execution import Execution, keep_alive, logger
 from ._heartbeat import Heartbeats
@@ -113,9 +115,10 @@ class IdempotencyMiddleware:
         follow_streams: bool = False,
         poll_interval: float = 0.05,
         no_store_statuses: Collection[int] | None = None,
-        on_store_error: str = "open",
+        on_store_error: str = "closed",
         retry_after: int = 1,
         max_body_bytes: int = 8 * 1024 * 1024,
+        max_request_bytes: int = 8 * 1024 * 1024,
         problem_type_base: str = DEFAULT_TYPE_BASE,
     ) -> None:
         self.app = app
@@ -136,6 +139,7 @@ class IdempotencyMiddleware:
             on_store_error=on_store_error,
             retry_after=retry_after,
             max_body_bytes=max_body_bytes,
+            max_request_bytes=max_request_bytes,
             problem_type_base=problem_type_base,
         )
         self._hasher = Hasher(self._opts.secret)
@@ -145,6 +149,8 @@ class IdempotencyMiddleware:
         self._warned_anonymous = False
         # a store built here from a URL (or the default) is ours to close at shutdown
         self._owns_store = not isinstance(store, Store)
+        # a per-process store behind several workers is said once, at start-up
+        self._check_workers = not self._opts.store.shared
 
     @property
     def store(self) -> Store:
@@ -165,6 +171,9 @@ class IdempotencyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         opts = self._opts
+        if self._check_workers:
+            self._check_workers = False
+            warn_if_several_workers("IdempotencyMiddleware", "idempotency records (memory store)")
         if scope["type"] == "lifespan" and self._owns_store:
             await self.app(scope, receive, self._closing_store(send))
             return
@@ -199,8 +208,15 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            body, receive = await read_body(scope, receive)
+            body, receive = await read_body(scope, receive, limit=opts.max_request_bytes)
         except ClientDisconnected:
+            return
+        except RequestBodyTooLarge:
+            annotate(scope, OUTCOME, "body_too_large")
+            detail = f"The request body is larger than {opts.max_request_bytes} bytes."
+            await send_problem(
+                scope, send, "request-body-too-large", opts.problem_type_base, detail=detail
+            )
             return
         fingerprint = self._hasher.fingerprint(scope, body)
         record_key = self._hasher.record_key(tenant, key)

@@ -13,6 +13,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from .._asgi import ASGIApp, Receive, Scope, Send, annotate, get_headers, route_path
+from .._lru import LRUCache
 from .._paths import PathSet
 from ..exceptions import ConfigurationError
 from ._jsonrpc import FORBIDDEN_ORIGIN, error_payload, send_error
@@ -146,7 +147,7 @@ class MCPOriginMiddleware:
         self._paths = _path_prefixes(paths)
         # verdicts by raw header value: browsers send a handful of distinct origins, and parsing
         # one costs more than the rest of the check; bounded, since the values are client-chosen
-        self._verdicts: dict[bytes, bool] = {}
+        self._verdicts: LRUCache[bytes, bool] = LRUCache("mcp origin verdicts", _MAX_VERDICTS)
 
     def __repr__(self) -> str:
         return (
@@ -164,14 +165,13 @@ class MCPOriginMiddleware:
         if len(values) > 1:
             return False  # RFC 6454 allows one; two are a smuggling attempt or a broken proxy
         raw = values[0]
-        verdict = self._verdicts.get(raw)
+        verdict = self._verdicts.get(raw, 0.0)
         if verdict is None:
             origin = normalise_origin(raw.decode("latin-1").strip())
             verdict = origin is not None and (
                 origin in self._exact or any(p.matches(origin) for p in self._wildcards)
             )
-            if len(self._verdicts) < _MAX_VERDICTS:
-                self._verdicts[raw] = verdict
+            self._verdicts.put(raw, verdict, 0.0)
         return verdict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from .._lru import LRUCache
 from ..principal import Credential, Principal, namespaced_id
 from ._introspection import Introspection, IntrospectionBusy, IntrospectionUnavailable
 from ._jwks import KeysUnavailable, MetadataCache
@@ -80,22 +81,16 @@ class Authenticator:
         self._tier_claim = tier_claim
         self._default_tier = default_tier
         self._principal_claims = tuple(principal_claims)
-        self._cache_size = cache_size
         self._cache_ttl = cache_ttl
-        self._cache: dict[bytes, Authenticated] = {}
+        # validated tokens by digest, until their expiry (wall clock)
+        self._cache: LRUCache[bytes, Authenticated] = LRUCache("oauth token cache", cache_size)
         # opaque tokens the authorization server called inactive, so that replaying a revoked
-        # or made-up token does not turn into one introspection call per request
-        self._inactive: dict[bytes, float] = {}
+        # or made-up token does not turn into one introspection call per request (monotonic)
+        self._inactive: LRUCache[bytes, bool] = LRUCache("oauth inactive-token cache", cache_size)
         self._busy_logged_at = -float("inf")
 
     def cached(self, digest: bytes, now: float) -> Authenticated | None:
-        entry = self._cache.get(digest)
-        if entry is None:
-            return None
-        if entry.expires <= now:
-            self._cache.pop(digest, None)
-            return None
-        return entry
+        return self._cache.get(digest, now)
 
     async def authenticate(self, token: str, digest: bytes) -> Authenticated:
         """Validate ``token`` (``digest`` is its SHA-256, the only form ever kept).
@@ -110,15 +105,13 @@ class Authenticator:
                 raise Unavailable("the issuer's signing keys are unavailable") from exc
             credential: Credential = "jwt"
         elif self.introspection is not None:
-            inactive_until = self._inactive.get(digest)
-            if inactive_until is not None and time.monotonic() < inactive_until:
+            if self._inactive.get(digest, time.monotonic()):
                 raise TokenInvalid("the token is not active")
             try:
                 claims = await self._introspect(token)
             except TokenInvalid:
-                if len(self._inactive) >= self._cache_size:
-                    self._inactive.pop(next(iter(self._inactive)))
-                self._inactive[digest] = time.monotonic() + _INACTIVE_TTL
+                now = time.monotonic()
+                self._inactive.put(digest, True, now, now + _INACTIVE_TTL)
                 raise
             credential = "introspection"
         else:
@@ -132,10 +125,7 @@ class Authenticator:
         expires = min(float(claims["exp"]), time.time() + ttl)
         entry = Authenticated(principal, jkt if isinstance(jkt, str) else None, expires)
         if ttl > 0:
-            if len(self._cache) >= self._cache_size:
-                # drop the oldest insertion: cheap, and a flood of tokens cannot grow memory
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[digest] = entry
+            self._cache.put(digest, entry, time.time(), expires)
         return entry
 
     async def _introspect(self, token: str) -> dict[str, Any]:

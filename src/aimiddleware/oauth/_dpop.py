@@ -19,6 +19,7 @@ from joserfc.jws import JWSRegistry
 from .._asgi import Scope
 from ..exceptions import ConfigurationError
 from ..stores import MemoryStore, Store
+from ..stores._workers import warn_if_several_workers
 from ._jwt import ASYMMETRIC_ALGORITHMS
 
 __all__ = ["DPoP", "DPoPError", "access_token_hash", "normalize_htu", "request_url"]
@@ -166,6 +167,7 @@ class DPoP:
         self.max_age = max_age
         self.leeway = leeway
         self.store = store if store is not None else MemoryStore()
+        self._check_workers = not self.store.shared
         self._nonce_secret = nonce_secret
         self.nonce_window = nonce_window
         self.key_prefix = key_prefix
@@ -260,6 +262,9 @@ class DPoP:
         # one use per (key, jti); the entry outlives the window in which the proof is valid
         replay_key = self.key_prefix + hashlib.sha256(f"{jkt}|{jti}".encode()).hexdigest()[:32]
         ttl = self.max_age + 2 * self.leeway
+        if self._check_workers:  # said once, on the first proof
+            self._check_workers = False
+            warn_if_several_workers("DPoP", "proof replay cache (memory store)")
         if await self.store.claim(replay_key, b"1", ttl) is not None:
             raise DPoPError(invalid, "the DPoP proof was already used")
         return jkt

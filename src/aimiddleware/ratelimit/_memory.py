@@ -8,6 +8,10 @@ coroutine. The async ``acquire``/``settle`` of the :class:`Engine` interface wra
 per limit, and has neither refunds nor all-or-nothing over several limits, so a request with
 three limits paid for each of them three times over. The algorithms are the same (sliding
 window counter with the previous window weighted and floored, fixed window, moving window).
+
+Each table (counters, moving-window entries, concurrency slots) holds at most ``max_keys``
+keys: a key past its last window goes first, then the least recently used one (see
+:mod:`aimiddleware._lru`), so callers that each bring a new identity cannot grow memory.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from collections.abc import Sequence
 from time import time
 from typing import ClassVar, Final
 
+from .._lru import LRUCache
 from ._engine import Check, Decision, Engine, Outcome, Slot, fits_at
 
-__all__ = ["MemoryEngine"]
+__all__ = ["DEFAULT_MAX_KEYS", "MemoryEngine"]
+
+DEFAULT_MAX_KEYS: Final = 100_000
 
 # a counter window: [window index, current count, previous count, window ms]
 Counter = list[int]
@@ -35,17 +42,24 @@ class MemoryEngine(Engine):
     """
 
     backend: ClassVar[str] = "memory"
-    _SWEEP_EVERY: Final = 4096
 
-    def __init__(self, strategy: str) -> None:
+    def __init__(self, strategy: str, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         super().__init__(strategy)
-        self._counters: dict[str, Counter] = {}
-        # moving windows: key -> entries oldest first, and each key's window
-        self._entries: dict[str, list[Entry]] = {}
-        self._windows: dict[str, int] = {}
-        # slots: key -> {token: lease expiry ms}
-        self._slots: dict[str, dict[str, int]] = {}
-        self._operations = 0
+        # deadlines in ms: a counter is useless once its window and the next one are over
+        self._counters: LRUCache[str, Counter] = LRUCache("rate limit counters", max_keys)
+        # moving windows: key -> entries oldest first, until the newest leaves its window
+        self._entries: LRUCache[str, list[Entry]] = LRUCache("rate limit windows", max_keys)
+        # slots: key -> {token: lease expiry ms}, until the last lease lapses
+        self._slots: LRUCache[str, dict[str, int]] = LRUCache("rate limit slots", max_keys)
+
+    @property
+    def max_keys(self) -> int:
+        return self._counters.max_entries
+
+    @property
+    def evictions(self) -> int:
+        """Live keys dropped so far from a full table."""
+        return self._counters.evictions + self._entries.evictions + self._slots.evictions
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -61,18 +75,18 @@ class MemoryEngine(Engine):
         self.settle_now(adjustments, slot, token)
 
     async def renew(self, slot: Slot, token: str) -> None:
-        leases = self._slots.get(slot.key)
-        if leases is not None and token in leases:
-            leases[token] = int(time() * 1000) + int(slot.lease * 1000)
+        now = int(time() * 1000)
+        node = self._slots.node(slot.key, now)
+        if node is not None and token in node.value:
+            expiry = node.value[token] = now + int(slot.lease * 1000)
+            if expiry > node.deadline:
+                self._slots.touch(slot.key, node, expiry + int(slot.lease * 1000))
 
     # -- acquire ------------------------------------------------------------------------------
 
     def acquire_now(self, checks: Sequence[Check], slot: Slot | None, token: str) -> Decision:
         """Check every limit and the slot; charge all of them only if none rejects."""
         now = int(time() * 1000)
-        self._operations += 1
-        if self._operations >= self._SWEEP_EVERY:
-            self._sweep(now)
         if self._code == 3:
             return self._acquire_moving(checks, slot, token, now)
         sliding = self._code == 1
@@ -83,7 +97,7 @@ class MemoryEngine(Engine):
         for key, limit, window, cost in checks:
             window_ms = window * 1000
             index = now // window_ms
-            record = counters.get(key)
+            record = counters.get(key, now)
             if record is None or record[0] < index - 1:
                 record = [index, 0, 0, window_ms]
             elif record[0] == index - 1:
@@ -102,8 +116,9 @@ class MemoryEngine(Engine):
             return Decision(False, failed, self._counter_state(checks, staged), in_use)
         outcomes = []
         for (key, limit, _, cost), (record, used, elapsed) in zip(checks, staged, strict=True):
+            if record[1] == 0:  # a new window's record: (re)stored with its deadline
+                counters.put(key, record, now, (record[0] + 2) * record[3])
             record[1] += cost
-            counters[key] = record
             left = limit - used - cost
             outcomes.append(Outcome(left if left > 0 else 0, record[3] - elapsed, 0, record[0]))
         return Decision(True, -1, outcomes, in_use)
@@ -140,7 +155,7 @@ class MemoryEngine(Engine):
         failed = -1
         for position, (key, limit, window, cost) in enumerate(checks):
             window_ms = window * 1000
-            entries = [e for e in self._entries.get(key, ()) if e[0] > now - window_ms]
+            entries = [e for e in self._entries.get(key, now) or () if e[0] > now - window_ms]
             used = sum(e[2] for e in entries)
             reset = (entries[0][0] + window_ms - now) if entries else window_ms
             retry = 0
@@ -164,8 +179,7 @@ class MemoryEngine(Engine):
             return Decision(False, failed, before, in_use)
         for (key, _, window, cost), entries in zip(checks, found, strict=True):
             entries.append((now, token, cost))
-            self._entries[key] = entries
-            self._windows[key] = window * 1000
+            self._entries.put(key, entries, now, now + window * 1000)
         after = [
             Outcome(max(0, o.remaining - check.cost), o.reset_ms, 0, 0)
             for check, o in zip(checks, before, strict=True)
@@ -177,9 +191,13 @@ class MemoryEngine(Engine):
         the set is full."""
         if slot is None:
             return 0
-        leases = self._slots.get(slot.key)
-        if leases is None:
-            leases = self._slots[slot.key] = {}
+        lease_ms = int(slot.lease * 1000)
+        node = self._slots.node(slot.key, now)
+        if node is None:
+            # the set outlives its last lease by up to one lease more: its deadline moves (a
+            # heap push) once a lease period rather than on every request
+            node = self._slots.put(slot.key, {}, now, now + 2 * lease_ms)
+        leases = node.value
         if len(leases) >= slot.limit:  # only a full set can hold leases that lapsed
             for expired in [t for t, e in leases.items() if e <= now]:
                 del leases[expired]
@@ -188,7 +206,9 @@ class MemoryEngine(Engine):
             return in_use
         if in_use >= slot.limit:
             return ~in_use
-        leases[token] = now + int(slot.lease * 1000)
+        expiry = leases[token] = now + lease_ms
+        if expiry > node.deadline:
+            self._slots.touch(slot.key, node, expiry + lease_ms)
         return in_use + 1
 
     # -- settle -------------------------------------------------------------------------------
@@ -203,11 +223,10 @@ class MemoryEngine(Engine):
         if adjustments:
             self._adjust(adjustments, token, int(time() * 1000))
         if slot is not None:
-            leases = self._slots.get(slot.key)
+            # an empty set stays until its deadline: the caller's next request reuses it
+            leases = self._slots.get(slot.key, int(time() * 1000))
             if leases is not None:
                 leases.pop(token, None)
-                if not leases:
-                    del self._slots[slot.key]
 
     def _adjust(
         self, adjustments: Sequence[tuple[Check, Outcome, int]], token: str, now: int
@@ -217,7 +236,7 @@ class MemoryEngine(Engine):
             if delta == 0:
                 continue
             if self._code == 3:
-                entries = self._entries.setdefault(check.key, [])
+                entries = self._entries.get(check.key, now) or []
                 for position, (stamp, owner, amount) in enumerate(entries):
                     if owner == token:
                         entries[position] = (stamp, owner, max(0, amount + delta))
@@ -225,9 +244,9 @@ class MemoryEngine(Engine):
                 else:
                     if delta > 0:
                         entries.append((now, token, delta))
-                        self._windows[check.key] = check.window * 1000
+                        self._entries.put(check.key, entries, now, now + check.window * 1000)
                 continue
-            record = self._counters.get(check.key)
+            record = self._counters.get(check.key, now)
             if record is not None and record[0] == outcome.charged_window:
                 record[1] = max(0, record[1] + delta)
             elif record is not None and record[0] == outcome.charged_window + 1:
@@ -239,21 +258,6 @@ class MemoryEngine(Engine):
                     record = [index, 0, 0, window_ms]
                 elif record[0] == index - 1:
                     record = [index, 0, record[1], window_ms]
+                if record[1] == 0:
+                    self._counters.put(check.key, record, now, (record[0] + 2) * record[3])
                 record[1] += delta
-                self._counters[check.key] = record
-
-    def _sweep(self, now: int) -> None:
-        # keys of callers that went quiet would otherwise stay forever
-        self._operations = 0
-        self._counters = {k: r for k, r in self._counters.items() if r[0] >= now // r[3] - 1}
-        self._entries = {
-            k: kept
-            for k, entries in self._entries.items()
-            if (kept := [e for e in entries if e[0] > now - self._windows.get(k, 0)])
-        }
-        self._windows = {k: w for k, w in self._windows.items() if k in self._entries}
-        self._slots = {
-            k: alive
-            for k, leases in self._slots.items()
-            if (alive := {t: e for t, e in leases.items() if e > now})
-        }

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from typing import Final
+from urllib.parse import parse_qs
 
 from ..exceptions import ConfigurationError
 from ._engine import Engine
-from ._memory import MemoryEngine
+from ._memory import DEFAULT_MAX_KEYS, MemoryEngine
 
 __all__ = ["engine_from_url"]
 
@@ -19,8 +20,20 @@ _REDIS: Final = {
 }
 
 
+def _memory_max_keys(rest: str) -> int:
+    path, _, query = rest.partition("?")
+    options = parse_qs(query, keep_blank_values=True)
+    if path or set(options) - {"max_keys"}:
+        raise ConfigurationError("a memory storage URL is memory:// or memory://?max_keys=N")
+    values = options.get("max_keys", [str(DEFAULT_MAX_KEYS)])
+    if len(values) != 1 or not values[0].isdigit() or int(values[0]) < 1:
+        raise ConfigurationError("max_keys of memory:// must be a whole number of at least 1")
+    return int(values[0])
+
+
 def engine_from_url(url: str, *, strategy: str, timeout: float) -> Engine:
-    """``memory://`` counts in this process; ``redis://``/``rediss://``/``unix://`` and
+    """``memory://`` counts in this process (``memory://?max_keys=N`` bounds each of its tables,
+    100,000 keys by default); ``redis://``/``rediss://``/``unix://`` and
     ``redis+cluster://h1:p1,h2:p2`` (or ``limits``' own ``async+redis...`` forms) are shared.
 
     The Redis client is the ``redis.asyncio`` one that ``limits`` builds for the URL
@@ -32,7 +45,7 @@ def engine_from_url(url: str, *, strategy: str, timeout: float) -> Engine:
     scheme, rest = url.split("://", 1)
     scheme = scheme.lower().removeprefix("async+")
     if scheme == "memory":
-        return MemoryEngine(strategy)
+        return MemoryEngine(strategy, _memory_max_keys(rest))
     if scheme not in _REDIS:
         # name only the scheme: the rest of a URL may carry a password
         raise ConfigurationError(

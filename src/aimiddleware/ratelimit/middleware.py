@@ -18,6 +18,7 @@ from .._asgi import (
     ClientDisconnected,
     Message,
     Receive,
+    RequestBodyTooLarge,
     Scope,
     Send,
     annotate,
@@ -28,9 +29,11 @@ from .._asgi import (
     route_path,
     send_json,
 )
+from .._lru import LRUCache, bound
 from .._openai import LLMRequest, llm_operation, shared_llm_request
 from .._paths import PathSet
 from ..exceptions import ConfigurationError, StoreUnavailable
+from ..stores._workers import warn_if_several_workers
 from ._engine import Check, Decision, Engine, Outcome, Slot
 from ._exchange import Exchange
 from ._headers import go_duration
@@ -99,6 +102,7 @@ class RateLimitMiddleware:
         concurrency_lease: float = 60.0,
         exempt_paths: Collection[str] = (),
         key_by: Literal["principal", "client"] = "principal",
+        max_request_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self.app = app
         listed = list(tiers.values()) if isinstance(tiers, Mapping) else list(tiers)
@@ -133,14 +137,17 @@ class RateLimitMiddleware:
             raise ConfigurationError("overrides must be a callable")
         self._overrides = overrides
         self._exempt = PathSet(exempt_paths, option="exempt_paths")
+        self._max_body: int = bound("max_request_bytes", max_request_bytes) or 0
         self._engine: Engine = engine_from_url(storage, strategy=strategy, timeout=float(timeout))
         # the memory engine is called synchronously: nothing in it waits
         self._memory = self._engine if isinstance(self._engine, MemoryEngine) else None
         self._moving = strategy == "moving-window"
+        # per-process counts behind several workers are said once, at start-up
+        self._check_workers = self._memory is not None
         self._storage_kind = self._engine.backend
         self._releases = DeferredReleases(self._engine)
         # the key prefix of each recent caller (its hash tag escaped once, not per request)
-        self._bases: dict[str, str] = {}
+        self._bases: LRUCache[str, str] = LRUCache("rate limit key prefixes", _MAX_BASES)
         # slot leases and moving-window entries need a token unique across workers
         self._token_prefix = secrets.token_hex(6) + "."
         self._tokens = itertools.count()
@@ -183,6 +190,9 @@ class RateLimitMiddleware:
     # -- the request -------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._check_workers:
+            self._check_workers = False
+            warn_if_several_workers("RateLimitMiddleware", "counters (memory://)")
         if scope["type"] != "http" or (self._exempt and self._exempt.matches(route_path(scope))):
             if scope["type"] == "lifespan":
                 send = self._closing_on_shutdown(send)
@@ -200,16 +210,18 @@ class RateLimitMiddleware:
             path = route_path(scope)
             if llm_operation(path):
                 try:
-                    _, receive = await read_body(scope, receive)
+                    _, receive = await read_body(scope, receive, limit=self._max_body)
                 except ClientDisconnected:
+                    return
+                except RequestBodyTooLarge:
+                    await self._too_large(scope, send)
                     return
                 llm, receive, strip_usage = await self._llm_request(scope, path, receive)
 
-        base = self._bases.get(subject)
+        base = self._bases.get(subject, 0.0)
         if base is None:
-            if len(self._bases) >= _MAX_BASES:
-                self._bases.clear()
-            base = self._bases[subject] = f"{self._prefix}{{{hash_tag(subject)}}}:"
+            base = f"{self._prefix}{{{hash_tag(subject)}}}:"
+            self._bases.put(subject, base, 0.0)
         estimate = prompt = 0
         if llm is not None:
             prompt = math.ceil(llm.prompt_chars / self._chars_per_token)
@@ -351,6 +363,18 @@ class RateLimitMiddleware:
         fields = plan.fields(outcomes, slots_free)
         headers = [(b"retry-after", b"%d" % _whole_seconds(retry)), *fields]
         await send_json(send, 429, body, headers)
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        annotate(scope, "aimiddleware.ratelimit.outcome", "body_too_large")
+        body = {
+            "error": {
+                "message": f"The request body is larger than {self._max_body} bytes.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "request_too_large",
+            }
+        }
+        await send_json(send, 413, body)
 
     async def _store_fault(
         self, scope: Scope, receive: Receive, send: Send, exc: StoreUnavailable

@@ -24,15 +24,19 @@ def store_from_url(url: str, **options: Any) -> Store:
     """Build a store from a URL: ``memory://``, ``redis://``, ``rediss://``, ``unix://``,
     ``redis+cluster://`` or ``rediss+cluster://``.
 
-    Keyword options go to the backend (``prefix=``, ``timeout=`` for Redis).
+    Keyword options go to the backend: ``max_entries=`` and ``max_bytes=`` for memory (its
+    bounds), ``prefix=`` and ``timeout=`` for Redis.
 
     :raises ConfigurationError: unknown scheme, malformed URL, or the ``redis`` extra missing.
     """
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
-        if options:
-            raise ConfigurationError(f"the memory store takes no options, got {sorted(options)}")
-        return MemoryStore()
+        unknown = sorted(set(options) - {"max_entries", "max_bytes"})
+        if unknown:
+            raise ConfigurationError(
+                f"the memory store takes max_entries and max_bytes only, got {unknown}"
+            )
+        return MemoryStore(**options)
     if scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
         from .redis import RedisStore
 

@@ -11,6 +11,7 @@ from opentelemetry.propagators.textmap import Getter, TextMapPropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .._asgi import Scope
+from .._lru import LRUCache
 from . import _semconv as sc
 
 
@@ -123,17 +124,15 @@ def _split_host(host: str) -> tuple[str, int | None]:
 
 
 # Host header -> (server.address, server.port): a server answers to a handful of names, so
-# the split is done once per name; a client sending random names only fills it to the cap
-_HOSTS: dict[bytes, tuple[str, int | None]] = {}
-_HOSTS_CAP: Final = 256
+# the split is done once per name; a client sending random names only cycles the table
+_HOSTS: LRUCache[bytes, tuple[str, int | None]] = LRUCache("tracing host names", 256)
 
 
 def _server(host: bytes) -> tuple[str, int | None]:
-    server = _HOSTS.get(host)
+    server = _HOSTS.get(host, 0.0)
     if server is None:
         server = _split_host(host.decode("latin-1"))
-        if len(_HOSTS) < _HOSTS_CAP:
-            _HOSTS[host] = server
+        _HOSTS.put(host, server, 0.0)
     return server
 
 
