@@ -11,7 +11,7 @@ PAGE = ROOT / "docs" / "security.md"
 REFERENCE = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
 
 
-def test_functions(path: Path) -> set[str]:
+def defined_tests(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     functions = (ast.FunctionDef, ast.AsyncFunctionDef)
     return {node.name for node in ast.walk(tree) if isinstance(node, functions)}
@@ -28,7 +28,7 @@ def test_every_named_test_exists() -> None:
     missing = []
     for file, name in references:
         path = ROOT / file
-        if not path.is_file() or name not in test_functions(path):
+        if not path.is_file() or name not in defined_tests(path):
             missing.append(f"{file}::{name}")
     assert not missing, f"docs/security.md names tests that do not exist: {missing}"
 
