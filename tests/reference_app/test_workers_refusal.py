@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 import pytest
+import uvicorn
 
 from reference_app.__main__ import main
 
@@ -30,16 +33,23 @@ def test_several_workers_with_memory_stores_are_refused(
 def test_several_workers_with_redis_are_served(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # serve exports the URL for its workers: registered here, so that it is undone after
-    monkeypatch.setenv("AIMW_REDIS_URL", "")
-    monkeypatch.delenv("AIMW_REDIS_URL")
     started: dict[str, object] = {}
 
-    def run(app: str, **options: object) -> None:
-        started.update(options, app=app)
+    def run_workers(config: uvicorn.Config, sock: socket.socket) -> None:
+        started.update(workers=config.workers, app=config.app)
+        sock.close()
 
-    monkeypatch.setattr("uvicorn.run", run)
-    # nothing listens on port 1: serve hands the URL to the workers without connecting
-    status = main(["serve", "--workers", "2", "--redis-url", "redis://127.0.0.1:1/0"])
+    monkeypatch.setattr("reference_app.__main__.run_workers", run_workers)
+    # nothing listens on port 1: serve hands the URL to the workers without connecting;
+    # port 0, so that the socket it binds for them is the kernel's choice
+    argv = ["serve", "--workers", "2", "--port", "0", "--redis-url", "redis://127.0.0.1:1/0"]
+    before = dict(os.environ)
+    try:
+        status = main(argv)
+    finally:
+        # serve exports its settings for the worker processes: none may leak into other tests
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+    assert "AIMW_PORT" not in os.environ
     assert status == 0
     assert started["workers"] == 2
