@@ -2,8 +2,10 @@
 
 The options table of a page (a Markdown table whose first header cell is ``option``) is read and
 compared with the constructor's keyword-only parameters: a parameter without a row, or a row
-without a parameter, fails. A default written as one Python literal (`` `30.0` ``, `` `"open"` ``,
-`` `None` ``) must equal the signature's default, so a changed default cannot leave its page behind.
+without a parameter, fails. Each table reads ``option | type | default | meaning``; the type is
+the parameter's annotation as written in the signature, and a default written as one Python
+literal (`` `30.0` ``, `` `"open"` ``, `` `None` ``) must equal the signature's default, so a
+changed option cannot leave its page behind.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def option_rows(page: str) -> dict[str, list[str]]:
             continue
         row = cells(line)
         if row[0] == "option":
+            assert row == ["option", "type", "default", "meaning"], f"docs/{page}: {line}"
             in_table = True
             continue
         if in_table and not set(row[0]) <= set("-: "):
@@ -102,7 +105,7 @@ def test_literal_defaults_match_the_signature(cls: type) -> None:
     wrong = {}
     for name, parameter in keyword_options(cls).items():
         row = documented[name]
-        default_cell = row[-2]  # option | [type |] default | meaning
+        default_cell = row[2]  # option | type | default | meaning
         match = _LITERAL.match(default_cell)
         if match is None or parameter.default is inspect.Parameter.empty:
             continue
@@ -115,3 +118,14 @@ def test_literal_defaults_match_the_signature(cls: type) -> None:
         if normalised(literal) != normalised(parameter.default):
             wrong[name] = (match.group(1), parameter.default)
     assert not wrong, f"docs/{PAGES[cls]}: documented default vs signature: {wrong}"
+
+
+@pytest.mark.parametrize("cls", list(PAGES), ids=lambda cls: cls.__name__)
+def test_types_are_the_signatures_annotations(cls: type) -> None:
+    documented = option_rows(PAGES[cls])
+    wrong = {}
+    for name, parameter in keyword_options(cls).items():
+        written = documented[name][1].strip("`").replace("\\|", "|")
+        if written != str(parameter.annotation):
+            wrong[name] = (written, str(parameter.annotation))
+    assert not wrong, f"docs/{PAGES[cls]}: documented type vs signature: {wrong}"
