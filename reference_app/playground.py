@@ -17,7 +17,8 @@ with the server's own development issuer; any other issuer can be handed to
     app = create_app(Settings(), demo_tokens=issue)
 
 Without an issuer ``GET /demo/token`` answers 404 (``demo_mode_off``) and the page calls the API
-without a token; an issuer that raises gets a 503 (``demo_token_unavailable``) and one log line.
+without a token; an issuer that raises gets a 503 (``demo_token_unavailable``, which the
+stack's normalisation answers as ``service_unavailable`` like every 5xx) and one log line.
 """
 
 from __future__ import annotations

@@ -62,6 +62,12 @@ class Issuer:
         sock, self._socket = self._socket, None
         return sock if sock is not None else bound_socket(port, reuse=True)
 
+    def close(self) -> None:
+        """Release the port held for the URL when the issuer was never served."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
     def reset(self) -> None:
         self.jwks_down = False
         self.metadata_down = False

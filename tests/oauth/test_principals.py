@@ -126,10 +126,14 @@ async def test_the_same_sub_at_two_issuers_is_two_principals() -> None:
         for source in (first, second)
     ]
     answers = []
-    for app, source in zip(apps, (first, second), strict=True):
-        async with client_of(app) as client:
-            token = source.mint(sub="user-1", client_id="cli")
-            answers.append(await client.post(PATH, headers=keyed(token, "k-1"), json=BODY))
+    try:
+        for app, source in zip(apps, (first, second), strict=True):
+            async with client_of(app) as client:
+                token = source.mint(sub="user-1", client_id="cli")
+                answers.append(await client.post(PATH, headers=keyed(token, "k-1"), json=BODY))
+    finally:
+        first.close()
+        second.close()
     assert [a.status_code for a in answers] == [200, 200]
     assert "idempotent-replayed" not in answers[1].headers
     assert runs == [f"sub:user-1@{first.url}", f"sub:user-1@{second.url}"]
