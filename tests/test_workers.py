@@ -11,8 +11,8 @@ import logging
 import pytest
 
 from aimiddleware import IdempotencyMiddleware
+from aimiddleware._workers import warn_if_several_workers, worker_count
 from aimiddleware.ratelimit import RateLimitMiddleware, Tier
-from aimiddleware.stores._workers import warn_if_several_workers, worker_count
 
 from .mcp._helpers import Exchange, http_scope, recording_app, run
 

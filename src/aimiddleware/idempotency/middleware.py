@@ -23,10 +23,10 @@ from .._asgi import (
     route_path,
 )
 from .._paths import ROUTE_TEMPLATE_KEY
+from .._workers import warn_if_several_workers
 from ..exceptions import StoreUnavailable
 from ..principal import get_principal
 from ..stores import Store
-from ..stores._workers import warn_if_several_workers
 from . import _records as records
 from ._execution import Execution, keep_alive, logger
 from ._heartbeat import Heartbeats

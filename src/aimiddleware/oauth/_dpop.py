@@ -17,9 +17,9 @@ from joserfc.errors import JoseError
 from joserfc.jws import JWSRegistry
 
 from .._asgi import Scope
+from .._workers import warn_if_several_workers
 from ..exceptions import ConfigurationError
 from ..stores import MemoryStore, Store
-from ..stores._workers import warn_if_several_workers
 from ._jwt import ASYMMETRIC_ALGORITHMS
 
 __all__ = ["DPoP", "DPoPError", "access_token_hash", "normalize_htu", "request_url"]

@@ -32,8 +32,8 @@ from .._asgi import (
 from .._lru import LRUCache, bound
 from .._openai import LLMRequest, llm_operation, shared_llm_request
 from .._paths import PathSet
+from .._workers import warn_if_several_workers
 from ..exceptions import ConfigurationError, StoreUnavailable
-from ..stores._workers import warn_if_several_workers
 from ._engine import Check, Decision, Engine, Outcome, Slot
 from ._exchange import Exchange
 from ._headers import go_duration
