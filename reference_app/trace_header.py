@@ -1,6 +1,6 @@
 """``x-trace-id`` on every response that has a trace, so people can quote it and find the span.
 
-The tracing middleware records the trace id in the scope (``aimiddleware._asgi.trace_id``); this
+The tracing middleware records the trace id in the scope (``aimiddleware.context.trace_id``); this
 wrapper, mounted just inside it, copies the id onto the response. The playground shows it next
 to the request id. W3C's ``traceresponse`` header is still a draft of Trace Context Level 2,
 so the plain, widely used ``x-trace-id`` name is what the page reads first.
@@ -8,7 +8,7 @@ so the plain, widely used ``x-trace-id`` name is what the page reads first.
 
 from __future__ import annotations
 
-from aimiddleware._asgi import ASGIApp, Message, Receive, Scope, Send, trace_id
+from aimiddleware.context import ASGIApp, Message, Receive, Scope, Send, trace_id
 
 HEADER = b"x-trace-id"
 

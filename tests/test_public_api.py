@@ -22,6 +22,8 @@ def test_every_public_name_resolves_and_is_documented() -> None:
 def test_nothing_private_is_exported() -> None:
     public = {n for n in dir(aimiddleware) if not n.startswith("_")}
     submodules = {
+        "context",
+        "errors",
         "exceptions",
         "principal",
         "stores",
@@ -54,3 +56,34 @@ def test_import_needs_no_optional_dependency() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_context_contract_names_every_key_once() -> None:
+    context = importlib.import_module("aimiddleware.context")
+    keys = {name: getattr(context, name) for name in context.__all__ if name.endswith("_KEY")}
+    assert len(set(keys.values())) == len(keys), keys
+    for name in context.__all__:
+        assert getattr(context, name) is not None
+    # every scope key the library writes is one of the contract's
+    import pathlib
+    import re
+
+    source = pathlib.Path(aimiddleware.__file__).parent
+    literal = re.compile(r'scope\[\s*"(aimiddleware\.[a-z_.]+)"\s*\]')
+    written = {m for path in source.rglob("*.py") for m in literal.findall(path.read_text())}
+    assert written <= set(keys.values()), written - set(keys.values())
+
+
+def test_nothing_outside_the_package_imports_a_private_module() -> None:
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    private = re.compile(r"\baimiddleware(?:\.[a-z]+)*\._[a-z]\w*|`_[a-z]+\.\w+")
+    found = {
+        str(path.relative_to(root)): private.findall(path.read_text())
+        for folder in ("reference_app", "benchmarks", "docs")
+        for path in sorted((root / folder).rglob("*"))
+        if path.suffix in (".py", ".md")
+    }
+    assert not {path: names for path, names in found.items() if names}

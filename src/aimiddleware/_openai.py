@@ -12,6 +12,10 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .context import LLM_REQUEST_KEY, get_llm_usage, set_llm_usage
+
+_NOT_LLM: Final = object()
+
 __all__ = [
     "OPERATIONS",
     "LLMRequest",
@@ -27,9 +31,6 @@ __all__ = [
     "usage_tokens",
 ]
 
-_REQUEST_KEY: Final = "aimiddleware.llm_request"
-USAGE_KEY: Final = "aimiddleware.llm_usage"
-_NOT_LLM: Final = object()
 
 # route suffix -> gen_ai.operation.name
 OPERATIONS: Final = {
@@ -123,11 +124,11 @@ def shared_llm_request(scope: MutableMapping[str, Any], path: str, body: Any) ->
     (the rate limiter and tracing both read it). ``body`` is the shared request JSON
     (``json_body(scope)``); callers must treat the result as read-only.
     """
-    cached = scope.get(_REQUEST_KEY)
+    cached = scope.get(LLM_REQUEST_KEY)
     if cached is not None:
         return None if cached is _NOT_LLM else cached
     request = parse_llm_request(path, body)
-    scope[_REQUEST_KEY] = _NOT_LLM if request is None else request
+    scope[LLM_REQUEST_KEY] = _NOT_LLM if request is None else request
     return request
 
 
@@ -137,30 +138,6 @@ class LLMUsage:
 
     input_tokens: int | None
     output_tokens: int | None
-
-
-def set_llm_usage(scope: MutableMapping[str, Any], usage: LLMUsage) -> None:
-    """Hand the usage a middleware settled to the others of the stack, under
-    ``scope["aimiddleware.llm_usage"]``.
-
-    The rate limiter does, once the response's usage is known: it may have asked for the usage
-    chunk of a stream itself and removed it before the stream travels outwards, so a middleware
-    outside it (tracing) would otherwise never see the usage. Only usage the model stated is
-    handed over, never an estimate.
-    """
-    scope[USAGE_KEY] = usage
-
-
-def get_llm_usage(scope: MutableMapping[str, Any]) -> LLMUsage | None:
-    """The usage :func:`set_llm_usage` handed over for this request, if any.
-
-    >>> scope = {}
-    >>> set_llm_usage(scope, LLMUsage(12, 30))
-    >>> get_llm_usage(scope)
-    LLMUsage(input_tokens=12, output_tokens=30)
-    """
-    usage = scope.get(USAGE_KEY)
-    return usage if isinstance(usage, LLMUsage) else None
 
 
 @dataclass(slots=True)

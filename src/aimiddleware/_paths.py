@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from .context import ROUTE_TEMPLATE_KEY, route_path
 from .exceptions import ConfigurationError
 
 __all__ = ["ROUTE_TEMPLATE_KEY", "PathPattern", "PathSet", "route_path", "route_template"]
@@ -140,36 +141,6 @@ class PathSet:
         if path in self._exact or path.startswith(self._prefixes):
             return True
         return any(regex.fullmatch(path) is not None for regex in self._regexes)
-
-
-def route_path(scope: Mapping[str, Any]) -> str:
-    """The path a router matches: ``scope["path"]`` without the ``root_path`` prefix.
-
-    Under ``Mount("/api", app)`` (or ``uvicorn --root-path /api``) the app sees
-    ``path="/api/v1/models"`` and ``root_path="/api"``; its routes, and every path rule of this
-    library, match ``/v1/models``. The same rule as Starlette's router (``get_route_path``): the
-    prefix is removed only at a segment boundary, and a path that does not carry it is the route
-    path as it is.
-
-    >>> route_path({"path": "/api/v1/models", "root_path": "/api"})
-    '/v1/models'
-    >>> route_path({"path": "/apiv1", "root_path": "/api"})
-    '/apiv1'
-    """
-    path: str = scope.get("path", "")
-    root: str = scope.get("root_path", "")
-    if not root or not path.startswith(root):
-        return path
-    if len(path) == len(root):
-        return ""
-    if path[len(root)] == "/":
-        return path[len(root) :]
-    return path
-
-
-#: the route template of a response given on the app's behalf without running it (an idempotent
-#: replay), for whoever reports the route: the router left no ``scope["route"]`` then
-ROUTE_TEMPLATE_KEY: Final = "aimiddleware.route_template"
 
 
 def route_template(scope: Mapping[str, Any], root_path: str) -> str | None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
-from ._asgi import Scope
+from .context import get_principal, set_principal
 
 __all__ = ["Principal", "get_principal", "set_principal"]
-
-_STATE_KEY: Final = "principal"
 
 Credential = Literal["jwt", "introspection", "api_key", "anonymous", "custom"]
 Namespace = Literal["sub", "client", "key"]
@@ -80,25 +78,3 @@ class Principal:
         if self.client_id is None or self.credential not in ("jwt", "introspection"):
             return self.id
         return namespaced_id("client", self.client_id, self.issuer)
-
-
-def set_principal(scope: Scope, principal: Principal) -> None:
-    """Attach ``principal`` to the request: ``scope["state"]["principal"]`` and ``scope["auth"]``.
-
-    ``request.state.principal`` then works in Starlette and FastAPI handlers.
-    """
-    state = scope.get("state")
-    if state is None:
-        state = scope["state"] = {}
-    state[_STATE_KEY] = principal
-    scope["auth"] = principal
-
-
-def get_principal(scope: Scope) -> Principal | None:
-    """The principal an auth middleware attached to this request, or ``None``."""
-    state = scope.get("state")
-    if state:
-        principal = state.get(_STATE_KEY)
-        if isinstance(principal, Principal):
-            return principal
-    return None

@@ -22,8 +22,8 @@ from .._asgi import (
     read_body,
     route_path,
 )
-from .._paths import ROUTE_TEMPLATE_KEY
 from .._workers import warn_if_several_workers
+from ..context import set_route_template_override
 from ..exceptions import StoreUnavailable
 from ..principal import get_principal
 from ..stores import Store
@@ -361,13 +361,13 @@ class IdempotencyMiddleware:
                     return
             annotate(scope, OUTCOME, "replayed")
             if record.route is not None:
-                scope[ROUTE_TEMPLATE_KEY] = record.route
+                set_route_template_override(scope, record.route)
             await replay(send, record, chunks, self._extra)
             return
         if record.kind == records.STREAMING and opts.follow_streams:
             annotate(scope, OUTCOME, "followed")
             if record.route is not None:
-                scope[ROUTE_TEMPLATE_KEY] = record.route
+                set_route_template_override(scope, record.route)
             try:
                 await follow(opts.store, key, record, send, self._extra, opts.poll_interval)
             except StoreUnavailable as exc:

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from ._mapping import STATUS_DEFAULTS
+from ..errors import STATUS_DEFAULTS
 from ._routes import NormalizeRoute
 from .middleware import NormalizeMiddleware
 

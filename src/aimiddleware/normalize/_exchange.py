@@ -23,8 +23,10 @@ from .._asgi import (
     trace_id,
 )
 from .._openai import llm_operation
-from ._mapping import GENERIC_5XX, ErrorInfo, defaults, is_json_rpc, read_error
-from ._routes import NormalizeRoute, prefers_minimal, wants_problem
+from ..errors import error_defaults as defaults
+from ..errors import wants_problem
+from ._mapping import GENERIC_5XX, ErrorInfo, is_json_rpc, read_error
+from ._routes import NormalizeRoute, prefers_minimal
 
 if TYPE_CHECKING:
     from .middleware import NormalizeMiddleware

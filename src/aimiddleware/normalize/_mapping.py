@@ -9,12 +9,12 @@ generic message, whatever its body held.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any, Final
 
 from .._asgi import RawHeaders, get_header
 from .._openai import llm_operation
+from ..errors import GENERIC_5XX, STATUS_DEFAULTS, ErrorInfo, reason
+from ..errors import error_defaults as defaults
 
 __all__ = [
     "GENERIC_5XX",
@@ -25,94 +25,7 @@ __all__ = [
     "reason",
 ]
 
-# status -> (type, code); docs/normalize.md documents this table
-STATUS_DEFAULTS: Final[dict[int, tuple[str, str | None]]] = {
-    400: ("invalid_request_error", None),
-    401: ("invalid_request_error", "invalid_api_key"),
-    403: ("permission_error", "insufficient_permissions"),
-    404: ("invalid_request_error", "not_found"),
-    405: ("invalid_request_error", "method_not_allowed"),
-    406: ("invalid_request_error", "not_acceptable"),
-    408: ("invalid_request_error", "request_timeout"),
-    409: ("invalid_request_error", "conflict"),
-    410: ("invalid_request_error", "gone"),
-    411: ("invalid_request_error", "length_required"),
-    412: ("invalid_request_error", "precondition_failed"),
-    413: ("invalid_request_error", "request_too_large"),
-    415: ("invalid_request_error", "unsupported_media_type"),
-    422: ("invalid_request_error", "invalid_value"),
-    428: ("invalid_request_error", "precondition_required"),
-    429: ("requests", "rate_limit_exceeded"),
-    431: ("invalid_request_error", "request_header_fields_too_large"),
-    500: ("server_error", "internal_error"),
-    501: ("server_error", "not_implemented"),
-    502: ("server_error", "bad_gateway"),
-    503: ("server_error", "service_unavailable"),
-    504: ("server_error", "gateway_timeout"),
-}
-
-GENERIC_5XX: Final = "The server had an error while processing your request."
 _MAX_MESSAGE: Final = 2000
-
-
-def reason(status: int) -> str:
-    """The HTTP reason phrase of ``status`` (``"Error"`` for unknown codes)."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
-def defaults(status: int) -> tuple[str, str | None]:
-    found = STATUS_DEFAULTS.get(status)
-    if found is not None:
-        return found
-    return ("server_error", None) if status >= 500 else ("invalid_request_error", None)
-
-
-@dataclass(slots=True)
-class ErrorInfo:
-    """One error, before it is written as an OpenAI envelope or RFC 9457 problem."""
-
-    status: int
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # other keys of an app's error object
-    problem_type: str | None = None  # the type URI of an RFC 9457 body this error came from
-
-    def envelope(self, trace_id: str | None = None) -> dict[str, Any]:
-        error: dict[str, Any] = {
-            **self.extra,
-            "message": self.message,
-            "type": self.type,
-            "param": self.param,
-            "code": self.code,
-        }
-        if trace_id:
-            error["trace_id"] = trace_id
-        return {"error": error}
-
-    def problem(
-        self, type_base: str | None, request_id: str, trace_id: str | None = None
-    ) -> dict[str, Any]:
-        slug = self.code or self.type
-        # a problem keeps the type its author gave it
-        kind = self.problem_type or (f"{type_base}{slug}" if type_base else "about:blank")
-        problem: dict[str, Any] = {
-            "type": kind,
-            "title": reason(self.status),
-            "status": self.status,
-            "detail": self.message,
-            "error_type": self.type,
-            "code": self.code,
-            "param": self.param,
-            "request_id": request_id,
-        }
-        if trace_id:
-            problem["trace_id"] = trace_id
-        return problem
 
 
 def is_json_rpc(payload: Any) -> bool:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from .._paths import PathPattern
 from ..exceptions import ConfigurationError
 
-__all__ = ["ErrorFormat", "NormalizeRoute", "pick", "prefers_minimal", "wants_problem"]
+__all__ = ["ErrorFormat", "NormalizeRoute", "pick", "prefers_minimal"]
 
 ErrorFormat = Literal["openai", "problem", "passthrough"]
 Minimal = Callable[[Any], Any] | Sequence[str]
@@ -98,39 +98,6 @@ def _merge(left: Any, right: Any) -> Any:
     if isinstance(left, list) and isinstance(right, list) and len(left) == len(right):
         return [_merge(a, b) for a, b in zip(left, right, strict=True)]
     return right
-
-
-def _media_ranges(accept: bytes) -> dict[str, float]:
-    ranges: dict[str, float] = {}
-    for item in accept.decode("latin-1").split(","):
-        media, *params = (part.strip() for part in item.split(";"))
-        if not media:
-            continue
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        ranges[media.lower()] = max(q, ranges.get(media.lower(), 0.0))
-    return ranges
-
-
-def wants_problem(accept: bytes | None) -> bool:
-    """Whether ``Accept`` prefers ``application/problem+json`` over ``application/json``.
-
-    >>> wants_problem(b"application/problem+json")
-    True
-    >>> wants_problem(b"application/json, application/problem+json;q=0.5")
-    False
-    """
-    if not accept or b"problem+json" not in accept:
-        return False
-    ranges = _media_ranges(accept)
-    problem = ranges.get("application/problem+json", 0.0)
-    return problem > 0 and problem >= ranges.get("application/json", 0.0)
 
 
 def prefers_minimal(prefer: list[bytes]) -> bool:
