@@ -8,7 +8,8 @@ written by apps may not be).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
 from ._paths import route_path
@@ -46,6 +47,7 @@ __all__ = [
     "Send",
     "add_header",
     "annotate",
+    "close_on_shutdown",
     "get_annotations",
     "get_header",
     "get_headers",
@@ -197,3 +199,25 @@ async def send_json(
     ]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+# -- lifespan ---------------------------------------------------------------------------------
+
+
+def close_on_shutdown(
+    send: Send, close: Callable[[], Awaitable[None]], what: str, logger: logging.Logger
+) -> Send:
+    """The lifespan ``send`` that runs ``close`` (a middleware's ``aclose``) just before the
+    server hears ``lifespan.shutdown.complete``: connections a middleware opened end with the
+    app. A failure to close is logged (one line naming ``what``), never fails the shutdown.
+    """
+
+    async def _send(message: Message) -> None:
+        if message["type"] == "lifespan.shutdown.complete":
+            try:
+                await close()
+            except Exception as exc:
+                logger.warning("%s: closing on shutdown failed: %r", what, exc)
+        await send(message)
+
+    return _send
