@@ -8,6 +8,7 @@ from typing import Any, Final, Literal
 
 from limits import RateLimitItem, parse_many
 
+from .._config import check_int
 from ..exceptions import ConfigurationError
 
 __all__ = ["STRATEGIES", "ModelLimits", "Strategy", "Tier", "Window"]
@@ -104,10 +105,8 @@ class Tier:
     ) -> None:
         if not isinstance(name, str) or not name or not name.isprintable():
             raise ConfigurationError("a tier needs a non-empty printable name")
-        if concurrency is not None and (
-            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
-        ):
-            raise ConfigurationError(f"tier {name!r}: concurrency must be a positive integer")
+        if concurrency is not None:
+            check_int(f"tier {name!r}: concurrency", concurrency, minimum=1)
         models = dict(models or {})
         for model, extra in models.items():
             if not isinstance(extra, ModelLimits):
