@@ -110,10 +110,12 @@ class RateLimitMiddleware:
                 send = close_on_shutdown(send, self.aclose, "RateLimitMiddleware", logger)
             await self.app(scope, receive, send)
             return
+        # who is counted, under which tier
         subject, tier = self._callers.resolve(scope)
         if self.config.overrides is not None:
             tier = await self._override(subject, tier)
         annotate(scope, "aimiddleware.ratelimit.tier", tier.name)
+        # what it asks for: an LLM call's tokens are estimated from its body
         call = None
         if (tier.tokens or tier.models) and scope.get("method") == "POST":
             try:
@@ -123,6 +125,7 @@ class RateLimitMiddleware:
             except RequestBodyTooLarge:
                 await send_too_large(scope, send, self.config.max_request_bytes)
                 return
+        # every limit that applies, checked and charged at once
         ticket = ticket_for(self.config, self._base(subject), tier, call)
         if ticket is None:  # no limit of the tier applies
             await self.app(scope, receive, send)
@@ -132,6 +135,7 @@ class RateLimitMiddleware:
         except StoreUnavailable as exc:
             await self._store_fault(scope, receive, send, exc)
             return
+        # refused, or run with the fields on the answer and settled as it ends
         if not decision.allowed:
             await send_rejection(scope, send, ticket, decision)
             return
