@@ -18,7 +18,7 @@ def _ours(storage: str) -> ASGIApp:
     from aimiddleware.ratelimit import RateLimitMiddleware, Tier
 
     tier = Tier("agent", requests=_HIGH, tokens="1000000000000/minute", concurrency=1_000_000)
-    return RateLimitMiddleware(bare_app(), tiers=[tier], storage=storage, key_prefix="bench:")
+    return RateLimitMiddleware(bare_app(), tiers=[tier], store=storage, key_prefix="bench:")
 
 
 def _memory() -> ASGIApp:

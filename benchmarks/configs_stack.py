@@ -86,7 +86,7 @@ def build_stack(app: ASGIApp, *, store_url: str, sdk: bool = True) -> ASGIApp:
         app,
         tiers=[tier],
         default_tier="bench",
-        storage=store_url,
+        store=store_url,
         key_prefix=f"aimw:rl:{prefix}",
     )
     idem_store = store_url if store_url.startswith("memory") else f"{store_url}?prefix={prefix}"

@@ -48,7 +48,7 @@ def _rate_limits(app: ASGIApp, settings: Settings) -> ASGIApp:
         app,
         tiers=tiers,
         default_tier=settings.anonymous_tier,
-        storage=settings.store_url,
+        store=settings.store_url,
         timeout=settings.store_timeout,
         on_store_error=settings.rate_limit_on_store_error,
         client_type_header=settings.client_type_header,

@@ -1,18 +1,21 @@
 """Each middleware's page documents every option of its constructor, and nothing else.
 
 The options table of a page (a Markdown table whose first header cell is ``option``) is read and
-compared with the constructor's keyword-only parameters: a parameter without a row, or a row
-without a parameter, fails. Each table reads ``option | type | default | meaning``; the type is
-the parameter's annotation as written in the signature, and a default written as one Python
-literal (`` `30.0` ``, `` `"open"` ``, `` `None` ``) must equal the signature's default, so a
-changed option cannot leave its page behind.
+compared with the constructor's keyword-only parameters (for a middleware that takes ``config``
+and ``**options``, the fields of its options class, a group's fields counted as options): a
+parameter without a row, or a row without a parameter, fails. Each table reads ``option | type |
+default | meaning``; the type is the parameter's annotation as written in the signature, and a
+default written as one Python literal (`` `30.0` ``, `` `"open"` ``, `` `None` ``) must equal the
+signature's default, so a changed option cannot leave its page behind.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +73,24 @@ def option_rows(page: str) -> dict[str, list[str]]:
     return rows
 
 
+def fields_as_options(config: type) -> dict[str, inspect.Parameter]:
+    """The options class's fields; a group (a field whose default is a dataclass) gives its own."""
+    found: dict[str, inspect.Parameter] = {}
+    for name, parameter in inspect.signature(config).parameters.items():
+        if dataclasses.is_dataclass(parameter.default):
+            found.update(fields_as_options(type(parameter.default)))
+        else:
+            found[name] = parameter
+    return found
+
+
 def keyword_options(cls: type) -> dict[str, inspect.Parameter]:
     signature = inspect.signature(cls.__init__)  # type: ignore[misc]
+    kinds = {parameter.kind for parameter in signature.parameters.values()}
+    if "config" in signature.parameters and inspect.Parameter.VAR_KEYWORD in kinds:
+        hint = typing.get_type_hints(cls.__init__)["config"]  # type: ignore[misc]
+        config = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        return fields_as_options(config)
     return {
         name: parameter
         for name, parameter in signature.parameters.items()

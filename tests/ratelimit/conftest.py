@@ -15,7 +15,7 @@ from aimiddleware.ratelimit import RateLimitMiddleware
         pytest.param("cluster", marks=[pytest.mark.redis, pytest.mark.cluster]),
     ]
 )
-def storage(request: pytest.FixtureRequest) -> str:
+def store(request: pytest.FixtureRequest) -> str:
     """Every backend: in-process memory, a real redis-server, a real 3-master Cluster."""
     if request.param == "memory":
         return "memory://"
@@ -32,7 +32,7 @@ def prefix() -> str:
 
 @pytest.fixture
 async def closing() -> object:
-    """Collects middlewares and closes their storage connections after the test."""
+    """Collects middlewares and closes their store connections after the test."""
     opened: list[RateLimitMiddleware] = []
 
     def keep(middleware: RateLimitMiddleware) -> RateLimitMiddleware:

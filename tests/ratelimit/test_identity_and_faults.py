@@ -142,7 +142,7 @@ async def test_fail_open_passes_with_one_log_line(
     dead = f"redis://127.0.0.1:{dead_port}/0"  # nothing listens there
     limited = closing(
         RateLimitMiddleware(
-            Upstream().app(), tiers=[Tier("t", requests="1/minute")], storage=dead, timeout=0.3
+            Upstream().app(), tiers=[Tier("t", requests="1/minute")], store=dead, timeout=0.3
         )
     )
     caplog.set_level(logging.WARNING, "aimiddleware.ratelimit")
@@ -166,7 +166,7 @@ async def test_fail_closed_answers_503_json(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[Tier("t", requests="1/minute")],
-            storage=dead,
+            store=dead,
             timeout=0.3,
             on_store_error="closed",
         )
@@ -190,7 +190,7 @@ async def test_paused_redis_fails_within_the_timeout(redis_server: Any, closing:
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[Tier("t", requests="5/minute")],
-            storage=redis_server.url,
+            store=redis_server.url,
             timeout=0.3,
             on_store_error="closed",
         )
@@ -213,7 +213,7 @@ async def test_paused_redis_fails_within_the_timeout(redis_server: Any, closing:
         {"tiers": [Tier("a"), Tier("b")]},  # no default among several
         {"tiers": [Tier("a")], "default_tier": "zzz"},
         {"tiers": [Tier("a")], "strategy": "leaky"},
-        {"tiers": [Tier("a")], "storage": "mongodb://x"},
+        {"tiers": [Tier("a")], "store": "mongodb://x"},
         {"tiers": [Tier("a")], "on_store_error": "maybe"},
         {"tiers": [Tier("a")], "trusted_proxies": ["not-an-ip"]},
         {"tiers": [Tier("a")], "client_type_tiers": ["ghost"]},

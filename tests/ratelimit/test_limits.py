@@ -20,12 +20,12 @@ def client(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
-async def test_requests_limit_headers_and_429(storage: str, prefix: str, closing: Keep) -> None:
+async def test_requests_limit_headers_and_429(store: str, prefix: str, closing: Keep) -> None:
     limited = closing(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[Tier("human", requests="3/minute")],
-            storage=storage,
+            store=store,
             key_prefix=prefix,
         )
     )
@@ -55,13 +55,13 @@ async def test_requests_limit_headers_and_429(storage: str, prefix: str, closing
     assert "requests per 1m0s" in error["message"]
 
 
-async def test_tiers_by_principal_and_default(storage: str, prefix: str, closing: Keep) -> None:
+async def test_tiers_by_principal_and_default(store: str, prefix: str, closing: Keep) -> None:
     limited = closing(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[Tier("agent", requests="5/minute"), Tier("human", requests="2/minute")],
             default_tier="human",
-            storage=storage,
+            store=store,
             key_prefix=prefix,
         )
     )
@@ -80,12 +80,12 @@ async def test_tiers_by_principal_and_default(storage: str, prefix: str, closing
     assert await admitted({"x-test-principal": "bot-2:agent"}) == 5
 
 
-async def test_all_or_nothing_across_limits(storage: str, prefix: str, closing: Keep) -> None:
+async def test_all_or_nothing_across_limits(store: str, prefix: str, closing: Keep) -> None:
     limited = closing(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[Tier("t", requests="10/minute", tokens="100/minute")],
-            storage=storage,
+            store=store,
             key_prefix=prefix,
         )
     )
@@ -105,14 +105,14 @@ async def test_all_or_nothing_across_limits(storage: str, prefix: str, closing: 
 
 
 async def test_retry_after_and_the_exhausted_policys_reset_agree(
-    storage: str, prefix: str, closing: Keep
+    store: str, prefix: str, closing: Keep
 ) -> None:
     usage = {"prompt_tokens": 10, "completion_tokens": 50, "total_tokens": 60}
     limited = closing(
         RateLimitMiddleware(
             Upstream(usage=usage).app(),
             tiers=[Tier("t", requests="10/minute", tokens="100/minute")],
-            storage=storage,
+            store=store,
             key_prefix=prefix,
         )
     )
@@ -135,13 +135,13 @@ async def test_retry_after_and_the_exhausted_policys_reset_agree(
 
 
 async def test_non_streamed_answer_is_charged_its_real_usage(
-    storage: str, prefix: str, closing: Keep
+    store: str, prefix: str, closing: Keep
 ) -> None:
     limited = closing(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[Tier("t", tokens="1000/minute")],
-            storage=storage,
+            store=store,
             key_prefix=prefix,
         )
     )
@@ -166,12 +166,12 @@ async def test_n_choices_reserve_n_completions(prefix: str, closing: Keep) -> No
     assert first.headers["x-ratelimit-remaining-tokens"] == "720"
 
 
-async def test_failed_answer_is_refunded(storage: str, prefix: str, closing: Keep) -> None:
+async def test_failed_answer_is_refunded(store: str, prefix: str, closing: Keep) -> None:
     limited = closing(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[Tier("t", tokens="1000/minute")],
-            storage=storage,
+            store=store,
             key_prefix=prefix,
         )
     )
@@ -182,13 +182,13 @@ async def test_failed_answer_is_refunded(storage: str, prefix: str, closing: Kee
     assert after.headers["x-ratelimit-remaining-tokens"] == "900"  # nothing was kept
 
 
-async def test_per_model_limits_add_to_the_tier(storage: str, prefix: str, closing: Keep) -> None:
+async def test_per_model_limits_add_to_the_tier(store: str, prefix: str, closing: Keep) -> None:
     tier = Tier("t", requests="100/minute", models={"m": ModelLimits(requests="1/minute")})
     limited = closing(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[tier],
-            storage=storage,
+            store=store,
             key_prefix=prefix,
         )
     )
@@ -205,13 +205,13 @@ async def test_per_model_limits_add_to_the_tier(storage: str, prefix: str, closi
 
 @pytest.mark.parametrize("strategy", ["fixed-window", "moving-window"])
 async def test_other_strategies_limit_and_refund(
-    storage: str, prefix: str, closing: Keep, strategy: Any
+    store: str, prefix: str, closing: Keep, strategy: Any
 ) -> None:
     limited = closing(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[Tier("t", requests="2/minute", tokens="1000/minute")],
-            storage=storage,
+            store=store,
             key_prefix=prefix,
             strategy=strategy,
         )
@@ -226,7 +226,7 @@ async def test_other_strategies_limit_and_refund(
 
 
 async def test_overrides_apply_per_key_without_restart(
-    storage: str, prefix: str, closing: Keep
+    store: str, prefix: str, closing: Keep
 ) -> None:
     special: dict[str, Tier] = {}
 
@@ -237,7 +237,7 @@ async def test_overrides_apply_per_key_without_restart(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[Tier("t", requests="1/minute")],
-            storage=storage,
+            store=store,
             key_prefix=prefix,
             overrides=provider,
         )

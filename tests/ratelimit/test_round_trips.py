@@ -50,7 +50,7 @@ async def test_all_limits_of_a_request_cost_one_round_trip(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[Tier("t", requests="1000/second;100000/minute")],
-            storage=redis_server.url,
+            store=redis_server.url,
             key_prefix=prefix + "a:",
         )
     )
@@ -60,7 +60,7 @@ async def test_all_limits_of_a_request_cost_one_round_trip(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[tier],
-            storage=redis_server.url,
+            store=redis_server.url,
             key_prefix=prefix + "b:",
         )
     )
@@ -70,7 +70,7 @@ async def test_all_limits_of_a_request_cost_one_round_trip(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[Tier("t", requests="1000/second", concurrency=4)],
-            storage=redis_server.url,
+            store=redis_server.url,
             key_prefix=prefix + "c:",
         )
     )

@@ -53,7 +53,7 @@ async def test_slots_held_across_a_freeze_are_freed_soon_after_redis_returns(
         RateLimitMiddleware(
             upstream.app(),
             tiers=[Tier("t", requests="100000/minute", concurrency=LIMIT)],
-            storage=frozen_redis.url,
+            store=frozen_redis.url,
             key_prefix=prefix,
             timeout=TIMEOUT,
         )
@@ -99,7 +99,7 @@ async def test_requests_in_flight_finish_within_the_timeout_while_redis_is_froze
         RateLimitMiddleware(
             upstream.app(),
             tiers=[Tier("t", requests="100000/minute", tokens="10000000/minute", concurrency=64)],
-            storage=frozen_redis.url,
+            store=frozen_redis.url,
             key_prefix=prefix,
             timeout=TIMEOUT,
         )

@@ -20,13 +20,13 @@ def events(raw: bytes) -> list[str | None]:
     return [e.data for e in SSEParser().feed(raw)]
 
 
-async def test_usage_chunk_added_then_removed(storage: str, prefix: str, closing: Keep) -> None:
+async def test_usage_chunk_added_then_removed(store: str, prefix: str, closing: Keep) -> None:
     upstream = Upstream()
     limited = closing(
         RateLimitMiddleware(
             upstream.app(),
             tiers=[Tier("t", tokens="1000/minute")],
-            storage=storage,
+            store=store,
             key_prefix=prefix,
         )
     )
@@ -88,7 +88,7 @@ async def test_client_asked_for_usage_keeps_it(prefix: str, closing: Keep) -> No
 
 
 async def test_disconnected_stream_releases_its_slot_and_pays_what_was_produced(
-    storage: str, prefix: str, closing: Keep
+    store: str, prefix: str, closing: Keep
 ) -> None:
     upstream = Upstream(tokens=5)
     upstream.gate = asyncio.Event()  # the stream stalls after its first token
@@ -96,7 +96,7 @@ async def test_disconnected_stream_releases_its_slot_and_pays_what_was_produced(
         RateLimitMiddleware(
             upstream.app(),
             tiers=[Tier("t", tokens="1000/minute", concurrency=1)],
-            storage=storage,
+            store=store,
             key_prefix=prefix,
         )
     )
@@ -124,14 +124,14 @@ async def test_disconnected_stream_releases_its_slot_and_pays_what_was_produced(
 
 
 async def test_concurrency_slots_come_back_after_completion(
-    storage: str, prefix: str, closing: Keep
+    store: str, prefix: str, closing: Keep
 ) -> None:
     upstream = Upstream()
     limited = closing(
         RateLimitMiddleware(
             upstream.app(),
             tiers=[Tier("t", concurrency=2)],
-            storage=storage,
+            store=store,
             key_prefix=prefix,
         )
     )
@@ -185,13 +185,13 @@ async def test_headers_are_added_without_touching_the_apps_own_list(prefix: str)
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_usage_is_settled_before_the_last_byte(
-    storage: str, prefix: str, closing: Keep, stream: bool
+    store: str, prefix: str, closing: Keep, stream: bool
 ) -> None:
     limited = closing(
         RateLimitMiddleware(
             Upstream().app(),
             tiers=[Tier("t", tokens="1000/minute")],
-            storage=storage,
+            store=store,
             key_prefix=prefix,
         )
     )

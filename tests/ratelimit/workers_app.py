@@ -18,7 +18,7 @@ app = SetPrincipal(
             Tier("tokens", tokens="1000/minute"),
         ],
         default_tier="requests",
-        storage=os.environ["AIMW_RL_STORAGE"],
+        store=os.environ["AIMW_RL_STORAGE"],
         key_prefix=os.environ["AIMW_RL_PREFIX"],
         timeout=2.0,
         strategy=os.environ.get("AIMW_RL_STRATEGY", "sliding-window"),  # type: ignore[arg-type]

@@ -10,13 +10,27 @@ shared storage)::
         tiers=[Tier("agent", requests="600/minute", tokens="200000/minute", concurrency=8),
                Tier("human", requests="60/minute", tokens="40000/minute", concurrency=2)],
         default_tier="human",
-        storage="redis://127.0.0.1:6379/0",
+        store="redis://127.0.0.1:6379/0",
     )
+
+The options are one frozen object, :class:`RateLimitOptions` (with the groups
+:class:`CallerOptions` and :class:`TokenEstimates`), given as keywords or as ``config``.
 """
 
 from __future__ import annotations
 
-from ._options import ModelLimits, Strategy, Tier, Window
-from .middleware import OverrideProvider, RateLimitMiddleware
+from ._options import CallerOptions, OverrideProvider, RateLimitOptions, TokenEstimates
+from ._tiers import ModelLimits, Strategy, Tier, Window
+from .middleware import RateLimitMiddleware
 
-__all__ = ["ModelLimits", "OverrideProvider", "RateLimitMiddleware", "Strategy", "Tier", "Window"]
+__all__ = [
+    "CallerOptions",
+    "ModelLimits",
+    "OverrideProvider",
+    "RateLimitMiddleware",
+    "RateLimitOptions",
+    "Strategy",
+    "Tier",
+    "TokenEstimates",
+    "Window",
+]

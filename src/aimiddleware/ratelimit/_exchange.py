@@ -3,40 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
 from time import monotonic
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from .._asgi import (
-    Message,
-    ResponseWatcher,
-    Scope,
-    Send,
-    annotate,
-    is_event_stream,
-    remove_headers,
-)
-from .._openai import (
-    LLMRequest,
-    LLMResponse,
-    LLMUsage,
-    is_usage_only_chunk,
-    set_llm_usage,
-    usage_tokens,
-)
+from .._asgi import ResponseWatcher, is_event_stream, remove_headers
+from .._openai import LLMResponse, LLMUsage, is_usage_only_chunk, usage_tokens
 from .._sse import SSEParser
-from ._engine import Check, Decision, Outcome, Slot
+from ..context import Message, Scope, Send, annotate, set_llm_usage
+from ._engine import Check, Decision, Outcome
 from ._null_usage import drop_null_usage, has_null_usage
-from ._plan import Template
+from ._plan import Ticket
 
-__all__ = ["Exchange", "Finish"]
+if TYPE_CHECKING:
+    from ._counter import Counter
+
+__all__ = ["Exchange"]
 
 # a non-streamed answer is kept (a copy, while it passes) only up to this size to read `usage`
 _MAX_JSON_COPY: Final = 4 * 1024 * 1024
-
-# settles a request: (token adjustments, the slot to release or None, the request's token)
-Finish = Callable[[Sequence[tuple[Check, Outcome, int]], Slot | None, str], Awaitable[None]]
-Renew = Callable[[Slot, str], Awaitable[None]]
 
 
 class Exchange(ResponseWatcher):
@@ -45,30 +29,23 @@ class Exchange(ResponseWatcher):
     The shared :class:`ResponseWatcher` records what went out (started, status, event stream,
     complete); this adds the rate-limit fields to ``http.response.start``, reads ``usage``
     from a JSON answer or from the stream's events as they pass, renews the slot's lease
-    during a long stream, and settles (reconcile tokens, release the slot) as the last body
-    message goes out. When the middleware itself asked for ``stream_options.include_usage``,
-    it drops that usage-only event and the ``"usage": null`` of every other event, and forwards
-    each event's other bytes unchanged, as soon as the event is complete.
+    during a long stream, and settles the request's :class:`Ticket` (reconcile tokens,
+    release the slot) through the middleware's ``Counter`` as the last body message goes out.
+    When the middleware itself asked for ``stream_options.include_usage``, it drops that
+    usage-only event and the ``"usage": null`` of every other event, and forwards each
+    event's other bytes unchanged, as soon as the event is complete.
     """
 
     __slots__ = (
-        "_checks",
         "_copy",
+        "_counter",
         "_decision",
-        "_estimate",
         "_fields",
-        "_finish",
         "_last_renewal",
-        "_llm",
         "_parser",
-        "_plan",
-        "_prompt",
-        "_renew",
         "_scope",
         "_settled",
-        "_slot",
-        "_strip",
-        "_token",
+        "_ticket",
         "_usage",
         "response",
     )
@@ -78,34 +55,18 @@ class Exchange(ResponseWatcher):
         send: Send,
         scope: Scope,
         fields: list[tuple[bytes, bytes]],
-        plan: Template,
-        checks: list[Check],
+        ticket: Ticket,
         decision: Decision,
-        slot: Slot | None,
-        token: str,
-        llm: LLMRequest | None,
-        estimate: int,
-        prompt: int,
-        strip_usage: bool,
-        renew: Renew,
-        finish: Finish,
+        counter: Counter,
     ) -> None:
         super().__init__(send)
         self._scope = scope
         self._fields = fields
-        self._plan = plan
-        self._checks = checks
+        self._ticket = ticket
         self._decision = decision
-        self._slot = slot
-        self._token = token
-        self._llm = llm
-        self._estimate = estimate
-        self._prompt = prompt
-        self._strip = strip_usage
-        self._renew = renew
-        self._finish = finish
+        self._counter = counter
         self._settled = False
-        self._last_renewal = monotonic() if slot is not None else 0.0
+        self._last_renewal = monotonic() if ticket.slot is not None else 0.0
         self._parser: SSEParser | None = None
         self._copy: bytearray | None = None
         self._usage: tuple[int | None, int | None] | None = None  # what a JSON answer states
@@ -117,11 +78,11 @@ class Exchange(ResponseWatcher):
             headers = message.get("headers", ())
             # a new message: an app may send the same header list with every response
             message = {**message, "headers": [*headers, *self._fields]}
-            if self._strip and is_event_stream(headers):
+            if self._ticket.strip_usage and is_event_stream(headers):
                 # the body the client gets is shorter than what the app wrote
                 remove_headers(message, b"content-length")
             await ResponseWatcher.__call__(self, message)
-            if self._llm is not None:  # the body comes after: watch it as the watcher saw it
+            if self._ticket.llm is not None:  # the body comes after: watch it as the watcher saw it
                 if self.event_stream:
                     self._parser = SSEParser()
                     self.response = LLMResponse()
@@ -129,11 +90,11 @@ class Exchange(ResponseWatcher):
                     self._copy = bytearray()
             return
         if kind == "http.response.body":
-            slot = self._slot
+            slot = self._ticket.slot
             # a stream can outlive the slot's lease; renew at half-life so it is never lost
             if slot is not None and monotonic() - self._last_renewal >= slot.lease / 2:
                 self._last_renewal = monotonic()
-                await self._renew(slot, self._token)
+                await self._counter.renew(slot, self._ticket.token)
             if self._parser is not None:
                 message = self._watch_stream(message)
             elif self._copy is not None:
@@ -148,22 +109,23 @@ class Exchange(ResponseWatcher):
         if self._settled:
             return
         self._settled = True
+        ticket = self._ticket
         adjustments: list[tuple[Check, Outcome, int]] = []
-        if self._llm is not None:
+        if ticket.llm is not None:
             actual = self._charge()
             annotate(self._scope, "aimiddleware.ratelimit.tokens_charged", actual)
             stated = self._stated()
             if stated is not None:
                 # for tracing outside: it never sees a usage chunk this middleware removed
                 set_llm_usage(self._scope, stated)
-            checks, outcomes = self._checks, self._decision.outcomes
+            checks, outcomes = ticket.checks, self._decision.outcomes
             adjustments = [
                 (checks[i], outcomes[i], actual)
-                for i in self._plan.token_positions
+                for i in ticket.plan.token_positions
                 if actual != checks[i].cost
             ]
-        if adjustments or self._slot is not None:
-            await self._finish(adjustments, self._slot, self._token)
+        if adjustments or ticket.slot is not None:
+            await self._counter.settle(adjustments, ticket.slot, ticket.token)
 
     def _charge(self) -> int:
         """The tokens this request is charged: the answer's usage, else what went out."""
@@ -177,8 +139,8 @@ class Exchange(ResponseWatcher):
             return 0  # nothing was produced
         if response is not None:
             # cut short before the usage chunk: the prompt and the chunks that went out
-            return min(self._estimate, self._prompt + response.chunks)
-        return self._estimate
+            return min(self._ticket.estimate, self._ticket.prompt + response.chunks)
+        return self._ticket.estimate
 
     def _stated(self) -> LLMUsage | None:
         """The usage the answer stated (never an estimate), or ``None``."""
@@ -194,7 +156,7 @@ class Exchange(ResponseWatcher):
         assert self.response is not None
         body = message.get("body", b"")
         events = self._parser.feed(body) if body else []
-        if not self._strip:
+        if not self._ticket.strip_usage:
             for event in events:
                 self.response.observe_event_data(event.data)
             return message

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from .._asgi import Scope, get_header, get_headers
+from .._asgi import get_header, get_headers
+from ..context import Scope, get_principal
 from ..exceptions import ConfigurationError
-from ..principal import get_principal
-from ._options import Tier
+from ._tiers import Tier
+
+if TYPE_CHECKING:
+    from ._options import RateLimitOptions
 
 __all__ = ["Callers", "ProxyTrust", "client_address", "hash_tag", "tier_key"]
 
@@ -120,53 +123,19 @@ class Callers:
     __slots__ = ("_default", "_header", "_header_from", "_header_tiers", "_per_client",
                  "_proxies", "tiers")  # fmt: skip
 
-    def __init__(
-        self,
-        *,
-        tiers: Sequence[Tier],
-        default_tier: str | None,
-        trusted_proxies: Collection[str],
-        client_type_header: str | None,
-        client_type_trusted_from: Collection[str],
-        client_type_tiers: Collection[str] | None,
-        key_by: Literal["principal", "client"],
-    ) -> None:
-        if not tiers or not all(isinstance(t, Tier) for t in tiers):
-            raise ConfigurationError("tiers must be a non-empty list of Tier")
+    def __init__(self, config: RateLimitOptions) -> None:
         # tier names are compared in one form everywhere: a claim or header saying HUMAN is human
-        self.tiers = {tier_key(t.name): t for t in tiers}
-        if len(self.tiers) != len(tiers):
-            raise ConfigurationError("two tiers share a name (names are case-insensitive)")
-        if default_tier is None and len(tiers) == 1:
-            default_tier = tiers[0].name
-        if default_tier is None:
-            raise ConfigurationError(
-                f"with several tiers ({', '.join(t.name for t in tiers)}), name the "
-                "default_tier that callers without a tier of their own get"
-            )
-        if tier_key(default_tier) not in self.tiers:
-            raise ConfigurationError(f"default_tier {default_tier!r} is not one of the tiers")
-        self._default = self.tiers[tier_key(default_tier)]
-        if key_by not in ("principal", "client"):
-            raise ConfigurationError("key_by must be 'principal' or 'client'")
-        self._per_client = key_by == "client"
-        self._proxies = ProxyTrust(trusted_proxies, "trusted_proxies")
-        self._header = client_type_header.lower().encode("latin-1") if client_type_header else None
-        self._header_from = ProxyTrust(client_type_trusted_from, "client_type_trusted_from")
-        if self._header is not None and not self._header_from:
-            # any caller could pick its own tier with the header: refuse rather than trust all
-            raise ConfigurationError(
-                f"client_type_header {client_type_header!r} needs client_type_trusted_from: "
-                "the IP addresses or CIDRs of the gateways that set it (for example "
-                "client_type_trusted_from=['10.0.0.0/8']); otherwise any caller picks its tier"
-            )
-        allowed = set(self.tiers)
-        if client_type_tiers is not None:
-            allowed = {tier_key(name) for name in client_type_tiers}
-        if not allowed <= set(self.tiers):
-            raise ConfigurationError(
-                f"client_type_tiers names unknown tiers: {sorted(allowed - set(self.tiers))}"
-            )
+        self.tiers = {tier_key(t.name): t for t in config.all_tiers}
+        default = config.default_tier or config.all_tiers[0].name  # validated: one of the tiers
+        self._default = self.tiers[tier_key(default)]
+        callers = config.callers
+        self._per_client = callers.key_by == "client"
+        self._proxies = ProxyTrust(callers.trusted_proxies, "trusted_proxies")
+        header = callers.client_type_header
+        self._header = header.lower().encode("latin-1") if header else None
+        self._header_from = ProxyTrust(callers.client_type_trusted_from, "client_type_trusted_from")
+        named = callers.client_type_tiers
+        allowed = set(self.tiers) if named is None else {tier_key(name) for name in named}
         self._header_tiers = {name: self.tiers[name].name for name in allowed}
 
     @property

@@ -1,120 +1,232 @@
-"""The option types: tiers, per-model limits, windows parsed once with ``limits``' grammar."""
+"""The middleware's options: one frozen object, validated once, with related options grouped.
+
+``RateLimitMiddleware(app, tiers=..., trusted_proxies=[...])`` and
+``RateLimitMiddleware(app, RateLimitOptions(tiers=..., callers=CallerOptions(...)))`` build the
+same middleware: the keywords of a group (:data:`GROUPS`) are gathered into its object.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import math
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, Final, Literal
 
-from limits import RateLimitItem, parse_many
-
+from .._config import check_choice, check_int, check_number, check_seconds, check_text
+from .._paths import PathSet
 from ..exceptions import ConfigurationError
+from ._identity import ProxyTrust, tier_key
+from ._tiers import STRATEGIES, Strategy, Tier
 
-__all__ = ["STRATEGIES", "ModelLimits", "Strategy", "Tier", "Window"]
+__all__ = [
+    "GROUPS",
+    "RENAMED",
+    "CallerOptions",
+    "OverrideProvider",
+    "RateLimitOptions",
+    "TokenEstimates",
+    "grouped",
+]
 
-Strategy = Literal["sliding-window", "fixed-window", "moving-window"]
-STRATEGIES: Final = ("sliding-window", "fixed-window", "moving-window")
+OverrideProvider = Callable[[str], "Tier | Awaitable[Tier | None] | None"]
 
-LimitSpec = str | Sequence[str] | None
+# old option name -> its name now (the old one still works, and warns once)
+RENAMED: Final = {"storage": "store"}
+
+
+def _strings(name: str, value: Any) -> tuple[str, ...]:
+    """A collection of strings as a tuple (one string is refused: it is not a list of one)."""
+    if isinstance(value, str) or not isinstance(value, Collection):
+        raise ConfigurationError(f"{name} must be a list of strings, not {type(value).__name__}")
+    items = tuple(value)
+    if not all(isinstance(item, str) for item in items):
+        raise ConfigurationError(f"{name} must be a list of strings")
+    return items
 
 
 @dataclass(frozen=True, slots=True)
-class Window:
-    """One parsed limit: ``amount`` units per ``seconds``."""
+class CallerOptions:
+    """Who a request is counted as, when no principal says so, and by which key.
 
-    amount: int
-    seconds: int
+    ``trusted_proxies``: peers whose ``X-Forwarded-For`` is believed. ``client_type_header``:
+    a header naming the tier of unauthenticated traffic, believed only from
+    ``client_type_trusted_from`` and only for ``client_type_tiers`` (all tiers when ``None``).
+    ``key_by``: one budget per user (``"principal"``) or per OAuth client (``"client"``).
 
-    @classmethod
-    def from_item(cls, item: RateLimitItem) -> Window:
-        return cls(int(item.amount), int(item.get_expiry()))
+    >>> CallerOptions(trusted_proxies=["10.0.0.0/8"]).trusted_proxies
+    ('10.0.0.0/8',)
+    """
 
-    def describe(self) -> str:
-        return f"{self.amount} per {self.seconds}s"
+    trusted_proxies: Collection[str] = ()
+    client_type_header: str | None = None
+    client_type_trusted_from: Collection[str] = ()
+    client_type_tiers: Collection[str] | None = None
+    key_by: Literal["principal", "client"] = "principal"
+
+    def __post_init__(self) -> None:
+        proxies = _strings("trusted_proxies", self.trusted_proxies)
+        ProxyTrust(proxies, "trusted_proxies")  # refuses what is not an address or network
+        trusted_from = _strings("client_type_trusted_from", self.client_type_trusted_from)
+        ProxyTrust(trusted_from, "client_type_trusted_from")
+        header = self.client_type_header
+        if header is not None:
+            check_text("client_type_header", header)
+            if not trusted_from:
+                # any caller could pick its own tier with the header: refuse rather than trust all
+                raise ConfigurationError(
+                    f"client_type_header {header!r} needs client_type_trusted_from: "
+                    "the IP addresses or CIDRs of the gateways that set it (for example "
+                    "client_type_trusted_from=['10.0.0.0/8']); otherwise any caller picks its tier"
+                )
+        tiers = self.client_type_tiers
+        if tiers is not None:
+            object.__setattr__(self, "client_type_tiers", _strings("client_type_tiers", tiers))
+        check_choice("key_by", self.key_by, ("principal", "client"))
+        object.__setattr__(self, "trusted_proxies", proxies)
+        object.__setattr__(self, "client_type_trusted_from", trusted_from)
 
 
-def parse_windows(spec: LimitSpec, what: str) -> tuple[Window, ...]:
-    """Parse ``"600/minute"``, ``"10/second;600/minute"`` or a list of such strings."""
-    if spec is None:
-        return ()
-    texts = [spec] if isinstance(spec, str) else list(spec)
-    windows: list[Window] = []
-    for text in texts:
-        if not isinstance(text, str):
-            raise ConfigurationError(f"{what}: expected limit strings like '600/minute'")
-        try:
-            items = parse_many(text)
-        except ValueError as exc:
-            raise ConfigurationError(f"{what}: cannot parse {text!r} ({exc})") from exc
-        windows.extend(Window.from_item(item) for item in items)
-    for window in windows:
-        if window.amount < 1 or window.seconds < 1:
+@dataclass(frozen=True, slots=True)
+class TokenEstimates:
+    """How the tokens of an LLM request are estimated before the answer states its usage.
+
+    The prompt is ``ceil(prompt characters / chars_per_token)`` tokens; each choice's
+    completion is the request's ``max_tokens`` (or ``max_completion_tokens``), else
+    ``default_completion_tokens``.
+
+    >>> TokenEstimates(chars_per_token=2.0).prompt_tokens(9)
+    5
+    """
+
+    default_completion_tokens: int = 1024
+    chars_per_token: float = 4.0
+
+    def __post_init__(self) -> None:
+        check_int("default_completion_tokens", self.default_completion_tokens, minimum=0)
+        value = check_number("chars_per_token", self.chars_per_token, above=0)
+        object.__setattr__(self, "chars_per_token", float(value))
+
+    def prompt_tokens(self, chars: int) -> int:
+        """The estimated tokens of ``chars`` characters of prompt."""
+        return math.ceil(chars / self.chars_per_token)
+
+    def reservation(self, prompt: int, max_tokens: int | None, choices: int) -> int:
+        """The tokens reserved for a request: its prompt and every choice's completion."""
+        completion = max_tokens if max_tokens is not None else self.default_completion_tokens
+        return max(1, prompt + completion * choices)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitOptions:
+    """Every option of :class:`~aimiddleware.ratelimit.RateLimitMiddleware`, validated.
+
+    The options table of ``docs/ratelimit.md`` says what each one means; ``callers`` and
+    ``token_estimates`` group the options of :class:`CallerOptions` and
+    :class:`TokenEstimates`. ``tiers`` is kept as a tuple, in the order given.
+
+    >>> options = RateLimitOptions(tiers=[Tier("agent", requests="600/minute")])
+    >>> options.store, options.callers.key_by, options.token_estimates.chars_per_token
+    ('memory://', 'principal', 4.0)
+    """
+
+    tiers: Sequence[Tier] | Mapping[str, Tier]
+    default_tier: str | None = None
+    store: str = "memory://"
+    strategy: Strategy = "sliding-window"
+    key_prefix: str = "aimw:rl:"
+    timeout: float = 0.5
+    on_store_error: Literal["open", "closed"] = "open"
+    callers: CallerOptions = CallerOptions()
+    overrides: OverrideProvider | None = None
+    token_estimates: TokenEstimates = TokenEstimates()
+    concurrency_lease: float = 60.0
+    exempt_paths: Collection[str] = ()
+    max_request_bytes: int = 8 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        tiers = self._check_tiers()
+        self._check_default_tier(tiers)
+        check_text("store", self.store)
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_text("key_prefix", self.key_prefix, empty=True)
+        if "{" in self.key_prefix or "}" in self.key_prefix:
+            # the caller's key is the Redis Cluster hash tag: the prefix must not open another
+            raise ConfigurationError("key_prefix must be a string without '{' or '}'")
+        check_seconds("timeout", self.timeout)
+        check_choice("on_store_error", self.on_store_error, ("open", "closed"))
+        self._check_groups(tiers)
+        if self.overrides is not None and not callable(self.overrides):
+            raise ConfigurationError("overrides must be a callable")
+        check_seconds("concurrency_lease", self.concurrency_lease)
+        exempt = _strings("exempt_paths", self.exempt_paths)
+        PathSet(exempt, option="exempt_paths")  # refuses a pattern outside the path grammar
+        check_int("max_request_bytes", self.max_request_bytes, minimum=1)
+        object.__setattr__(self, "tiers", tuple(tiers))
+        object.__setattr__(self, "timeout", float(self.timeout))
+        object.__setattr__(self, "concurrency_lease", float(self.concurrency_lease))
+        object.__setattr__(self, "exempt_paths", exempt)
+
+    def _check_tiers(self) -> list[Tier]:
+        given = self.tiers
+        tiers = list(given.values() if isinstance(given, Mapping) else given)
+        if not tiers or not all(isinstance(t, Tier) for t in tiers):
+            raise ConfigurationError("tiers must be a non-empty list of Tier")
+        # tier names are compared in one form everywhere: a claim or header saying HUMAN is human
+        if len({tier_key(t.name) for t in tiers}) != len(tiers):
+            raise ConfigurationError("two tiers share a name (names are case-insensitive)")
+        return tiers
+
+    def _check_default_tier(self, tiers: list[Tier]) -> None:
+        default = self.default_tier
+        if default is None and len(tiers) > 1:
             raise ConfigurationError(
-                f"{what}: {window.describe()} must allow at least 1 per window"
+                f"with several tiers ({', '.join(t.name for t in tiers)}), name the "
+                "default_tier that callers without a tier of their own get"
             )
-    if len({w.seconds for w in windows}) != len(windows):
-        raise ConfigurationError(f"{what}: two limits over the same window length")
-    return tuple(sorted(windows, key=lambda w: w.seconds))
+        names = {tier_key(t.name) for t in tiers}
+        if default is not None and (not isinstance(default, str) or tier_key(default) not in names):
+            raise ConfigurationError(f"default_tier {default!r} is not one of the tiers")
+
+    def _check_groups(self, tiers: list[Tier]) -> None:
+        if not isinstance(self.callers, CallerOptions):
+            raise ConfigurationError("callers must be a CallerOptions")
+        if not isinstance(self.token_estimates, TokenEstimates):
+            raise ConfigurationError("token_estimates must be a TokenEstimates")
+        named = self.callers.client_type_tiers
+        unknown = {tier_key(n) for n in named or ()} - {tier_key(t.name) for t in tiers}
+        if unknown:
+            raise ConfigurationError(f"client_type_tiers names unknown tiers: {sorted(unknown)}")
+
+    @property
+    def all_tiers(self) -> tuple[Tier, ...]:
+        """The tiers, in the order given."""
+        tiers = self.tiers
+        return tuple(tiers.values()) if isinstance(tiers, Mapping) else tuple(tiers)
 
 
-@dataclass(frozen=True, slots=True)
-class ModelLimits:
-    """Extra limits for one model, checked together with the tier's own.
+# group field -> its class: the middleware's keywords for a group's options are gathered into it
+GROUPS: Final[dict[str, type[CallerOptions] | type[TokenEstimates]]] = {
+    "callers": CallerOptions,
+    "token_estimates": TokenEstimates,
+}
 
-    >>> ModelLimits(requests="20/minute", tokens="50000/minute").tokens
-    (Window(amount=50000, seconds=60),)
+
+def grouped(options: dict[str, Any]) -> dict[str, Any]:
+    """The middleware's keywords with each group's options moved into the group's object.
+
+    >>> grouped({"tiers": [], "chars_per_token": 3.0})
+    {'tiers': [], 'token_estimates': TokenEstimates(default_completion_tokens=1024, \
+chars_per_token=3.0)}
     """
-
-    requests: tuple[Window, ...] = ()
-    tokens: tuple[Window, ...] = ()
-
-    def __init__(self, *, requests: LimitSpec = None, tokens: LimitSpec = None) -> None:
-        object.__setattr__(self, "requests", parse_windows(requests, "model requests"))
-        object.__setattr__(self, "tokens", parse_windows(tokens, "model tokens"))
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    """A named set of limits: requests and LLM tokens per window, concurrent requests, per model.
-
-    Limits use the grammar of the ``limits`` package (``"600/minute"``, ``"10 per second"``;
-    several windows separated by ``;`` or given as a list). ``None`` means unlimited.
-
-    >>> agent = Tier("agent", requests="600/minute", tokens="200000/minute", concurrency=8)
-    >>> agent.requests
-    (Window(amount=600, seconds=60),)
-    """
-
-    name: str
-    requests: tuple[Window, ...] = ()
-    tokens: tuple[Window, ...] = ()
-    concurrency: int | None = None
-    models: Mapping[str, ModelLimits] = field(default_factory=dict)
-    # what the middleware derives from the tier once (key suffixes, header names)
-    _templates: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        requests: LimitSpec = None,
-        tokens: LimitSpec = None,
-        concurrency: int | None = None,
-        models: Mapping[str, ModelLimits] | None = None,
-    ) -> None:
-        if not isinstance(name, str) or not name or not name.isprintable():
-            raise ConfigurationError("a tier needs a non-empty printable name")
-        if concurrency is not None and (
-            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
-        ):
-            raise ConfigurationError(f"tier {name!r}: concurrency must be a positive integer")
-        models = dict(models or {})
-        for model, extra in models.items():
-            if not isinstance(extra, ModelLimits):
-                raise ConfigurationError(f"tier {name!r}: models[{model!r}] must be ModelLimits")
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "requests", parse_windows(requests, f"tier {name!r} requests"))
-        object.__setattr__(self, "tokens", parse_windows(tokens, f"tier {name!r} tokens"))
-        object.__setattr__(self, "concurrency", concurrency)
-        object.__setattr__(self, "models", models)
-        object.__setattr__(self, "_templates", {})
+    for group, cls in GROUPS.items():
+        given = {f.name: options.pop(f.name) for f in fields(cls) if f.name in options}
+        if not given:
+            continue
+        if group in options:
+            names = ", ".join(sorted(given))
+            raise ConfigurationError(
+                f"RateLimitMiddleware: {names} belong to {group}=; give them there or as "
+                "keywords, not both"
+            )
+        options[group] = cls(**given)
+    return options

@@ -1,4 +1,4 @@
-"""What a tier means for one kind of request, derived once and kept on the tier.
+"""What a request is counted for: the tier's template for its kind, and its ticket.
 
 Per request only the counting key and the token estimate change; key suffixes, header names
 and the ``RateLimit-Policy`` value are computed the first time a tier meets a kind of request
@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, NamedTuple
 
-from ._engine import Check, Outcome
+from .._openai import LLMRequest
+from ._engine import Check, Decision, Outcome, Slot
 from ._headers import reset_duration
 from ._identity import hash_tag
-from ._options import Tier, Window
+from ._tiers import Tier, Window
 
-__all__ = ["Template", "template_for"]
+if TYPE_CHECKING:
+    from ._options import RateLimitOptions
+
+__all__ = ["LLMCall", "Template", "Ticket", "template_for", "ticket_for"]
+
+# the template of a tier for requests that are not LLM calls
+_PLAIN: Final = (None, False)
 
 
 def _clean(text: str) -> str:
@@ -144,3 +152,56 @@ def template_for(tier: Tier, model: str | None, tokens: bool) -> Template:
     )
     tier._templates[key] = template
     return template
+
+
+class LLMCall(NamedTuple):
+    """An LLM request to count tokens for, and whether the middleware itself asked for the
+    usage event of its stream (so that event is taken out again on the way back)."""
+
+    request: LLMRequest
+    strip_usage: bool
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One request's counting: built before the check, read again when the response settles.
+
+    ``token`` tells this request's slot lease and moving-window entries apart from every
+    other's; it is given only where one is needed (see ``Counter.acquire``).
+    """
+
+    plan: Template
+    checks: list[Check]
+    slot: Slot | None
+    llm: LLMRequest | None
+    strip_usage: bool
+    estimate: int  # tokens reserved (0 when the request is not an LLM call)
+    prompt: int  # of which the prompt's
+    token: str = ""
+
+    def slots_free(self, decision: Decision) -> int:
+        """Concurrency slots left after ``decision`` (0 without a concurrency limit)."""
+        slot = self.slot
+        return max(0, slot.limit - decision.slots_in_use) if slot is not None else 0
+
+
+def ticket_for(
+    config: RateLimitOptions, base: str, tier: Tier, call: LLMCall | None
+) -> Ticket | None:
+    """What a request of the caller with key prefix ``base`` is counted for under ``tier``;
+    ``None`` when no limit of the tier applies to it."""
+    if call is None:
+        plan = tier._templates.get(_PLAIN) or template_for(tier, None, False)
+        llm, strip, estimate, prompt = None, False, 0, 0
+    else:
+        llm, strip = call
+        plan = template_for(tier, llm.model, True)
+        estimates = config.token_estimates
+        prompt = estimates.prompt_tokens(llm.prompt_chars)
+        estimate = estimates.reservation(prompt, llm.max_tokens, llm.choices)
+    checks = plan.checks(base, estimate)
+    concurrency = tier.concurrency
+    slot = Slot(base + "slots", concurrency, config.concurrency_lease) if concurrency else None
+    if not checks and slot is None:
+        return None
+    return Ticket(plan, checks, slot, llm, strip, estimate, prompt)

@@ -1,0 +1,72 @@
+"""The middleware's own answers: 429 when a limit rejects, 413, and 503 when the store is down.
+
+Each is an ``aimiddleware.errors.ErrorInfo`` sent with ``send_error``, so it has the shape of
+every other error of the stack (the OpenAI envelope, or problem details where the route or
+``Accept`` asks for them). The 429's ``type`` names the limit that rejected
+(``requests``, ``tokens`` or ``concurrency``), as OpenAI's does.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..context import Scope, Send, annotate
+from ..errors import ErrorInfo, send_error
+from ._engine import Decision
+from ._headers import go_duration
+from ._plan import Ticket
+
+__all__ = ["send_rejection", "send_too_large", "send_unavailable"]
+
+
+def whole_seconds(seconds: float) -> int:
+    """Retry-After is whole seconds, at least 1: rounded up, never earlier than the real wait."""
+    return max(1, math.ceil(seconds))
+
+
+async def send_rejection(scope: Scope, send: Send, ticket: Ticket, decision: Decision) -> None:
+    """The 429 of a request ``decision`` refused, with ``Retry-After`` and the limit fields."""
+    plan, checks, failed = ticket.plan, ticket.checks, decision.failed
+    outcomes = decision.outcomes
+    if failed >= len(checks):
+        assert ticket.slot is not None  # the slot is the check after the windows
+        kind, retry = "concurrency", 1.0
+        message = (
+            f"Rate limit reached on concurrent requests: limit {ticket.slot.limit} in flight. "
+            "Please try again when one of your requests has finished."
+        )
+    else:
+        check, kind, outcome = checks[failed], plan.kinds[failed], outcomes[failed]
+        retry = max(outcome.retry_ms, 1) / 1000
+        # the exhausted policy's reset (RateLimit t, x-ratelimit-reset-*) names the moment
+        # Retry-After names, in the same whole seconds
+        outcomes = list(outcomes)
+        outcomes[failed] = outcome._replace(reset_ms=whole_seconds(retry) * 1000)
+        per = f"{kind} per {go_duration(check.window)} ({plan.names[failed]})"
+        if check.cost > check.limit:
+            message = f"Request too large for {per}: limit {check.limit}, requested {check.cost}."
+        else:
+            message = (
+                f"Rate limit reached on {per}: limit {check.limit}, remaining "
+                f"{outcome.remaining}, requested {check.cost}. "
+                f"Please try again in {go_duration(retry)}."
+            )
+    annotate(scope, "aimiddleware.ratelimit.limited", kind)
+    info = ErrorInfo(429, message, kind, code="rate_limit_exceeded")
+    fields = plan.fields(outcomes, ticket.slots_free(decision))
+    await send_error(send, scope, info, [(b"retry-after", b"%d" % whole_seconds(retry)), *fields])
+
+
+async def send_too_large(scope: Scope, send: Send, limit: int) -> None:
+    """The 413 of an LLM request whose body is over ``limit`` bytes."""
+    annotate(scope, "aimiddleware.ratelimit.outcome", "body_too_large")
+    message = f"The request body is larger than {limit} bytes."
+    info = ErrorInfo(413, message, "invalid_request_error", code="request_too_large")
+    await send_error(send, scope, info)
+
+
+async def send_unavailable(scope: Scope, send: Send) -> None:
+    """The 503 of a request the store could not count, with ``on_store_error="closed"``."""
+    message = "The rate limiter is unavailable; please try again shortly."
+    info = ErrorInfo(503, message, "server_error", code="rate_limiter_unavailable")
+    await send_error(send, scope, info, [(b"retry-after", b"1")])
