@@ -109,9 +109,13 @@ class Claim:
         self.pending: bytes | None = None  # the last value written in place of the lease
         self.faults = 0  # one log line per outage: later failures of it are quiet
 
-    def _to(self, state: State) -> None:
+    def _check(self, state: State) -> None:
+        """Raise unless the record may move to ``state`` from where it is."""
         if state not in TRANSITIONS[self.state]:
             raise InvalidTransition(f"{self.state.name} -> {state.name}")
+
+    def _to(self, state: State) -> None:
+        self._check(state)
         self.state = state
 
     @property

@@ -1,6 +1,7 @@
 """Recording one claimed request's response into the store, as it is sent.
 
-The :class:`Recorder` moves through the states of :mod:`._state` (the module draws them).
+The :class:`Recorder` moves through the states drawn in :mod:`._claim`; forwarding the
+response to the client is :mod:`._forwarding`'s.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ class Recorder(Claim):
         if self.state is State.DEGRADED:
             self._defer(canonical)
             return
+        self._check(State.STORED)  # before the write, not after it
         body = b"" if self.stream else b"".join(self.parts)
         value = records.completed(
             self.token,
