@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aimiddleware._asgi import ASGIApp, Message, Receive, Scope, Send, get_annotations
+from aimiddleware.context import ASGIApp, Message, Receive, Scope, Send, get_annotations
 from aimiddleware.exceptions import StoreUnavailable
 from aimiddleware.idempotency import IdempotencyMiddleware
 from aimiddleware.stores import Store, store_from_url

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from aimiddleware import Principal, set_principal
-from aimiddleware._asgi import Message, get_annotations
+from aimiddleware.context import Message, get_annotations
 from aimiddleware.idempotency import IdempotencyMiddleware
 from aimiddleware.stores import Store
 
