@@ -5,8 +5,7 @@ compared with the constructor's keyword-only parameters: a parameter without a r
 without a parameter, fails. Each table reads ``option | type | default | meaning``; the type is
 the parameter's annotation as written in the signature, and a default written as one Python
 literal (`` `30.0` ``, `` `"open"` ``, `` `None` ``) must equal the signature's default, so a
-changed option cannot leave its page behind. A constructor that takes an options object
-(``config``) has that class's fields as its options.
+changed option cannot leave its page behind.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import ast
 import inspect
 import re
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +71,7 @@ def option_rows(page: str) -> dict[str, list[str]]:
 
 
 def keyword_options(cls: type) -> dict[str, inspect.Parameter]:
-    """The keyword-only parameters of ``cls``, or of its options class when the constructor
-    takes one (``config: XOptions | None = None, **options``)."""
     signature = inspect.signature(cls.__init__)  # type: ignore[misc]
-    if "config" in signature.parameters:
-        resolved = inspect.signature(cls.__init__, eval_str=True)  # type: ignore[misc]
-        config = resolved.parameters["config"]
-        options_class = next(t for t in typing.get_args(config.annotation) if t is not type(None))
-        signature = inspect.signature(options_class)
     return {
         name: parameter
         for name, parameter in signature.parameters.items()
