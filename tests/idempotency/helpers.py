@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from aimiddleware._asgi import ASGIApp, Message
+from aimiddleware.context import ASGIApp, Message
 from aimiddleware.stores import Store
 
 PATH = "/v1/chat/completions"

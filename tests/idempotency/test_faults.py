@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aimiddleware._asgi import ASGIApp, Message, Receive, Scope, Send, get_annotations
+from aimiddleware.context import ASGIApp, Message, Receive, Scope, Send, get_annotations
 from aimiddleware.exceptions import StoreUnavailable
 from aimiddleware.idempotency import IdempotencyMiddleware
 from aimiddleware.stores import Store, store_from_url
@@ -261,7 +261,7 @@ async def test_a_stream_too_large_to_keep_is_stored_when_only_its_completion_fai
     counter = Counter()
     store = FreezesAtCompletion(redis_store, own_redis)
     app = IdempotencyMiddleware(
-        chat_app(counter, chunks=8), store=store, anonymous="shared", max_body_bytes=64
+        chat_app(counter, chunks=8), store=store, anonymous="shared", max_record_bytes=64
     )
     stream = {**BODY, "stream": True}
     scope = scope_for()

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from aimiddleware import Principal, set_principal
-from aimiddleware._asgi import Message, get_annotations
+from aimiddleware.context import Message, get_annotations
 from aimiddleware.idempotency import IdempotencyMiddleware
 from aimiddleware.stores import Store
 
@@ -245,13 +245,17 @@ async def test_required_key_missing_is_400(store: Store) -> None:
     result = await call(app, key=None)
     assert result.status == 400
     assert result.headers["content-type"] == "application/problem+json"
-    assert result.json() == {
+    problem = result.json()
+    assert {name: problem[name] for name in ("type", "title", "status", "detail")} == {
         "type": "https://github.com/aimiddleware/aimiddleware/blob/main/docs/idempotency.md"
         "#idempotency-key-missing",
         "title": "Idempotency-Key is missing",
         "status": 400,
         "detail": "This operation is idempotent and it requires correct usage of Idempotency Key.",
     }
+    # rendered by aimiddleware.errors: the request id is a member, as on every problem
+    assert problem["request_id"] == result.headers["x-request-id"]
+    assert result.headers["cache-control"] == "no-store"
     assert counter.runs == 0
 
 
@@ -285,7 +289,7 @@ async def test_quoted_and_bare_forms_name_the_same_key(store: Store) -> None:
 
 async def test_large_bodies_are_passed_on_but_not_stored(store: Store) -> None:
     counter = Counter()
-    app = shared(chat_app(counter), store, max_body_bytes=64)
+    app = shared(chat_app(counter), store, max_record_bytes=64)
     first = await call(app)
     assert first.status == 200
     assert len(first.body) > 64

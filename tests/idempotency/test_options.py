@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
 
-from aimiddleware import ConfigurationError
-from aimiddleware._asgi import read_body
-from aimiddleware.idempotency import IdempotencyMiddleware
+from aimiddleware import ConfigurationError, _config
+from aimiddleware.context import read_body
+from aimiddleware.idempotency import IdempotencyMiddleware, IdempotencyOptions
 from aimiddleware.idempotency._keys import Hasher, InvalidKeyError, parse_key
 from aimiddleware.stores import MemoryStore
 
@@ -102,7 +103,11 @@ async def test_non_json_bodies_are_hashed_as_bytes() -> None:
         {"poll_interval": -1},
         {"no_store_statuses": [99]},
         {"retry_after": -1},
-        {"max_body_bytes": 0},
+        {"max_record_bytes": 0},
+        {"max_record_bytes": 1.5},
+        {"max_request_bytes": 0},
+        {"require_key": 1},
+        {"no_store_statuses": "500"},
         {"secret": "short"},
         {"principal_resolver": "not callable"},
         {"problem_type_base": "https://x/y#frag"},
@@ -113,12 +118,66 @@ def test_bad_options_raise_configuration_error(options: dict[str, Any]) -> None:
         IdempotencyMiddleware(_noop, **options)
 
 
+def test_the_options_object_is_validated_and_frozen() -> None:
+    with pytest.raises(ConfigurationError, match="lease_ttl"):
+        IdempotencyOptions(lease_ttl=0.5)
+    options = IdempotencyOptions(store="memory://", methods=["post"], lease_ttl=9, ttl=60)
+    assert options.method_set == frozenset({"POST"})
+    assert options.heartbeat == 3.0
+    assert options.ttl == 60.0
+    assert options.unstored_statuses == frozenset({429, *range(500, 600)})
+    with pytest.raises(AttributeError):
+        options.ttl = 1.0  # type: ignore[misc]
+
+
+def test_the_middleware_takes_the_options_object_or_keywords_not_both() -> None:
+    options = IdempotencyOptions(anonymous="shared", ttl=60)
+    middleware = IdempotencyMiddleware(_noop, options)
+    assert middleware.config is options
+    assert IdempotencyMiddleware(_noop, anonymous="shared", ttl=60).config == options
+    with pytest.raises(ConfigurationError, match="not both"):
+        IdempotencyMiddleware(_noop, options, ttl=60)
+    with pytest.raises(TypeError):
+        IdempotencyMiddleware(_noop, ttl_seconds=60)
+
+
+def test_a_store_in_the_options_object_is_the_one_used() -> None:
+    store = MemoryStore()
+    assert IdempotencyMiddleware(_noop, IdempotencyOptions(store=store)).store is store
+
+
+@pytest.fixture
+def fresh_deprecations(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each old name warns once per process: start from a process that has not warned yet
+    monkeypatch.setattr(_config, "_WARNED", set())
+
+
+@pytest.mark.usefixtures("fresh_deprecations")
+def test_max_body_bytes_is_the_old_name_of_max_record_bytes_and_warns_once() -> None:
+    with pytest.warns(DeprecationWarning, match=r"max_body_bytes=\.\.\.\) is deprecated"):
+        old = IdempotencyMiddleware(_noop, max_body_bytes=64)
+    assert old.config.max_record_bytes == 64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = IdempotencyMiddleware(_noop, max_body_bytes=32)  # once per process
+        new = IdempotencyMiddleware(_noop, max_record_bytes=64)
+    assert again.config.max_record_bytes == 32
+    assert new.config.max_record_bytes == 64
+
+
+@pytest.mark.usefixtures("fresh_deprecations")
+def test_the_old_and_the_new_name_at_once_is_an_error() -> None:
+    with pytest.raises(ConfigurationError, match="max_body_bytes is the old name"):
+        IdempotencyMiddleware(_noop, max_body_bytes=64, max_record_bytes=64)
+
+
 def test_repr_hides_the_secret() -> None:
     secret = "s3cr3t-value-0123456789"
     middleware = IdempotencyMiddleware(_noop, secret=secret)
     assert secret not in repr(middleware)
     assert "***" in repr(middleware)
     assert "MemoryStore(max_entries=" in repr(middleware)
+    assert secret not in repr(middleware.config)
 
 
 async def _lifespan(app: Any) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aimiddleware._asgi import Message, get_annotations
+from aimiddleware.context import Message, get_annotations
 from aimiddleware.idempotency import FollowedStreamAbandoned, IdempotencyMiddleware
 from aimiddleware.stores import Store
 

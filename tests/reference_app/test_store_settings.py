@@ -41,7 +41,7 @@ def test_the_store_timeout_reaches_both_redis_clients(
     stack = middlewares(Settings(auth=False, redis_url=redis_url))
     idempotency = next(m for m in stack if isinstance(m, IdempotencyMiddleware))
     limiter = next(m for m in stack if isinstance(m, RateLimitMiddleware))
-    store = idempotency._opts.store
+    store = idempotency.store
     assert "timeout=2.0" in repr(store)
     if "prefix=" in redis_url:
         assert "prefix='demo:'" in repr(store)

@@ -21,7 +21,9 @@ __all__ = ["Beating", "Heartbeats"]
 class Beating(Protocol):
     """What the scheduler needs of an execution."""
 
-    done: bool
+    @property
+    def done(self) -> bool:
+        """The execution ended: its lease is no longer renewed."""
 
     def beat(self) -> None:
         """Renew the lease now (start the renewal; never blocks)."""

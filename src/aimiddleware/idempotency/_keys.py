@@ -8,7 +8,8 @@ import json
 import re
 from typing import Final
 
-from .._asgi import Scope, get_header, json_body, media_type
+from .._asgi import get_header, media_type
+from ..context import Scope, json_body
 
 __all__ = ["MAX_KEY_LENGTH", "Hasher", "InvalidKeyError", "asks_for_stream", "parse_key"]
 

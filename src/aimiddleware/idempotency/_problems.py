@@ -1,14 +1,19 @@
-"""The middleware's own error responses: problem details (RFC 9457) as the draft shows them."""
+"""The middleware's own error responses: problem details (RFC 9457) as the draft shows them.
+
+They are rendered by :mod:`aimiddleware.errors`, always as problems (the draft's format), with
+the draft's titles and details and a type URI of ``problem_type_base#slug``.
+"""
 
 from __future__ import annotations
 
 from typing import Final
 
-from .._asgi import Scope, Send, annotate, send_json
+from ..context import Scope, Send, annotate
+from ..errors import ErrorInfo, send_error
 
 __all__ = ["PROBLEMS", "send_problem"]
 
-PROBLEM_JSON: Final = b"application/problem+json"
+NO_STORE: Final = (b"cache-control", b"no-store")
 
 # slug -> (status, title, detail)
 PROBLEMS: Final[dict[str, tuple[int, str, str]]] = {
@@ -59,14 +64,11 @@ async def send_problem(
 ) -> None:
     """Send one problem-details response and record the outcome on the request."""
     status, title, default_detail = PROBLEMS[slug]
-    payload = {
-        "type": f"{type_base}#{slug}",
-        "title": title,
-        "status": status,
-        "detail": detail or default_detail,
-    }
-    headers: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-store")]
+    info = ErrorInfo(
+        status, detail or default_detail, problem_type=f"{type_base}#{slug}", title=title
+    )
+    headers = [NO_STORE]
     if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode("ascii")))
     annotate(scope, "aimiddleware.idempotency.error", slug)
-    await send_json(send, status, payload, headers, content_type=PROBLEM_JSON)
+    await send_error(send, scope, info, headers, format="problem")

@@ -31,7 +31,7 @@ from ..exceptions import StoreUnavailable
 from ..stores import Store
 from . import _records as records
 
-__all__ = ["Pending", "write_behind"]
+__all__ = ["LOG_GRACE", "Pending", "keep_alive", "logger", "write_behind"]
 
 logger = logging.getLogger("aimiddleware.idempotency")
 
@@ -39,6 +39,21 @@ logger = logging.getLogger("aimiddleware.idempotency")
 LOG_GRACE: Final = 60.0
 _FIRST_DELAY: Final = 0.05
 _MAX_DELAY: Final = 1.0
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    _BACKGROUND.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # the client is gone, so nobody else will see it; the claim was already released
+        logger.warning("idempotency: the app failed after its client left: %r", task.exception())
+
+
+def keep_alive(task: asyncio.Task[None]) -> None:
+    """Hold a strong reference to a detached task until it finishes, and consume its outcome."""
+    _BACKGROUND.add(task)
+    task.add_done_callback(_retrieve)
 
 
 @dataclass(slots=True)

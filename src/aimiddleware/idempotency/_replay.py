@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from .._asgi import Send
+from ..context import Send
 from ..exceptions import AimiddlewareError
 from ..stores import Store
 from . import _records as records

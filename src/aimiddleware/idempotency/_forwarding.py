@@ -1,0 +1,84 @@
+"""Passing a claimed request's response to its client, who may leave before it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import Final
+
+from ..context import Message, Receive, Scope, Send, annotate
+
+__all__ = ["Forwarder", "Link"]
+
+CLIENT_GONE: Final = "aimiddleware.idempotency.client_gone"
+
+
+class Link(enum.Enum):
+    """The client's side of a claimed request: ``OPEN`` until the client leaves (``GONE``)."""
+
+    OPEN = "open"  # messages go to the client
+    GONE = "gone"  # the client left: messages are dropped, the response is still recorded
+
+
+class Forwarder:
+    """Sends the response on to the client and hides its leaving from the app.
+
+    With ``on_disconnect="complete"`` the app runs to the end of its response whatever the
+    client does, so that it is recorded; with ``"abort"`` the server's errors reach the app.
+    """
+
+    __slots__ = ("_abort", "_ended", "_send", "ended", "link", "scope")
+
+    def __init__(self, scope: Scope, send: Send, abort: bool) -> None:
+        self.scope = scope
+        self._send = send
+        self._abort = abort
+        self.link = Link.OPEN
+        self.ended = False  # the last message of the response was reached
+        self._ended: asyncio.Event | None = None
+
+    def detach(self) -> None:
+        """The client is gone: stop forwarding (recording goes on)."""
+        if self.link is Link.OPEN:
+            self.link = Link.GONE
+            annotate(self.scope, CLIENT_GONE, True)
+
+    async def forward(self, message: Message) -> None:
+        """Send ``message`` to the client while it is there."""
+        if self.link is Link.GONE:
+            return
+        if self._abort:
+            await self._send(message)
+            return
+        try:
+            await self._send(message)
+        except OSError:
+            # the server reports a gone client (ASGI spec 2.4): finish and record anyway
+            self.detach()
+
+    async def end(self, message: Message) -> None:
+        """Send the response's last message; a disconnect is no longer hidden after it."""
+        self.ended = True
+        await self.forward(message)
+        if self._ended is not None:
+            self._ended.set()
+
+    def hiding_disconnect(self, receive: Receive) -> Receive:
+        """A ``receive`` that keeps a client disconnect from the app until the response ends.
+
+        The app then finishes the generation; the recorder keeps recording. Only once the
+        response ended does the app hear of it: a server reports a disconnect once the body has
+        ended, and an app that reacts to it (Starlette's StreamingResponse cancels itself) must
+        not cut the store write short.
+        """
+
+        async def _receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not self.ended:
+                self.detach()
+                if self._ended is None:
+                    self._ended = asyncio.Event()
+                await self._ended.wait()
+            return message
+
+        return _receive

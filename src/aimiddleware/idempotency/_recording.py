@@ -1,0 +1,255 @@
+"""Recording one claimed request's response into the store, as it is sent.
+
+The :class:`Recorder` moves through the states drawn in :mod:`._claim`; forwarding the
+response to the client is :mod:`._forwarding`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from .._asgi import RawHeaders, is_event_stream
+from .._paths import route_template
+from ..context import Scope, annotate
+from ..exceptions import StoreUnavailable
+from . import _records as records
+from ._claim import RECORDED, Claim, State
+from ._options import IdempotencyOptions, stored_header
+from ._recovery import LOG_GRACE, Pending, keep_alive, logger, write_behind
+
+__all__ = ["Recorder"]
+
+
+class Recorder(Claim):
+    """Writes one claimed request's response into the store, as it is sent.
+
+    A ``text/event-stream`` body goes chunk by chunk into the chunk log (followers read it
+    live), and is also kept in memory up to ``max_record_bytes``, to be written behind if the
+    store fails mid-stream; any other body is kept in memory up to ``max_record_bytes`` and
+    stored with the record when the response ends.
+    """
+
+    __slots__ = (
+        "_canonical",
+        "copy",
+        "count",
+        "fingerprint",
+        "headers",
+        "parts",
+        "root_path",
+        "route",
+        "size",
+        "status",
+        "token",
+    )
+
+    def __init__(
+        self,
+        config: IdempotencyOptions,
+        scope: Scope,
+        key: str,
+        token: str,
+        fingerprint: str,
+        lease: bytes,
+        canonical: Callable[[], str],
+    ) -> None:
+        super().__init__(config, scope, key, lease, records.log_key(key, token))
+        self.root_path: str = scope.get("root_path", "")
+        self.token = token
+        self.fingerprint = fingerprint
+        self._canonical = canonical
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.route: str | None = None
+        self.parts: list[bytes] = []
+        self.copy: list[bytes] | None = []  # a stream's chunks, while they fit
+        self.size = 0
+        self.count = 0  # chunks appended to the log
+
+    # -- the response, as it is sent ---------------------------------------------------------
+
+    def start(self, status: int, raw: RawHeaders) -> None:
+        """The response's head: a buffered body or a stream, or not recordable."""
+        self.status = status
+        self.stream = is_event_stream(raw)
+        if status in self.config.unstored_statuses:
+            self.drop("status")
+            return
+        self.headers = [(bytes(n), bytes(v)) for n, v in raw if stored_header(n)]
+        # the router has run by now: a replay reports the route the response came from
+        self.route = route_template(self.scope, self.root_path)
+        if self.state is State.CLAIMED:
+            self._to(State.STREAMING if self.stream else State.BUFFERING)
+
+    def keep(self, body: bytes) -> None:
+        """Keep a part of a buffered body in memory (drop the record when it grows too large)."""
+        self.size += len(body)
+        if self.size > self.config.max_record_bytes:
+            self.drop("too_large")
+        else:
+            self.parts.append(bytes(body))
+
+    async def chunk(self, chunk: bytes) -> None:
+        """Write one chunk of a stream to its log (announcing the stream first)."""
+        if self.state is State.STREAMING:
+            await self.announce()
+        if self.copy is not None:
+            self.size += len(chunk)
+            if self.size > self.config.max_record_bytes:
+                self.copy = None
+            else:
+                self.copy.append(chunk)
+        if self.state is State.DEGRADED:
+            if self.copy is None:
+                logger.warning("idempotency: the stream of %s is too large to keep", self.key)
+                self.drop("store_error")
+            return
+        if not self.state.recording:
+            return
+        try:
+            await self.config.record_store.append(self.log, chunk, self.config.ttl + LOG_GRACE)
+        except StoreUnavailable as exc:
+            self._fault("append", exc)
+            return
+        self.count += 1
+
+    async def announce(self) -> None:
+        """Tell followers a stream is under way, and its head: after the first chunk went out,
+        so the store's round trip never delays the first token."""
+        self._to(State.ANNOUNCED)
+        new = records.streaming_lease(
+            self.token, self.fingerprint, self.status, self.headers, self.route
+        )
+        self.pending = new
+        try:
+            won = await self.config.record_store.replace(
+                self.key, self.lease, new, self.config.lease_ttl
+            )
+        except StoreUnavailable as exc:
+            self._fault("replace", exc)
+            return
+        if won:
+            self.lease = new
+        elif self.faults:
+            # after a fault the lease may have expired unrenewed: settled once the store answers
+            self._degrade()
+        else:
+            self._lost()
+
+    async def complete(self) -> None:
+        """The response ended: store the record before the client sees the end of the body,
+        so that a retry sent the moment the response ended finds it."""
+        canonical = self._canonical()
+        if self.state is State.DEGRADED:
+            self._defer(canonical)
+            return
+        self._check(State.STORED)  # before the write, not after it
+        body = b"" if self.stream else b"".join(self.parts)
+        value = records.completed(
+            self.token,
+            self.fingerprint,
+            canonical,
+            self.status,
+            self.headers,
+            body=body,
+            chunks=self.count if self.stream else None,
+            route=self.route,
+        )
+        self.pending = value
+        try:
+            won = await self.config.record_store.replace(
+                self.key, self.lease, value, self.config.ttl
+            )
+        except StoreUnavailable as exc:
+            self._fault("replace", exc, final=True)
+            # the chunk log is exact (every append landed): only the record is missing
+            self._defer(canonical, exact_log=True)
+            return
+        if won:
+            self.lease = value
+            self._to(State.STORED)
+            annotate(self.scope, RECORDED, "stored")
+        elif self.faults:
+            # a value of ours may have landed late, or the lease expired unrenewed
+            self._defer(canonical, exact_log=True)
+        else:
+            self._lost()
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def drop(self, reason: str) -> None:
+        """Stop recording (said once, in the ``recorded`` annotation); the key is released when
+        the app ends. A record already settled, or already dropped, stays as it is."""
+        if self.state.recording:
+            self._to(State.DROPPED)
+            self.parts = []
+            self.copy = None
+            annotate(self.scope, RECORDED, reason)
+
+    def _fault(self, operation: str, exc: StoreUnavailable, *, final: bool = False) -> None:
+        """The store failed while recording. The response already promised idempotency (its
+        head went out with ``Idempotency-Retention``), so the record is kept in memory and
+        written once the store answers again; a stream too large to keep is not stored,
+        unless only its final write failed (its chunk log is then complete in the store)."""
+        keep = final or not self.stream or self.copy is not None
+        if not self.faults:
+            logger.warning(
+                "idempotency: store %s failed while recording %s, %s: %s",
+                operation,
+                self.key,
+                "the record is written once the store answers again"
+                if keep
+                else "the stream is too large to keep, it is not stored",
+                exc,
+            )
+        self.faults += 1
+        if final:
+            return
+        if keep:
+            self._degrade()
+        else:
+            self.drop("store_error")
+
+    def _degrade(self) -> None:
+        if self.state is State.DEGRADED or not self.state.recording:
+            return
+        if self.stream and self.copy is None:
+            self.drop("store_error")
+        else:
+            self._to(State.DEGRADED)
+
+    def _lost(self) -> None:
+        logger.warning(
+            "idempotency: the claim on %s expired while the request ran (lease_ttl %.0f s); "
+            "the response is not stored",
+            self.key,
+            self.config.lease_ttl,
+        )
+        self.drop("lease_lost")
+
+    def _defer(self, canonical: str, *, exact_log: bool = False) -> None:
+        """Hand the record to a write-behind task; the key is kept, never released."""
+        if not self.state.recording:
+            return
+        config = self.config
+        pending = Pending(
+            config.record_store,
+            self.key,
+            self.token,
+            self.fingerprint,
+            canonical,
+            self.status,
+            self.headers,
+            config.ttl,
+            route=self.route,
+        )
+        if not self.stream:
+            pending.body = b"".join(self.parts)
+        elif exact_log:
+            pending.count = self.count
+        else:
+            pending.rewrite = self.copy
+        self._to(State.DEFERRED)
+        annotate(self.scope, RECORDED, "deferred")
+        keep_alive(asyncio.ensure_future(write_behind(pending, config.ttl)))
