@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from aimiddleware._asgi import json_body
 from aimiddleware._openai import LLMResponse, parse_llm_request
 from aimiddleware._sse import SSEParser
+from aimiddleware.errors import wants_problem
 from aimiddleware.idempotency._keys import MAX_KEY_LENGTH, InvalidKeyError, parse_key
-from aimiddleware.normalize._routes import prefers_minimal, wants_problem
+from aimiddleware.normalize._routes import prefers_minimal
 from aimiddleware.ratelimit._identity import ProxyTrust, client_address
 
 from .conftest import scale
