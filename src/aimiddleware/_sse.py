@@ -22,7 +22,7 @@ EVENT_TERMINATORS: Final = (b"\n\n", b"\r\r", b"\n\r\n")
 def ends_event(body: bytes) -> bool:
     """Whether ``body`` ends where an event ends (a heartbeat or an error may follow it).
 
-    >>> ends_event(b"data: 1\r\n\r\n"), ends_event(b"data: 1\n")
+    >>> ends_event(b"data: 1\\r\\n\\r\\n"), ends_event(b"data: 1\\n")
     (True, False)
     """
     return body.endswith(EVENT_TERMINATORS)
@@ -31,7 +31,7 @@ def ends_event(body: bytes) -> bool:
 def last_event_end(body: bytes) -> int:
     """The end of the last complete event in ``body`` (-1 if none).
 
-    >>> last_event_end(b"data: 1\n\ndata: 2")
+    >>> last_event_end(b"data: 1\\n\\ndata: 2")
     9
     """
     best = -1
