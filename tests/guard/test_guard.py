@@ -446,3 +446,31 @@ async def test_a_stalled_read_in_another_task_is_the_one_interrupted() -> None:
     assert time.monotonic() - started < 1.0
     assert shown == ["http.request", "http.disconnect", "app finished"]
     assert sent[0]["status"] == 408
+
+
+@pytest.mark.anyio
+async def test_a_client_gone_before_its_body_is_a_disconnect_for_the_app() -> None:
+    shown: list[Message] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        shown.append(await receive())
+        shown.append(await receive())  # later reads reach the server again
+
+    guard = RequestGuardMiddleware(app, body_timeout=5.0)
+    gone: Message = {"type": "http.disconnect"}
+    sent, reads = await drive(guard, [gone, gone], [(b"transfer-encoding", b"chunked")])
+    assert shown == [gone, gone]
+    assert (sent, reads) == ([], 2)
+
+
+@pytest.mark.anyio
+async def test_a_body_read_whole_at_first_is_replayed_to_the_app() -> None:
+    shown: list[Message] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        shown.append(await receive())
+
+    guard = RequestGuardMiddleware(app, max_request_bytes=10, body_timeout=5.0)
+    first: Message = {"type": "http.request", "body": b"0123456789", "more_body": False}
+    await drive(guard, [first], [(b"transfer-encoding", b"chunked")])
+    assert shown == [first]
