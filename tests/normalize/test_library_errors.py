@@ -80,6 +80,46 @@ async def test_an_inner_refusal_keeps_a_code_that_problem_details_alone_would_lo
     assert (problem["type"], problem["code"]) == ("about:blank", "idempotency_key_in_use")
 
 
+async def test_an_error_already_in_the_requests_shape_goes_out_as_written() -> None:
+    info = ErrorInfo(429, "Slow down.", "requests", code="rate_limit_exceeded", title="Slow")
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        # its own type base and title: what normalize would not know to write
+        await send_error(send, scope, info, type_base="https://limits.example/")
+
+    app = NormalizeMiddleware(
+        inner, routes=[NormalizeRoute("/v1/*", format="problem")], problem_type_base=BASE
+    )
+    problem = (await call(app)).json()
+    assert problem["type"] == "https://limits.example/rate_limit_exceeded"
+    assert problem["title"] == "Slow"
+
+
+async def test_an_error_in_another_shape_is_written_again_in_the_requests() -> None:
+    # the idempotency draft's problems are always problem details; the stack's shape wins
+    info = ErrorInfo(
+        422,
+        "The key was used with another payload.",
+        code="idempotency_key_reused",
+        problem_type="https://example.org/problems#idempotency-key-reused",
+    )
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_error(send, scope, info, [(b"retry-after", b"3")], format="problem")
+
+    response = await call(NormalizeMiddleware(inner))
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["retry-after"] == "3"
+    assert response.json()["error"] == {
+        "message": "The key was used with another payload.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "idempotency_key_reused",
+    }
+    asked = (await call(NormalizeMiddleware(inner), accept="application/problem+json")).json()
+    assert asked["type"] == "https://example.org/problems#idempotency-key-reused"
+
+
 async def test_openai_routes_leave_the_shape_to_accept() -> None:
     seen: list[Message] = []
     inner = refusing(ErrorInfo(413, "Too large."))

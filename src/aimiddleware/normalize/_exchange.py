@@ -20,7 +20,7 @@ from ..context import (
     set_error_format,
 )
 from ..errors import ErrorInfo, render_error
-from ._mapping import GENERIC_5XX, describe, exception_error, held_error
+from ._mapping import GENERIC_5XX, describe, exception_error, held_error, in_chosen_shape, where
 from ._routes import NormalizeRoute, minimal_response, prefers_minimal
 from ._stream import cut_events, error_event
 
@@ -35,11 +35,6 @@ _PASS, _HOLD_ERROR, _HOLD_MINIMAL, _STREAM, _DROP = range(5)
 _REPLACED: Final = frozenset(
     {b"content-type", b"content-length", b"content-encoding", b"transfer-encoding"}
 )
-
-
-def _where(scope: Scope) -> tuple[str, str, str]:
-    """Method, path and request id, as the log lines name a request."""
-    return scope.get("method", ""), scope.get("path", ""), request_id(scope)
 
 
 class Exchange:
@@ -126,10 +121,7 @@ class Exchange:
         if status >= 400 and (route is None or route.format != "passthrough"):
             recorded = get_error(self._scope)
             if isinstance(recorded, ErrorInfo) and recorded.status == status:
-                # the library's own error (errors.send_error), also a deliberate 5xx such as
-                # the rate limiter's 503: its type, code and message stand, in this route's shape
-                await self._emit(recorded, list(raw))
-                self.mode = _DROP
+                await self._library_error(recorded, message, content_type)
                 return
             if status >= 500:
                 # any other server error is rebuilt from its status alone: its body (exception
@@ -159,6 +151,18 @@ class Exchange:
             self.mode = _STREAM
         self.started = True
         await self._send(message)
+
+    async def _library_error(self, info: ErrorInfo, start: Message, content_type: bytes) -> None:
+        """The library's own error (``errors.send_error``), a deliberate 5xx such as the rate
+        limiter's 503 too: its type, code and message stand. Already in the shape this request
+        gets, it goes out as written; else it is written again in that shape."""
+        if in_chosen_shape(self._scope, content_type):
+            describe(self._scope, info)
+            self.started = True
+            await self._send(start)
+        else:
+            await self._emit(info, list(start.get("headers") or ()))
+            self.mode = _DROP  # the body written in the other shape
 
     async def _hold_body(self, message: Message) -> None:
         body = message.get("body", b"")
@@ -252,13 +256,13 @@ class Exchange:
         scope = self._scope
         if isinstance(exc, ClientDisconnect):
             # not a server fault: the peer left while the app was still reading or writing
-            logger.info("client disconnected during %s %s request_id=%s", *_where(scope))
+            logger.info("client disconnected during %s %s request_id=%s", *where(scope))
             return
         info, headers = exception_error(exc)
         if info.status >= 500:
-            annotate(scope, "aimiddleware.normalize.exception", type(exc).__qualname__)
             name = type(exc).__qualname__
-            logger.error("unhandled %s in %s %s request_id=%s", name, *_where(scope), exc_info=exc)
+            annotate(scope, "aimiddleware.normalize.exception", name)
+            logger.error("unhandled %s in %s %s request_id=%s", name, *where(scope), exc_info=exc)
         if self.complete:
             return
         try:
@@ -280,14 +284,13 @@ class Exchange:
 
     async def finished(self) -> None:
         """The app returned: flush what it left half done."""
-        if self.mode in (_HOLD_ERROR, _HOLD_MINIMAL):
-            if self.mode == _HOLD_MINIMAL:
-                await self._finish_minimal()
-            else:
-                await self._finish_error()
+        if self.mode == _HOLD_MINIMAL:
+            await self._finish_minimal()
+        elif self.mode == _HOLD_ERROR:
+            await self._finish_error()
         elif not self.started:
-            where = _where(self._scope)
-            logger.error("the app returned without a response in %s %s request_id=%s", *where)
+            at = where(self._scope)
+            logger.error("the app returned without a response in %s %s request_id=%s", *at)
             await self._emit(ErrorInfo(500, GENERIC_5XX), [])
         elif self._pending:
             pending, self._pending = self._pending, b""

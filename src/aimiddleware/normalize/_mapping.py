@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from .._asgi import RawHeaders, get_header, media_type
 from .._openai import llm_operation
 from ..context import Message, Scope, annotate, request_id
-from ..errors import GENERIC_5XX, STATUS_DEFAULTS, ErrorInfo, reason
+from ..errors import GENERIC_5XX, STATUS_DEFAULTS, ErrorInfo, chosen_format, reason
 from ..errors import error_defaults as defaults
 
 __all__ = [
@@ -26,12 +26,25 @@ __all__ = [
     "describe",
     "exception_error",
     "held_error",
+    "in_chosen_shape",
     "is_json_rpc",
     "read_error",
     "reason",
+    "where",
 ]
 
 _MAX_MESSAGE: Final = 2000
+_CONTENT_TYPES: Final = {"openai": "application/json", "problem": "application/problem+json"}
+
+
+def where(scope: Scope) -> tuple[str, str, str]:
+    """Method, path and request id, as the log lines name a request."""
+    return scope.get("method", ""), scope.get("path", ""), request_id(scope)
+
+
+def in_chosen_shape(scope: Scope, content_type: bytes) -> bool:
+    """Whether an error body of ``content_type`` is in the shape this request's errors take."""
+    return media_type(content_type) == _CONTENT_TYPES[chosen_format(scope)]
 
 
 def is_json_rpc(payload: Any) -> bool:

@@ -25,7 +25,8 @@ class NormalizeMiddleware:
     * A 5xx is rebuilt from its status alone (a generic message naming the request id): nothing
       of the body the app wrote reaches the client. An error the library wrote itself
       (``aimiddleware.errors.send_error``, e.g. the rate limiter's 503
-      ``rate_limiter_unavailable``) keeps its type, code and message, in the route's shape.
+      ``rate_limiter_unavailable``) keeps its type, code and message: as written when it is in
+      the request's shape already, else written again in it.
     * On a matched route, the middlewares inside write their own errors in the route's shape
       (``aimiddleware.context.set_error_format``). An unhandled exception is logged once, with
       its traceback and the request id. Every response carries ``x-request-id``.
