@@ -3,13 +3,12 @@ stream the app failed in."""
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 from .._openai import llm_operation
 from .._sse import ends_event, last_event_end
-from ..context import Scope, route_path, trace_id
-from ..errors import ErrorInfo
+from ..context import Scope, route_path
+from ..errors import ErrorInfo, render_error
 
 __all__ = ["cut_events", "error_event"]
 
@@ -43,8 +42,7 @@ def error_event(scope: Scope, info: ErrorInfo) -> bytes:
     """The event that ends a failed stream: ``data: {"error": ...}`` and ``data: [DONE]`` on the
     OpenAI streaming routes (the openai SDK raises ``APIError`` on a data chunk carrying
     ``"error"``), ``event: error`` elsewhere."""
-    data = json.dumps(info.envelope(trace_id(scope)), separators=(",", ":"), ensure_ascii=False)
-    payload = data.encode("utf-8")
+    _, payload = render_error(scope, info, format="openai")  # what the SDKs parse, always
     if llm_operation(route_path(scope)) in ("chat", "text_completion"):
         return b"data: " + payload + b"\n\n" + _STREAM_DONE
     return b"event: error\ndata: " + payload + b"\n\n"
