@@ -40,4 +40,4 @@ class GuardOptions:
             timeout = check_seconds("body_timeout", self.body_timeout)
             object.__setattr__(self, "body_timeout", float(timeout))
         if self.problem_type_base is not None:
-            check_text("problem_type_base", self.problem_type_base)
+            check_text("problem_type_base", self.problem_type_base, empty=True)

@@ -44,7 +44,7 @@ class NormalizeOptions:
             raise ConfigurationError("routes must be a sequence of NormalizeRoute")
         object.__setattr__(self, "routes", routes)
         if self.problem_type_base is not None:
-            check_text("problem_type_base", self.problem_type_base)
+            check_text("problem_type_base", self.problem_type_base, empty=True)
         check_int("max_body", self.max_body, minimum=1024)
 
     def route_for(self, path: str) -> NormalizeRoute | None:

@@ -146,7 +146,7 @@ class TracingOptions:
             if not isinstance(getattr(self, name), group):
                 raise ConfigurationError(f"{name} must be a {group.__name__}")
         object.__setattr__(self, "excluded_urls", excluded_patterns(self.excluded_urls))
-        check_text("provider_name", self.provider_name)
+        check_text("provider_name", self.provider_name, one_line=False)
         object.__setattr__(self, "access_log", access_logger(self.access_log))
 
     @classmethod
