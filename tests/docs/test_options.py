@@ -1,12 +1,12 @@
 """Each middleware's page documents every option of its constructor, and nothing else.
 
 The options table of a page (a Markdown table whose first header cell is ``option``) is read and
-compared with the constructor's keyword-only parameters (or, for a constructor that takes
-``config``, the fields of its options class): a parameter without a row, or a row
-without a parameter, fails. Each table reads ``option | type | default | meaning``; the type is
-the parameter's annotation as written in the signature, and a default written as one Python
-literal (`` `30.0` ``, `` `"open"` ``, `` `None` ``) must equal the signature's default, so a
-changed option cannot leave its page behind.
+compared with the constructor's keyword-only parameters (for a middleware that takes ``config``
+and ``**options``, the fields of its options class, a group's fields counted as options): a
+parameter without a row, or a row without a parameter, fails. Each table reads ``option | type |
+default | meaning``; the type is the parameter's annotation as written in the signature, and a
+default written as one Python literal (`` `30.0` ``, `` `"open"` ``, `` `None` ``) must equal the
+signature's default, so a changed option cannot leave its page behind.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import ast
 import dataclasses
 import inspect
 import re
-import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -73,40 +73,29 @@ def option_rows(page: str) -> dict[str, list[str]]:
     return rows
 
 
+def fields_as_options(config: type) -> dict[str, inspect.Parameter]:
+    """The options class's fields; a group (a field whose default is a dataclass) gives its own."""
+    found: dict[str, inspect.Parameter] = {}
+    for name, parameter in inspect.signature(config).parameters.items():
+        if dataclasses.is_dataclass(parameter.default):
+            found.update(fields_as_options(type(parameter.default)))
+        else:
+            found[name] = parameter
+    return found
+
+
 def keyword_options(cls: type) -> dict[str, inspect.Parameter]:
     signature = inspect.signature(cls.__init__)  # type: ignore[misc]
-    config = signature.parameters.get("config")
-    if config is not None:
-        # ``__init__(app, config: XOptions | None = None, **options)``: the options object's
-        # fields are the keywords (those of a group of options too, by their own names)
-        name = str(config.annotation).split("|")[0].strip()
-        return option_fields(vars(sys.modules[cls.__module__])[name])
+    kinds = {parameter.kind for parameter in signature.parameters.values()}
+    if "config" in signature.parameters and inspect.Parameter.VAR_KEYWORD in kinds:
+        hint = typing.get_type_hints(cls.__init__)["config"]  # type: ignore[misc]
+        config = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        return fields_as_options(config)
     return {
         name: parameter
         for name, parameter in signature.parameters.items()
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY
     }
-
-
-def option_fields(options: type) -> dict[str, inspect.Parameter]:
-    """Every init field of the dataclass ``options``, a nested group's fields in its place."""
-    found: dict[str, inspect.Parameter] = {}
-    for item in dataclasses.fields(options):
-        if not item.init:
-            continue
-        if item.default is not dataclasses.MISSING:
-            default = item.default
-        elif item.default_factory is not dataclasses.MISSING:
-            default = item.default_factory()
-        else:
-            default = inspect.Parameter.empty
-        if dataclasses.is_dataclass(default):
-            found.update(option_fields(type(default)))
-            continue
-        found[item.name] = inspect.Parameter(
-            item.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=item.type
-        )
-    return found
 
 
 def normalised(value: Any) -> Any:

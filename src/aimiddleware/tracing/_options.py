@@ -12,7 +12,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from opentelemetry.metrics import MeterProvider
@@ -134,12 +134,12 @@ class TracingOptions:
         :class:`logging.Logger`; kept as the :class:`AccessLog` it names, or ``None``.
     """
 
-    telemetry: TelemetryOptions = field(default_factory=TelemetryOptions)
+    telemetry: TelemetryOptions = TelemetryOptions()
     excluded_urls: str | Iterable[str] | None = None
     provider_name: str = "openai"
     access_log: bool | str | logging.Logger | AccessLog = False
-    content: ContentOptions = field(default_factory=ContentOptions)
-    hooks: HookOptions = field(default_factory=HookOptions)
+    content: ContentOptions = ContentOptions()
+    hooks: HookOptions = HookOptions()
 
     def __post_init__(self) -> None:
         for name, group in _GROUPS.items():
