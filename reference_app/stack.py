@@ -124,7 +124,7 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
     # an oversized or trickled body must be refused before that read (docs/guard.md)
     app = RequestGuardMiddleware(
         app,
-        max_body_bytes=settings.max_request_body,
+        max_request_bytes=settings.max_request_body,
         body_timeout=settings.request_body_timeout,
         max_header_bytes=settings.max_request_headers,
     )

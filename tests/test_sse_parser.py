@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from aimiddleware._sse import SSEParser
+from aimiddleware._sse import SSEParser, ends_event, last_event_end
 
 
 def test_events_split_across_chunks_are_completed_later() -> None:
@@ -28,3 +28,21 @@ def test_terminator_split_between_chunks() -> None:
     (event,) = parser.feed(b"\ndata: y")
     assert event.data == "x"
     assert parser.pending == b"data: y"
+
+
+def test_every_line_end_convention_ends_an_event() -> None:
+    # LF, CR, CRLF, and an LF line followed by a CRLF blank line: all four end an event
+    chunk = b"data: a\n\ndata: b\r\rdata: c\r\n\r\ndata: d\n\r\n"
+    events = SSEParser().feed(chunk)
+    assert [e.data for e in events] == ["a", "b", "c", "d"]
+    assert b"".join(e.raw for e in events) == chunk
+
+
+def test_ends_event_and_last_event_end_agree_with_the_parser() -> None:
+    for body in (b"data: a\n\n", b"data: a\r\r", b"data: a\r\n\r\n", b"data: a\n\r\n"):
+        assert ends_event(body)
+        assert last_event_end(body + b"data: b") == len(body)
+        (event,) = SSEParser().feed(body)
+        assert event.raw == body
+    assert not ends_event(b"data: a\r\n")
+    assert last_event_end(b"data: a\r\n") == -1

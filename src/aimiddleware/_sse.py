@@ -8,8 +8,38 @@ middleware can forward, drop or record whole events without buffering the stream
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["SSEEvent", "SSEParser"]
+__all__ = ["EVENT_TERMINATORS", "SSEEvent", "SSEParser", "ends_event", "last_event_end"]
+
+#: How an event ends: a line end followed by an empty line. Each ending is listed by the bytes it
+#: ends with (``\r\n\r\n`` ends with ``\n\r\n``, ``\r\n\n`` with ``\n\n``), so
+#: ``endswith`` and ``rfind`` on these three find every complete event of the three line-end
+#: conventions of the format, mixed or not.
+EVENT_TERMINATORS: Final = (b"\n\n", b"\r\r", b"\n\r\n")
+
+
+def ends_event(body: bytes) -> bool:
+    """Whether ``body`` ends where an event ends (a heartbeat or an error may follow it).
+
+    >>> ends_event(b"data: 1\\r\\n\\r\\n"), ends_event(b"data: 1\\n")
+    (True, False)
+    """
+    return body.endswith(EVENT_TERMINATORS)
+
+
+def last_event_end(body: bytes) -> int:
+    """The end of the last complete event in ``body`` (-1 if none).
+
+    >>> last_event_end(b"data: 1\\n\\ndata: 2")
+    9
+    """
+    best = -1
+    for terminator in EVENT_TERMINATORS:
+        at = body.rfind(terminator)
+        if at >= 0:
+            best = max(best, at + len(terminator))
+    return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +93,7 @@ class SSEParser:
 def _boundary(buffer: bytes, start: int) -> tuple[int, int]:
     """Position and length of the first blank-line terminator at or after ``start``."""
     best, size = -1, 0
-    for terminator in (b"\n\n", b"\r\n\r\n", b"\r\r"):
+    for terminator in EVENT_TERMINATORS:
         at = buffer.find(terminator, start)
         if at >= 0 and (best < 0 or at < best):
             best, size = at, len(terminator)

@@ -13,8 +13,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from aimiddleware import ConfigurationError, RequestGuardMiddleware
+from aimiddleware import ConfigurationError, RequestGuardMiddleware, _config
 from aimiddleware._asgi import Message
+from aimiddleware.guard import GuardOptions
 
 from ..servers import ThreadedServer
 
@@ -102,7 +103,7 @@ def seen() -> Seen:
 @pytest.fixture
 def server(seen: Seen) -> Iterator[ThreadedServer]:
     app = RequestGuardMiddleware(
-        upload_app(seen), max_body_bytes=4096, body_timeout=1.0, max_header_bytes=8192
+        upload_app(seen), max_request_bytes=4096, body_timeout=1.0, max_header_bytes=8192
     )
     with ThreadedServer(app) as running:
         yield running
@@ -114,9 +115,9 @@ def server(seen: Seen) -> Iterator[ThreadedServer]:
 @pytest.mark.parametrize(
     "options",
     [
-        {"max_body_bytes": 0},
-        {"max_body_bytes": True},
-        {"max_body_bytes": 1.5},
+        {"max_request_bytes": 0},
+        {"max_request_bytes": True},
+        {"max_request_bytes": 1.5},
         {"max_header_bytes": 100},
         {"body_timeout": 0},
         {"body_timeout": -1.0},
@@ -131,10 +132,38 @@ def test_bad_options_raise_configuration_error(options: dict[str, Any]) -> None:
         RequestGuardMiddleware(Starlette(), **options)
 
 
+def test_max_body_bytes_is_the_old_name_of_max_request_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_config, "_WARNED", set())
+    with pytest.warns(DeprecationWarning, match="max_request_bytes"):
+        guard = RequestGuardMiddleware(Starlette(), max_body_bytes=100)
+    assert guard.config.max_request_bytes == 100
+    assert guard.max_body_bytes == guard.max_request_bytes == 100
+    # once per process: the second use is quiet (warnings are errors in this suite)
+    assert RequestGuardMiddleware(Starlette(), max_body_bytes=200).max_request_bytes == 200
+
+
+def test_the_new_name_does_not_warn_and_both_names_at_once_is_an_error() -> None:
+    guard = RequestGuardMiddleware(Starlette(), max_request_bytes=100)  # errors on any warning
+    assert guard.config == GuardOptions(max_request_bytes=100)
+    with pytest.raises(ConfigurationError, match="max_request_bytes"):
+        RequestGuardMiddleware(Starlette(), max_body_bytes=100, max_request_bytes=100)
+
+
+def test_options_can_be_one_object() -> None:
+    config = GuardOptions(max_request_bytes=10, body_timeout=5, max_header_bytes=None)
+    guard = RequestGuardMiddleware(Starlette(), config=config)
+    assert guard.config is config
+    assert (guard.body_timeout, guard.max_header_bytes) == (5.0, None)
+    with pytest.raises(ConfigurationError):
+        RequestGuardMiddleware(Starlette(), config=config, body_timeout=1.0)
+
+
 def test_repr_names_the_limits() -> None:
-    guard = RequestGuardMiddleware(Starlette(), max_body_bytes=10, body_timeout=None)
+    guard = RequestGuardMiddleware(Starlette(), max_request_bytes=10, body_timeout=None)
     assert repr(guard) == (
-        "RequestGuardMiddleware(max_body_bytes=10, body_timeout=None, max_header_bytes=65536)"
+        "RequestGuardMiddleware(max_request_bytes=10, body_timeout=None, max_header_bytes=65536)"
     )
 
 
@@ -329,7 +358,7 @@ async def test_app_sees_a_disconnect_and_its_later_sends_are_dropped() -> None:
         {"type": "http.request", "body": b"b" * 60, "more_body": True},
         {"type": "http.request", "body": b"c", "more_body": False},
     ]
-    guard = RequestGuardMiddleware(app, max_body_bytes=100)
+    guard = RequestGuardMiddleware(app, max_request_bytes=100)
     sent, reads = await drive(guard, body, [(b"transfer-encoding", b"chunked")])
     assert [m["type"] for m in shown] == ["http.request", "http.disconnect"]
     assert reads == 2  # the rest of the body is never read
@@ -353,7 +382,7 @@ async def test_a_response_already_started_stands() -> None:
         {"type": "http.request", "body": b"a" * 80, "more_body": True},
         {"type": "http.request", "body": b"b" * 80, "more_body": True},
     ]
-    guard = RequestGuardMiddleware(app, max_body_bytes=100)
+    guard = RequestGuardMiddleware(app, max_request_bytes=100)
     sent, _ = await drive(guard, body, [(b"transfer-encoding", b"chunked")])
     assert [m.get("status") for m in sent] == [202, None]
     assert sent[1]["body"] == b"partial"
@@ -417,3 +446,31 @@ async def test_a_stalled_read_in_another_task_is_the_one_interrupted() -> None:
     assert time.monotonic() - started < 1.0
     assert shown == ["http.request", "http.disconnect", "app finished"]
     assert sent[0]["status"] == 408
+
+
+@pytest.mark.anyio
+async def test_a_client_gone_before_its_body_is_a_disconnect_for_the_app() -> None:
+    shown: list[Message] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        shown.append(await receive())
+        shown.append(await receive())  # later reads reach the server again
+
+    guard = RequestGuardMiddleware(app, body_timeout=5.0)
+    gone: Message = {"type": "http.disconnect"}
+    sent, reads = await drive(guard, [gone, gone], [(b"transfer-encoding", b"chunked")])
+    assert shown == [gone, gone]
+    assert (sent, reads) == ([], 2)
+
+
+@pytest.mark.anyio
+async def test_a_body_read_whole_at_first_is_replayed_to_the_app() -> None:
+    shown: list[Message] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        shown.append(await receive())
+
+    guard = RequestGuardMiddleware(app, max_request_bytes=10, body_timeout=5.0)
+    first: Message = {"type": "http.request", "body": b"0123456789", "more_body": False}
+    await drive(guard, [first], [(b"transfer-encoding", b"chunked")])
+    assert shown == [first]

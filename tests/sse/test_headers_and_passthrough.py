@@ -6,7 +6,7 @@ import pytest
 
 from aimiddleware import ConfigurationError
 from aimiddleware._asgi import Message, Receive, Scope, Send, get_header, get_headers
-from aimiddleware.sse import SSEMiddleware
+from aimiddleware.sse import SSEMiddleware, SSEOptions
 
 pytestmark = pytest.mark.anyio
 
@@ -194,6 +194,22 @@ def test_bad_options_raise_configuration_error() -> None:
     ):
         with pytest.raises(ConfigurationError):
             SSEMiddleware(app, **bad)
+
+
+def test_options_can_be_one_object() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        pass
+
+    config = SSEOptions(heartbeat=5, heartbeat_comment="ping")
+    middleware = SSEMiddleware(app, config=config)
+    assert middleware.config is config
+    assert config.heartbeat == 5.0
+    assert config.heartbeat_message["body"] == b": ping\n\n"
+    assert SSEMiddleware(app, heartbeat=5, heartbeat_comment="ping").config == config
+    with pytest.raises(ConfigurationError):
+        SSEMiddleware(app, config=config, heartbeat=1.0)  # one place says what it does
+    with pytest.raises(ConfigurationError):
+        SSEOptions(send_timeout=float("inf"))
 
 
 def test_repr_shows_the_options() -> None:

@@ -11,7 +11,13 @@ from opentelemetry.trace import Span
 
 from aimiddleware import ConfigurationError
 from aimiddleware._asgi import Scope, trace_id
-from aimiddleware.tracing import TracingMiddleware
+from aimiddleware.tracing import (
+    ContentOptions,
+    HookOptions,
+    TelemetryOptions,
+    TracingMiddleware,
+    TracingOptions,
+)
 
 from .apps import Seen, call, chat_app, chat_request
 from .conftest import Telemetry
@@ -143,8 +149,48 @@ def test_repr_shows_the_options() -> None:
 
 
 def test_options_are_keyword_only() -> None:
-    with pytest.raises(TypeError):
-        TracingMiddleware(chat_app(), None)  # type: ignore[misc]
+    # the one positional argument after the app is the options object, nothing else
+    with pytest.raises(ConfigurationError, match="TracingOptions"):
+        TracingMiddleware(chat_app(), TracerProvider())  # type: ignore[arg-type]
+
+
+def test_options_by_name_are_sorted_into_their_groups() -> None:
+    def hook(span: Span, scope: Scope) -> None:
+        pass
+
+    provider = TracerProvider()
+    app = TracingMiddleware(
+        chat_app(),
+        tracer_provider=provider,
+        excluded_urls=["^/health$"],
+        capture_content=True,
+        content_limit=100,
+        response_hook=hook,
+    )
+    config = app.config
+    assert config.telemetry == TelemetryOptions(tracer_provider=provider)
+    assert config.content == ContentOptions(capture_content=True, content_limit=100)
+    assert config.hooks == HookOptions(response_hook=hook)
+    assert config.excluded_urls == ("^/health$",)
+    assert config == TracingOptions(
+        telemetry=TelemetryOptions(tracer_provider=provider),
+        excluded_urls="^/health$",
+        content=ContentOptions(capture_content=True, content_limit=100),
+        hooks=HookOptions(response_hook=hook),
+    )
+
+
+def test_options_can_be_one_object() -> None:
+    config = TracingOptions(provider_name="llama.cpp", content=ContentOptions(body_limit=10))
+    app = TracingMiddleware(chat_app(), config=config)
+    assert app.config is config
+    assert "provider_name='llama.cpp', body_limit=10" in repr(app)
+    with pytest.raises(ConfigurationError, match="not both"):
+        TracingMiddleware(chat_app(), config=config, capture_content=True)
+    with pytest.raises(ConfigurationError, match="not both"):
+        TracingMiddleware(chat_app(), content=ContentOptions(), body_limit=10)
+    with pytest.raises(ConfigurationError, match="content"):
+        TracingOptions(content=True)  # type: ignore[arg-type]
 
 
 async def test_the_access_log_respects_its_loggers_level(

@@ -11,6 +11,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import CarrierT, Getter, TextMapPropagator, default_getter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from aimiddleware.tracing import TracingOptions
 from aimiddleware.tracing._config import Config
 from aimiddleware.tracing._http import declared_fields
 
@@ -43,20 +44,8 @@ class PrefixedBaggage(TextMapPropagator):
 
 
 def _config(propagator: TextMapPropagator) -> Config:
-    return Config(
-        tracer_provider=None,
-        meter_provider=None,
-        propagator=propagator,
-        excluded_urls=None,
-        provider_name="openai",
-        body_limit=1024,
-        access_log=False,
-        request_hook=None,
-        response_hook=None,
-        capture_content=False,
-        content_limit=1024,
-        version="test",
-    )
+    options = TracingOptions.of(propagator=propagator, body_limit=1024, content_limit=1024)
+    return Config(options, version="test")
 
 
 def test_only_w3c_propagators_declare_every_header_they_read() -> None:

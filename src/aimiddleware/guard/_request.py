@@ -6,11 +6,12 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Final
 
-from .._asgi import Message, Receive, Scope, Send
+from ..context import Message, Receive, Scope, Send
 from ._clock import Watch
 from ._refusal import refuse
 
 if TYPE_CHECKING:
+    from ._options import GuardOptions
     from .middleware import RequestGuardMiddleware
 
 __all__ = ["GuardedRequest"]
@@ -22,6 +23,7 @@ class GuardedRequest:
     """The ``receive`` and ``send`` the app gets for one request with a body to watch."""
 
     __slots__ = (
+        "_config",
         "_expired",
         "_guard",
         "_limit",
@@ -43,6 +45,7 @@ class GuardedRequest:
     def __init__(
         self,
         guard: RequestGuardMiddleware,
+        config: GuardOptions,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -50,7 +53,8 @@ class GuardedRequest:
         first: Message | None = None,
         deadline: float = 0.0,
     ) -> None:
-        self._guard = guard
+        self._guard = guard  # for its clock, shared by the requests of one event loop
+        self._config = config
         self._scope = scope
         self._receive = receive
         self._send = send
@@ -96,7 +100,7 @@ class GuardedRequest:
 
     async def _read(self) -> Message | None:
         """The next message from the server, or None once the deadline refused the body."""
-        timeout = self._guard.body_timeout
+        timeout = self._config.body_timeout
         if timeout is None:
             return await self._receive()
         if self._watch is None:
@@ -146,4 +150,4 @@ class GuardedRequest:
         self.close()
         if not self.started:  # else the app answered without the whole body: that stands
             self.answered = self.started = True
-            await refuse(self._send, self._scope, status, limit, self._guard.problem_type_base)
+            await refuse(self._send, self._scope, status, limit, self._config.problem_type_base)

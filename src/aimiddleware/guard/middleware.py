@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
-from .._asgi import ASGIApp, Message, Receive, Scope, Send
-from ..exceptions import ConfigurationError
+from .._config import build_options
+from ..context import ASGIApp, Message, Receive, Scope, Send, replay_receive
 from ._clock import FirstRead, Watch
+from ._options import RENAMED, GuardOptions
 from ._refusal import refuse
 from ._request import GuardedRequest
 
@@ -16,18 +18,10 @@ __all__ = ["RequestGuardMiddleware"]
 _NO_BODY_VERSIONS = frozenset({"1.0", "1.1"})
 
 
-def _limit(name: str, value: object, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"{name} must be an int of at least {minimum}, or None")
-    return value
-
-
 class RequestGuardMiddleware:
     """Refuse requests whose body or headers are too large, or whose body arrives too slowly.
 
-    * ``max_body_bytes``: a ``Content-Length`` above it is answered 413 at once, without reading
+    * ``max_request_bytes``: a ``Content-Length`` above it is answered 413 at once, without reading
       a byte of the body; a body without one (chunked) is counted as it arrives and answered
       413 as soon as it crosses the limit. The app never receives more than the limit: from
       then on its ``receive`` reports ``http.disconnect``.
@@ -46,53 +40,42 @@ class RequestGuardMiddleware:
     the body of LLM requests before anything inside it runs, so a limit placed inside it comes
     too late to spare that read (``docs/guard.md``).
 
-    >>> app = RequestGuardMiddleware(app, max_body_bytes=1 << 20)  # doctest: +SKIP
+    >>> app = RequestGuardMiddleware(app, max_request_bytes=1 << 20)  # doctest: +SKIP
 
-    :param max_body_bytes: largest request body, in bytes (default 8 MiB).
-    :param body_timeout: seconds allowed for the whole body (default 60).
-    :param max_header_bytes: largest total size of header names and values (default 64 KiB).
-    :param problem_type_base: a URI prefix for the RFC 9457 ``type`` (``<base><code>``).
+    The options are those of :class:`GuardOptions` (defaults: 8 MiB of body, 60 seconds for
+    it, 64 KiB of headers), given as keywords or as ``config``. ``max_body_bytes`` is the old
+    name of ``max_request_bytes``: it still works, and warns once.
     """
 
-    __slots__ = (
-        "_watch",
-        "app",
-        "body_timeout",
-        "max_body_bytes",
-        "max_header_bytes",
-        "problem_type_base",
-    )
+    __slots__ = ("_watch", "app", "config")
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        max_body_bytes: int | None = 8 * 1024 * 1024,
-        body_timeout: float | None = 60.0,
-        max_header_bytes: int | None = 64 * 1024,
-        problem_type_base: str | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, config: GuardOptions | None = None, **options: Any) -> None:
         self.app = app
-        self.max_body_bytes = _limit("max_body_bytes", max_body_bytes, 1)
-        self.max_header_bytes = _limit("max_header_bytes", max_header_bytes, 1024)
-        if body_timeout is not None and (
-            isinstance(body_timeout, bool)
-            or not isinstance(body_timeout, int | float)
-            or not body_timeout > 0
-            or body_timeout == float("inf")
-        ):
-            raise ConfigurationError("body_timeout must be a positive number of seconds, or None")
-        self.body_timeout = None if body_timeout is None else float(body_timeout)
-        if problem_type_base is not None and not isinstance(problem_type_base, str):
-            raise ConfigurationError("problem_type_base must be a URI prefix string")
-        self.problem_type_base = problem_type_base
+        self.config = build_options(
+            "RequestGuardMiddleware", GuardOptions, config, options, renamed=RENAMED
+        )
         # the clock of the loop serving requests (not request state: shared by all of them)
         self._watch: Watch | None = None
 
+    @property
+    def max_request_bytes(self) -> int | None:
+        return self.config.max_request_bytes
+
+    max_body_bytes = max_request_bytes  # the old name, read by existing deployments
+
+    @property
+    def body_timeout(self) -> float | None:
+        return self.config.body_timeout
+
+    @property
+    def max_header_bytes(self) -> int | None:
+        return self.config.max_header_bytes
+
     def __repr__(self) -> str:
+        config = self.config
         return (
-            f"RequestGuardMiddleware(max_body_bytes={self.max_body_bytes!r}, "
-            f"body_timeout={self.body_timeout!r}, max_header_bytes={self.max_header_bytes!r})"
+            f"RequestGuardMiddleware(max_request_bytes={config.max_request_bytes!r}, "
+            f"body_timeout={config.body_timeout!r}, max_header_bytes={config.max_header_bytes!r})"
         )
 
     def watch(self) -> Watch:
@@ -100,7 +83,7 @@ class RequestGuardMiddleware:
         loop = asyncio.get_running_loop()
         watch = self._watch
         if watch is None or watch.loop is not loop:
-            timeout = self.body_timeout or 1.0
+            timeout = self.config.body_timeout or 1.0
             watch = self._watch = Watch(loop, tick=min(1.0, timeout / 10))
         return watch
 
@@ -118,19 +101,20 @@ class RequestGuardMiddleware:
                 length = value
             elif name == b"transfer-encoding":
                 chunked = True
-        max_header = self.max_header_bytes
+        config = self.config
+        max_header = config.max_header_bytes
         if max_header is not None and size > max_header:
-            await refuse(send, scope, 431, max_header, self.problem_type_base)
+            await refuse(send, scope, 431, max_header, config.problem_type_base)
             return
-        limit = self.max_body_bytes
+        limit = config.max_request_bytes
         if length is not None and not chunked:
             declared = int(length) if length.isdigit() else None
             if declared is not None:
                 if limit is not None and declared > limit:
-                    await refuse(send, scope, 413, limit, self.problem_type_base)
+                    await refuse(send, scope, 413, limit, config.problem_type_base)
                     return
                 # the server enforces Content-Length framing: only the clock is left to watch
-                if declared == 0 or self.body_timeout is None:
+                if declared == 0 or config.body_timeout is None:
                     await self.app(scope, receive, send)
                     return
                 limit = None
@@ -139,7 +123,7 @@ class RequestGuardMiddleware:
             await self.app(scope, receive, send)
             return
         first: Message | None = None
-        timeout = self.body_timeout
+        timeout = config.body_timeout
         deadline = 0.0
         if timeout is not None:
             # The first read happens here, before the app runs, with the least bookkeeping: most
@@ -156,19 +140,21 @@ class RequestGuardMiddleware:
             except asyncio.CancelledError:
                 # ours only if nobody else cancelled the task as well
                 if read.expired and read.task is not None and read.task.uncancel() == 0:
-                    await refuse(send, scope, 408, timeout, self.problem_type_base)
+                    await refuse(send, scope, 408, timeout, config.problem_type_base)
                     return
                 raise
             finally:
                 watch.reads.discard(read)
-            if first["type"] != "http.request" or not first.get("more_body", False):
+            if first["type"] == "http.request" and not first.get("more_body", False):
                 if limit is not None and len(first.get("body", b"")) > limit:
-                    await refuse(send, scope, 413, limit, self.problem_type_base)
+                    await refuse(send, scope, 413, limit, config.problem_type_base)
                     return
-                await self.app(scope, _replay(first, receive), send)
+                await self.app(scope, replay_receive(first.get("body", b""), receive), send)
                 return
-            deadline = read.deadline
-        request = GuardedRequest(self, scope, receive, send, limit, first, deadline)
+            if first["type"] == "http.request":
+                deadline = read.deadline
+            # else the client left before sending a byte: the app is told so, nothing is timed
+        request = GuardedRequest(self, config, scope, receive, send, limit, first, deadline)
         try:
             await self.app(scope, request.receive, request.send)
         except Exception:
@@ -178,17 +164,3 @@ class RequestGuardMiddleware:
         finally:
             if not request.done:
                 request.close()
-
-
-def _replay(message: Message, receive: Receive) -> Receive:
-    """A ``receive`` that returns ``message`` once, then defers to ``receive``."""
-    pending: Message | None = message
-
-    async def _receive() -> Message:
-        nonlocal pending
-        if pending is not None:
-            message, pending = pending, None
-            return message
-        return await receive()
-
-    return _receive

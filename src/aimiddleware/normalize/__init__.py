@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 from ..errors import STATUS_DEFAULTS
+from ._options import NormalizeOptions
 from ._routes import NormalizeRoute
 from .middleware import NormalizeMiddleware
 
-__all__ = ["STATUS_DEFAULTS", "NormalizeMiddleware", "NormalizeRoute"]
+__all__ = ["STATUS_DEFAULTS", "NormalizeMiddleware", "NormalizeOptions", "NormalizeRoute"]

@@ -11,21 +11,40 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from .._asgi import RawHeaders, get_header
+from starlette.exceptions import HTTPException
+
+from .._asgi import RawHeaders, get_header, media_type
 from .._openai import llm_operation
-from ..errors import GENERIC_5XX, STATUS_DEFAULTS, ErrorInfo, reason
+from ..context import Message, Scope, annotate, request_id
+from ..errors import GENERIC_5XX, STATUS_DEFAULTS, ErrorInfo, chosen_format, reason
 from ..errors import error_defaults as defaults
 
 __all__ = [
     "GENERIC_5XX",
     "STATUS_DEFAULTS",
     "ErrorInfo",
+    "describe",
+    "exception_error",
+    "held_error",
+    "in_chosen_shape",
     "is_json_rpc",
     "read_error",
     "reason",
+    "where",
 ]
 
 _MAX_MESSAGE: Final = 2000
+_CONTENT_TYPES: Final = {"openai": "application/json", "problem": "application/problem+json"}
+
+
+def where(scope: Scope) -> tuple[str, str, str]:
+    """Method, path and request id, as the log lines name a request."""
+    return scope.get("method", ""), scope.get("path", ""), request_id(scope)
+
+
+def in_chosen_shape(scope: Scope, content_type: bytes) -> bool:
+    """Whether an error body of ``content_type`` is in the shape this request's errors take."""
+    return media_type(content_type) == _CONTENT_TYPES[chosen_format(scope)]
 
 
 def is_json_rpc(payload: Any) -> bool:
@@ -33,6 +52,51 @@ def is_json_rpc(payload: Any) -> bool:
     if isinstance(payload, list):
         return bool(payload) and all(is_json_rpc(item) for item in payload)
     return isinstance(payload, dict) and payload.get("jsonrpc") == "2.0"
+
+
+def describe(scope: Scope, info: ErrorInfo) -> ErrorInfo:
+    """Name the request in a generic 5xx message, and record the error on the request."""
+    if info.status >= 500 and info.message == GENERIC_5XX:
+        info.message = f"{GENERIC_5XX} Request id: {request_id(scope)}."
+    annotate(scope, "aimiddleware.normalize.error_type", info.type)
+    if info.code:
+        annotate(scope, "aimiddleware.normalize.error_code", info.code)
+    return info
+
+
+def held_error(start: Message, body: bytes | None, path: str) -> ErrorInfo | None:
+    """The error a held 4xx response (its ``http.response.start`` and body) means, or ``None``
+    for a JSON-RPC body (an MCP endpoint's), which is never rewritten.
+    """
+    headers = start.get("headers", [])
+    encoding = get_header(headers, b"content-encoding")
+    if encoding is not None and encoding.strip().lower() != b"identity":
+        body = None  # compressed by something inside: the status speaks alone
+    content_type = media_type(get_header(headers, b"content-type"))
+    if body and content_type.endswith("json"):
+        try:
+            if is_json_rpc(json.loads(body)):
+                return None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            pass
+    status = int(start.get("status", 500))
+    return read_error(status, body, content_type, path=path, response_headers=headers)
+
+
+def exception_error(exc: Exception) -> tuple[ErrorInfo, list[tuple[bytes, bytes]]]:
+    """The error and headers an unhandled exception is answered with: an ``HTTPException``'s
+    status, detail and headers; for any 5xx, nothing but the status (never exception text).
+    """
+    status, message, headers = 500, None, []
+    if isinstance(exc, HTTPException):
+        status, message = exc.status_code, exc.detail
+        headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in (exc.headers or {}).items()
+        ]
+    if status >= 500:
+        message = None
+    return ErrorInfo(status, message or GENERIC_5XX), headers
 
 
 def _clip(text: str) -> str:

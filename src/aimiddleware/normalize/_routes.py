@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._paths import PathPattern
+from ..context import Message, Scope, annotate
 from ..exceptions import ConfigurationError
 
-__all__ = ["ErrorFormat", "NormalizeRoute", "pick", "prefers_minimal"]
+__all__ = ["ErrorFormat", "NormalizeRoute", "minimal_response", "pick", "prefers_minimal"]
+
+logger = logging.getLogger("aimiddleware.normalize")
 
 ErrorFormat = Literal["openai", "problem", "passthrough"]
 Minimal = Callable[[Any], Any] | Sequence[str]
@@ -54,6 +59,12 @@ class NormalizeRoute:
 
     def matches(self, path: str) -> bool:
         return self._pattern.matches(path)
+
+    @property
+    def format_or_openai(self) -> Literal["openai", "problem"]:
+        """The shape the middlewares inside write their errors in on this route (a passthrough
+        route leaves the choice to the request's ``Accept``, as an ``"openai"`` one does)."""
+        return "problem" if self.format == "problem" else "openai"
 
     def trim(self, payload: Any) -> Any:
         minimal = self.minimal
@@ -108,3 +119,28 @@ def prefers_minimal(prefer: list[bytes]) -> bool:
             if name.strip().lower() == b"return" and arg.strip().strip(b'"').lower() == b"minimal":
                 return True
     return False
+
+
+def minimal_response(
+    route: NormalizeRoute | None, start: Message, body: bytes, scope: Scope
+) -> tuple[Message, bytes] | None:
+    """The ``http.response.start`` and body of the minimal representation of a held JSON
+    response, or ``None`` when the full one is sent (an empty body, or trimming failed).
+    """
+    if not body or route is None:  # HEAD, or an empty 204-like body: nothing to trim
+        return None
+    try:
+        trimmed = json.dumps(
+            route.trim(json.loads(body)), separators=(",", ":"), ensure_ascii=False
+        )
+    except Exception:
+        logger.exception(
+            "the minimal representation of %s failed; the full one was sent", scope.get("path", "")
+        )
+        return None
+    out = trimmed.encode("utf-8")
+    headers = [h for h in start.get("headers", []) if h[0].lower() != b"content-length"]
+    headers.append((b"content-length", str(len(out)).encode("ascii")))
+    headers.append((b"preference-applied", b"return=minimal"))
+    annotate(scope, "aimiddleware.normalize.minimal", True)
+    return {**start, "headers": headers}, out

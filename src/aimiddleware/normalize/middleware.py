@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
-from .._asgi import ASGIApp, Receive, Scope, Send
-from ..exceptions import ConfigurationError
+from .._config import build_options
+from ..context import ASGIApp, Receive, Scope, Send
 from ._exchange import Exchange
+from ._options import NormalizeOptions
 from ._routes import NormalizeRoute
 
 __all__ = ["NormalizeMiddleware"]
@@ -22,7 +23,12 @@ class NormalizeMiddleware:
       prefers it. ``Content-Length`` is recomputed; every other header (``WWW-Authenticate``,
       ``Retry-After``, ``RateLimit*``, ``x-ratelimit-*``, CORS ...) is kept.
     * A 5xx is rebuilt from its status alone (a generic message naming the request id): nothing
-      of the body the app wrote reaches the client. An unhandled exception is logged once, with
+      of the body the app wrote reaches the client. An error the library wrote itself
+      (``aimiddleware.errors.send_error``, e.g. the rate limiter's 503
+      ``rate_limiter_unavailable``) keeps its type, code and message: as written when it is in
+      the request's shape already, else written again in it.
+    * On a matched route, the middlewares inside write their own errors in the route's shape
+      (``aimiddleware.context.set_error_format``). An unhandled exception is logged once, with
       its traceback and the request id. Every response carries ``x-request-id``.
     * An exception after an event stream started ends the stream with
       ``data: {"error": {...}}`` and ``data: [DONE]`` on OpenAI routes (``event: error`` elsewhere),
@@ -36,52 +42,36 @@ class NormalizeMiddleware:
     >>> mcp = NormalizeRoute("/mcp*", format="passthrough")
     >>> app = NormalizeMiddleware(app, routes=[mcp])  # doctest: +SKIP
 
-    :param routes: per-route choices, first match wins (see :class:`NormalizeRoute`).
-    :param problem_type_base: a URI prefix for RFC 9457 ``type`` (``<base><code>``); without
-        it ``type`` is ``about:blank``.
-    :param max_body: the largest error (or minimal-eligible) body read to rewrite it; larger
-        error bodies are replaced using the status alone, larger success bodies are sent whole.
+    The options are those of :class:`NormalizeOptions` (``routes``, ``problem_type_base``,
+    ``max_body``), given as keywords or as ``config``.
     """
 
     def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        routes: Sequence[NormalizeRoute] = (),
-        problem_type_base: str | None = None,
-        max_body: int = 1024 * 1024,
+        self, app: ASGIApp, config: NormalizeOptions | None = None, **options: Any
     ) -> None:
         self.app = app
-        if isinstance(routes, NormalizeRoute) or not all(
-            isinstance(r, NormalizeRoute) for r in routes
-        ):
-            raise ConfigurationError("routes must be a sequence of NormalizeRoute")
-        if problem_type_base is not None and not isinstance(problem_type_base, str):
-            raise ConfigurationError("problem_type_base must be a URI prefix string")
-        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1024:
-            raise ConfigurationError("max_body must be an int of at least 1024 bytes")
-        self.routes = tuple(routes)
-        self.problem_type_base = problem_type_base
-        self.max_body = max_body
+        self.config = build_options("NormalizeMiddleware", NormalizeOptions, config, options)
+
+    @property
+    def routes(self) -> tuple[NormalizeRoute, ...]:
+        return tuple(self.config.routes)
 
     def __repr__(self) -> str:
+        config = self.config
         return (
-            f"NormalizeMiddleware(routes={list(self.routes)!r}, "
-            f"problem_type_base={self.problem_type_base!r}, max_body={self.max_body!r})"
+            f"NormalizeMiddleware(routes={list(config.routes)!r}, "
+            f"problem_type_base={config.problem_type_base!r}, max_body={config.max_body!r})"
         )
 
     def route_for(self, path: str) -> NormalizeRoute | None:
         """The first configured route matching ``path``."""
-        for route in self.routes:
-            if route.matches(path):
-                return route
-        return None
+        return self.config.route_for(path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange = Exchange(self, scope, send)
+        exchange = Exchange(self.config, scope, send)
         try:
             await self.app(scope, receive, exchange.send)
         except Exception as exc:

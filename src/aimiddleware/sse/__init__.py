@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
-from .middleware import LastEventIdHook, SSEMiddleware
+from ._options import LastEventIdHook, SSEOptions
+from .middleware import SSEMiddleware
 
-__all__ = ["LastEventIdHook", "SSEMiddleware"]
+__all__ = ["LastEventIdHook", "SSEMiddleware", "SSEOptions"]

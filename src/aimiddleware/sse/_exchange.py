@@ -18,18 +18,17 @@ from .._asgi import (
     get_header,
     is_event_stream,
 )
+from .._sse import ends_event
 from ._headers import stream_headers
 from ._inbox import Inbox
 
 if TYPE_CHECKING:
-    from .middleware import SSEMiddleware
+    from ._options import SSEOptions
 
 __all__ = ["Exchange"]
 
 logger = logging.getLogger("aimiddleware.sse")
 
-# the end of a complete event: a heartbeat may only go out where one event ended
-_BOUNDARIES: Final = (b"\n\n", b"\r\r", b"\n\r\n")
 _FLUSH: Final[Message] = {"type": "http.response.body", "body": b"", "more_body": True}
 
 
@@ -50,10 +49,10 @@ class Exchange:
 
     __slots__ = (
         "_beat",
+        "_config",
         "_decoder",
         "_heartbeat",
         "_loop",
-        "_middleware",
         "_scope",
         "_send",
         "_sending_since",
@@ -81,10 +80,8 @@ class Exchange:
     beats: int
     last: float
 
-    def __init__(
-        self, middleware: SSEMiddleware, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        self._middleware = middleware
+    def __init__(self, config: SSEOptions, scope: Scope, receive: Receive, send: Send) -> None:
+        self._config = config
         self._scope = scope
         self._send = send
         self._task = asyncio.current_task()
@@ -131,7 +128,7 @@ class Exchange:
             self._sending_since = None
 
     async def _start(self, message: Message) -> None:
-        middleware = self._middleware
+        config = self._config
         encoding = get_header(message.get("headers", ()), b"content-encoding")
         self._decoder = None
         decodable = True
@@ -157,7 +154,7 @@ class Exchange:
         self.beats = 0
         self.last = loop.time()
         self._tail = b"\n\n"
-        self._heartbeat = middleware._heartbeat_message
+        self._heartbeat = config.heartbeat_message
         self._sending_since = None
         self._beat = None
         self._ticker = None
@@ -167,16 +164,16 @@ class Exchange:
         # an empty body pushes the headers through outer middlewares that hold
         # http.response.start until the first body message (some GZipMiddleware versions)
         await self._send(dict(_FLUSH))
-        if middleware.cancel_on_disconnect:
+        if config.cancel_on_disconnect:
             self.inbox.watch()
-        if middleware.heartbeat is not None or middleware.send_timeout is not None:
+        if config.heartbeat is not None or config.send_timeout is not None:
             self._ticker = asyncio.ensure_future(self._tick())
 
     # -- heartbeats and the send timeout ----------------------------------------------------
 
     async def _tick(self) -> None:
-        interval = self._middleware.heartbeat
-        timeout = self._middleware.send_timeout
+        interval = self._config.heartbeat
+        timeout = self._config.send_timeout
         loop = self._loop
         while not self.complete and self.outcome is None:
             now = loop.time()
@@ -190,7 +187,8 @@ class Exchange:
             if interval is not None:
                 due = self.last + interval
                 if now >= due:
-                    if self._sending_since is None and self._tail.endswith(_BOUNDARIES):
+                    # a heartbeat may only go out where one event ended
+                    if self._sending_since is None and ends_event(self._tail):
                         await self._send_heartbeat()
                         continue
                     due = now + interval  # mid-event or mid-send: the app is alive, look later
@@ -198,7 +196,7 @@ class Exchange:
             await asyncio.sleep(max(0.0, wake - now))
 
     async def _send_heartbeat(self) -> None:
-        timeout = self._middleware.send_timeout
+        timeout = self._config.send_timeout
         beat = self._loop.create_future()
         self._beat = beat
         try:
@@ -234,7 +232,7 @@ class Exchange:
     def _on_disconnect(self) -> None:
         if self.outcome is None and not self.complete:
             self.outcome = "client_disconnected"
-            if self._middleware.cancel_on_disconnect:
+            if self._config.cancel_on_disconnect:
                 # deferred: the app may be the one that just read the disconnect, in this task
                 asyncio.get_running_loop().call_soon(self._cancel_app)
 

@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import math
-from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
-from .._asgi import ASGIApp, Message, Receive, Scope, Send, get_header
-from ..exceptions import ConfigurationError
+from .._asgi import get_header
+from .._config import build_options
+from ..context import ASGIApp, Receive, Scope, Send
 from ._exchange import Exchange
+from ._options import LastEventIdHook, SSEOptions
 
-__all__ = ["LastEventIdHook", "SSEMiddleware"]
-
-LastEventIdHook = Callable[[Scope, str], Awaitable[ASGIApp | None]]
-"""``async hook(scope, last_event_id)``: an ASGI app that resumes the stream, or ``None``."""
+__all__ = ["LastEventIdHook", "SSEMiddleware", "SSEOptions"]
 
 _MAX_EVENT_ID: Final = 1024
-
-
-def _seconds(name: str, value: float | None, *, allow_none: bool = True) -> float | None:
-    if value is None:
-        if allow_none:
-            return None
-        raise ConfigurationError(f"{name} is required")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
 
 
 def _only_cancelled(exc: BaseException) -> bool:
@@ -58,51 +43,21 @@ class SSEMiddleware:
 
     >>> app = SSEMiddleware(app, heartbeat=15.0, send_timeout=30.0)  # doctest: +SKIP
 
-    :param heartbeat: seconds of silence before a heartbeat comment; ``None`` disables them.
-    :param heartbeat_comment: the comment text (no line breaks).
-    :param send_timeout: seconds one write of the stream may block before the client is dropped;
-        ``None`` (default) waits as long as the server does.
-    :param cancel_on_disconnect: cancel the app when the client disconnects mid-stream.
-    :param last_event_id: an optional ``async hook(scope, last_event_id)`` called when a request
-        carries a ``Last-Event-ID`` header; it returns an ASGI app that serves the resumed stream
-        (through this middleware like any other), or ``None`` to let the app handle the request.
+    The options are those of :class:`SSEOptions`, given as keywords or as ``config``.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        heartbeat: float | None = 15.0,
-        heartbeat_comment: str = "keep-alive",
-        send_timeout: float | None = None,
-        cancel_on_disconnect: bool = True,
-        last_event_id: LastEventIdHook | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, config: SSEOptions | None = None, **options: Any) -> None:
         self.app = app
-        self.heartbeat = _seconds("heartbeat", heartbeat)
-        self.send_timeout = _seconds("send_timeout", send_timeout)
-        if not isinstance(heartbeat_comment, str) or any(c in heartbeat_comment for c in "\r\n\0"):
-            raise ConfigurationError("heartbeat_comment must be one line of text")
-        if not isinstance(cancel_on_disconnect, bool):
-            raise ConfigurationError("cancel_on_disconnect must be a bool")
-        if last_event_id is not None and not callable(last_event_id):
-            raise ConfigurationError("last_event_id must be an async callable or None")
-        self.heartbeat_comment = heartbeat_comment
-        self.cancel_on_disconnect = cancel_on_disconnect
-        self.last_event_id = last_event_id
-        line = f": {heartbeat_comment}\n\n" if heartbeat_comment else ":\n\n"
-        self._heartbeat_message: Message = {
-            "type": "http.response.body",
-            "body": line.encode("utf-8"),
-            "more_body": True,
-        }
+        self.config = build_options("SSEMiddleware", SSEOptions, config, options)
 
     def __repr__(self) -> str:
+        config = self.config
         return (
-            f"SSEMiddleware(heartbeat={self.heartbeat!r}, "
-            f"heartbeat_comment={self.heartbeat_comment!r}, send_timeout={self.send_timeout!r}, "
-            f"cancel_on_disconnect={self.cancel_on_disconnect!r}, "
-            f"last_event_id={'set' if self.last_event_id else None})"
+            f"SSEMiddleware(heartbeat={config.heartbeat!r}, "
+            f"heartbeat_comment={config.heartbeat_comment!r}, "
+            f"send_timeout={config.send_timeout!r}, "
+            f"cancel_on_disconnect={config.cancel_on_disconnect!r}, "
+            f"last_event_id={'set' if config.last_event_id else None})"
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -110,9 +65,10 @@ class SSEMiddleware:
             await self.app(scope, receive, send)
             return
         app = self.app
-        if self.last_event_id is not None:
-            app = await self._resume(scope, self.last_event_id) or app
-        exchange = Exchange(self, scope, receive, send)
+        config = self.config
+        if config.last_event_id is not None:
+            app = await self._resume(scope, config.last_event_id) or app
+        exchange = Exchange(config, scope, receive, send)
         try:
             await app(scope, exchange.inbox.receive, exchange.send)
         except BaseException as exc:

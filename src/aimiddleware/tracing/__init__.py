@@ -10,6 +10,16 @@ Needs the ``otel`` extra (``pip install 'aimiddleware[otel]'``)::
 from __future__ import annotations
 
 from ._access_log import ACCESS_LOGGER, AccessLog
+from ._options import ContentOptions, Hook, HookOptions, TelemetryOptions, TracingOptions
 from .middleware import TracingMiddleware
 
-__all__ = ["ACCESS_LOGGER", "AccessLog", "TracingMiddleware"]
+__all__ = [
+    "ACCESS_LOGGER",
+    "AccessLog",
+    "ContentOptions",
+    "Hook",
+    "HookOptions",
+    "TelemetryOptions",
+    "TracingMiddleware",
+    "TracingOptions",
+]

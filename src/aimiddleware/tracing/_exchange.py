@@ -5,29 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from time import perf_counter, time_ns
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
-from .._asgi import (
-    Message,
-    Receive,
-    Scope,
-    Send,
-    get_annotations,
-    get_header,
-    json_body,
-    media_type,
-)
+from .._asgi import get_header, media_type
 from .._openai import LLMRequest, LLMResponse
 from .._paths import route_template
-from ..principal import get_principal
-from . import _semconv as sc
-from ._content import INPUT_MESSAGES, OUTPUT_MESSAGES, OutputCollector, as_attribute, input_messages
+from ..context import Message, Receive, Scope, Send
+from ._content import OutputCollector
+from ._ending import annotate_span, record_metrics
 from ._scan import BodyScan, StreamScan
-from ._usage import NO_USAGE, USAGE_REPLAYED, resolve_usage
+from ._usage import NO_USAGE, resolve_usage
 
 if TYPE_CHECKING:
     from ._config import Config
@@ -235,7 +225,7 @@ class Exchange:
 
         if span.is_recording():
             try:
-                self._annotate_span(exc, error_type, route, response, ttft)
+                annotate_span(self, exc, error_type, route, response, ttft)
             except Exception:
                 logger.warning(HOOK_FAILED, "setting span attributes", exc_info=True)
             if config.response_hook is not None:
@@ -248,7 +238,7 @@ class Exchange:
         except Exception:
             logger.warning(HOOK_FAILED, "ending the span", exc_info=True)
         try:
-            self._record_metrics(error_type, route, response, ttft, duration)
+            record_metrics(self, error_type, route, response, ttft, duration)
         except Exception:
             logger.warning(HOOK_FAILED, "recording metrics", exc_info=True)
         if config.access_log is not None:
@@ -256,132 +246,3 @@ class Exchange:
                 config.access_log.write(self, error_type, route, response, ttft, duration)
             except Exception:
                 logger.warning(HOOK_FAILED, "writing the access log", exc_info=True)
-
-    def _annotate_span(
-        self,
-        exc: BaseException | None,
-        error_type: str | None,
-        route: str | None,
-        response: LLMResponse | None,
-        ttft: float | None,
-    ) -> None:
-        # one dict, one set_attributes: the SDK takes its lock and cleans values once
-        span = self.span
-        attributes: dict[str, Any] = {}
-        if self.status:
-            attributes[sc.HTTP_RESPONSE_STATUS_CODE] = self.status
-        if route is not None:
-            attributes[sc.HTTP_ROUTE] = route
-            span.update_name(f"{self.method} {route}")
-        if self.operation is not None:
-            attributes[sc.GEN_AI_OPERATION_NAME] = self.operation
-            attributes[sc.GEN_AI_PROVIDER_NAME] = self.config.provider_name
-            llm = self.llm
-            if llm is not None:
-                if llm.model is not None:
-                    attributes[sc.GEN_AI_REQUEST_MODEL] = llm.model
-                if llm.max_tokens is not None:
-                    attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = llm.max_tokens
-                if llm.temperature is not None:
-                    attributes[sc.GEN_AI_REQUEST_TEMPERATURE] = llm.temperature
-                if llm.top_p is not None:
-                    attributes[sc.GEN_AI_REQUEST_TOP_P] = llm.top_p
-                attributes[sc.GEN_AI_REQUEST_STREAM] = llm.stream
-            if response is not None:
-                if response.id is not None:
-                    attributes[sc.GEN_AI_RESPONSE_ID] = response.id
-                if response.model is not None:
-                    attributes[sc.GEN_AI_RESPONSE_MODEL] = response.model
-                if response.finish_reasons:
-                    # a tuple of str: the SDK keeps it as it is instead of converting a list
-                    attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(response.finish_reasons)
-            usage = self.usage
-            if usage.input_tokens is not None:
-                attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
-            if usage.output_tokens is not None:
-                attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
-            if usage.replayed:
-                attributes[USAGE_REPLAYED] = True
-            if ttft is not None:
-                attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttft
-            if self.config.capture_content:
-                self._content(attributes, self.operation)
-        principal = get_principal(self.scope)
-        if principal is not None:
-            # what an auth middleware did not annotate itself, in the names OAuthMiddleware uses
-            attributes[PRINCIPAL_ID] = principal.id
-            if principal.client_id is not None:
-                attributes[PRINCIPAL_CLIENT_ID] = principal.client_id
-            if principal.tier is not None:
-                attributes[PRINCIPAL_TIER] = principal.tier
-            if principal.scopes:
-                attributes[PRINCIPAL_SCOPES] = " ".join(sorted(principal.scopes))
-        annotations = get_annotations(self.scope)
-        if annotations:
-            attributes.update(annotations)
-        if error_type is not None:
-            attributes[sc.ERROR_TYPE] = error_type
-        span.set_attributes(attributes)
-        if exc is not None:
-            span.record_exception(exc)
-        if error_type is not None:
-            description = None if exc is None else f"{type(exc).__name__}: {exc}"
-            span.set_status(Status(StatusCode.ERROR, description or error_type))
-
-    def _content(self, attributes: dict[str, Any], operation: str) -> None:
-        limit = self.config.content_limit
-        prompt = as_attribute(input_messages(operation, json_body(self.scope), limit))
-        if prompt is not None:
-            attributes[INPUT_MESSAGES] = prompt
-        if self.collector is not None:
-            output = as_attribute(self.collector.messages())
-            if output is not None:
-                attributes[OUTPUT_MESSAGES] = output
-
-    def _record_metrics(
-        self,
-        error_type: str | None,
-        route: str | None,
-        response: LLMResponse | None,
-        ttft: float | None,
-        duration: float,
-    ) -> None:
-        scope = self.scope
-        instruments = self.config.instruments
-        # the context the measurements are made in, looked up once rather than per record
-        current = otel_context.get_current()
-        instruments.record_http(
-            duration,
-            (
-                self.method,
-                scope.get("scheme", "http"),
-                scope.get("http_version"),
-                self.status,
-                route,
-                error_type,
-            ),
-            current,
-        )
-        if self.operation is None:
-            return
-        llm = self.llm
-        instruments.record_llm(
-            (
-                self.operation,
-                self.config.provider_name,
-                llm.model if llm is not None else None,
-                response.model if response is not None else None,
-                error_type,
-            ),
-            current,
-            duration=duration,
-            ttft=ttft,
-            input_tokens=self.usage.input_tokens,
-            output_tokens=self.usage.output_tokens,
-        )
-
-
-PRINCIPAL_ID = "aimiddleware.auth.principal"
-PRINCIPAL_CLIENT_ID = "aimiddleware.auth.client_id"
-PRINCIPAL_TIER = "aimiddleware.auth.tier"
-PRINCIPAL_SCOPES = "aimiddleware.auth.scopes"

@@ -15,11 +15,10 @@ from time import perf_counter
 from typing import Final
 
 from .._openai import LLMResponse
-from .._sse import SSEParser
+from .._sse import SSEParser, ends_event
 from ._content import OutputCollector
 
 _decode: Final = json.JSONDecoder().decode
-_TERMINATORS: Final = (b"\n\n", b"\r\r", b"\r\n\r\n")
 # news in a chunk: an "error", "finish_reason" or "usage" key whose value is not null. One
 # search instead of a find per key: on a token delta the calls cost more than the bytes they
 # read. Possessive quantifiers, so that `": null"` cannot match by giving up its space.
@@ -66,7 +65,7 @@ class StreamScan:
             self.ttft is not None
             and self._collector is None
             and not self._parser.pending
-            and chunk.endswith(_TERMINATORS)
+            and ends_event(chunk)
             and _uninformative(chunk)
         ):
             return

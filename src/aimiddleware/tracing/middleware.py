@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from typing import Any
 
 from opentelemetry import context, trace
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.trace import SpanKind, TracerProvider
+from opentelemetry.trace import SpanKind
 
 from .. import __version__
-from .._asgi import (
-    TRACE_ID_KEY,
+from .._config import build_options
+from .._openai import llm_operation, shared_llm_request
+from ..context import (
     ASGIApp,
     ClientDisconnected,
     Receive,
@@ -23,15 +22,16 @@ from .._asgi import (
     read_body,
     request_id,
     route_path,
+    set_trace_id,
 )
-from .._openai import llm_operation, shared_llm_request
-from ._access_log import AccessLog
-from ._config import Config, Hook
+from ._config import Config
 from ._exchange import HOOK_FAILED, Exchange
 from ._http import CONTENT_LENGTH, HOST, USER_AGENT, method_name, request_attributes
+from ._options import TracingOptions
 
 logger = logging.getLogger("aimiddleware.tracing")
 
+#: the span attribute naming the request id (an attribute name, like the annotations)
 REQUEST_ID = "aimiddleware.request_id"
 
 
@@ -52,60 +52,18 @@ class TracingMiddleware:
 
         app = TracingMiddleware(app, excluded_urls=["^/health$"], access_log=True)
 
-    :param tracer_provider: defaults to the global one (resolved lazily, so an SDK set up after
-        the middleware is built is still used).
-    :param meter_provider: defaults to the global one.
-    :param propagator: defaults to the global text-map propagator (W3C trace context and
-        baggage unless ``OTEL_PROPAGATORS`` says otherwise).
-    :param excluded_urls: regular expressions searched in the request path; matching requests
-        are not traced. ``None`` reads ``OTEL_PYTHON_ASGI_EXCLUDED_URLS`` or
-        ``OTEL_PYTHON_EXCLUDED_URLS`` (comma-separated).
-    :param provider_name: the ``gen_ai.provider.name`` to report.
-    :param body_limit: on LLM routes, request bodies up to this many bytes (by Content-Length)
-        and JSON response bodies up to it are read for the GenAI attributes; larger ones and
-        every other route are never read. Streams are scanned, never held.
-    :param access_log: ``True`` for the ``aimiddleware.access`` logger, a logger name or a
-        :class:`logging.Logger`: one JSON line per request at INFO when the response ends.
-    :param request_hook: ``hook(span, scope)`` after the span starts.
-    :param response_hook: ``hook(span, scope)`` just before the span ends. A hook that raises
-        is logged once and the request goes on.
-    :param capture_content: record prompts and generated text as ``gen_ai.input.messages`` and
-        ``gen_ai.output.messages`` (off by default: they are the users' data; streams are then
-        decoded chunk by chunk).
-    :param content_limit: characters of text kept in each of those two attributes.
+    The options are those of :class:`TracingOptions`, given by their own names as keywords
+    (``capture_content=True``; each goes to its group) or as ``config``. ``excluded_urls`` are
+    regular expressions, the OpenTelemetry convention, unlike the path patterns of the other
+    middlewares (``docs/tracing.md``).
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        tracer_provider: TracerProvider | None = None,
-        meter_provider: MeterProvider | None = None,
-        propagator: TextMapPropagator | None = None,
-        excluded_urls: str | Iterable[str] | None = None,
-        provider_name: str = "openai",
-        body_limit: int = 1_048_576,
-        access_log: bool | str | logging.Logger | AccessLog = False,
-        request_hook: Hook | None = None,
-        response_hook: Hook | None = None,
-        capture_content: bool = False,
-        content_limit: int = 8192,
-    ) -> None:
+    def __init__(self, app: ASGIApp, config: TracingOptions | None = None, **options: Any) -> None:
         self.app = app
-        self._config = Config(
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            propagator=propagator,
-            excluded_urls=excluded_urls,
-            provider_name=provider_name,
-            body_limit=body_limit,
-            access_log=access_log,
-            request_hook=request_hook,
-            response_hook=response_hook,
-            capture_content=capture_content,
-            content_limit=content_limit,
-            version=__version__,
-        )
+        if config is None:  # by their own names: each in its group
+            config, options = TracingOptions.of(**options), {}
+        self.config = build_options("TracingMiddleware", TracingOptions, config, options)
+        self._config = Config(self.config, __version__)
 
     def __repr__(self) -> str:
         config = self._config
@@ -184,7 +142,7 @@ class TracingMiddleware:
         )
         span_context = span.get_span_context()
         if span_context.is_valid:
-            scope[TRACE_ID_KEY] = format(span_context.trace_id, "032x")
+            set_trace_id(scope, format(span_context.trace_id, "032x"))
         get_annotations(scope)  # created here, so that inner middlewares write into this dict
         operation = llm_operation(path) if method == "POST" else None
         exchange = Exchange(config, scope, span, parent, method, operation, receive, send)

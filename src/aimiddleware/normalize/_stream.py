@@ -1,0 +1,48 @@
+"""The event-stream side of normalisation: whole events out, and the error event that ends a
+stream the app failed in."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .._openai import llm_operation
+from .._sse import ends_event, last_event_end
+from ..context import Scope, route_path
+from ..errors import ErrorInfo, render_error
+
+__all__ = ["cut_events", "error_event"]
+
+_MAX_PARTIAL_EVENT: Final = 64 * 1024
+_STREAM_DONE: Final = b"data: [DONE]\n\n"
+
+
+def cut_events(pending: bytes, body: bytes, more: bool) -> tuple[bytes | None, bytes]:
+    """What of a stream's body goes out now (``None``: nothing yet), and what is held back.
+
+    Whole events only: if the app dies mid-event, the error event that follows must not be
+    glued to half an event (the client would dispatch the broken JSON first). A tail longer than
+    any event is not event-shaped at all and is not held.
+
+    >>> cut_events(b"", b"data: 1\\n\\ndata: 2", True)
+    (b'data: 1\\n\\n', b'data: 2')
+    """
+    if pending:
+        body = pending + body
+    if more and not ends_event(body):
+        cut = last_event_end(body)
+        if cut < 0:
+            if len(body) <= _MAX_PARTIAL_EVENT:
+                return None, body
+            cut = len(body)
+        return body[:cut], body[cut:]
+    return body, b""
+
+
+def error_event(scope: Scope, info: ErrorInfo) -> bytes:
+    """The event that ends a failed stream: ``data: {"error": ...}`` and ``data: [DONE]`` on the
+    OpenAI streaming routes (the openai SDK raises ``APIError`` on a data chunk carrying
+    ``"error"``), ``event: error`` elsewhere."""
+    _, payload = render_error(scope, info, format="openai")  # what the SDKs parse, always
+    if llm_operation(route_path(scope)) in ("chat", "text_completion"):
+        return b"data: " + payload + b"\n\n" + _STREAM_DONE
+    return b"event: error\ndata: " + payload + b"\n\n"
