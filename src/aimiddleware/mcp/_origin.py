@@ -12,50 +12,19 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import urlsplit
 
-from .._asgi import ASGIApp, Receive, Scope, Send, annotate, get_headers, route_path
+from .._asgi import get_headers
 from .._lru import LRUCache
 from .._paths import PathSet
+from .._urls import normalize_url
+from ..context import ASGIApp, Receive, Scope, Send, annotate, route_path
 from ..exceptions import ConfigurationError
 from ._jsonrpc import FORBIDDEN_ORIGIN, error_payload, send_error
 
-__all__ = ["MCPOriginMiddleware", "OriginPattern", "normalise_origin"]
+__all__ = ["MCPOriginMiddleware", "OriginPattern"]
 
 logger = logging.getLogger("aimiddleware.mcp")
 
 _MAX_VERDICTS: Final = 1024
-
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-
-
-def normalise_origin(value: str) -> str | None:
-    """``scheme://host[:port]`` in lower case without the scheme's default port, or ``None``
-    when ``value`` is not a serialised tuple origin (``null``, a path, user info, garbage).
-
-    >>> normalise_origin("HTTPS://App.Example.com:443")
-    'https://app.example.com'
-    """
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    host = parts.hostname
-    if (
-        scheme not in _DEFAULT_PORTS
-        or not host
-        or parts.username is not None
-        or parts.password is not None
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    if port is None or port == _DEFAULT_PORTS[scheme]:
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
 
 
 class OriginPattern:
@@ -67,7 +36,7 @@ class OriginPattern:
     def __init__(self, pattern: str) -> None:
         self.any_port = pattern.endswith(":*")
         candidate = pattern[:-2] if self.any_port else pattern
-        origin = normalise_origin(candidate)
+        origin = normalize_url(candidate, origin=True)
         if origin is None:
             raise ConfigurationError(
                 f"allowed origin {pattern!r} is not scheme://host[:port] (or scheme://host:*)"
@@ -167,7 +136,7 @@ class MCPOriginMiddleware:
         raw = values[0]
         verdict = self._verdicts.get(raw, 0.0)
         if verdict is None:
-            origin = normalise_origin(raw.decode("latin-1").strip())
+            origin = normalize_url(raw.decode("latin-1").strip(), origin=True)
             verdict = origin is not None and (
                 origin in self._exact or any(p.matches(origin) for p in self._wildcards)
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from .._asgi import (
+from ..context import (
     ASGIApp,
     ClientDisconnected,
     Receive,
@@ -13,11 +13,13 @@ from .._asgi import (
     Scope,
     Send,
     annotate,
+    get_challenger,
+    get_principal,
     json_body,
     read_body,
 )
 from ..exceptions import ConfigurationError
-from ..principal import Principal, get_principal
+from ..principal import Principal
 from ._headers import mismatch
 from ._jsonrpc import (
     HEADER_MISMATCH,
@@ -38,9 +40,6 @@ from ._scopes import challenge, implications, scope_list
 __all__ = ["MCPScopeMiddleware"]
 
 _PREFIX: Final = "aimiddleware.mcp."
-# where OAuthMiddleware leaves its challenge settings for the layers inside it, so that their
-# refusals name the same metadata URL and realm as its own
-_OAUTH_CHALLENGER_KEY: Final = "aimiddleware.oauth.challenger"
 
 
 class MCPScopeMiddleware:
@@ -168,12 +167,12 @@ class MCPScopeMiddleware:
         return frozenset(granted)
 
     def _from_oauth(self, scope: Scope, name: str) -> str | None:
-        value = getattr(scope.get(_OAUTH_CHALLENGER_KEY), name, None)
+        value = getattr(get_challenger(scope), name, None)
         return value if isinstance(value, str) else None
 
     def _challenge(
         self, scope: Scope, error: str | None, description: str, scopes: Iterable[str]
-    ) -> bytes:
+    ) -> list[bytes]:
         metadata = self.resource_metadata
         if metadata is None:
             metadata = self._from_oauth(scope, "resource_metadata")
@@ -197,9 +196,9 @@ class MCPScopeMiddleware:
         data: dict[str, object],
     ) -> None:
         error = "insufficient_scope" if status == 403 else None
-        challenge = self._challenge(scope, error, message, needed)
+        challenges = self._challenge(scope, error, message, needed)
         payload = error_payload(code, message, request_id, data)
-        await send_error(send, status, payload, [(b"www-authenticate", challenge)])
+        await send_error(send, status, payload, [(b"www-authenticate", c) for c in challenges])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
