@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from .._asgi import get_headers
+from .._config import build_options, check_bool
 from .._lru import LRUCache
 from .._paths import PathSet
+from .._signatures import options_signature, show_options
 from .._urls import normalize_url
 from ..context import ASGIApp, Receive, Scope, Send, annotate, route_path
 from ..exceptions import ConfigurationError
 from ._jsonrpc import FORBIDDEN_ORIGIN, error_payload, send_error
 
-__all__ = ["MCPOriginMiddleware", "OriginPattern"]
+__all__ = ["MCPOriginMiddleware", "MCPOriginOptions", "OriginPattern"]
 
 logger = logging.getLogger("aimiddleware.mcp")
 
@@ -71,12 +74,44 @@ def _path_prefixes(paths: Iterable[str] | None) -> PathSet | None:
     return None if "/" in (p.rstrip("/") or "/" for p in items) else covered
 
 
+@dataclass(frozen=True, slots=True)
+class MCPOriginOptions:
+    """Every option of :class:`~aimiddleware.mcp.MCPOriginMiddleware` (see docs/mcp.md).
+
+    >>> MCPOriginOptions(allowed_origins=["HTTPS://Chat.Example.com:443"]).allowed_origins
+    ('https://chat.example.com',)
+    """
+
+    allowed_origins: Iterable[str] = ()
+    allow_missing: bool = True
+    paths: Iterable[str] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.allowed_origins, str):
+            raise ConfigurationError("allowed_origins must be a list of origins, not one string")
+        patterns = []
+        for pattern in self.allowed_origins:
+            if pattern.strip() == "*":
+                raise ConfigurationError(
+                    "allowed_origins cannot be '*': that is no validation at all; "
+                    "leave MCPOriginMiddleware out instead"
+                )
+            patterns.append(repr(OriginPattern(pattern)))
+        object.__setattr__(self, "allowed_origins", tuple(patterns))
+        check_bool("allow_missing", self.allow_missing)
+        _path_prefixes(self.paths)  # validated now; the middleware compiles them again
+        if self.paths is not None:
+            object.__setattr__(self, "paths", tuple(self.paths))
+
+
 class MCPOriginMiddleware:
     """Refuse requests whose ``Origin`` header names an origin not on the allow-list (403).
 
     A request without ``Origin`` passes by default: agents, CLIs and server-side clients do not
     send one, browsers always do on the cross-origin and non-GET requests a rebinding page
     makes. The refusal is the MCP transport's: 403 with a JSON-RPC error body without an id.
+
+    The options are keywords or one :class:`MCPOriginOptions` as ``config``.
 
     :param allowed_origins: ``scheme://host[:port]`` values; ``scheme://host:*`` allows any
         port of that host. Compared after normalisation (case, default ports).
@@ -91,29 +126,18 @@ class MCPOriginMiddleware:
     """
 
     def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        allowed_origins: Iterable[str] = (),
-        allow_missing: bool = True,
-        paths: Iterable[str] | None = None,
+        self, app: ASGIApp, config: MCPOriginOptions | None = None, **options: Any
     ) -> None:
-        if isinstance(allowed_origins, str):
-            raise ConfigurationError("allowed_origins must be a list of origins, not one string")
-        patterns = []
-        for pattern in allowed_origins:
-            if pattern.strip() == "*":
-                raise ConfigurationError(
-                    "allowed_origins cannot be '*': that is no validation at all; "
-                    "leave MCPOriginMiddleware out instead"
-                )
-            patterns.append(OriginPattern(pattern))
         self.app = app
-        self.allow_missing = bool(allow_missing)
+        self.config = config = build_options(
+            "MCPOriginMiddleware", MCPOriginOptions, config, options
+        )
+        patterns = [OriginPattern(p) for p in config.allowed_origins]
+        self.allow_missing = config.allow_missing
         self._exact = frozenset(p.origin for p in patterns if not p.any_port)
         self._wildcards = tuple(p for p in patterns if p.any_port)
         self._patterns = tuple(patterns)
-        self._paths = _path_prefixes(paths)
+        self._paths = _path_prefixes(config.paths)
         # verdicts by raw header value: browsers send a handful of distinct origins, and parsing
         # one costs more than the rest of the check; bounded, since the values are client-chosen
         self._verdicts: LRUCache[bytes, bool] = LRUCache("mcp origin verdicts", _MAX_VERDICTS)
@@ -164,3 +188,6 @@ class MCPOriginMiddleware:
                 data={"error": "forbidden_origin"},
             ),
         )
+
+
+show_options(MCPOriginMiddleware.__init__, options_signature(MCPOriginOptions))

@@ -7,9 +7,8 @@ always has; the keywords land in their group of :class:`OAuthOptions` (``issuer`
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -274,17 +273,9 @@ def group_keywords(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def keyword_signature(app: inspect.Parameter) -> inspect.Signature:
-    """The middleware's constructor as callers see it: ``app``, ``config`` and every flat
-    keyword with its annotation and default (for ``help()``, editors and the docs' table)."""
-    positional, keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
-    params = [
-        inspect.Parameter("self", positional),
-        app,
-        inspect.Parameter("config", positional, default=None, annotation="OAuthOptions | None"),
-    ]
+def flat_fields() -> list[Field[Any]]:
+    """The fields behind the middleware's keywords: each group's, in place of the group."""
+    out: list[Field[Any]] = []
     for top in fields(OAuthOptions):
-        for f in fields(_GROUPS[top.name]) if top.name in _GROUPS else (top,):
-            default = inspect.Parameter.empty if f.name == "resource" else f.default
-            params.append(inspect.Parameter(f.name, keyword, default=default, annotation=f.type))
-    return inspect.Signature(params)
+        out += fields(_GROUPS[top.name]) if top.name in _GROUPS else [top]
+    return out

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
 from .._asgi import close_on_shutdown, send_json
 from .._challenges import AuthError, Challenger
 from .._config import build_options
+from .._signatures import options_signature, show_options
 from ..context import (
     ASGIApp,
     Receive,
@@ -22,7 +22,7 @@ from ..context import (
 from ..errors import send_error
 from ._gate import Gate, dpop_scheme
 from ._metadata import metadata_document, metadata_paths, metadata_url
-from ._options import OAuthOptions, group_keywords, keyword_signature
+from ._options import OAuthOptions, flat_fields, group_keywords
 from ._rules import CompiledRules, ScopeRule
 
 if TYPE_CHECKING:
@@ -183,6 +183,4 @@ class OAuthMiddleware:
 
 
 # help(), editors and the docs' options table see every keyword with its type and default
-OAuthMiddleware.__init__.__signature__ = keyword_signature(  # type: ignore[attr-defined]
-    inspect.signature(OAuthMiddleware.__init__).parameters["app"]
-)
+show_options(OAuthMiddleware.__init__, options_signature(OAuthOptions, flat_fields()))
