@@ -109,6 +109,15 @@ class APIKeys:
         return len(self._by_id)
 
     @staticmethod
+    def hash(key: str) -> str:
+        """The ``key_hash`` of a record for ``key`` (``sha256:<hex>``), for keys made elsewhere.
+
+        >>> APIKeys.hash("sk-a.b")[:7]
+        'sha256:'
+        """
+        return hash_key(key)
+
+    @staticmethod
     def generate(
         id: str,
         *,
