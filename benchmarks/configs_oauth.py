@@ -70,9 +70,8 @@ def jwt_app() -> Any:
 
 def api_key_app() -> Any:
     from aimiddleware.oauth import APIKey, APIKeys, OAuthMiddleware
-    from aimiddleware.oauth._apikeys import hash_key
 
-    keys = APIKeys([APIKey(id="bench", key_hash=hash_key(_API_KEY), scopes=["chat"])])
+    keys = APIKeys([APIKey(id="bench", key_hash=APIKeys.hash(_API_KEY), scopes=["chat"])])
     return OAuthMiddleware(bare_app(), resource=_RESOURCE, api_keys=keys, rules=_rules())
 
 

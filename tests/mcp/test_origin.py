@@ -8,8 +8,8 @@ import pytest
 
 from aimiddleware import ConfigurationError
 from aimiddleware._asgi import get_annotations
+from aimiddleware._urls import normalize_url
 from aimiddleware.mcp import FORBIDDEN_ORIGIN, MCPOriginMiddleware
-from aimiddleware.mcp._origin import normalise_origin
 
 from ._helpers import Exchange, http_scope, recording_app, rpc, run
 
@@ -142,7 +142,7 @@ def test_repr_lists_the_allowed_origins() -> None:
     ],
 )
 def test_origins_are_normalised(value: str, expected: str | None) -> None:
-    assert normalise_origin(value) == expected
+    assert normalize_url(value, origin=True) == expected
 
 
 async def test_verdicts_stay_right_and_bounded_under_many_distinct_origins() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from aimiddleware import ConfigurationError, Principal
 from aimiddleware._asgi import get_annotations, read_body
+from aimiddleware.context import set_challenger
 from aimiddleware.mcp import INSUFFICIENT_SCOPE, UNAUTHORIZED, MCPScopeMiddleware
 
 from ._helpers import Exchange, http_scope, recording_app, rpc, run
@@ -339,16 +340,19 @@ async def test_an_event_stream_answer_goes_out_as_it_is_produced() -> None:
 
 
 class OAuthChallengeSettingsStandIn:
-    """Stands in for the challenge settings OAuthMiddleware leaves in the scope (two strings)."""
+    """Stands in for the challenger OAuthMiddleware leaves in the scope: its two settings."""
 
     resource_metadata = "https://api.example.com/.well-known/oauth-protected-resource"
     realm = "api"
+
+    def headers(self, error: object) -> list[tuple[bytes, bytes]]:
+        raise AssertionError("the MCP guard writes its own challenge from the two settings")
 
 
 async def test_without_its_own_metadata_the_oauth_middlewares_settings_are_used() -> None:
     ex = Exchange()
     scope = http_scope(principal=agent("mcp"))
-    scope["aimiddleware.oauth.challenger"] = OAuthChallengeSettingsStandIn()
+    set_challenger(scope, OAuthChallengeSettingsStandIn())
     mw = MCPScopeMiddleware(recording_app(ex), tools=TOOLS)
     ex.sent = await run(mw, scope, rpc("tools/call", {"name": "chat"}))
     params = challenge(ex)
@@ -357,6 +361,6 @@ async def test_without_its_own_metadata_the_oauth_middlewares_settings_are_used(
     # an explicit option wins
     ex2 = Exchange()
     scope2 = http_scope(principal=agent("mcp"))
-    scope2["aimiddleware.oauth.challenger"] = OAuthChallengeSettingsStandIn()
+    set_challenger(scope2, OAuthChallengeSettingsStandIn())
     ex2.sent = await run(guarded(ex2), scope2, rpc("tools/call", {"name": "chat"}))
     assert challenge(ex2)["resource_metadata"] == METADATA

@@ -32,7 +32,7 @@ def build(**options: Any) -> OAuthMiddleware:
         {"algorithms": "RS256"},
         {"jwks_uri": "https://auth.example.com/jwks", "jwks": {"keys": []}},
         {"unavailable_status": 500},
-        {"max_header_bytes": 10},
+        {"max_authorization_bytes": 10},
         {"cache_size": 0},
         {"leeway": -1},
         {"jwks_ttl": 0},

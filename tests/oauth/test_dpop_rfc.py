@@ -7,8 +7,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from aimiddleware._urls import normalize_url
 from aimiddleware.oauth import DPoP
-from aimiddleware.oauth._dpop import normalize_htu
 
 from .apps import RESOURCE, client_for, middleware
 from .issuer import Issuer, parse_challenges
@@ -131,12 +131,12 @@ async def test_htu_under_a_mount_is_the_public_path(issuer: Issuer) -> None:
 
 
 def test_normalisation_examples() -> None:
-    assert normalize_htu("https://[::1]:443/a") == "https://[::1]/a"
-    assert normalize_htu("http://EXAMPLE.com:8080") == "http://example.com:8080/"
-    assert normalize_htu("https://e.test/a%2fb%7E") == "https://e.test/a%2Fb~"
-    assert normalize_htu("https://e.test/a/b/../../..") == "https://e.test/"
-    assert normalize_htu("ftp://e.test/a") is None
-    assert normalize_htu("https:///a") is None
+    assert normalize_url("https://[::1]:443/a") == "https://[::1]/a"
+    assert normalize_url("http://EXAMPLE.com:8080") == "http://example.com:8080/"
+    assert normalize_url("https://e.test/a%2fb%7E") == "https://e.test/a%2Fb~"
+    assert normalize_url("https://e.test/a/b/../../..") == "https://e.test/"
+    assert normalize_url("ftp://e.test/a") is None
+    assert normalize_url("https:///a") is None
 
 
 async def test_an_endpoint_scope_refusal_of_a_dpop_request_is_in_the_dpop_challenge(

@@ -29,7 +29,8 @@ from ._jsonrpc import (
     INSUFFICIENT_SCOPE,
     UNAUTHORIZED,
 )
-from ._origin import MCPOriginMiddleware
+from ._options import MCPScopeOptions
+from ._origin import MCPOriginMiddleware, MCPOriginOptions
 from .middleware import MCPScopeMiddleware
 
 __all__ = [
@@ -39,5 +40,7 @@ __all__ = [
     "INSUFFICIENT_SCOPE",
     "UNAUTHORIZED",
     "MCPOriginMiddleware",
+    "MCPOriginOptions",
     "MCPScopeMiddleware",
+    "MCPScopeOptions",
 ]

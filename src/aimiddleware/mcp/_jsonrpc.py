@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .._asgi import Send, send_json
+from .._asgi import send_json
+from ..context import Send
 
 __all__ = [
     "FORBIDDEN_ORIGIN",

@@ -9,53 +9,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 from urllib.parse import urlsplit
 
-from .._asgi import ASGIApp, Receive, Scope, Send, annotate, get_headers, route_path
+from .._asgi import get_headers
+from .._config import build_options, check_bool
 from .._lru import LRUCache
 from .._paths import PathSet
+from .._signatures import options_signature, show_options
+from .._urls import normalize_url
+from ..context import ASGIApp, Receive, Scope, Send, annotate, route_path
 from ..exceptions import ConfigurationError
 from ._jsonrpc import FORBIDDEN_ORIGIN, error_payload, send_error
 
-__all__ = ["MCPOriginMiddleware", "OriginPattern", "normalise_origin"]
+__all__ = ["MCPOriginMiddleware", "MCPOriginOptions", "OriginPattern"]
 
 logger = logging.getLogger("aimiddleware.mcp")
 
 _MAX_VERDICTS: Final = 1024
-
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-
-
-def normalise_origin(value: str) -> str | None:
-    """``scheme://host[:port]`` in lower case without the scheme's default port, or ``None``
-    when ``value`` is not a serialised tuple origin (``null``, a path, user info, garbage).
-
-    >>> normalise_origin("HTTPS://App.Example.com:443")
-    'https://app.example.com'
-    """
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    host = parts.hostname
-    if (
-        scheme not in _DEFAULT_PORTS
-        or not host
-        or parts.username is not None
-        or parts.password is not None
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    if port is None or port == _DEFAULT_PORTS[scheme]:
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
 
 
 class OriginPattern:
@@ -67,7 +39,7 @@ class OriginPattern:
     def __init__(self, pattern: str) -> None:
         self.any_port = pattern.endswith(":*")
         candidate = pattern[:-2] if self.any_port else pattern
-        origin = normalise_origin(candidate)
+        origin = normalize_url(candidate, origin=True)
         if origin is None:
             raise ConfigurationError(
                 f"allowed origin {pattern!r} is not scheme://host[:port] (or scheme://host:*)"
@@ -102,12 +74,44 @@ def _path_prefixes(paths: Iterable[str] | None) -> PathSet | None:
     return None if "/" in (p.rstrip("/") or "/" for p in items) else covered
 
 
+@dataclass(frozen=True, slots=True)
+class MCPOriginOptions:
+    """Every option of :class:`~aimiddleware.mcp.MCPOriginMiddleware` (see docs/mcp.md).
+
+    >>> MCPOriginOptions(allowed_origins=["HTTPS://Chat.Example.com:443"]).allowed_origins
+    ('https://chat.example.com',)
+    """
+
+    allowed_origins: Iterable[str] = ()
+    allow_missing: bool = True
+    paths: Iterable[str] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.allowed_origins, str):
+            raise ConfigurationError("allowed_origins must be a list of origins, not one string")
+        patterns = []
+        for pattern in self.allowed_origins:
+            if pattern.strip() == "*":
+                raise ConfigurationError(
+                    "allowed_origins cannot be '*': that is no validation at all; "
+                    "leave MCPOriginMiddleware out instead"
+                )
+            patterns.append(repr(OriginPattern(pattern)))
+        object.__setattr__(self, "allowed_origins", tuple(patterns))
+        check_bool("allow_missing", self.allow_missing)
+        _path_prefixes(self.paths)  # validated now; the middleware compiles them again
+        if self.paths is not None:
+            object.__setattr__(self, "paths", tuple(self.paths))
+
+
 class MCPOriginMiddleware:
     """Refuse requests whose ``Origin`` header names an origin not on the allow-list (403).
 
     A request without ``Origin`` passes by default: agents, CLIs and server-side clients do not
     send one, browsers always do on the cross-origin and non-GET requests a rebinding page
     makes. The refusal is the MCP transport's: 403 with a JSON-RPC error body without an id.
+
+    The options are keywords or one :class:`MCPOriginOptions` as ``config``.
 
     :param allowed_origins: ``scheme://host[:port]`` values; ``scheme://host:*`` allows any
         port of that host. Compared after normalisation (case, default ports).
@@ -122,29 +126,18 @@ class MCPOriginMiddleware:
     """
 
     def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        allowed_origins: Iterable[str] = (),
-        allow_missing: bool = True,
-        paths: Iterable[str] | None = None,
+        self, app: ASGIApp, config: MCPOriginOptions | None = None, **options: Any
     ) -> None:
-        if isinstance(allowed_origins, str):
-            raise ConfigurationError("allowed_origins must be a list of origins, not one string")
-        patterns = []
-        for pattern in allowed_origins:
-            if pattern.strip() == "*":
-                raise ConfigurationError(
-                    "allowed_origins cannot be '*': that is no validation at all; "
-                    "leave MCPOriginMiddleware out instead"
-                )
-            patterns.append(OriginPattern(pattern))
         self.app = app
-        self.allow_missing = bool(allow_missing)
+        self.config = config = build_options(
+            "MCPOriginMiddleware", MCPOriginOptions, config, options
+        )
+        patterns = [OriginPattern(p) for p in config.allowed_origins]
+        self.allow_missing = config.allow_missing
         self._exact = frozenset(p.origin for p in patterns if not p.any_port)
         self._wildcards = tuple(p for p in patterns if p.any_port)
         self._patterns = tuple(patterns)
-        self._paths = _path_prefixes(paths)
+        self._paths = _path_prefixes(config.paths)
         # verdicts by raw header value: browsers send a handful of distinct origins, and parsing
         # one costs more than the rest of the check; bounded, since the values are client-chosen
         self._verdicts: LRUCache[bytes, bool] = LRUCache("mcp origin verdicts", _MAX_VERDICTS)
@@ -167,7 +160,7 @@ class MCPOriginMiddleware:
         raw = values[0]
         verdict = self._verdicts.get(raw, 0.0)
         if verdict is None:
-            origin = normalise_origin(raw.decode("latin-1").strip())
+            origin = normalize_url(raw.decode("latin-1").strip(), origin=True)
             verdict = origin is not None and (
                 origin in self._exact or any(p.matches(origin) for p in self._wildcards)
             )
@@ -195,3 +188,6 @@ class MCPOriginMiddleware:
                 data={"error": "forbidden_origin"},
             ),
         )
+
+
+show_options(MCPOriginMiddleware.__init__, options_signature(MCPOriginOptions))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Final
+from collections.abc import Iterable
+from typing import Any, Final
 
-from .._asgi import (
+from .._config import build_options
+from .._signatures import options_signature, show_options
+from ..context import (
     ASGIApp,
     ClientDisconnected,
     Receive,
@@ -13,11 +15,12 @@ from .._asgi import (
     Scope,
     Send,
     annotate,
+    get_challenger,
+    get_principal,
     json_body,
     read_body,
 )
-from ..exceptions import ConfigurationError
-from ..principal import Principal, get_principal
+from ..principal import Principal
 from ._headers import mismatch
 from ._jsonrpc import (
     HEADER_MISMATCH,
@@ -33,14 +36,12 @@ from ._jsonrpc import (
     send_error,
     shown,
 )
-from ._scopes import challenge, implications, scope_list
+from ._options import MCPScopeOptions
+from ._scopes import challenge, implications
 
 __all__ = ["MCPScopeMiddleware"]
 
 _PREFIX: Final = "aimiddleware.mcp."
-# where OAuthMiddleware leaves its challenge settings for the layers inside it, so that their
-# refusals name the same metadata URL and realm as its own
-_OAUTH_CHALLENGER_KEY: Final = "aimiddleware.oauth.challenger"
 
 
 class MCPScopeMiddleware:
@@ -74,6 +75,8 @@ class MCPScopeMiddleware:
     :param realm: an optional ``realm`` for challenges (by default the OAuth middleware's).
     :param max_body: request bodies above this many bytes are refused with 413.
 
+    The options are keywords or one :class:`MCPScopeOptions` as ``config``.
+
     Example::
 
         app = MCPScopeMiddleware(
@@ -83,49 +86,18 @@ class MCPScopeMiddleware:
         )
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        scopes: Iterable[str] = ("mcp",),
-        tools: Mapping[str, Iterable[str]] | None = None,
-        allow_unmapped_tools: bool = False,
-        default_tool_scopes: Iterable[str] = (),
-        methods: Mapping[str, Iterable[str]] | None = None,
-        implied_scopes: Mapping[str, Iterable[str]] | None = None,
-        resource_metadata: str | None = None,
-        realm: str | None = None,
-        max_body: int = 4 * 1024 * 1024,
-    ) -> None:
+    def __init__(self, app: ASGIApp, config: MCPScopeOptions | None = None, **options: Any) -> None:
         self.app = app
-        self.scopes = scope_list(scopes, "scopes")
-        self.tools = {
-            str(name): scope_list(needed, f"tools[{name!r}]")
-            for name, needed in (tools or {}).items()
-        }
-        if not isinstance(allow_unmapped_tools, bool):
-            raise ConfigurationError("allow_unmapped_tools must be True or False")
-        self.allow_unmapped_tools = allow_unmapped_tools
-        self.default_tool_scopes = scope_list(default_tool_scopes, "default_tool_scopes")
-        if self.default_tool_scopes and not allow_unmapped_tools:
-            raise ConfigurationError(
-                "default_tool_scopes applies to tools missing from `tools`, which are refused: "
-                "set allow_unmapped_tools=True to let them through with these scopes"
-            )
-        self.methods = {
-            str(name): scope_list(needed, f"methods[{name!r}]")
-            for name, needed in (methods or {}).items()
-        }
-        if resource_metadata is not None and not resource_metadata.startswith(
-            ("https://", "http://")
-        ):
-            raise ConfigurationError("resource_metadata must be an absolute http(s) URL")
-        self.resource_metadata = resource_metadata
-        self.implied_scopes = implications(implied_scopes)
-        self.realm = realm
-        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
-            raise ConfigurationError("max_body must be a positive number of bytes")
-        self.max_body = max_body
+        self.config = config = build_options("MCPScopeMiddleware", MCPScopeOptions, config, options)
+        self.scopes: tuple[str, ...] = tuple(config.scopes)
+        self.tools = {name: tuple(needed) for name, needed in (config.tools or {}).items()}
+        self.allow_unmapped_tools = config.allow_unmapped_tools
+        self.default_tool_scopes: tuple[str, ...] = tuple(config.default_tool_scopes)
+        self.methods = {name: tuple(needed) for name, needed in (config.methods or {}).items()}
+        self.resource_metadata = config.resource_metadata
+        self.implied_scopes = implications(config.implied_scopes)
+        self.realm = config.realm
+        self.max_body = config.max_body
 
     def __repr__(self) -> str:
         return (
@@ -168,12 +140,12 @@ class MCPScopeMiddleware:
         return frozenset(granted)
 
     def _from_oauth(self, scope: Scope, name: str) -> str | None:
-        value = getattr(scope.get(_OAUTH_CHALLENGER_KEY), name, None)
+        value = getattr(get_challenger(scope), name, None)
         return value if isinstance(value, str) else None
 
     def _challenge(
         self, scope: Scope, error: str | None, description: str, scopes: Iterable[str]
-    ) -> bytes:
+    ) -> list[bytes]:
         metadata = self.resource_metadata
         if metadata is None:
             metadata = self._from_oauth(scope, "resource_metadata")
@@ -197,9 +169,9 @@ class MCPScopeMiddleware:
         data: dict[str, object],
     ) -> None:
         error = "insufficient_scope" if status == 403 else None
-        challenge = self._challenge(scope, error, message, needed)
+        challenges = self._challenge(scope, error, message, needed)
         payload = error_payload(code, message, request_id, data)
-        await send_error(send, status, payload, [(b"www-authenticate", challenge)])
+        await send_error(send, status, payload, [(b"www-authenticate", c) for c in challenges])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -295,3 +267,6 @@ class MCPScopeMiddleware:
         request_id = found[0].id if len(found) == 1 else None
         await self._refuse(scope, send, 403, INSUFFICIENT_SCOPE, message, request_id, scopes, data)
         return False
+
+
+show_options(MCPScopeMiddleware.__init__, options_signature(MCPScopeOptions))

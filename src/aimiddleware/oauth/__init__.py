@@ -12,6 +12,8 @@ Needs the ``oauth`` extra (``pip install 'aimiddleware[oauth]'``: joserfc and ht
         public_paths=["/health"],
     )
 
+The options are keywords, or one :class:`OAuthOptions` (grouped: :class:`JWTOptions`,
+:class:`AccessOptions`, :class:`ClaimOptions`, :class:`MetadataOptions`) passed as ``config``.
 See docs/oauth.md for every option, the response shapes and the challenges.
 """
 
@@ -30,16 +32,22 @@ from ._apikeys import APIKey, APIKeys
 from ._dpop import DPoP
 from ._fastapi import OAuthHTTPException, RequireScopes, oauth_exception_handler, requires_scopes
 from ._introspection import Introspection
+from ._options import AccessOptions, ClaimOptions, JWTOptions, MetadataOptions, OAuthOptions
 from ._rules import ScopeRule
 from .middleware import OAuthMiddleware
 
 __all__ = [
     "APIKey",
     "APIKeys",
+    "AccessOptions",
+    "ClaimOptions",
     "DPoP",
     "Introspection",
+    "JWTOptions",
+    "MetadataOptions",
     "OAuthHTTPException",
     "OAuthMiddleware",
+    "OAuthOptions",
     "RequireScopes",
     "ScopeRule",
     "oauth_exception_handler",

@@ -9,9 +9,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from .._challenges import scope_tokens
 from ..exceptions import ConfigurationError
 from ..principal import Principal, namespaced_id
-from ._errors import check_scope_token
 
 __all__ = ["APIKey", "APIKeys"]
 
@@ -56,11 +56,7 @@ class APIKey:
             bytes.fromhex(digest)
         except ValueError:
             raise ConfigurationError(f"the key_hash of API key {self.id!r} is not hex") from None
-        scopes = (self.scopes,) if isinstance(self.scopes, str) else tuple(self.scopes)
-        scopes = tuple(dict.fromkeys(s for part in scopes for s in part.split()))
-        for scope in scopes:
-            if not check_scope_token(scope):
-                raise ConfigurationError(f"invalid scope {scope!r} for API key {self.id!r}")
+        scopes = scope_tokens(f"the scopes of API key {self.id!r}", self.scopes)
         object.__setattr__(self, "scopes", scopes)
         # built once: the principal is immutable, and every request with this key needs it
         principal = Principal(
@@ -111,6 +107,15 @@ class APIKeys:
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+    @staticmethod
+    def hash(key: str) -> str:
+        """The ``key_hash`` of a record for ``key`` (``sha256:<hex>``), for keys made elsewhere.
+
+        >>> APIKeys.hash("sk-a.b")[:7]
+        'sha256:'
+        """
+        return hash_key(key)
 
     @staticmethod
     def generate(

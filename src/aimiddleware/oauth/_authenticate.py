@@ -6,19 +6,21 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from .._lru import LRUCache
 from ..principal import Credential, Principal, namespaced_id
-from ._introspection import Introspection, IntrospectionBusy, IntrospectionUnavailable
+from ._introspection import IntrospectionBusy, IntrospectionUnavailable
 from ._jwks import KeysUnavailable, MetadataCache
 from ._jwt import JWTVerifier, TokenInvalid, check_time_claims
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Authenticated", "Authenticator", "Unavailable"]
+    from ._options import OAuthOptions
+
+__all__ = ["Authenticated", "Authenticator", "Unavailable", "audiences"]
 
 logger = logging.getLogger("aimiddleware.oauth")
 
@@ -29,6 +31,14 @@ _BUSY_LOG_EVERY: Final = 60.0
 
 class Unavailable(Exception):  # noqa: N818 (a state, not a bug)
     """A backend needed to decide (JWKS, introspection, replay store) did not answer."""
+
+
+def audiences(config: OAuthOptions) -> frozenset[str] | None:
+    """The audiences a token must name one of (``None``: the check is off)."""
+    if not config.jwt.verify_audience:
+        return None
+    given = config.jwt.audiences
+    return frozenset(given) if given is not None else frozenset({config.resource})
 
 
 class Authenticated:
@@ -55,33 +65,25 @@ class Authenticator:
 
     def __init__(
         self,
+        config: OAuthOptions,
         *,
         jwt: JWTVerifier | None,
-        introspection: Introspection | None,
         metadata: MetadataCache | None,
         client: Callable[[], httpx.AsyncClient],
-        audiences: frozenset[str] | None,
-        issuer: str | None,
-        leeway: float,
-        scope_claims: Sequence[str],
-        tier_claim: str | None,
-        default_tier: str | None,
-        principal_claims: Sequence[str],
-        cache_size: int,
-        cache_ttl: float,
     ) -> None:
         self.jwt = jwt
-        self.introspection = introspection
+        self.introspection = config.introspection
         self._metadata = metadata
         self._client = client
-        self._audiences = audiences
-        self._issuer = issuer
-        self._leeway = leeway
-        self._scope_claims = tuple(scope_claims)
-        self._tier_claim = tier_claim
-        self._default_tier = default_tier
-        self._principal_claims = tuple(principal_claims)
-        self._cache_ttl = cache_ttl
+        self._audiences = audiences(config)
+        self._issuer = config.jwt.issuer
+        self._leeway = config.jwt.leeway
+        self._scope_claims = tuple(config.claims.scope_claims)
+        self._tier_claim = config.claims.tier_claim
+        self._default_tier = config.claims.default_tier
+        self._principal_claims = tuple(config.claims.principal_claims)
+        self._cache_ttl = config.cache_ttl
+        cache_size = config.cache_size
         # validated tokens by digest, until their expiry (wall clock)
         self._cache: LRUCache[bytes, Authenticated] = LRUCache("oauth token cache", cache_size)
         # opaque tokens the authorization server called inactive, so that replaying a revoked

@@ -6,23 +6,24 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import struct
 from collections.abc import Sequence
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from joserfc import jwk, jws
 from joserfc.errors import JoseError
 from joserfc.jws import JWSRegistry
 
-from .._asgi import Scope
+from .._config import check_bool, check_seconds
+from .._urls import normalize_url
 from .._workers import warn_if_several_workers
+from ..context import Scope
 from ..exceptions import ConfigurationError
 from ..stores import MemoryStore, Store
 from ._jwt import ASYMMETRIC_ALGORITHMS
 
-__all__ = ["DPoP", "DPoPError", "access_token_hash", "normalize_htu", "request_url"]
+__all__ = ["DPoP", "DPoPError", "access_token_hash", "request_url"]
 
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
 _MAX_PROOF: Final = 4096
@@ -47,69 +48,14 @@ def access_token_hash(token: str) -> str:
     return _b64url(hashlib.sha256(token.encode("ascii")).digest())
 
 
-_UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_PERCENT: Final = re.compile(r"%([0-9A-Fa-f]{2})")
 # what may stay unencoded in a path (RFC 3986 pchar and "/"): the rest of a decoded route
 # path is percent-encoded again before comparison
 _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
 
 
-def _percent(match: re.Match[str]) -> str:
-    char = chr(int(match.group(1), 16))
-    return char if char in _UNRESERVED else "%" + match.group(1).upper()
-
-
-def _remove_dot_segments(path: str) -> str:
-    """RFC 3986 section 5.2.4, for an absolute path."""
-    out: list[str] = []
-    segments = path.split("/")[1:]
-    for i, segment in enumerate(segments):
-        last = i == len(segments) - 1
-        if segment == "..":
-            if out:
-                out.pop()
-            if last:
-                out.append("")
-        elif segment == ".":
-            if last:
-                out.append("")
-        else:
-            out.append(segment)
-    return "/" + "/".join(out)
-
-
-def normalize_htu(url: str) -> str | None:
-    """``url`` in the form RFC 9449 section 4.3 compares, or ``None`` when it is no http(s) URL.
-
-    RFC 3986 section 6.2.2 (case of scheme, host and percent-encodings; unreserved characters
-    decoded; dot segments removed) and 6.2.3 (default port dropped, empty path is ``/``);
-    query and fragment are not part of ``htu``.
-
-    >>> normalize_htu("HTTPS://API.Example:443/a/./b/../%7euser%2f?q=1#f")
-    'https://api.example/a/~user%2F'
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        return None
-    netloc = parts.netloc.rpartition("@")[2].lower()  # keeps IPv6 brackets, drops userinfo
-    if parts.username is not None or parts.password is not None:
-        return None  # a URL with credentials names no resource server
-    if port is not None:
-        host = netloc.rpartition(":")[0]
-        netloc = host if (scheme, port) in (("http", 80), ("https", 443)) else f"{host}:{port}"
-    elif netloc.endswith(":"):
-        netloc = netloc[:-1]  # an empty port is the default one (RFC 3986 section 6.2.3)
-    path = _remove_dot_segments(_PERCENT.sub(_percent, parts.path or "/"))
-    return f"{scheme}://{netloc}{path}"
-
-
 def request_url(scope: Scope, origin: str) -> str:
-    """The URL this request has for its client: the configured resource origin, and the path.
+    """The URL this request has for its client: the configured resource origin, and the path,
+    normalised for the ``htu`` comparison.
 
     Never the request's ``Host`` header: it is the client's to write, so a proof made for
     another origin could otherwise be made to match by sending that origin as ``Host``.
@@ -123,7 +69,7 @@ def request_url(scope: Scope, origin: str) -> str:
     root: str = scope.get("root_path", "")
     if root and not path.startswith(root):
         path = root + path
-    return normalize_htu(origin + path) or origin + "/"
+    return normalize_url(origin + path) or origin + "/"
 
 
 class DPoP:
@@ -158,11 +104,12 @@ class DPoP:
         bad = [a for a in algs if a not in ASYMMETRIC_ALGORITHMS]
         if not algs or bad:
             raise ConfigurationError(f"DPoP algorithms must be asymmetric, got {bad or 'none'}")
-        if max_age <= 0 or leeway < 0 or nonce_window <= 0:
-            raise ConfigurationError("max_age and nonce_window must be > 0, leeway >= 0")
+        check_seconds("max_age", max_age)
+        check_seconds("leeway", leeway, zero=True)
+        check_seconds("nonce_window", nonce_window)
         if nonce_secret is not None and len(nonce_secret) < 16:
             raise ConfigurationError("nonce_secret must be at least 16 bytes")
-        self.required = required
+        self.required = check_bool("required", required)
         self.algorithms = algs
         self.max_age = max_age
         self.leeway = leeway
@@ -245,7 +192,7 @@ class DPoP:
         if claims.get("htm") != method:
             raise DPoPError(invalid, "the DPoP proof htm does not match the request method")
         htu = claims.get("htu")
-        if not isinstance(htu, str) or len(htu) > _MAX_PROOF or normalize_htu(htu) != url:
+        if not isinstance(htu, str) or len(htu) > _MAX_PROOF or normalize_url(htu) != url:
             raise DPoPError(invalid, "the DPoP proof htu does not match the request URL")
         iat = claims.get("iat")
         if isinstance(iat, bool) or not isinstance(iat, int | float):

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from .._asgi import get_annotations
-from ..principal import Principal, get_principal
-from ._errors import AuthError, Challenger, insufficient_scope
-from ._options import check_scopes
+from .._challenges import AuthError, Challenger, insufficient_scope, scope_tokens
+from ..context import Challenger as ScopeChallenger
+from ..context import get_annotations, get_challenger, get_principal
+from ..errors import ErrorInfo, render_error
+from ..principal import Principal
 
 __all__ = ["OAuthHTTPException", "RequireScopes", "oauth_exception_handler", "requires_scopes"]
 
 _FALLBACK = Challenger(resource_metadata=None)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _challenger(scope: Any) -> ScopeChallenger:
+    return get_challenger(scope) or _FALLBACK
+
+
+def _response(scope: Any, info: ErrorInfo, headers: Mapping[str, str] | None) -> Response:
+    content_type, body = render_error(scope, info)
+    return Response(body, info.status, headers, media_type=content_type.decode("latin-1"))
 
 
 def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -37,24 +47,26 @@ class OAuthHTTPException(HTTPException):
 
     FastAPI's default handler renders it as ``{"detail": message}`` with the right status and
     ``WWW-Authenticate``; register :func:`oauth_exception_handler` (or put the normalisation
-    middleware in front) for the OpenAI error envelope.
+    middleware in front) for the library's error shape.
     """
 
-    def __init__(self, error: AuthError, challenger: Challenger) -> None:
+    def __init__(self, error: AuthError, challenger: ScopeChallenger) -> None:
         headers = _header_dict(challenger.headers(error))
         super().__init__(error.status, error.description, headers)
-        self.payload = error.body()
+        self.info = error.info()
+        self.payload = self.info.envelope()
 
 
 async def oauth_exception_handler(request: Request, exc: Exception) -> Response:
-    """Render :class:`OAuthHTTPException` in the OpenAI error envelope.
+    """Render :class:`OAuthHTTPException` as every error of the library is rendered (the
+    OpenAI envelope, or RFC 9457 problem details where the route or ``Accept`` asks for them).
 
     >>> from fastapi import FastAPI
     >>> app = FastAPI(exception_handlers={OAuthHTTPException: oauth_exception_handler})
     """
     if not isinstance(exc, OAuthHTTPException):  # pragma: no cover (registered for it only)
         raise exc
-    return JSONResponse(exc.payload, status_code=exc.status_code, headers=exc.headers)
+    return _response(request.scope, exc.info, exc.headers)
 
 
 def _check(scope: Any, required: tuple[str, ...]) -> tuple[Principal | None, AuthError | None]:
@@ -84,7 +96,7 @@ class RequireScopes:
     """
 
     def __init__(self, *scopes: str) -> None:
-        self.scopes = check_scopes("RequireScopes", scopes)
+        self.scopes = scope_tokens("RequireScopes", scopes)
 
     def __repr__(self) -> str:
         return f"RequireScopes{self.scopes!r}"
@@ -92,8 +104,7 @@ class RequireScopes:
     async def __call__(self, request: Request) -> Principal:
         principal, error = _check(request.scope, self.scopes)
         if error is not None:
-            challenger = request.scope.get("aimiddleware.oauth.challenger", _FALLBACK)
-            raise OAuthHTTPException(error, challenger)
+            raise OAuthHTTPException(error, _challenger(request.scope))
         assert principal is not None
         return principal
 
@@ -101,13 +112,14 @@ class RequireScopes:
 def requires_scopes(*scopes: str) -> Callable[[F], F]:
     """Decorate an endpoint that takes a ``Request``: refused unless every scope is held.
 
-    The refusal is the middleware's own response (envelope and challenge), no handler needed.
+    The refusal is the middleware's own response (error body and challenge), no handler needed.
 
+    >>> from starlette.responses import JSONResponse
     >>> @requires_scopes("models:read")
     ... async def list_models(request: Request) -> Response:
     ...     return JSONResponse({"object": "list", "data": []})
     """
-    required = check_scopes("requires_scopes", scopes)
+    required = scope_tokens("requires_scopes", scopes)
 
     def decorate(endpoint: F) -> F:
         signature = inspect.signature(endpoint)
@@ -125,9 +137,8 @@ def requires_scopes(*scopes: str) -> Callable[[F], F]:
             request: Request = kwargs[names[0]] if names[0] in kwargs else args[position]
             _, error = _check(request.scope, required)
             if error is not None:
-                challenger = request.scope.get("aimiddleware.oauth.challenger", _FALLBACK)
-                headers = _header_dict(challenger.headers(error))
-                return JSONResponse(error.body(), status_code=error.status, headers=headers)
+                headers = _header_dict(_challenger(request.scope).headers(error))
+                return _response(request.scope, error.info(), headers)
             return await endpoint(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

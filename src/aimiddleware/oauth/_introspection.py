@@ -8,6 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
+from .._config import check_int, check_seconds
 from ..exceptions import ConfigurationError
 from ._http import fetch_json
 
@@ -64,12 +65,10 @@ class Introspection:
             raise ConfigurationError(f"unsupported introspection auth_method {auth_method!r}")
         if endpoint is not None and not endpoint.startswith(("https://", "http://")):
             raise ConfigurationError("the introspection endpoint must be an http(s) URL")
-        if cache_ttl < 0 or timeout <= 0:
-            raise ConfigurationError("cache_ttl must be >= 0 and timeout > 0")
-        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int):
-            raise ConfigurationError("max_concurrent must be an int")
-        if max_concurrent < 1 or not 0 <= max_wait <= 60:
-            raise ConfigurationError("max_concurrent must be >= 1 and max_wait in [0, 60]")
+        check_seconds("cache_ttl", cache_ttl, zero=True)
+        check_seconds("timeout", timeout)
+        check_int("max_concurrent", max_concurrent, minimum=1)
+        check_seconds("max_wait", max_wait, zero=True, maximum=60)
         self.endpoint = endpoint
         self.client_id = client_id
         self._client_secret = client_secret

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from joserfc import jwk
 
+from .._lru import LRUCache
 from ._http import fetch_json as http_json
 
 if TYPE_CHECKING:
@@ -181,7 +182,9 @@ class JWKSCache:
             self._keys = import_keys(static)
         self._fetched_at = -float("inf")
         self._attempted_at = -float("inf")
-        self._unknown: dict[str | None, float] = {}
+        # kids the issuer did not have at the last fetch, until negative_ttl passes; bounded,
+        # since kids are the token's (the client's) to choose
+        self._unknown: LRUCache[str | None, bool] = LRUCache("oauth unknown kids", _MAX_NEGATIVE)
         self._inflight = Coalesced()
         self.fetches = 0  # how many times the JWKS was requested (observability, tests)
 
@@ -205,16 +208,14 @@ class JWKSCache:
         found = self._pick(keys, kid)
         if found:
             return found
-        negative = self._unknown.get(kid)
-        if negative is not None and now < negative:
+        if self._unknown.get(kid, now):
             return []
         if now - self._attempted_at >= self._cooldown:
             keys = await self._refresh(keys)
             found = self._pick(keys, kid)
         if not found:
-            if len(self._unknown) >= _MAX_NEGATIVE:
-                self._unknown.clear()
-            self._unknown[kid] = time.monotonic() + self._negative_ttl
+            later = time.monotonic()
+            self._unknown.put(kid, True, later, later + self._negative_ttl)
         return found
 
     @staticmethod

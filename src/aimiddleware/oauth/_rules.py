@@ -6,9 +6,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from .._challenges import scope_tokens
+from .._lru import LRUCache
 from .._paths import PathPattern
 from ..exceptions import ConfigurationError
-from ._errors import check_scope_token
 
 __all__ = ["CompiledRules", "ScopeRule"]
 
@@ -40,11 +41,7 @@ class ScopeRule:
     )
 
     def __post_init__(self) -> None:
-        scopes = (self.scopes,) if isinstance(self.scopes, str) else tuple(self.scopes)
-        scopes = tuple(dict.fromkeys(s for part in scopes for s in part.split()))
-        for scope in scopes:
-            if not check_scope_token(scope):
-                raise ConfigurationError(f"invalid scope {scope!r} in the rule for {self.pattern}")
+        scopes = scope_tokens(f"the rule for {self.pattern}", self.scopes)
         object.__setattr__(self, "scopes", scopes)
         if self.auth not in _AUTH_MODES:
             raise ConfigurationError(f"auth must be one of {_AUTH_MODES}, got {self.auth!r}")
@@ -86,13 +83,13 @@ class CompiledRules:
         for rule in (*self._rules, default):
             seen.update(dict.fromkeys(rule.required))
         self.scopes_supported = tuple(seen)
-        # a bounded memo: the hot paths of an API are few, a flood of distinct paths stops adding
-        self._exact: dict[tuple[str, str], ScopeRule] = {}
+        # the hot paths of an API are few; bounded, since paths are the client's to choose
+        self._exact: LRUCache[tuple[str, str], ScopeRule] = LRUCache("oauth rule matches", 1024)
 
     def match(self, path: str, method: str) -> ScopeRule:
         """The first rule that applies, else the default."""
         key = (path, method)
-        cached = self._exact.get(key)
+        cached = self._exact.get(key, 0.0)
         if cached is not None:
             return cached
         found = self.default
@@ -100,6 +97,5 @@ class CompiledRules:
             if rule.matches(path, method):
                 found = rule
                 break
-        if len(self._exact) < 1024:
-            self._exact[key] = found
+        self._exact.put(key, found, 0.0)
         return found

@@ -1,28 +1,55 @@
-"""The refusals the OAuth middleware emits: status, OAuth error code, challenge and JSON body.
+"""OAuth refusals: scope tokens, the refusal itself and its ``WWW-Authenticate`` challenges.
 
-Every refusal is one :class:`AuthError`. The middleware (and the FastAPI dependency) turn it
-into a JSON response in the OpenAI error envelope with the RFC 6750 / RFC 9449 / MCP
-``WWW-Authenticate`` challenge built by :class:`Challenger` from the same configuration that
-serves the RFC 9728 metadata.
+Shared by ``OAuthMiddleware`` (and its FastAPI dependency) and ``MCPScopeMiddleware``, so that
+a refusal for a missing scope challenges the same way wherever it is decided: RFC 6750
+``Bearer`` challenges, RFC 9449 ``DPoP`` challenges and RFC 9728's ``resource_metadata``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Final
 
-__all__ = ["AuthError", "Challenger", "check_scope_token", "insufficient_scope"]
+from .errors import ErrorInfo
+from .exceptions import ConfigurationError
+
+__all__ = ["AuthError", "Challenger", "check_scope_token", "insufficient_scope", "scope_tokens"]
 
 # RFC 6750 section 3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), no '"' and no '\'
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # the error_description charset (RFC 6750 section 3): printable ASCII without '"' and '\'
 _DESCRIPTION_UNSAFE: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+_DPOP_ERRORS: Final = ("invalid_dpop_proof", "use_dpop_nonce")
 
 
-def check_scope_token(scope: str) -> bool:
+def check_scope_token(scope: object) -> bool:
     """Whether ``scope`` is a valid RFC 6749 scope token (so it can be quoted in a challenge)."""
-    return bool(_SCOPE_TOKEN.fullmatch(scope))
+    return isinstance(scope, str) and bool(_SCOPE_TOKEN.fullmatch(scope))
+
+
+def scope_tokens(what: str, scopes: Iterable[str] | str, *, split: bool = True) -> tuple[str, ...]:
+    """``scopes`` as distinct RFC 6749 scope tokens in order, else :class:`ConfigurationError`
+    naming ``what``.
+
+    With ``split`` (OAuth's options) one string or each item may hold several space-separated
+    scopes, as a ``scope`` claim does; without it the value must be a list of single tokens.
+
+    >>> scope_tokens("default_scopes", "chat models:read chat")
+    ('chat', 'models:read')
+    """
+    if isinstance(scopes, str):
+        if not split:
+            raise ConfigurationError(f"{what}: give a list of scopes, not one string ({scopes!r})")
+        scopes = (scopes,)
+    items = list(scopes)
+    if split:
+        items = [s for part in items for s in (part.split() if isinstance(part, str) else [part])]
+    out = tuple(dict.fromkeys(items))
+    for scope in out:
+        if not check_scope_token(scope):
+            raise ConfigurationError(f"{what}: {scope!r} is not an RFC 6749 scope token")
+    return out
 
 
 class AuthError(Exception):
@@ -53,19 +80,18 @@ class AuthError(Exception):
         self.dpop_nonce = dpop_nonce
         self.retry_after = retry_after
 
-    def body(self) -> dict[str, Any]:
-        """The OpenAI error envelope (see docs/oauth.md for every shape)."""
+    def info(self) -> ErrorInfo:
+        """The error as the renderer writes it (see docs/oauth.md for every shape)."""
         if self.status == 400:
             kind, code = "invalid_request_error", "invalid_request"
         elif self.status == 401:
             kind = "invalid_request_error"
-            dpop = self.error in ("invalid_dpop_proof", "use_dpop_nonce")
-            code = self.error if dpop and self.error else "invalid_api_key"
+            code = self.error if self.error in _DPOP_ERRORS and self.error else "invalid_api_key"
         elif self.status == 403:
             kind, code = "permission_error", "insufficient_scope"
         else:
             kind, code = "server_error", "auth_unavailable"
-        return {"error": {"message": self.description, "type": kind, "param": None, "code": code}}
+        return ErrorInfo(self.status, self.description, kind, code=code)
 
 
 def _quote(value: str) -> str:
@@ -73,7 +99,7 @@ def _quote(value: str) -> str:
 
 
 class Challenger:
-    """Builds the ``WWW-Authenticate`` values of one middleware configuration.
+    """Builds the ``WWW-Authenticate`` values of one configuration.
 
     ``resource_metadata`` is the RFC 9728 metadata URL (MCP clients start discovery from it);
     ``dpop_algs`` is set when DPoP is accepted, which adds a ``DPoP`` challenge next to the
@@ -110,19 +136,24 @@ class Challenger:
             params.append(f"algs={_quote(' '.join(self.dpop_algs))}")
         return params
 
+    def challenges(self, error: AuthError) -> list[bytes]:
+        """The ``WWW-Authenticate`` values of a refusal, one per scheme."""
+        schemes = ["DPoP"] if self.dpop_required else ["Bearer"]
+        if self.dpop_algs and not self.dpop_required:
+            schemes.append("DPoP")
+        if error.scheme == "DPoP" and "DPoP" not in schemes:
+            schemes.append("DPoP")
+        out = []
+        for scheme in schemes:
+            params = self._params(error, scheme)
+            out.append((scheme + (" " + ", ".join(params) if params else "")).encode("latin-1"))
+        return out
+
     def headers(self, error: AuthError) -> list[tuple[bytes, bytes]]:
         """The response headers of a refusal: challenges, ``DPoP-Nonce``, ``Retry-After``."""
         out: list[tuple[bytes, bytes]] = []
         if error.status in (400, 401, 403):
-            schemes = ["DPoP"] if self.dpop_required else ["Bearer"]
-            if self.dpop_algs and not self.dpop_required:
-                schemes.append("DPoP")
-            if error.scheme == "DPoP" and "DPoP" not in schemes:
-                schemes.append("DPoP")
-            for scheme in schemes:
-                params = self._params(error, scheme)
-                value = scheme + (" " + ", ".join(params) if params else "")
-                out.append((b"www-authenticate", value.encode("latin-1")))
+            out += [(b"www-authenticate", value) for value in self.challenges(error)]
         if error.dpop_nonce is not None:
             out.append((b"dpop-nonce", error.dpop_nonce.encode("ascii")))
         if error.retry_after is not None:
