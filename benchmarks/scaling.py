@@ -21,8 +21,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.processes import serving_process
-from tests.servers import running_redis
+from testkit.processes import serving_process
+from testkit.servers import running_redis
 
 from . import load
 from .apps import CONFIGS, UNAVAILABLE, Config
@@ -33,11 +33,11 @@ DEFAULT_CONFIGS = ("bare", "stack:redis")
 
 
 def uvicorn_command(workers: int) -> list[str]:
-    """uvicorn with ``workers`` processes; ``tests.processes`` adds the ``--fd`` of its socket."""
+    """uvicorn with ``workers`` processes; ``testkit.processes`` adds the ``--fd`` of its socket."""
     return [
         sys.executable,
         "-m",
-        "tests.serve",
+        "testkit.serve",
         "benchmarks.serve:factory",
         "--factory",
         "--workers",
