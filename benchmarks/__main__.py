@@ -23,8 +23,9 @@ from testkit.processes import serving_process
 from testkit.servers import running_redis
 
 from . import load
-from .apps import CONFIGS, UNAVAILABLE, Config
+from .apps import Config
 from .machine import describe
+from .registry import CONFIGS, UNAVAILABLE
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .apps import ASGIApp, Config, bare_app, config
+from .apps import ASGIApp, Config, bare_app
 
 
 def _providers() -> tuple[Any, Any]:
@@ -140,51 +140,41 @@ def _otel_asgi(exclude_spans: list[str] | None) -> ASGIApp:
     )
 
 
-config(
+CONFIGS = [
     Config(
         "tracing:always-on",
         tracing_always_on,
         group="tracing",
         description="TracingMiddleware, SDK always-on sampler, batch processor, metrics",
-    )
-)
-config(
+    ),
     Config(
         "tracing:traces-only",
         tracing_traces_only,
         group="tracing",
         description="as always-on, metrics to a no-op meter: the SDK's metric cost shows apart",
-    )
-)
-config(
+    ),
     Config(
         "tracing:api-only",
         tracing_api_only,
         group="tracing",
         description="no SDK (API no-op): the middleware's own work, request and response parsed",
-    )
-)
-config(
+    ),
     Config(
         "tracing:sdk-floor",
         tracing_sdk_floor,
         group="tracing",
         description="the same span and records as always-on, fixed in advance: the SDK alone",
-    )
-)
-config(
+    ),
     Config(
         "peer:otel-asgi",
         lambda: _otel_asgi(None),
         group="peers",
         description="opentelemetry-instrumentation-asgi, same SDK setup",
-    )
-)
-config(
+    ),
     Config(
         "peer:otel-asgi-exclude-spans",
         lambda: _otel_asgi(["receive", "send"]),
         group="peers",
         description="opentelemetry-instrumentation-asgi with exclude_spans=receive,send",
-    )
-)
+    ),
+]

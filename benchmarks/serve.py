@@ -15,7 +15,8 @@ import socket
 
 import uvicorn
 
-from .apps import CONFIGS, ASGIApp
+from .apps import ASGIApp
+from .registry import CONFIGS
 
 
 def factory() -> ASGIApp:

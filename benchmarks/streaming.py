@@ -36,7 +36,8 @@ from reference_app.engine import bundled_model_path
 from testkit.processes import ServerProcess, serving_process
 from testkit.servers import bound_socket, port_of
 
-from .configs_stack import STACK_MODULES, missing
+from .apps import missing
+from .configs_stack import STACK_MODULES
 from .machine import describe
 
 MODEL_ID = "SmolLM2-135M-Instruct"
