@@ -65,6 +65,29 @@ def tracing_api_only() -> ASGIApp:
     )
 
 
+# the histograms TracingMiddleware records a non-streamed chat request into: name, unit and
+# bucket boundaries as the OpenTelemetry semantic conventions give them (docs/tracing.md)
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+_LLM_SECONDS = tuple(round(0.01 * 2**n, 2) for n in range(14))  # 0.01 to 81.92
+_TOKENS = tuple(4**n for n in range(14))  # 1 to 67108864
+_HISTOGRAMS = {
+    "http.server.request.duration": ("s", _SECONDS),
+    "gen_ai.server.request.duration": ("s", _LLM_SECONDS),
+    "gen_ai.client.inference.operation.input_tokens": ("{token}", _TOKENS),
+    "gen_ai.client.inference.operation.output_tokens": ("{token}", _TOKENS),
+}
+
+
+def _floor_histograms(meter_provider: Any) -> dict[str, Any]:
+    meter = meter_provider.get_meter("aimiddleware.tracing", "floor")
+    return {
+        name: meter.create_histogram(
+            name, unit=unit, explicit_bucket_boundaries_advisory=list(buckets)
+        )
+        for name, (unit, buckets) in _HISTOGRAMS.items()
+    }
+
+
 def tracing_sdk_floor() -> ASGIApp:
     """Only the SDK calls TracingMiddleware makes on the benchmark's request, nothing else.
 
@@ -76,11 +99,9 @@ def tracing_sdk_floor() -> ASGIApp:
     from opentelemetry import context, trace
     from opentelemetry.trace import SpanKind
 
-    from aimiddleware.tracing._metrics import Instruments
-
     tracer_provider, meter_provider = _providers()
     tracer = tracer_provider.get_tracer("aimiddleware.tracing")
-    instruments = Instruments(meter_provider, "floor")
+    histograms = _floor_histograms(meter_provider)
     app = bare_app()
     start = {
         "http.request.method": "POST",
@@ -106,8 +127,19 @@ def tracing_sdk_floor() -> ASGIApp:
         "gen_ai.usage.input_tokens": 12,
         "gen_ai.usage.output_tokens": 7,
     }
-    http_key = ("POST", "http", "1.1", 200, "/v1/chat/completions", None)
-    llm_key = ("chat", "openai", "SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct", None)
+    http = {
+        "http.request.method": "POST",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "http.response.status_code": 200,
+        "http.route": "/v1/chat/completions",
+    }
+    llm = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "SmolLM2-135M-Instruct",
+        "gen_ai.response.model": "SmolLM2-135M-Instruct",
+    }
 
     async def floor(scope: Any, receive: Any, send: Any) -> None:
         span = tracer.start_span("POST", kind=SpanKind.SERVER, attributes=start)
@@ -120,10 +152,10 @@ def tracing_sdk_floor() -> ASGIApp:
             span.set_attributes(end)
             span.end()
             current = context.get_current()
-            instruments.record_http(0.001, http_key, current)
-            instruments.record_llm(
-                llm_key, current, duration=0.001, ttft=None, input_tokens=12, output_tokens=7
-            )
+            histograms["http.server.request.duration"].record(0.001, http, current)
+            histograms["gen_ai.server.request.duration"].record(0.001, llm, current)
+            histograms["gen_ai.client.inference.operation.input_tokens"].record(12, llm, current)
+            histograms["gen_ai.client.inference.operation.output_tokens"].record(7, llm, current)
 
     return floor
 
