@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers == 1:
         uvicorn.Server(config).run(sockets=[sock])
     elif "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before 0.30
-        Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+        Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()  # type: ignore[call-arg]
     else:
         Multiprocess(config, sockets=[sock]).run()
 
