@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from aimiddleware._asgi import ASGIApp, Message
@@ -15,44 +14,10 @@ from testkit.openai_app import chat_app as chat_app
 from testkit.openai_app import sse_chunks as sse_chunks
 from testkit.stores import CountingStore as CountingStore
 
+from ..asgi import Result as Result
+from ..asgi import http_scope
+
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": False}
-
-
-@dataclass
-class Result:
-    messages: list[Message]
-
-    @property
-    def start(self) -> Message:
-        return next(m for m in self.messages if m["type"] == "http.response.start")
-
-    @property
-    def status(self) -> int:
-        return int(self.start["status"])
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {k.decode().lower(): v.decode() for k, v in self.start["headers"]}
-
-    @property
-    def chunks(self) -> list[bytes]:
-        return [
-            m["body"] for m in self.messages if m["type"] == "http.response.body" and m.get("body")
-        ]
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(self.chunks)
-
-    @property
-    def complete(self) -> bool:
-        return any(
-            m["type"] == "http.response.body" and not m.get("more_body", False)
-            for m in self.messages
-        )
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 def scope_for(
@@ -66,21 +31,7 @@ def scope_for(
     raw = [(b"content-type", b"application/json"), *headers]
     if key is not None:
         raw.append((b"idempotency-key", key.encode() if isinstance(key, str) else key))
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "root_path": "",
-        "headers": raw,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
+    return http_scope(method, path, raw, query=query, spec_version="2.3")
 
 
 async def call(
