@@ -45,11 +45,12 @@ def http_scope(
     *,
     query: bytes = b"",
     scheme: str = "http",
+    http_version: str = "1.1",
     spec_version: str | None = None,
     client: tuple[str, int] = ("127.0.0.1", 50000),
     server: tuple[str, int] = ("127.0.0.1", 8000),
 ) -> Scope:
-    """An HTTP/1.1 request scope as a server builds it, ``root_path`` empty.
+    """An HTTP request scope as a server builds it, ``root_path`` empty.
 
     ``spec_version`` is left out unless given (ASGI then reads it as ``"2.0"``); ``principal``
     is set as an auth middleware outside would have.
@@ -60,7 +61,7 @@ def http_scope(
     scope: Scope = {
         "type": "http",
         "asgi": asgi,
-        "http_version": "1.1",
+        "http_version": http_version,
         "method": method,
         "scheme": scheme,
         "path": path,

@@ -14,21 +14,14 @@ from aimiddleware._asgi import Message
 from aimiddleware.normalize import NormalizeMiddleware
 from aimiddleware.sse import SSEMiddleware
 
+from ..asgi import http_scope
 from ..live import serve
 from ..openai_app import DONE, chunk, streaming_app
 
 
 def scope(path: str = "/v1/chat/completions") -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
-    }
+    headers = [(b"content-type", b"application/json")]
+    return http_scope(path=path, headers=headers, spec_version="2.4")
 
 
 async def drive(app: Any, path: str = "/v1/chat/completions") -> list[Message]:
