@@ -19,6 +19,8 @@ from benchmarks.configs_series import STREAM_BODY, sized_body, stream_events, st
 from benchmarks.configs_stack import STACK_HEADERS, fresh_keys_lua
 from benchmarks.registry import collect
 
+from ..asgi import http_scope
+
 
 @pytest.mark.parametrize("size", [1_000, 10_000, 1_000_000])
 def test_sized_body_is_a_chat_request_of_exactly_that_many_bytes(size: int) -> None:
@@ -58,20 +60,7 @@ async def test_streaming_app_sends_one_body_message_per_event() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = http_scope(headers=[(b"content-type", b"application/json")])
     await streaming_app(4)(scope, receive, send)
     start = sent[0]
     assert start["type"] == "http.response.start"

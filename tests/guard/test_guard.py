@@ -16,6 +16,7 @@ from starlette.routing import Route
 from aimiddleware import ConfigurationError, RequestGuardMiddleware
 from aimiddleware._asgi import Message
 
+from ..asgi import http_scope
 from ..servers import ThreadedServer
 
 KEYS = {"message", "type", "param", "code"}
@@ -296,17 +297,7 @@ async def drive(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "headers": headers,
-    }
-    await app(scope, receive, send)
+    await app(http_scope("POST", "/", headers), receive, send)
     return sent, reads
 
 
