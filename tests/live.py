@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .servers import ThreadedServer
@@ -70,3 +71,14 @@ def serve(app: Any) -> Iterator[str]:
     """Serve ``app`` on ``http://127.0.0.1:<free port>`` until the block ends; yields the URL."""
     with ThreadedServer(app) as server:
         yield server.url
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it is true (what a server does in its own thread, such as
+    exporting a span); fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
