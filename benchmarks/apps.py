@@ -103,3 +103,23 @@ def missing(targets: tuple[str, ...]) -> str | None:
         except (ImportError, AttributeError) as exc:
             return f"not available yet: {type(exc).__name__}: {exc}"
     return None
+
+
+def sdk_providers() -> tuple[Any, Any]:
+    """The OpenTelemetry SDK sampling everything, exporting to nowhere: the cost measured is
+    the instrumentation and the SDK, not a network."""
+    from collections.abc import Sequence
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    class DropExporter(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider(sampler=ALWAYS_ON)
+    tracer_provider.add_span_processor(BatchSpanProcessor(DropExporter()))
+    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])

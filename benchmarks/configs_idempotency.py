@@ -11,31 +11,15 @@ Store round trips and time to first token: ``python -m benchmarks.idempotency_pr
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from typing import Any
 
 from .apps import REQUEST_BODY, ASGIApp, Config, bare_app
+from .configs_stack import fresh_keys_lua
 
-# Fresh keys for every request: a random prefix per wrk run (servers restart per measurement,
-# Redis does not) and a counter per request.
-FRESH_KEYS_LUA = (
-    'wrk.method = "POST"\n'
-    f"wrk.body = {json.dumps(REQUEST_BODY.decode())}\n"
-    'wrk.headers["Content-Type"] = "application/json"\n'
-    "local counter = 0\n"
-    "local prefix = nil\n"
-    "request = function()\n"
-    "  if prefix == nil then\n"
-    "    math.randomseed(os.time() + math.floor(os.clock() * 1000000))\n"
-    "    prefix = tostring(math.random(1, 1000000000))\n"
-    "  end\n"
-    "  counter = counter + 1\n"
-    '  wrk.headers["Idempotency-Key"] = "bench-" .. prefix .. "-" .. counter\n'
-    "  return wrk.format()\n"
-    "end\n"
-)
+# a fresh key on every request
+FRESH_KEYS_LUA = fresh_keys_lua(REQUEST_BODY, {})
 
 
 def _ours(store: Any) -> ASGIApp:

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .apps import REQUEST_BODY, ASGIApp, Config, bare_app, chat_completions
+from .apps import REQUEST_BODY, ASGIApp, Config, bare_app, chat_completions, sdk_providers
 
 MODEL = "SmolLM2-135M-Instruct"
 # not a secret: a fixed benchmark key, the same in the load generator and the server
@@ -40,26 +40,6 @@ UNREACHED_TOKENS = "100000000000/minute"
 # -- STACK OPTIONS ------------------------------------------------------------------------
 # The one place that names the six middlewares' constructor options. Adjust here when an
 # option changes; nothing else in the benchmarks constructs them.
-
-
-def _tracing_providers() -> tuple[Any, Any]:
-    """The OpenTelemetry SDK sampling everything, exporting to nowhere: the cost measured is
-    the instrumentation and the SDK, not a network."""
-    from collections.abc import Sequence
-
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-
-    class DropExporter(SpanExporter):
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    tracer_provider = TracerProvider(sampler=ALWAYS_ON)
-    tracer_provider.add_span_processor(BatchSpanProcessor(DropExporter()))
-    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
 
 
 def build_stack(app: ASGIApp, *, store_url: str, sdk: bool = True) -> ASGIApp:
@@ -94,7 +74,7 @@ def build_stack(app: ASGIApp, *, store_url: str, sdk: bool = True) -> ASGIApp:
     app = SSEMiddleware(app, heartbeat=15.0)
     app = NormalizeMiddleware(app)
     if sdk:
-        tracer_provider, meter_provider = _tracing_providers()
+        tracer_provider, meter_provider = sdk_providers()
     else:
         from opentelemetry.metrics import NoOpMeterProvider
         from opentelemetry.trace import NoOpTracerProvider
@@ -200,7 +180,7 @@ def _slowapi_app() -> ASGIApp:
 def _otel_asgi(app: ASGIApp) -> ASGIApp:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    tracer_provider, meter_provider = _tracing_providers()
+    tracer_provider, meter_provider = sdk_providers()
     return OpenTelemetryMiddleware(
         app, tracer_provider=tracer_provider, meter_provider=meter_provider
     )

@@ -7,37 +7,15 @@ measured is the instrumentation and the SDK, not a network.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from .apps import ASGIApp, Config, bare_app
-
-
-def _providers() -> tuple[Any, Any]:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        BatchSpanProcessor,
-        SpanExporter,
-        SpanExportResult,
-    )
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-
-    class DropExporter(SpanExporter):
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    tracer_provider = TracerProvider(sampler=ALWAYS_ON)
-    tracer_provider.add_span_processor(BatchSpanProcessor(DropExporter()))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    return tracer_provider, meter_provider
+from .apps import ASGIApp, Config, bare_app, sdk_providers
 
 
 def tracing_always_on() -> ASGIApp:
     from aimiddleware.tracing import TracingMiddleware
 
-    tracer_provider, meter_provider = _providers()
+    tracer_provider, meter_provider = sdk_providers()
     return TracingMiddleware(
         bare_app(), tracer_provider=tracer_provider, meter_provider=meter_provider
     )
@@ -48,7 +26,7 @@ def tracing_traces_only() -> ASGIApp:
 
     from aimiddleware.tracing import TracingMiddleware
 
-    tracer_provider, _ = _providers()
+    tracer_provider, _ = sdk_providers()
     return TracingMiddleware(
         bare_app(), tracer_provider=tracer_provider, meter_provider=NoOpMeterProvider()
     )
@@ -99,7 +77,7 @@ def tracing_sdk_floor() -> ASGIApp:
     from opentelemetry import context, trace
     from opentelemetry.trace import SpanKind
 
-    tracer_provider, meter_provider = _providers()
+    tracer_provider, meter_provider = sdk_providers()
     tracer = tracer_provider.get_tracer("aimiddleware.tracing")
     histograms = _floor_histograms(meter_provider)
     app = bare_app()
@@ -163,7 +141,7 @@ def tracing_sdk_floor() -> ASGIApp:
 def _otel_asgi(exclude_spans: list[str] | None) -> ASGIApp:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    tracer_provider, meter_provider = _providers()
+    tracer_provider, meter_provider = sdk_providers()
     return OpenTelemetryMiddleware(
         bare_app(),
         tracer_provider=tracer_provider,
