@@ -73,12 +73,18 @@ def serve(app: Any) -> Iterator[str]:
         yield server.url
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
+def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> bool:
     """Poll ``condition`` until it is true (what a server does in its own thread, such as
-    exporting a span); fails the test after ``timeout`` seconds."""
+    exporting a span or freeing an instance); whether it became true within ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
-            return
+            return True
         time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+    return bool(condition())
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
+    """:func:`wait_until`, failing the test when ``condition`` is still false."""
+    if not wait_until(condition, timeout):
+        raise AssertionError("condition not met in time")
