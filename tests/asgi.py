@@ -7,6 +7,7 @@ asserts (a stream, a disconnect, a body read twice); for whole requests it uses 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ __all__ = [
     "headers_of",
     "http_scope",
     "recording_app",
+    "request_receive",
     "run",
     "sse",
     "status_of",
@@ -78,6 +80,27 @@ def http_scope(
     return scope
 
 
+def request_receive(
+    body: bytes | list[bytes] = b"", *, disconnect: asyncio.Event | None = None
+) -> Receive:
+    """A server's ``receive`` for one request: ``body`` (one chunk or several), then
+    ``http.disconnect`` once ``disconnect`` is set; without it the client stays connected."""
+    chunks = [body] if isinstance(body, bytes) else body
+    pending = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+    gone = disconnect if disconnect is not None else asyncio.Event()
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
 async def run(
     middleware: ASGIApp,
     scope: Scope,
@@ -85,17 +108,10 @@ async def run(
 ) -> list[Message]:
     """Drive ``middleware`` with ``body`` (one chunk or several) and return what it sent; a read
     past the body is answered ``http.disconnect``."""
-    chunks = [body] if isinstance(body, bytes) else body
-    pending = [
-        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-        for i, c in enumerate(chunks)
-    ]
+    gone = asyncio.Event()
+    gone.set()
+    receive = request_receive(body, disconnect=gone)
     sent: list[Message] = []
-
-    async def receive() -> Message:
-        if pending:
-            return pending.pop(0)
-        return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
         sent.append(message)

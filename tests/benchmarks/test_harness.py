@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from benchmarks import apps, load, registry, suite
@@ -19,7 +18,7 @@ from benchmarks.configs_series import STREAM_BODY, sized_body, stream_events, st
 from benchmarks.configs_stack import STACK_HEADERS, fresh_keys_lua
 from benchmarks.registry import collect
 
-from ..asgi import http_scope
+from ..asgi import http_scope, request_receive
 
 
 @pytest.mark.parametrize("size", [1_000, 10_000, 1_000_000])
@@ -49,13 +48,7 @@ def test_stream_events_are_openai_chunks_then_usage_then_done() -> None:
 @pytest.mark.anyio
 async def test_streaming_app_sends_one_body_message_per_event() -> None:
     sent: list[dict[str, Any]] = []
-    request = [{"type": "http.request", "body": STREAM_BODY, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        if request:
-            return request.pop(0)
-        await anyio.Event().wait()  # the client stays connected until the stream ends
-        raise AssertionError("unreachable")
+    receive = request_receive(STREAM_BODY)  # the client stays connected until the stream ends
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)

@@ -15,7 +15,7 @@ from testkit.openai_app import sse_chunks as sse_chunks
 from testkit.stores import CountingStore as CountingStore
 
 from ..asgi import Result as Result
-from ..asgi import http_scope
+from ..asgi import http_scope, request_receive
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 
@@ -47,16 +47,7 @@ async def call(
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     scope = scope if scope is not None else scope_for(**scope_options)
     messages: list[Message] = []
-    delivered = False
-    gone = disconnect or asyncio.Event()
-
-    async def receive() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        await gone.wait()
-        return {"type": "http.disconnect"}
+    receive = request_receive(raw, disconnect=disconnect)
 
     async def send(message: Message) -> None:
         messages.append(message)

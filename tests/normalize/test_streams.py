@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ from aimiddleware._asgi import Message
 from aimiddleware.normalize import NormalizeMiddleware
 from aimiddleware.sse import SSEMiddleware
 
-from ..asgi import http_scope
+from ..asgi import http_scope, request_receive
 from ..live import serve
 from ..openai_app import DONE, chunk, streaming_app
 
@@ -26,15 +25,7 @@ def scope(path: str = "/v1/chat/completions") -> dict[str, Any]:
 
 async def drive(app: Any, path: str = "/v1/chat/completions") -> list[Message]:
     sent: list[Message] = []
-    delivered = False
-
-    async def receive() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": b"{}", "more_body": False}
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
+    receive = request_receive(b"{}")
 
     async def send(message: Message) -> None:
         sent.append(message)

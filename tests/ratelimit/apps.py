@@ -19,7 +19,7 @@ from aimiddleware import Principal, set_principal
 from aimiddleware._asgi import ASGIApp, Receive, Scope, Send, get_header
 
 from ..asgi import body_of as body_of
-from ..asgi import chunk, http_scope, sse
+from ..asgi import chunk, http_scope, request_receive, sse
 from ..asgi import headers_of as headers_of
 from ..asgi import status_of as status_of
 
@@ -136,18 +136,7 @@ async def call_raw(
     """Drive the ASGI app directly and record every ``send`` message (no buffering)."""
     raw = json.dumps(body).encode()
     sent = [] if sent is None else sent
-    delivered = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        if disconnect_after is not None:
-            await disconnect_after.wait()
-        else:
-            await asyncio.Event().wait()  # the client stays until the response is done
-        return {"type": "http.disconnect"}
+    receive = request_receive(raw, disconnect=disconnect_after)
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)

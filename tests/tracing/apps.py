@@ -252,13 +252,7 @@ async def call(
     scope["query_string"] = query
     sent: list[Sent] = []
     gone = asyncio.Event()
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> Message:
-        if pending:
-            return pending.pop()
-        await gone.wait()
-        return {"type": "http.disconnect"}
+    receive = asgi.request_receive(body, disconnect=gone)
 
     async def send(message: Message) -> None:
         if gone.is_set():
