@@ -8,7 +8,6 @@ static in-process JWKS (``jwks=``): no HTTP fetch is measured, as with a warm JW
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -72,9 +71,7 @@ def jwt_app() -> Any:
 def api_key_app() -> Any:
     from aimiddleware.oauth import APIKey, APIKeys, OAuthMiddleware
 
-    # the stored form of a key (docs/oauth.md): sha256:<hex digest>
-    key_hash = "sha256:" + hashlib.sha256(_API_KEY.encode()).hexdigest()
-    keys = APIKeys([APIKey(id="bench", key_hash=key_hash, scopes=["chat"])])
+    keys = APIKeys([APIKey(id="bench", key_hash=APIKeys.hash(_API_KEY), scopes=["chat"])])
     return OAuthMiddleware(bare_app(), resource=_RESOURCE, api_keys=keys, rules=_rules())
 
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from aimiddleware._asgi import ASGIApp, Message
+from aimiddleware.context import ASGIApp, Message
 from testkit.openai_app import PATH as PATH
 from testkit.openai_app import Counter as Counter
 from testkit.openai_app import chat_app as chat_app
