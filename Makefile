@@ -22,8 +22,8 @@ demo: $(STAMP)  ## start the reference app with the full stack; the playground a
 test: lint typecheck pytest  ## everything CI checks
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests reference_app benchmarks
-	$(BIN)/ruff format --check src tests reference_app benchmarks
+	$(BIN)/ruff check src tests reference_app benchmarks testkit
+	$(BIN)/ruff format --check src tests reference_app benchmarks testkit
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

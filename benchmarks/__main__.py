@@ -19,12 +19,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.processes import serving_process
-from tests.servers import running_redis
+from testkit.processes import serving_process
+from testkit.servers import running_redis
 
 from . import load
-from .apps import CONFIGS, UNAVAILABLE, Config
+from .apps import Config
 from .machine import describe
+from .registry import CONFIGS, UNAVAILABLE
 
 RESULTS = Path(__file__).parent / "results"
 

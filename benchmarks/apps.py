@@ -1,11 +1,13 @@
 """The benchmark configurations: one trivial OpenAI-shaped JSON endpoint, wrapped differently.
 
-Every configuration is a name and a factory returning an ASGI app. Each middleware registers its
-own configurations here with :func:`config`; the harness measures them interleaved with ``bare``.
+Every configuration is a :class:`Config`: a name and a factory returning an ASGI app. Each
+middleware's ``configs_*`` module lists its own in ``CONFIGS``, :mod:`benchmarks.registry` names
+every one of them by name, and the harness measures them interleaved with ``bare``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +69,10 @@ class Config:
     complete enough requests in a short measurement).
     ``fresh_keys`` says that every request carries a new ``Idempotency-Key`` (its ``lua`` sends
     them; the in-process drivers add them).
+    ``requires`` lists ``module:name`` targets the factory needs (a peer package, a middleware);
+    where one cannot be imported, the configuration is listed as unavailable, not measured.
+    ``fallback`` marks a stand-in (the peers of the stack module): a configuration of the same
+    name from another module replaces it.
     """
 
     name: str
@@ -80,72 +86,40 @@ class Config:
     path: str = "/v1/chat/completions"
     connections: int | None = None
     fresh_keys: bool = False
+    requires: tuple[str, ...] = ()
+    fallback: bool = False
 
     @property
     def request_body(self) -> bytes:
         return REQUEST_BODY if self.body is None else self.body
 
 
-CONFIGS: dict[str, Config] = {}
-# configurations that cannot be built here (a middleware or a peer package is missing), with
-# the reason; the harness lists them in the report instead of measuring them
-UNAVAILABLE: dict[str, tuple[Config, str]] = {}
+def missing(targets: tuple[str, ...]) -> str | None:
+    """Why ``module:name`` targets cannot be imported, or None when all of them can."""
+    for target in targets:
+        module, _, name = target.partition(":")
+        try:
+            getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            return f"not available yet: {type(exc).__name__}: {exc}"
+    return None
 
 
-# names registered as defaults (the peers in configs_stack): a middleware's own configuration
-# module may register the same name, whichever is imported first, and its definition wins
-DEFAULTS: set[str] = set()
+def sdk_providers() -> tuple[Any, Any]:
+    """The OpenTelemetry SDK sampling everything, exporting to nowhere: the cost measured is
+    the instrumentation and the SDK, not a network."""
+    from collections.abc import Sequence
 
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-def config(cfg: Config, *, default: bool = False) -> Config:
-    """Register ``cfg``; a name can be registered once, except over a ``default`` one."""
-    if cfg.name in CONFIGS and cfg.name not in DEFAULTS:
-        if default:
-            return CONFIGS[cfg.name]
-        raise ValueError(f"benchmark configuration {cfg.name!r} registered twice")
-    if cfg.name in CONFIGS and default:
-        raise ValueError(f"benchmark configuration {cfg.name!r} registered twice as a default")
-    DEFAULTS.discard(cfg.name)
-    UNAVAILABLE.pop(cfg.name, None)
-    CONFIGS[cfg.name] = cfg
-    if default:
-        DEFAULTS.add(cfg.name)
-    return cfg
+    class DropExporter(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
 
-
-def _noop_base_http_middleware() -> ASGIApp:
-    from starlette.middleware import Middleware
-    from starlette.middleware.base import BaseHTTPMiddleware
-
-    class Noop(BaseHTTPMiddleware):
-        async def dispatch(self, request: Request, call_next: Any) -> Response:
-            return await call_next(request)  # type: ignore[no-any-return]
-
-    return Starlette(
-        routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])],
-        middleware=[Middleware(Noop)],
-    )
-
-
-config(Config("bare", bare_app, description="bare Starlette, the baseline"))
-config(
-    Config(
-        "peer:base-http-noop",
-        _noop_base_http_middleware,
-        group="peers",
-        description="one no-op BaseHTTPMiddleware",
-    )
-)
-
-# each middleware's configurations live in their own module, registered on import; configs_stack
-# also registers the peers and the stack, the peers as defaults that these modules may redefine
-from . import (  # noqa: E402
-    configs_guard,  # noqa: F401
-    configs_idempotency,  # noqa: F401
-    configs_oauth,  # noqa: F401
-    configs_ratelimit,  # noqa: F401
-    configs_sse_normalize,  # noqa: F401
-    configs_stack,  # noqa: F401
-    configs_tracing,  # noqa: F401
-    mcp_guards,  # noqa: F401
-)
+    tracer_provider = TracerProvider(sampler=ALWAYS_ON)
+    tracer_provider.add_span_processor(BatchSpanProcessor(DropExporter()))
+    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])

@@ -11,31 +11,15 @@ Store round trips and time to first token: ``python -m benchmarks.idempotency_pr
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from typing import Any
 
-from .apps import REQUEST_BODY, ASGIApp, Config, bare_app, config
+from .apps import REQUEST_BODY, ASGIApp, Config, bare_app
+from .configs_stack import fresh_keys_lua
 
-# Fresh keys for every request: a random prefix per wrk run (servers restart per measurement,
-# Redis does not) and a counter per request.
-FRESH_KEYS_LUA = (
-    'wrk.method = "POST"\n'
-    f"wrk.body = {json.dumps(REQUEST_BODY.decode())}\n"
-    'wrk.headers["Content-Type"] = "application/json"\n'
-    "local counter = 0\n"
-    "local prefix = nil\n"
-    "request = function()\n"
-    "  if prefix == nil then\n"
-    "    math.randomseed(os.time() + math.floor(os.clock() * 1000000))\n"
-    "    prefix = tostring(math.random(1, 1000000000))\n"
-    "  end\n"
-    "  counter = counter + 1\n"
-    '  wrk.headers["Idempotency-Key"] = "bench-" .. prefix .. "-" .. counter\n'
-    "  return wrk.format()\n"
-    "end\n"
-)
+# a fresh key on every request
+FRESH_KEYS_LUA = fresh_keys_lua(REQUEST_BODY, {})
 
 
 def _ours(store: Any) -> ASGIApp:
@@ -65,49 +49,49 @@ def _fastapi_idempotency() -> ASGIApp:
     return IdempotencyMiddleware(bare_app())
 
 
-for _name, _factory, _needs, _description in (
+_FRESH = (
     ("memory-fresh", _memory, (), "IdempotencyMiddleware, memory store, a fresh key per request"),
     ("redis-fresh", _redis, ("redis",), "IdempotencyMiddleware, Redis store, fresh keys"),
-):
-    config(
-        Config(
-            f"idempotency:{_name}",
-            _factory,
-            group="idempotency",
-            lua=FRESH_KEYS_LUA,
-            needs=_needs,
-            description=_description,
-        )
-    )
-for _name, _factory, _needs, _description in (
+)
+_REPLAY = (
     ("memory-replay", _memory, (), "IdempotencyMiddleware, memory store, every request a replay"),
     ("redis-replay", _redis, ("redis",), "IdempotencyMiddleware, Redis store, replays"),
-):
-    config(
+)
+CONFIGS = [
+    *(
         Config(
-            f"idempotency:{_name}",
-            _factory,
+            f"idempotency:{name}",
+            factory,
+            group="idempotency",
+            lua=FRESH_KEYS_LUA,
+            needs=needs,
+            description=description,
+        )
+        for name, factory, needs, description in _FRESH
+    ),
+    *(
+        Config(
+            f"idempotency:{name}",
+            factory,
             group="idempotency",
             headers={"Idempotency-Key": "bench-replay"},
-            needs=_needs,
-            description=_description,
+            needs=needs,
+            description=description,
         )
-    )
-config(
+        for name, factory, needs, description in _REPLAY
+    ),
     Config(
         "peer:asgi-idempotency-header",
         _asgi_idempotency_header,
         group="peers",
         lua=FRESH_KEYS_LUA,
         description="asgi-idempotency-header 0.2 (memory backend), fresh keys",
-    )
-)
-config(
+    ),
     Config(
         "peer:fastapi-idempotency",
         _fastapi_idempotency,
         group="peers",
         lua=FRESH_KEYS_LUA,
         description="fastapi-idempotency 0.1 (memory store, BaseHTTPMiddleware), fresh keys",
-    )
-)
+    ),
+]

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .apps import Config, bare_app, config
+from .apps import Config, bare_app
 
 _KEY_FILE = Path(tempfile.gettempdir()) / "aimw-bench-oauth-rs256.json"
 _RESOURCE = "https://bench.local"
@@ -75,29 +75,27 @@ def api_key_app() -> Any:
     return OAuthMiddleware(bare_app(), resource=_RESOURCE, api_keys=keys, rules=_rules())
 
 
-def _register() -> None:
+def _configs() -> list[Config]:
     try:
         token = _token()
     except ImportError:  # the oauth extra is missing: nothing to measure
-        return
-    config(
+        return []
+    return [
         Config(
             "oauth:jwt-rs256",
             jwt_app,
             group="oauth",
             headers={"Authorization": f"Bearer {token}"},
             description="RS256 at+jwt, static JWKS, validation cached by token hash",
-        )
-    )
-    config(
+        ),
         Config(
             "oauth:api-key",
             api_key_app,
             group="oauth",
             headers={"Authorization": f"Bearer {_API_KEY}"},
             description="API key: SHA-256 + constant-time compare per request",
-        )
-    )
+        ),
+    ]
 
 
-_register()
+CONFIGS = _configs()

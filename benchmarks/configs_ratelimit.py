@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .apps import ASGIApp, Config, bare_app, config
+from .apps import ASGIApp, Config, bare_app
 
 _HIGH = "1000000000/minute"
 
@@ -48,36 +48,30 @@ def _slowapi() -> ASGIApp:
     return app
 
 
-config(
+CONFIGS = [
     Config(
         "ratelimit:memory",
         _memory,
         group="ratelimit",
         description="RateLimitMiddleware, requests+tokens+concurrency, memory",
-    )
-)
-config(
+    ),
     Config(
         "ratelimit:memory-requests",
         _memory_requests,
         group="ratelimit",
         description="RateLimitMiddleware, one requests limit only, memory",
-    )
-)
-config(
+    ),
     Config(
         "ratelimit:redis",
         _redis,
         group="ratelimit",
         needs=("redis",),
         description="RateLimitMiddleware, requests+tokens+concurrency, one Redis",
-    )
-)
-config(
+    ),
     Config(
         "peer:slowapi",
         _slowapi,
         group="peers",
         description="slowapi SlowAPIMiddleware, default limit, memory",
-    )
-)
+    ),
+]

@@ -23,7 +23,6 @@ from .configs_stack import (
     STACK_MODULES,
     build_stack,
     fresh_keys_lua,
-    register,
 )
 
 PAYLOAD_SIZES = {"1k": 1_000, "10k": 10_000, "100k": 100_000, "1m": 1_000_000}
@@ -35,6 +34,10 @@ STREAM_CONNECTIONS = 4
 
 def _streaming_stack_app(chunks: int) -> ASGIApp:
     return build_stack(streaming_app(chunks), store_url="memory://")
+
+
+def _json_stack_app(store_url: str) -> ASGIApp:
+    return build_stack(bare_app(), store_url=store_url)
 
 
 def sized_body(size: int) -> bytes:
@@ -84,52 +87,57 @@ def streaming_app(chunks: int) -> ASGIApp:
 
 STREAM_BODY = json.dumps({**json.loads(REQUEST_BODY), "stream": True}).encode()
 
-for _label, _size in PAYLOAD_SIZES.items():
-    _body = sized_body(_size)
-    register(
+
+def _payload(label: str, size: int) -> list[Config]:
+    body = sized_body(size)
+    return [
         Config(
-            f"size:bare:{_label}",
+            f"size:bare:{label}",
             bare_app,
             group="payload",
-            body=_body,
-            description=f"bare Starlette, {_size:,} byte request body",
-        )
-    )
-    register(
-        Config(
-            f"size:stack-memory:{_label}",
-            lambda: build_stack(bare_app(), store_url="memory://"),
-            group="payload",
-            body=_body,
-            headers=STACK_HEADERS,
-            lua=fresh_keys_lua(_body, STACK_HEADERS),
-            fresh_keys=True,
-            description=f"full stack on memory, {_size:,} byte request body",
+            body=body,
+            description=f"bare Starlette, {size:,} byte request body",
         ),
-        requires=STACK_MODULES,
-    )
-for _chunks in STREAM_LENGTHS:
-    register(
         Config(
-            f"stream:bare:{_chunks}",
-            partial(streaming_app, _chunks),
+            f"size:stack-memory:{label}",
+            partial(_json_stack_app, "memory://"),
+            group="payload",
+            body=body,
+            headers=STACK_HEADERS,
+            lua=fresh_keys_lua(body, STACK_HEADERS),
+            fresh_keys=True,
+            description=f"full stack on memory, {size:,} byte request body",
+            requires=STACK_MODULES,
+        ),
+    ]
+
+
+def _stream(chunks: int) -> list[Config]:
+    return [
+        Config(
+            f"stream:bare:{chunks}",
+            partial(streaming_app, chunks),
             group="stream",
             body=STREAM_BODY,
             connections=STREAM_CONNECTIONS,
-            description=f"bare Starlette streaming {_chunks} chunks",
-        )
-    )
-    register(
+            description=f"bare Starlette streaming {chunks} chunks",
+        ),
         Config(
-            f"stream:stack-memory:{_chunks}",
-            partial(_streaming_stack_app, _chunks),
+            f"stream:stack-memory:{chunks}",
+            partial(_streaming_stack_app, chunks),
             group="stream",
             body=STREAM_BODY,
             connections=STREAM_CONNECTIONS,
             headers=STACK_HEADERS,
             lua=fresh_keys_lua(STREAM_BODY, STACK_HEADERS),
             fresh_keys=True,
-            description=f"full stack on memory streaming {_chunks} chunks",
+            description=f"full stack on memory streaming {chunks} chunks",
+            requires=STACK_MODULES,
         ),
-        requires=STACK_MODULES,
-    )
+    ]
+
+
+CONFIGS = [
+    *(cfg for label, size in PAYLOAD_SIZES.items() for cfg in _payload(label, size)),
+    *(cfg for chunks in STREAM_LENGTHS for cfg in _stream(chunks)),
+]

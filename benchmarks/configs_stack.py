@@ -2,7 +2,9 @@
 
 The full stack is the six middlewares in the documented order (docs/architecture.md), on the
 memory stores and on Redis. Where a middleware cannot be imported yet, its configurations are
-listed in ``UNAVAILABLE`` with the import error instead of being measured.
+listed as unavailable with the import error (:mod:`benchmarks.registry`) instead of being
+measured; the peers are fallbacks, replaced by a middleware module's own configuration of the
+same name.
 
 The constructor options of the full stack live in one place, :func:`build_stack` under
 "STACK OPTIONS" below.
@@ -23,16 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .apps import (
-    CONFIGS,
-    REQUEST_BODY,
-    UNAVAILABLE,
-    ASGIApp,
-    Config,
-    bare_app,
-    chat_completions,
-    config,
-)
+from .apps import REQUEST_BODY, ASGIApp, Config, bare_app, chat_completions, sdk_providers
 
 MODEL = "SmolLM2-135M-Instruct"
 # not a secret: a fixed benchmark key, the same in the load generator and the server
@@ -47,26 +40,6 @@ UNREACHED_TOKENS = "100000000000/minute"
 # -- STACK OPTIONS ------------------------------------------------------------------------
 # The one place that names the six middlewares' constructor options. Adjust here when an
 # option changes; nothing else in the benchmarks constructs them.
-
-
-def _tracing_providers() -> tuple[Any, Any]:
-    """The OpenTelemetry SDK sampling everything, exporting to nowhere: the cost measured is
-    the instrumentation and the SDK, not a network."""
-    from collections.abc import Sequence
-
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-
-    class DropExporter(SpanExporter):
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    tracer_provider = TracerProvider(sampler=ALWAYS_ON)
-    tracer_provider.add_span_processor(BatchSpanProcessor(DropExporter()))
-    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
 
 
 def build_stack(app: ASGIApp, *, store_url: str, sdk: bool = True) -> ASGIApp:
@@ -101,7 +74,7 @@ def build_stack(app: ASGIApp, *, store_url: str, sdk: bool = True) -> ASGIApp:
     app = SSEMiddleware(app, heartbeat=15.0)
     app = NormalizeMiddleware(app)
     if sdk:
-        tracer_provider, meter_provider = _tracing_providers()
+        tracer_provider, meter_provider = sdk_providers()
     else:
         from opentelemetry.metrics import NoOpMeterProvider
         from opentelemetry.trace import NoOpTracerProvider
@@ -119,19 +92,6 @@ STACK_MODULES = (
     "aimiddleware.ratelimit:RateLimitMiddleware",
 )
 # -- end of STACK OPTIONS -----------------------------------------------------------------
-
-
-def missing(targets: tuple[str, ...]) -> str | None:
-    """Why ``module:name`` targets cannot be imported, or None when all of them can."""
-    import importlib
-
-    for target in targets:
-        module, _, name = target.partition(":")
-        try:
-            getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as exc:
-            return f"not available yet: {type(exc).__name__}: {exc}"
-    return None
 
 
 def fresh_keys_lua(body: bytes, headers: dict[str, str]) -> str:
@@ -159,23 +119,6 @@ def fresh_keys_lua(body: bytes, headers: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def register(cfg: Config, *, requires: tuple[str, ...] = (), default: bool = False) -> None:
-    """Register ``cfg``, or record why it cannot run here (the import error of ``requires``).
-
-    A ``default`` (a peer) gives way to a configuration of the same name from a middleware's own
-    module, whether that module is imported before this one or after.
-    """
-    if cfg.name in CONFIGS:
-        if not default:
-            raise ValueError(f"benchmark configuration {cfg.name!r} registered twice")
-        return
-    reason = missing(requires)
-    if reason is None:
-        config(cfg, default=default)
-    else:
-        UNAVAILABLE[cfg.name] = (cfg, reason)
-
-
 def _url(store: str) -> str:
     return "memory://" if store == "memory" else os.environ["AIMW_BENCH_REDIS_URL"]
 
@@ -187,22 +130,21 @@ def _stack_app(store: str, sdk: bool = True) -> ASGIApp:
     return build_stack(bare_app(), store_url=_url(store), sdk=sdk)
 
 
-for _store, _needs in (("memory", ()), ("redis", ("redis",))):
-    register(
+_STACK = [
+    *(
         Config(
-            f"stack:{_store}",
-            partial(_stack_app, _store),
+            f"stack:{store}",
+            partial(_stack_app, store),
             group="stack",
             headers=STACK_HEADERS,
             lua=fresh_keys_lua(REQUEST_BODY, STACK_HEADERS),
             fresh_keys=True,
-            needs=_needs,
-            description=f"the six middlewares, {_store} stores, a fresh idempotency key each",
-        ),
-        requires=STACK_MODULES,
-    )
-
-register(
+            needs=needs,
+            description=f"the six middlewares, {store} stores, a fresh idempotency key each",
+            requires=STACK_MODULES,
+        )
+        for store, needs in (("memory", ()), ("redis", ("redis",)))
+    ),
     Config(
         "stack:memory-no-sdk",
         partial(_stack_app, "memory", False),
@@ -212,9 +154,9 @@ register(
         fresh_keys=True,
         description="as stack:memory, tracing on the OpenTelemetry API alone (no SDK "
         "configured): the six middlewares' own cost, without the SDK's",
+        requires=STACK_MODULES,
     ),
-    requires=STACK_MODULES,
-)
+]
 
 
 # -- the peers ------------------------------------------------------------------------------
@@ -238,7 +180,7 @@ def _slowapi_app() -> ASGIApp:
 def _otel_asgi(app: ASGIApp) -> ASGIApp:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    tracer_provider, meter_provider = _tracing_providers()
+    tracer_provider, meter_provider = sdk_providers()
     return OpenTelemetryMiddleware(
         app, tracer_provider=tracer_provider, meter_provider=meter_provider
     )
@@ -328,19 +270,19 @@ _PEERS: tuple[tuple[str, Callable[[], ASGIApp], str | None, tuple[str, ...], str
         "otel-asgi + no-op BaseHTTPMiddleware + asgi-idempotency-header + slowapi",
     ),
 )
-for _name, _factory, _lua, _requires, _description in _PEERS:
-    register(
+CONFIGS = [
+    *_STACK,
+    *(
         Config(
-            _name,
-            _factory,
+            name,
+            factory,
             group="peers",
-            lua=_lua,
-            fresh_keys=_lua is not None,
-            description=_description,
-        ),
-        requires=_requires,
-        default=True,
-    )
-
-# the series build on the stack above: imported once it is defined
-from . import configs_series  # noqa: E402, F401
+            lua=lua,
+            fresh_keys=lua is not None,
+            description=description,
+            requires=requires,
+            fallback=True,
+        )
+        for name, factory, lua, requires, description in _PEERS
+    ),
+]

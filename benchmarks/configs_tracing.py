@@ -7,37 +7,15 @@ measured is the instrumentation and the SDK, not a network.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from .apps import ASGIApp, Config, bare_app, config
-
-
-def _providers() -> tuple[Any, Any]:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        BatchSpanProcessor,
-        SpanExporter,
-        SpanExportResult,
-    )
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-
-    class DropExporter(SpanExporter):
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    tracer_provider = TracerProvider(sampler=ALWAYS_ON)
-    tracer_provider.add_span_processor(BatchSpanProcessor(DropExporter()))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    return tracer_provider, meter_provider
+from .apps import ASGIApp, Config, bare_app, sdk_providers
 
 
 def tracing_always_on() -> ASGIApp:
     from aimiddleware.tracing import TracingMiddleware
 
-    tracer_provider, meter_provider = _providers()
+    tracer_provider, meter_provider = sdk_providers()
     return TracingMiddleware(
         bare_app(), tracer_provider=tracer_provider, meter_provider=meter_provider
     )
@@ -48,7 +26,7 @@ def tracing_traces_only() -> ASGIApp:
 
     from aimiddleware.tracing import TracingMiddleware
 
-    tracer_provider, _ = _providers()
+    tracer_provider, _ = sdk_providers()
     return TracingMiddleware(
         bare_app(), tracer_provider=tracer_provider, meter_provider=NoOpMeterProvider()
     )
@@ -65,6 +43,29 @@ def tracing_api_only() -> ASGIApp:
     )
 
 
+# the histograms TracingMiddleware records a non-streamed chat request into: name, unit and
+# bucket boundaries as the OpenTelemetry semantic conventions give them (docs/tracing.md)
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+_LLM_SECONDS = tuple(round(0.01 * 2**n, 2) for n in range(14))  # 0.01 to 81.92
+_TOKENS = tuple(4**n for n in range(14))  # 1 to 67108864
+_HISTOGRAMS = {
+    "http.server.request.duration": ("s", _SECONDS),
+    "gen_ai.server.request.duration": ("s", _LLM_SECONDS),
+    "gen_ai.client.inference.operation.input_tokens": ("{token}", _TOKENS),
+    "gen_ai.client.inference.operation.output_tokens": ("{token}", _TOKENS),
+}
+
+
+def _floor_histograms(meter_provider: Any) -> dict[str, Any]:
+    meter = meter_provider.get_meter("aimiddleware.tracing", "floor")
+    return {
+        name: meter.create_histogram(
+            name, unit=unit, explicit_bucket_boundaries_advisory=list(buckets)
+        )
+        for name, (unit, buckets) in _HISTOGRAMS.items()
+    }
+
+
 def tracing_sdk_floor() -> ASGIApp:
     """Only the SDK calls TracingMiddleware makes on the benchmark's request, nothing else.
 
@@ -76,11 +77,9 @@ def tracing_sdk_floor() -> ASGIApp:
     from opentelemetry import context, trace
     from opentelemetry.trace import SpanKind
 
-    from aimiddleware.tracing._metrics import Instruments
-
-    tracer_provider, meter_provider = _providers()
+    tracer_provider, meter_provider = sdk_providers()
     tracer = tracer_provider.get_tracer("aimiddleware.tracing")
-    instruments = Instruments(meter_provider, "floor")
+    histograms = _floor_histograms(meter_provider)
     app = bare_app()
     start = {
         "http.request.method": "POST",
@@ -106,8 +105,19 @@ def tracing_sdk_floor() -> ASGIApp:
         "gen_ai.usage.input_tokens": 12,
         "gen_ai.usage.output_tokens": 7,
     }
-    http_key = ("POST", "http", "1.1", 200, "/v1/chat/completions", None)
-    llm_key = ("chat", "openai", "SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct", None)
+    http = {
+        "http.request.method": "POST",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "http.response.status_code": 200,
+        "http.route": "/v1/chat/completions",
+    }
+    llm = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "SmolLM2-135M-Instruct",
+        "gen_ai.response.model": "SmolLM2-135M-Instruct",
+    }
 
     async def floor(scope: Any, receive: Any, send: Any) -> None:
         span = tracer.start_span("POST", kind=SpanKind.SERVER, attributes=start)
@@ -120,10 +130,10 @@ def tracing_sdk_floor() -> ASGIApp:
             span.set_attributes(end)
             span.end()
             current = context.get_current()
-            instruments.record_http(0.001, http_key, current)
-            instruments.record_llm(
-                llm_key, current, duration=0.001, ttft=None, input_tokens=12, output_tokens=7
-            )
+            histograms["http.server.request.duration"].record(0.001, http, current)
+            histograms["gen_ai.server.request.duration"].record(0.001, llm, current)
+            histograms["gen_ai.client.inference.operation.input_tokens"].record(12, llm, current)
+            histograms["gen_ai.client.inference.operation.output_tokens"].record(7, llm, current)
 
     return floor
 
@@ -131,7 +141,7 @@ def tracing_sdk_floor() -> ASGIApp:
 def _otel_asgi(exclude_spans: list[str] | None) -> ASGIApp:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    tracer_provider, meter_provider = _providers()
+    tracer_provider, meter_provider = sdk_providers()
     return OpenTelemetryMiddleware(
         bare_app(),
         tracer_provider=tracer_provider,
@@ -140,51 +150,41 @@ def _otel_asgi(exclude_spans: list[str] | None) -> ASGIApp:
     )
 
 
-config(
+CONFIGS = [
     Config(
         "tracing:always-on",
         tracing_always_on,
         group="tracing",
         description="TracingMiddleware, SDK always-on sampler, batch processor, metrics",
-    )
-)
-config(
+    ),
     Config(
         "tracing:traces-only",
         tracing_traces_only,
         group="tracing",
         description="as always-on, metrics to a no-op meter: the SDK's metric cost shows apart",
-    )
-)
-config(
+    ),
     Config(
         "tracing:api-only",
         tracing_api_only,
         group="tracing",
         description="no SDK (API no-op): the middleware's own work, request and response parsed",
-    )
-)
-config(
+    ),
     Config(
         "tracing:sdk-floor",
         tracing_sdk_floor,
         group="tracing",
         description="the same span and records as always-on, fixed in advance: the SDK alone",
-    )
-)
-config(
+    ),
     Config(
         "peer:otel-asgi",
         lambda: _otel_asgi(None),
         group="peers",
         description="opentelemetry-instrumentation-asgi, same SDK setup",
-    )
-)
-config(
+    ),
     Config(
         "peer:otel-asgi-exclude-spans",
         lambda: _otel_asgi(["receive", "send"]),
         group="peers",
         description="opentelemetry-instrumentation-asgi with exclude_spans=receive,send",
-    )
-)
+    ),
+]

@@ -22,29 +22,37 @@ from .apps import REQUEST_BODY, ASGIApp
 
 
 async def _round_trips() -> None:
+    import httpx
+
+    from aimiddleware.idempotency import IdempotencyMiddleware
     from aimiddleware.stores import store_from_url
-    from tests.idempotency.helpers import Counter, CountingStore, call, chat_app
-    from tests.servers import running_redis
+    from testkit.openai_app import PATH, Counter, chat_app
+    from testkit.servers import running_redis
+    from testkit.stores import CountingStore
 
     with running_redis() as server:
         async with store_from_url(server.url) as redis:
-            from aimiddleware.idempotency import IdempotencyMiddleware
-
             counting = CountingStore(redis)
             # an endpoint that streams when the body asks for it
             app = IdempotencyMiddleware(chat_app(Counter()), store=counting, anonymous="shared")
-            for label, body in (
-                ("non-streamed", {"model": "m", "messages": []}),
-                ("streamed (5 tokens + [DONE])", {"model": "m", "messages": [], "stream": True}),
-            ):
-                key = f"rt-{uuid.uuid4().hex}"
-                for attempt in ("fresh", "replay"):
-                    counting.calls.clear()
-                    await call(app, body, key=key)
-                    print(
-                        f"{label:30} {attempt:7} {len(counting.calls)} round trips: "
-                        + " ".join(counting.calls)
-                    )
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+                plain = {"model": "m", "messages": []}
+                for label, body in (
+                    ("non-streamed", plain),
+                    ("streamed (5 tokens + [DONE])", {**plain, "stream": True}),
+                ):
+                    key = f"rt-{uuid.uuid4().hex}"
+                    for attempt in ("fresh", "replay"):
+                        counting.calls.clear()
+                        response = await client.post(
+                            PATH, json=body, headers={"Idempotency-Key": key}
+                        )
+                        response.raise_for_status()
+                        print(
+                            f"{label:30} {attempt:7} {len(counting.calls)} round trips: "
+                            + " ".join(counting.calls)
+                        )
 
 
 # -- time to first token ---------------------------------------------------------------------
@@ -79,7 +87,7 @@ def stream_app(wrapped: bool) -> ASGIApp:
 
 @contextlib.contextmanager
 def _stream_servers() -> Iterator[dict[str, str]]:
-    from tests.processes import serving_process
+    from testkit.processes import serving_process
 
     command = [sys.executable, "-m", "benchmarks.idempotency_probe", "serve"]
     with (

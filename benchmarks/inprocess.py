@@ -3,7 +3,7 @@
     python -m benchmarks.inprocess                          # every in-process configuration
     python -m benchmarks.inprocess --only sse:alone normalize:alone --requests 2000 --rounds 7
 
-Each configuration's raw ASGI app (the factory registered in :mod:`benchmarks.apps`) is driven
+Each configuration's raw ASGI app (its factory, named in :mod:`benchmarks.registry`) is driven
 directly: no server, no socket, no load generator, so what other processes do on a shared
 machine hardly moves the figures. A run sends ``--requests`` POSTs of the benchmarks' chat body
 with the configuration's headers (a fresh ``Idempotency-Key`` per request where the HTTP run
@@ -31,7 +31,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .apps import CONFIGS, REQUEST_BODY, Config
+from .apps import REQUEST_BODY, Config
+from .registry import CONFIGS
 
 ASGIApp = Any
 

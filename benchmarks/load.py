@@ -47,7 +47,7 @@ def _cpu_pin(cpu: int) -> list[str]:
 
 
 def server_command(name: str) -> list[str]:
-    """Serve configuration ``name``; ``tests.processes`` adds the ``--fd`` of its socket."""
+    """Serve configuration ``name``; ``testkit.processes`` adds the ``--fd`` of its socket."""
     return [*_cpu_pin(0), sys.executable, "-m", "benchmarks.serve", name]
 
 

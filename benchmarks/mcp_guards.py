@@ -13,7 +13,7 @@ from typing import Any
 from aimiddleware import Principal, set_principal
 from aimiddleware.mcp import MCPOriginMiddleware, MCPScopeMiddleware
 
-from .apps import ASGIApp, Config, bare_app, config
+from .apps import ASGIApp, Config, bare_app
 
 ORIGIN = "https://chat.example.com"
 TOOL_CALL = json.dumps(
@@ -59,7 +59,7 @@ def _origin(app: ASGIApp) -> ASGIApp:
     return MCPOriginMiddleware(app, allowed_origins=[ORIGIN, "http://localhost:*"])
 
 
-for name, factory, description in (
+_GUARDS = (
     (
         "mcp:principal",
         lambda: FixedPrincipalForBenchmark(bare_app()),
@@ -76,5 +76,8 @@ for name, factory, description in (
         lambda: FixedPrincipalForBenchmark(_origin(_scopes(bare_app()))),
         "both guards, as around the reference app's /mcp",
     ),
-):
-    config(Config(name, factory, group="mcp", lua=LUA, description=description))
+)
+CONFIGS = [
+    Config(name, factory, group="mcp", lua=LUA, description=description)
+    for name, factory, description in _GUARDS
+]

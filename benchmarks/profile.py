@@ -24,7 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .apps import CONFIGS, Config
+from .apps import Config
+from .registry import CONFIGS
 
 _AIMW = re.compile(r"/aimiddleware/(?:(\w+)/)?")
 _SITE = re.compile(r"/(?:site|dist)-packages/([A-Za-z0-9_]+)")

@@ -21,23 +21,24 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.processes import serving_process
-from tests.servers import running_redis
+from testkit.processes import serving_process
+from testkit.servers import running_redis
 
 from . import load
-from .apps import CONFIGS, UNAVAILABLE, Config
+from .apps import Config
 from .machine import describe
+from .registry import CONFIGS, UNAVAILABLE
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_CONFIGS = ("bare", "stack:redis")
 
 
 def uvicorn_command(workers: int) -> list[str]:
-    """uvicorn with ``workers`` processes; ``tests.processes`` adds the ``--fd`` of its socket."""
+    """uvicorn with ``workers`` processes; ``testkit.processes`` adds the ``--fd`` of its socket."""
     return [
         sys.executable,
         "-m",
-        "tests.serve",
+        "testkit.serve",
         "benchmarks.serve:factory",
         "--factory",
         "--workers",

@@ -1,9 +1,9 @@
 """Serve one benchmark configuration.
 
 ``python -m benchmarks.serve NAME --fd N`` runs one uvicorn process on the bound socket it
-inherits as file descriptor N (``tests.processes`` binds it, so the port is never raced for);
+inherits as file descriptor N (``testkit.processes`` binds it, so the port is never raced for);
 for several workers, uvicorn imports :func:`factory` by name (``AIMW_BENCH_CONFIG=NAME python -m
-tests.serve benchmarks.serve:factory --factory --workers 4 --fd N``), so that every worker
+testkit.serve benchmarks.serve:factory --factory --workers 4 --fd N``), so that every worker
 builds its own app.
 """
 
@@ -15,7 +15,8 @@ import socket
 
 import uvicorn
 
-from .apps import CONFIGS, ASGIApp
+from .apps import ASGIApp
+from .registry import CONFIGS
 
 
 def factory() -> ASGIApp:

@@ -16,8 +16,8 @@ import sys
 import uuid
 from typing import Any
 
-from .apps import ASGIApp
-from .configs_stack import STACK_HEADERS, STACK_MODULES, build_stack, missing
+from .apps import ASGIApp, missing
+from .configs_stack import STACK_HEADERS, STACK_MODULES, build_stack
 
 # what stream_cost's bare scope lacks and a server would always set
 _SCOPE_DEFAULTS: dict[str, Any] = {

@@ -33,10 +33,11 @@ import httpx
 import openai
 
 from reference_app.engine import bundled_model_path
-from tests.processes import ServerProcess, serving_process
-from tests.servers import bound_socket, port_of
+from testkit.processes import ServerProcess, serving_process
+from testkit.servers import bound_socket, port_of
 
-from .configs_stack import STACK_MODULES, missing
+from .apps import missing
+from .configs_stack import STACK_MODULES
 from .machine import describe
 
 MODEL_ID = "SmolLM2-135M-Instruct"
@@ -133,7 +134,8 @@ def reference_command(instances: int = 1) -> list[str]:
 def llama_server_command() -> tuple[list[str], dict[str, str]]:
     """llama-cpp-python's own server app (what ``python -m llama_cpp.server`` serves), under
     uvicorn on an inherited socket; its settings come from the environment."""
-    command = [sys.executable, "-m", "tests.serve", "llama_cpp.server.app:create_app", "--factory"]
+    app = "llama_cpp.server.app:create_app"
+    command = [sys.executable, "-m", "testkit.serve", app, "--factory"]
     env = {"MODEL": str(bundled_model_path()), "N_CTX": "2048", "MODEL_ALIAS": MODEL_ID}
     return command, env
 

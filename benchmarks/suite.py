@@ -78,7 +78,7 @@ def commands(parts: list[str], plan: Plan, run_dir: Path) -> dict[str, list[str]
         cost = ["--rounds", str(plan.cost_rounds), "--requests", str(plan.cost_requests)]
         out["stream-cost"] = [*py, "benchmarks.stream_cost_stack", *cost]
     if "profile" in parts:
-        from .apps import CONFIGS
+        from .registry import CONFIGS
 
         names = [n for n in PROFILED if n in CONFIGS]
         requests = ["--requests", str(plan.cost_requests)]
@@ -91,7 +91,7 @@ def _available(part: str) -> str | None:
     if part == "stream-cost" and importlib.util.find_spec("benchmarks.stream_cost") is None:
         return "benchmarks/stream_cost.py is not in this tree yet"
     if part == "profile":
-        from .apps import CONFIGS
+        from .registry import CONFIGS
 
         if not any(n in CONFIGS for n in PROFILED):
             return f"none of {', '.join(PROFILED)} can be built here"

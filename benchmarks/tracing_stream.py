@@ -25,8 +25,7 @@ import json
 import time
 from typing import Any
 
-from .apps import REQUEST_BODY
-from .configs_tracing import _providers
+from .apps import REQUEST_BODY, sdk_providers
 
 MODEL = "SmolLM2-135M-Instruct"
 
@@ -114,7 +113,7 @@ async def main_async(chunks: int, repeat: int) -> None:
 
     from aimiddleware.tracing import TracingMiddleware
 
-    tracer_provider, meter_provider = _providers()
+    tracer_provider, meter_provider = sdk_providers()
     results = {}
     for n in (0, chunks):
         bare = _app(_events(n))
@@ -163,7 +162,7 @@ def _drive(traced: bool, chunks: int, repeat: int) -> None:
 
     app = _app(_events(chunks))
     if traced:
-        tracer_provider, meter_provider = _providers()
+        tracer_provider, meter_provider = sdk_providers()
         app = TracingMiddleware(app, tracer_provider=tracer_provider, meter_provider=meter_provider)
     loop = asyncio.new_event_loop()
     try:

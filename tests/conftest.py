@@ -54,6 +54,20 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+@pytest.fixture
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of this test alone, to stop, pause and start again (doing that to the
+    session's would stall its neighbours); resumed and closed when the test ends."""
+    server = RedisServer(tmp_path_factory.mktemp("own-redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            server.resume()
+        server.close()
+
+
 STORE_BACKENDS = [
     "memory",
     pytest.param("redis", marks=pytest.mark.redis),

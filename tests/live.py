@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .servers import ThreadedServer
@@ -70,3 +71,20 @@ def serve(app: Any) -> Iterator[str]:
     """Serve ``app`` on ``http://127.0.0.1:<free port>`` until the block ends; yields the URL."""
     with ThreadedServer(app) as server:
         yield server.url
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll ``condition`` until it is true (what a server does in its own thread, such as
+    exporting a span or freeing an instance); whether it became true within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
+    """:func:`wait_until`, failing the test when ``condition`` is still false."""
+    if not wait_until(condition, timeout):
+        raise AssertionError("condition not met in time")

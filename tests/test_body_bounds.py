@@ -16,7 +16,8 @@ from aimiddleware._asgi import Message, Receive, RequestBodyTooLarge, Scope, Sen
 from aimiddleware.mcp import MCPScopeMiddleware
 from aimiddleware.ratelimit import RateLimitMiddleware, Tier
 
-from .mcp._helpers import Exchange, http_scope, recording_app, rpc, run
+from .asgi import Exchange, recording_app, run
+from .mcp._helpers import http_scope, rpc
 
 pytestmark = pytest.mark.anyio
 

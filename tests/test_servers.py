@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import servers
-from .processes import serving_process
-from .servers import LOOPBACK, RedisServer, ThreadedServer, redis_process_id
+from testkit import servers
+from testkit.processes import serving_process
+from testkit.servers import LOOPBACK, RedisServer, ThreadedServer, redis_process_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -93,7 +93,14 @@ def test_many_servers_start_together_while_ports_churn(churn: Churn, tmp_path: P
             server.close()
 
     def subprocess_workers(index: int) -> int:
-        command = [sys.executable, "-m", "tests.serve", "tests.test_servers:app", "--workers", "2"]
+        command = [
+            sys.executable,
+            "-m",
+            "testkit.serve",
+            "tests.test_servers:app",
+            "--workers",
+            "2",
+        ]
         with serving_process(command) as server:
             assert httpx.get(server.url, timeout=30).json() == {"name": "subprocess"}
             return server.port
@@ -203,7 +210,7 @@ def test_a_server_that_does_not_start_fails_with_what_it_said() -> None:
 
 
 def test_a_subprocess_that_exits_fails_with_its_log_tail() -> None:
-    command = [sys.executable, "-m", "tests.serve", "tests.no_such_module:app"]
+    command = [sys.executable, "-m", "testkit.serve", "tests.no_such_module:app"]
     with pytest.raises(RuntimeError, match="exited") as caught, serving_process(command):
         pass
     assert "no_such_module" in str(caught.value)

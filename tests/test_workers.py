@@ -14,7 +14,7 @@ from aimiddleware import IdempotencyMiddleware
 from aimiddleware._workers import warn_if_several_workers, worker_count
 from aimiddleware.ratelimit import RateLimitMiddleware, Tier
 
-from .mcp._helpers import Exchange, http_scope, recording_app, run
+from .asgi import Exchange, http_scope, recording_app, run
 
 pytestmark = pytest.mark.anyio
 

@@ -6,16 +6,19 @@ Nothing here measures time; the apps are driven message by message.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
-from benchmarks import apps, configs_stack, load, suite
-from benchmarks.apps import Config
+from benchmarks import apps, load, registry, suite
+from benchmarks.apps import Config, missing
 from benchmarks.configs_series import STREAM_BODY, sized_body, stream_events, streaming_app
-from benchmarks.configs_stack import STACK_HEADERS, fresh_keys_lua, missing, register
+from benchmarks.configs_stack import STACK_HEADERS, fresh_keys_lua
+from benchmarks.registry import collect
+
+from ..asgi import http_scope, request_receive
 
 
 @pytest.mark.parametrize("size", [1_000, 10_000, 1_000_000])
@@ -45,31 +48,12 @@ def test_stream_events_are_openai_chunks_then_usage_then_done() -> None:
 @pytest.mark.anyio
 async def test_streaming_app_sends_one_body_message_per_event() -> None:
     sent: list[dict[str, Any]] = []
-    request = [{"type": "http.request", "body": STREAM_BODY, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        if request:
-            return request.pop(0)
-        await anyio.Event().wait()  # the client stays connected until the stream ends
-        raise AssertionError("unreachable")
+    receive = request_receive(STREAM_BODY)  # the client stays connected until the stream ends
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = http_scope(headers=[(b"content-type", b"application/json")])
     await streaming_app(4)(scope, receive, send)
     start = sent[0]
     assert start["type"] == "http.response.start"
@@ -106,79 +90,67 @@ def test_missing_names_the_import_error() -> None:
     assert "AttributeError" in attribute
 
 
-@pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Config], dict[str, Any]]:
-    configs: dict[str, Config] = {}
-    unavailable: dict[str, Any] = {}
-    for module in (apps, configs_stack):
-        monkeypatch.setattr(module, "CONFIGS", configs)
-        monkeypatch.setattr(module, "UNAVAILABLE", unavailable)
-    monkeypatch.setattr(apps, "DEFAULTS", set())
-    return configs, unavailable
+NOT_HERE = ("aimiddleware_no_such_module:X",)
 
 
-def test_register_records_why_a_configuration_cannot_be_built(
-    registry: tuple[dict[str, Config], dict[str, Any]],
-) -> None:
-    configs, unavailable = registry
-    cfg = Config("stack:x", apps.bare_app, group="stack")
-    register(cfg, requires=("aimiddleware_no_such_module:X",))
+def test_a_configuration_that_cannot_be_built_here_is_listed_with_the_reason() -> None:
+    cfg = Config("stack:x", apps.bare_app, group="stack", requires=NOT_HERE)
+    configs, unavailable = collect([cfg])
     assert "stack:x" not in configs
     recorded, reason = unavailable["stack:x"]
     assert recorded is cfg
     assert "aimiddleware_no_such_module" in reason
 
 
-def test_a_default_peer_gives_way_to_the_one_registered_before_it(
-    registry: tuple[dict[str, Config], dict[str, Any]],
-) -> None:
-    configs, _ = registry
-    theirs = apps.config(Config("peer:x", apps.bare_app, group="peers"))
-    register(Config("peer:x", apps.bare_app, group="peers"), default=True)
+def test_a_fallback_peer_gives_way_to_the_one_defined_before_it() -> None:
+    theirs = Config("peer:x", apps.bare_app, group="peers")
+    fallback = Config("peer:x", apps.bare_app, group="peers", fallback=True)
+    configs, _ = collect([theirs, fallback])
     assert configs["peer:x"] is theirs
 
 
-def test_a_default_peer_is_replaced_by_one_registered_after_it(
-    registry: tuple[dict[str, Config], dict[str, Any]],
-) -> None:
-    configs, _ = registry
-    register(Config("peer:x", apps.bare_app, group="peers"), default=True)
-    theirs = apps.config(Config("peer:x", apps.bare_app, group="peers", description="theirs"))
+def test_a_fallback_peer_is_replaced_by_one_defined_after_it_in_its_place() -> None:
+    fallback = Config("peer:x", apps.bare_app, group="peers", fallback=True)
+    theirs = Config("peer:x", apps.bare_app, group="peers", description="theirs")
+    after = Config("peer:y", apps.bare_app, group="peers")
+    configs, _ = collect([fallback, after, theirs])
     assert configs["peer:x"] is theirs
-    with pytest.raises(ValueError, match="registered twice"):
-        apps.config(Config("peer:x", apps.bare_app, group="peers"))
+    assert list(configs) == ["peer:x", "peer:y"]
+    with pytest.raises(ValueError, match="defined twice"):
+        collect([fallback, theirs, Config("peer:x", apps.bare_app, group="peers")])
 
 
-def test_an_unavailable_default_is_replaced_by_a_working_registration(
-    registry: tuple[dict[str, Config], dict[str, Any]],
-) -> None:
-    configs, unavailable = registry
-    register(
-        Config("peer:x", apps.bare_app, group="peers"),
-        requires=("aimiddleware_no_such_module:X",),
-        default=True,
-    )
-    assert "peer:x" in unavailable
-    theirs = apps.config(Config("peer:x", apps.bare_app, group="peers"))
+def test_an_unavailable_fallback_is_replaced_by_a_working_configuration() -> None:
+    fallback = Config("peer:x", apps.bare_app, group="peers", requires=NOT_HERE, fallback=True)
+    theirs = Config("peer:x", apps.bare_app, group="peers")
+    configs, unavailable = collect([fallback, theirs])
     assert configs["peer:x"] is theirs
     assert "peer:x" not in unavailable
 
 
-def test_a_stack_configuration_cannot_be_registered_twice(
-    registry: tuple[dict[str, Config], dict[str, Any]],
-) -> None:
-    register(Config("stack:x", apps.bare_app, group="stack"))
-    with pytest.raises(ValueError, match="registered twice"):
-        register(Config("stack:x", apps.bare_app, group="stack"))
+def test_a_name_cannot_be_defined_twice() -> None:
+    with pytest.raises(ValueError, match="'stack:x' defined twice"):
+        collect([Config("stack:x", apps.bare_app), Config("stack:x", apps.bare_app)])
+    with pytest.raises(ValueError, match="twice as a fallback"):
+        collect([Config("p", apps.bare_app, fallback=True)] * 2)
 
 
 def test_full_stack_configurations_are_registered_or_explained() -> None:
     for name in ("stack:memory", "stack:redis"):
-        assert (name in apps.CONFIGS) != (name in apps.UNAVAILABLE)
-    if "stack:redis" in apps.CONFIGS:
-        assert apps.CONFIGS["stack:redis"].needs == ("redis",)
+        assert (name in registry.CONFIGS) != (name in registry.UNAVAILABLE)
+    if "stack:redis" in registry.CONFIGS:
+        assert registry.CONFIGS["stack:redis"].needs == ("redis",)
     else:
-        assert apps.UNAVAILABLE["stack:redis"][1].startswith("not available yet: ")
+        assert registry.UNAVAILABLE["stack:redis"][1].startswith("not available yet: ")
+
+
+def test_every_configuration_module_is_listed_and_none_imports_the_registry() -> None:
+    folder = Path(registry.__file__).parent
+    listed = {module.__name__.rpartition(".")[2] for module in registry.MODULES}
+    sources = {path.stem: path.read_text() for path in folder.glob("*.py")}
+    assert listed == {name for name, source in sources.items() if "\nCONFIGS = " in source}
+    imports_registry = re.compile(r"^\s*(?:from|import)\s.*\bregistry\b", re.M)
+    assert not [name for name in listed if imports_registry.search(sources[name])]
 
 
 def test_serve_factory_builds_the_configuration_named_in_the_environment(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import apps
+from benchmarks import registry
 from benchmarks.apps import Config
 from benchmarks.profile import component, profile
 from benchmarks.report import render
@@ -31,7 +31,7 @@ def test_component_of_a_file(filename: str, expected: str) -> None:
 
 
 def test_profile_of_the_bare_app_puts_starlette_first() -> None:
-    result = profile(apps.CONFIGS["bare"], 50)
+    result = profile(registry.CONFIGS["bare"], 50)
     shares = {c["component"]: c["share"] for c in result["components"]}
     assert sum(shares.values()) == pytest.approx(1.0)
     assert result["components"][0]["component"] == "starlette"

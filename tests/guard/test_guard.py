@@ -17,6 +17,7 @@ from aimiddleware import ConfigurationError, RequestGuardMiddleware, _config
 from aimiddleware._asgi import Message
 from aimiddleware.guard import GuardOptions
 
+from ..asgi import http_scope
 from ..servers import ThreadedServer
 
 KEYS = {"message", "type", "param", "code"}
@@ -325,17 +326,7 @@ async def drive(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "headers": headers,
-    }
-    await app(scope, receive, send)
+    await app(http_scope("POST", "/", headers), receive, send)
     return sent, reads
 
 

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,17 +21,6 @@ from .helpers import BODY, Counter, CountingStore, Result, call, chat_app, scope
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 TIMEOUT = 0.5
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test alone: it gets stopped and paused."""
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

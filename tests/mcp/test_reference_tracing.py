@@ -3,7 +3,6 @@ its reason, and the token appears nowhere (real model, OAuth on, the official mc
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from reference_app import Settings, create_app
 from reference_app.auth import mint
 from reference_app.telemetry import Telemetry
 
+from ..live import wait_for
 from ..reference_app.conftest import wait_ready
 from ..servers import ThreadedServer, bound_socket, port_of
 
@@ -55,15 +55,6 @@ def traced(tmp_path: Any) -> Iterator[tuple[Recorded, Settings, str]]:
         yield recorded, settings, server.url
     recorded.tracer_provider.shutdown()
     recorded.meter_provider.shutdown()
-
-
-def wait_for(condition: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 async def test_a_tool_call_span_names_the_tool_and_a_refusal_its_reason(

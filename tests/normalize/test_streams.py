@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -14,34 +13,19 @@ from aimiddleware._asgi import Message
 from aimiddleware.normalize import NormalizeMiddleware
 from aimiddleware.sse import SSEMiddleware
 
+from ..asgi import http_scope, request_receive
 from ..live import serve
 from ..openai_app import DONE, chunk, streaming_app
 
 
 def scope(path: str = "/v1/chat/completions") -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
-    }
+    headers = [(b"content-type", b"application/json")]
+    return http_scope(path=path, headers=headers, spec_version="2.4")
 
 
 async def drive(app: Any, path: str = "/v1/chat/completions") -> list[Message]:
     sent: list[Message] = []
-    delivered = False
-
-    async def receive() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": b"{}", "more_body": False}
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
+    receive = request_receive(b"{}")
 
     async def send(message: Message) -> None:
         sent.append(message)

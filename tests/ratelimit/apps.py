@@ -18,22 +18,12 @@ from starlette.routing import Route
 from aimiddleware import Principal, set_principal
 from aimiddleware._asgi import ASGIApp, Receive, Scope, Send, get_header
 
+from ..asgi import body_of as body_of
+from ..asgi import chunk, http_scope, request_receive, sse
+from ..asgi import headers_of as headers_of
+from ..asgi import status_of as status_of
+
 USAGE = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
-
-
-def chunk(content: str | None, *, finish: str | None = None) -> dict[str, Any]:
-    delta = {} if content is None else {"content": content}
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion.chunk",
-        "model": "m",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-
-
-def sse(payload: Any) -> bytes:
-    data = payload if isinstance(payload, str) else json.dumps(payload)
-    return f"data: {data}\n\n".encode()
 
 
 class Upstream:
@@ -146,49 +136,11 @@ async def call_raw(
     """Drive the ASGI app directly and record every ``send`` message (no buffering)."""
     raw = json.dumps(body).encode()
     sent = [] if sent is None else sent
-    delivered = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        if disconnect_after is not None:
-            await disconnect_after.wait()
-        else:
-            await asyncio.Event().wait()  # the client stays until the response is done
-        return {"type": "http.disconnect"}
+    receive = request_receive(raw, disconnect=disconnect_after)
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), *headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
+    scope = http_scope(path=path, headers=[(b"content-type", b"application/json"), *headers])
     await app(scope, receive, send)
     return sent
-
-
-def body_of(messages: list[dict[str, Any]]) -> bytes:
-    return b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-
-
-def headers_of(messages: list[dict[str, Any]]) -> dict[str, str]:
-    start = next(m for m in messages if m["type"] == "http.response.start")
-    return {k.decode().lower(): v.decode() for k, v in start["headers"]}
-
-
-def status_of(messages: list[dict[str, Any]]) -> int:
-    return int(next(m for m in messages if m["type"] == "http.response.start")["status"])

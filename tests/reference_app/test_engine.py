@@ -20,6 +20,7 @@ import pytest
 
 from reference_app import Settings, create_app
 
+from ..live import wait_until
 from ..servers import ThreadedServer
 from .conftest import LONG_SCHEMA, MODEL, health
 
@@ -36,15 +37,6 @@ def long_chat(stream: bool = True) -> dict[str, Any]:
         "max_tokens": 1900,
         "stream": stream,
     }
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_disconnect_mid_stream_stops_generation_and_frees_the_instance(

@@ -6,9 +6,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -250,16 +249,6 @@ def test_app_error_releases_the_key(reference_factory: Factory) -> None:
         assert second.status_code == 504
         assert "idempotent-replayed" not in second.headers
         assert started(server) == 2  # the retry ran again
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.redis

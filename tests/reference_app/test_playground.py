@@ -26,6 +26,7 @@ from reference_app import DemoToken, Settings, create_app
 from reference_app.playground import PAGE_PATHS
 from reference_app.telemetry import Telemetry
 
+from ..live import wait_until
 from ..servers import ThreadedServer
 from .browser import Playground, playground_page
 from .conftest import LONG_SCHEMA, MODEL, health, wait_ready
@@ -61,15 +62,6 @@ def jwt_claims(token: str) -> Any:
 def span_trace_id(span: ReadableSpan) -> str:
     assert span.context is not None
     return format(span.context.trace_id, "032x")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 # ---- served files and the demo-token seam, over a plain socket --------------------------------

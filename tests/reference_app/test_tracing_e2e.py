@@ -27,6 +27,7 @@ from starlette.routing import Route
 from reference_app import Settings, create_app
 from reference_app.telemetry import Telemetry
 
+from ..live import wait_for
 from ..servers import ThreadedServer, bound_socket, port_of
 from ..tracing.conftest import assert_no_secrets
 from .conftest import LONG_SCHEMA, MODEL, cli_token, wait_ready
@@ -34,15 +35,6 @@ from .conftest import LONG_SCHEMA, MODEL, cli_token, wait_ready
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
 API_KEY = "sk-test-3f9a1c0d5e7b2a4c6e8f0a1b"  # one of the secrets the scan looks for
-
-
-def wait_for(condition: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 class Traced:

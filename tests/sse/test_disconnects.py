@@ -11,6 +11,8 @@ from starlette.responses import StreamingResponse
 from aimiddleware._asgi import Message, Receive, Scope, Send, get_annotations
 from aimiddleware.sse import SSEMiddleware
 
+from ..asgi import http_scope
+
 pytestmark = pytest.mark.anyio
 
 START = {
@@ -21,14 +23,7 @@ START = {
 
 
 def scope(spec_version: str = "2.4") -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": spec_version},
-        "http_version": "1.1",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "headers": [],
-    }
+    return http_scope(spec_version=spec_version)
 
 
 class Client:

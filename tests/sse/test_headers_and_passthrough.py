@@ -8,20 +8,13 @@ from aimiddleware import ConfigurationError
 from aimiddleware._asgi import Message, Receive, Scope, Send, get_header, get_headers
 from aimiddleware.sse import SSEMiddleware, SSEOptions
 
+from .. import asgi
+
 pytestmark = pytest.mark.anyio
 
 
 def http_scope(**extra: Any) -> dict[str, Any]:
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "headers": [],
-    }
-    scope.update(extra)
-    return scope
+    return asgi.http_scope(spec_version="2.4", **extra)
 
 
 async def run(app: Any, scope: dict[str, Any] | None = None) -> list[Message]:

@@ -8,6 +8,8 @@ import pytest
 from aimiddleware._asgi import Message, Receive, Scope, Send, get_annotations
 from aimiddleware.sse import SSEMiddleware
 
+from ..asgi import http_scope
+
 pytestmark = pytest.mark.anyio
 
 START = {
@@ -19,13 +21,7 @@ HEARTBEAT = b": keep-alive\n\n"
 
 
 def scope() -> dict[str, Any]:
-    return {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "GET",
-        "path": "/events",
-        "headers": [],
-    }
+    return http_scope("GET", "/events")
 
 
 async def never_disconnects() -> Message:

@@ -173,16 +173,6 @@ async def test_memory_store_sweeps_expired_keys() -> None:
 # -- faults: a real redis-server stopped, frozen and restarted -----------------------------
 
 
-@pytest.fixture
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> RedisServer:
-    from ..servers import RedisServer
-
-    server = RedisServer(tmp_path_factory.mktemp("redis-fault"))
-    server.start()
-    yield server  # type: ignore[misc]
-    server.close()
-
-
 @pytest.mark.redis
 async def test_stopped_redis_raises_store_unavailable_within_the_timeout(
     own_redis: RedisServer,

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -17,6 +18,8 @@ from starlette.routing import Route
 
 from aimiddleware._asgi import ASGIApp, Message, Scope, trace_id
 
+from .. import asgi
+from ..asgi import sse
 from ..servers import ThreadedServer
 
 # Credentials every test request carries; none may show up in any span, metric or log line.
@@ -45,18 +48,7 @@ def chat_request(*, stream: bool, **extra: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-def sse(payload: Any) -> bytes:
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
-
-
-def chunk(content: str | None, finish: str | None = None) -> dict[str, Any]:
-    delta = {} if content is None else {"content": content}
-    return {
-        "id": "chatcmpl-42",
-        "object": "chat.completion.chunk",
-        "model": MODEL,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
+chunk = partial(asgi.chunk, id="chatcmpl-42", model=MODEL)
 
 
 def stream_events(words: list[str] = WORDS, *, prompt_tokens: int = 12) -> list[bytes]:
@@ -231,21 +223,15 @@ def http_scope(
             (b"content-length", str(len(body)).encode()),
         ]
     raw += headers or []
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "https",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": raw,
-        "client": ("10.1.2.3", 50123),
-        "server": ("127.0.0.1", 8443),
-        "state": {},
-    }
+    return asgi.http_scope(
+        method,
+        path,
+        raw,
+        scheme="https",
+        spec_version="2.3",
+        client=("10.1.2.3", 50123),
+        server=("127.0.0.1", 8443),
+    )
 
 
 async def call(
@@ -266,13 +252,7 @@ async def call(
     scope["query_string"] = query
     sent: list[Sent] = []
     gone = asyncio.Event()
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> Message:
-        if pending:
-            return pending.pop()
-        await gone.wait()
-        return {"type": "http.disconnect"}
+    receive = asgi.request_receive(body, disconnect=gone)
 
     async def send(message: Message) -> None:
         if gone.is_set():

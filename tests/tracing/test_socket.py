@@ -20,19 +20,11 @@ from starlette.routing import Route
 
 from aimiddleware.tracing import TracingMiddleware
 
+from ..live import wait_for
 from .apps import SECRET_HEADERS, SECRETS, WORDS, chat_app, chat_request, serving
 from .conftest import Telemetry
 
 HEADERS = {k.decode(): v.decode() for k, v in SECRET_HEADERS}
-
-
-def wait_for(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def test_a_streamed_chat_over_a_socket_is_one_span(telemetry: Telemetry) -> None:
