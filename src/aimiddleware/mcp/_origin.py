@@ -78,6 +78,12 @@ def _path_prefixes(paths: Iterable[str] | None) -> PathSet | None:
 class MCPOriginOptions:
     """Every option of :class:`~aimiddleware.mcp.MCPOriginMiddleware` (see docs/mcp.md).
 
+    :param allowed_origins: ``scheme://host[:port]`` values; ``scheme://host:*`` allows any
+        port of that host. Compared after normalisation (case, default ports).
+    :param allow_missing: whether a request without ``Origin`` passes (default ``True``).
+    :param paths: check only these path prefixes and what lies below them (``["/mcp"]``),
+        matched against the route path (without ``root_path``); default: every HTTP request.
+
     >>> MCPOriginOptions(allowed_origins=["HTTPS://Chat.Example.com:443"]).allowed_origins
     ('https://chat.example.com',)
     """
@@ -112,12 +118,6 @@ class MCPOriginMiddleware:
     makes. The refusal is the MCP transport's: 403 with a JSON-RPC error body without an id.
 
     The options are keywords or one :class:`MCPOriginOptions` as ``config``.
-
-    :param allowed_origins: ``scheme://host[:port]`` values; ``scheme://host:*`` allows any
-        port of that host. Compared after normalisation (case, default ports).
-    :param allow_missing: whether a request without ``Origin`` passes (default ``True``).
-    :param paths: check only these path prefixes and what lies below them (``["/mcp"]``),
-        matched against the route path (without ``root_path``); default: every HTTP request.
 
     Example::
 

@@ -60,20 +60,6 @@ class MCPScopeMiddleware:
     needs>"`` for step-up, ``resource_metadata`` (RFC 9728) in both. The body is a JSON-RPC error
     carrying the request's id, so MCP clients surface it as the call's error.
 
-    :param scopes: scopes every request to the endpoint needs (default ``["mcp"]``).
-    :param tools: tool name -> scopes that calling it needs, on top of ``scopes``.
-    :param allow_unmapped_tools: let a tool missing from ``tools`` be called with ``scopes``
-        and ``default_tool_scopes`` (default ``False``: it is refused, so a tool added to the
-        server later stays closed until a rule names it).
-    :param default_tool_scopes: scopes an unmapped tool needs when ``allow_unmapped_tools``.
-    :param methods: JSON-RPC method -> scopes (``{"resources/read": ["files:read"]}``).
-    :param implied_scopes: broader scope -> the narrower scopes it implies
-        (``{"files": ["files:read", "files:write"]}``): a token granted ``files`` may do what
-        ``files:read`` allows. Followed transitively.
-    :param resource_metadata: the RFC 9728 metadata URL put into challenges; by default the
-        one of the ``OAuthMiddleware`` in front, if any.
-    :param realm: an optional ``realm`` for challenges (by default the OAuth middleware's).
-    :param max_body: request bodies above this many bytes are refused with 413.
 
     The options are keywords or one :class:`MCPScopeOptions` as ``config``.
 
