@@ -117,7 +117,7 @@ def check_text(name: str, value: Any, *, empty: bool = False, one_line: bool = T
 
 
 def rename_options(
-    owner: str, options: dict[str, Any], renamed: Mapping[str, str]
+    owner: str, options: dict[str, Any], renamed: Mapping[str, str], *, stacklevel: int = 3
 ) -> dict[str, Any]:
     """Move options given under an old name (``renamed``: old -> new) to the new one, warning
     once per process and name with a :class:`DeprecationWarning`. Both names at once is an
@@ -134,7 +134,7 @@ def rename_options(
             warnings.warn(
                 f"{owner}({old}=...) is deprecated; use {new}=...",
                 DeprecationWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
     return options
 
@@ -151,7 +151,9 @@ def build_options(
     Giving both is an error: one place says what the middleware does.
     """
     if renamed:
-        rename_options(owner, options, renamed)
+        # the warning points at the line that built the middleware: past this function and the
+        # middleware's __init__
+        rename_options(owner, options, renamed, stacklevel=4)
     if config is not None:
         if options:
             names = ", ".join(sorted(options))
