@@ -1,11 +1,10 @@
 """The model engine: a pool of llama.cpp instances behind a fair FIFO queue.
 
-What calls llama.cpp itself (loading, templates, grammars, the worker loops) is in llama.py.
-
 llama.cpp contexts are not thread-safe, so each instance generates for one request at a time, in
 a worker thread. Tokens are handed to the event loop as they are produced. A request that stops
 listening (client gone, deadline passed, server shutting down) sets a flag the worker checks
-after every token, so its instance is free again within one token.
+after every token, so its instance is free again within one token. What calls llama.cpp itself
+(loading, the chat template, grammars, the worker-thread loops) is in llama.py.
 """
 
 from __future__ import annotations
