@@ -1,9 +1,9 @@
 """The app's error answers, written by the library's one renderer (``aimiddleware.errors``).
 
-Every error is an :class:`~aimiddleware.errors.ErrorInfo` sent as the OpenAI envelope
-``{"error": {"message", "type", "param", "code"}}``. The ``NormalizeMiddleware`` around the app
-reads that envelope and answers in the format the client and the route ask for (problem details
-included); a 5xx keeps only its status and headers there.
+Every error is an :class:`~aimiddleware.errors.ErrorInfo` sent as the OpenAI envelope (an
+``error`` object with ``message``, ``type``, ``param`` and ``code``). The
+``NormalizeMiddleware`` around the app reads that envelope and answers in the format the client
+and the route ask for (problem details included); a 5xx keeps only its status and headers there.
 """
 
 from __future__ import annotations
