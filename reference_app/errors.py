@@ -42,7 +42,11 @@ def error_response(
     request: Request, info: ErrorInfo, headers: Mapping[str, str] | None = None
 ) -> Response:
     """``info`` as the whole response, in the OpenAI envelope (the stack around the app
-    rewrites it when the client asked for problem details)."""
+    rewrites it when the client asked for problem details).
+
+    Unlike ``send_error``, this records nothing in the scope: the app's errors are an app's to
+    the middlewares around it, so a 5xx of the app keeps only its status and headers.
+    """
     content_type, body = render_error(request.scope, info, format="openai")
     return Response(
         body, status_code=info.status, headers=headers, media_type=content_type.decode()
