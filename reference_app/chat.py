@@ -11,20 +11,19 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from .api import (
-    _check_logprobs,
-    _check_model,
-    _deadline,
-    _engine,
-    _grammar,
-    _room,
-    _Run,
-    _sampling,
-    _timeout,
-)
 from .chat_stream import Choice, chat_logprobs, chat_stream, collect
+from .checks import (
+    check_logprobs,
+    check_model,
+    deadline_for,
+    grammar,
+    ready_engine,
+    room_left,
+    sampling_for,
+)
 from .engine import Engine, GenerationTimeout, Sampling
-from .errors import APIError
+from .errors import APIError, generation_timeout
+from .runs import Run
 from .schemas import ChatCompletionRequest
 from .settings import Settings
 from .tools import plan_for, template_messages
@@ -89,22 +88,22 @@ def check_fields(body: ChatCompletionRequest) -> None:
 
 def _runs(
     engine: Engine, tokens: list[int], sampling: Sampling, deadline: float
-) -> Callable[[int], _Run]:
+) -> Callable[[int], Run]:
     """Choice ``i``'s generation: its own seed (seed + i) so that seeded choices differ, and
     the request's one deadline."""
 
-    def run(index: int) -> _Run:
+    def run(index: int) -> Run:
         seed = sampling.seed + index if sampling.seed is not None else None
-        return _Run(engine, tokens, replace(sampling, seed=seed), deadline)
+        return Run(engine, tokens, replace(sampling, seed=seed), deadline)
 
     return run
 
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-    engine = _engine(request)
+    engine = ready_engine(request)
     settings: Settings = request.app.state.settings
-    _check_model(request, body.model)
+    check_model(request, body.model)
     check_fields(body)
     plan = plan_for(body)
     if plan.calls_possible and body.response_format and body.response_format.type != "text":
@@ -114,13 +113,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
             param="response_format",
         )
     tokens, stop = engine.chat_prompt(template_messages(body, plan))
-    sampling = _sampling(engine, body, _room(settings, len(tokens), "messages"), stop)
-    sampling.grammar = plan.grammar() if plan.calls_possible else _grammar(body)
+    sampling = sampling_for(engine, body, room_left(settings, len(tokens), "messages"), stop)
+    sampling.grammar = plan.grammar() if plan.calls_possible else grammar(body)
     top = body.top_logprobs or 0
     if body.logprobs:
-        _check_logprobs(engine)
+        check_logprobs(engine)
         sampling.logprobs = max(top, 1)
-    make_run = _runs(engine, tokens, sampling, _deadline(settings))
+    make_run = _runs(engine, tokens, sampling, deadline_for(settings))
     first = make_run(0)
     await first.start()  # queue and deadline errors get their status before any byte
     base = {
@@ -153,7 +152,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
                     entries += chat_logprobs(choice.get("logprobs"), logprobs)
                 finish = choice["finish_reason"] or finish
         except GenerationTimeout:
-            raise _timeout() from None
+            raise generation_timeout() from None
         completion += run.completion_tokens
         kept = entries if logprobs is not None else None
         answers.append({"index": index, **collect(plan, "".join(text), kept, finish)})

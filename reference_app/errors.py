@@ -1,13 +1,23 @@
-"""Errors in the OpenAI envelope: ``{"error": {"message", "type", "param", "code"}}``."""
+"""The app's error answers, written by the library's one renderer (``aimiddleware.errors``).
+
+Every error is an :class:`~aimiddleware.errors.ErrorInfo` sent as the OpenAI envelope (an
+``error`` object with ``message``, ``type``, ``param`` and ``code``). The
+``NormalizeMiddleware`` around the app reads that envelope and answers in the format the client
+and the route ask for (problem details included); a 5xx keeps only its status and headers there.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from aimiddleware.errors import ErrorInfo, render_error
+
+from .engine import QueueFull
 
 
 class APIError(Exception):
@@ -24,27 +34,60 @@ class APIError(Exception):
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
+        self.info = ErrorInfo(status, message, type, param=param, code=code)
         self.headers = headers or {}
 
-    def body(self) -> dict[str, Any]:
-        return envelope(self.message, self.type, self.param, self.code)
+
+def error_response(
+    request: Request, info: ErrorInfo, headers: Mapping[str, str] | None = None
+) -> Response:
+    """``info`` as the whole response, in the OpenAI envelope (the stack around the app
+    rewrites it when the client asked for problem details).
+
+    Unlike ``send_error``, this records nothing in the scope: the app's errors are an app's to
+    the middlewares around it, so a 5xx of the app keeps only its status and headers.
+    """
+    content_type, body = render_error(request.scope, info, format="openai")
+    return Response(
+        body, status_code=info.status, headers=headers, media_type=content_type.decode()
+    )
 
 
-def envelope(message: str, type_: str, param: str | None, code: str | None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+def model_loading() -> APIError:
+    return APIError(
+        503,
+        "the model is still loading",
+        type="server_error",
+        code="model_loading",
+        headers={"Retry-After": "1"},
+    )
 
 
-def _api_error(_: Request, exc: Exception) -> JSONResponse:
+def overloaded(exc: QueueFull) -> APIError:
+    return APIError(
+        503,
+        f"The server is overloaded ({exc}); retry shortly.",
+        type="server_error",
+        code="server_overloaded",
+        headers={"Retry-After": "1"},
+    )
+
+
+def generation_timeout() -> APIError:
+    return APIError(
+        504,
+        "The generation did not finish within the server's deadline.",
+        type="server_error",
+        code="generation_timeout",
+    )
+
+
+def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    return error_response(request, exc.info, exc.headers)
 
 
-def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {}
@@ -55,10 +98,10 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         message = f"{param}: {message}"
     if first.get("type") == "json_invalid":
         message, param = "the request body is not valid JSON", None
-    return JSONResponse(envelope(message, "invalid_request_error", param, None), status_code=400)
+    return error_response(request, ErrorInfo(400, message, "invalid_request_error", param))
 
 
-def _http_error(request: Request, exc: Exception) -> JSONResponse:
+def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         message = f"Invalid URL ({request.method} {request.url.path})"
@@ -69,16 +112,15 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         message, code = str(exc.detail), None
     kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    return JSONResponse(
-        envelope(message, kind, None, code), status_code=exc.status_code, headers=exc.headers
-    )
+    info = ErrorInfo(exc.status_code, message, kind, code=code)
+    return error_response(request, info, exc.headers)
 
 
-def _unencodable_text(_: Request, exc: Exception) -> JSONResponse:
+def _unencodable_text(request: Request, _: Exception) -> Response:
     # JSON may escape an unpaired surrogate (\ud800): Python parses it into a str that has no
     # UTF-8 form, and the tokenizer's encode fails on it. That is the caller's text, not a fault.
     message = "The request contains text that is not valid Unicode (an unpaired surrogate)."
-    return JSONResponse(envelope(message, "invalid_request_error", None, None), status_code=400)
+    return error_response(request, ErrorInfo(400, message, "invalid_request_error"))
 
 
 def install(app: FastAPI) -> None:

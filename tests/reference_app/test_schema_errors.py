@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from reference_app.api import _grammar
+from reference_app.checks import grammar
 from reference_app.errors import APIError
 from reference_app.schemas import ChatCompletionRequest
 
@@ -38,8 +38,8 @@ def test_converter_errors_say_what_is_wrong_without_the_exception_text(
     schema: dict[str, Any],
 ) -> None:
     with pytest.raises(APIError) as caught:
-        _grammar(request(schema))
-    error = caught.value
+        grammar(request(schema))
+    error = caught.value.info
     assert error.status == 400
     assert error.param == "response_format"
     assert error.message.startswith("Unsupported JSON schema in response_format: ")
