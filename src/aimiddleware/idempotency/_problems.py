@@ -64,8 +64,13 @@ async def send_problem(
 ) -> None:
     """Send one problem-details response and record the outcome on the request."""
     status, title, default_detail = PROBLEMS[slug]
+    # the slug is the code too: an OpenAI route's envelope says which problem it was
     info = ErrorInfo(
-        status, detail or default_detail, problem_type=f"{type_base}#{slug}", title=title
+        status,
+        detail or default_detail,
+        code=slug,
+        problem_type=f"{type_base}#{slug}",
+        title=title,
     )
     headers = [NO_STORE]
     if retry_after is not None:
