@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -108,12 +109,13 @@ class Settings(BaseSettings):
 
     @property
     def store_url(self) -> str:
-        return self.redis_url or "memory://"
-
-    @property
-    def idempotency_store_url(self) -> str:
-        """The store URL with the store timeout as its ``timeout`` parameter (Redis only)."""
+        """The one store URL of the idempotency store and the rate limiter (so they share one
+        Redis client), with the store timeout as its ``timeout`` parameter (Redis only)."""
         if not self.redis_url:
             return "memory://"
-        joiner = "&" if "?" in self.redis_url else "?"
-        return f"{self.redis_url}{joiner}timeout={self.store_timeout:g}"
+        parts = urlsplit(self.redis_url)
+        query = [
+            (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "timeout"
+        ]
+        query.append(("timeout", f"{self.store_timeout:g}"))
+        return urlunsplit(parts._replace(query=urlencode(query)))

@@ -86,7 +86,7 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
         app = _rate_limits(app, settings)
     app = IdempotencyMiddleware(
         app,
-        store=settings.idempotency_store_url,
+        store=settings.store_url,
         paths=["/v1/*"],
         principal_resolver=credential_tenant,
         on_store_error=settings.idempotency_on_store_error,

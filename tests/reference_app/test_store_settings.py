@@ -46,6 +46,8 @@ def test_the_store_timeout_reaches_both_redis_clients(
     if "prefix=" in redis_url:
         assert "prefix='demo:'" in repr(store)
     assert limiter._engine._call._timeout == 2.0
+    # one store URL for both: one Redis client, one connection pool
+    assert store.client is limiter._engine.client
 
 
 def test_the_store_timeout_is_half_a_second_by_default() -> None:

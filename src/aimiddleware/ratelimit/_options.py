@@ -134,7 +134,7 @@ class RateLimitOptions:
     store: str = "memory://"
     strategy: Strategy = "sliding-window"
     key_prefix: str = "aimw:rl:"
-    timeout: float = 0.5
+    timeout: float | None = None
     on_store_error: Literal["open", "closed"] = "open"
     callers: CallerOptions = CallerOptions()
     overrides: OverrideProvider | None = None
@@ -152,7 +152,8 @@ class RateLimitOptions:
         if "{" in self.key_prefix or "}" in self.key_prefix:
             # the caller's key is the Redis Cluster hash tag: the prefix must not open another
             raise ConfigurationError("key_prefix must be a string without '{' or '}'")
-        check_seconds("timeout", self.timeout)
+        if self.timeout is not None:
+            check_seconds("timeout", self.timeout)
         check_choice("on_store_error", self.on_store_error, ("open", "closed"))
         self._check_groups(tiers)
         if self.overrides is not None and not callable(self.overrides):
@@ -162,7 +163,8 @@ class RateLimitOptions:
         PathSet(exempt, option="exempt_paths")  # refuses a pattern outside the path grammar
         check_int("max_request_bytes", self.max_request_bytes, minimum=1)
         object.__setattr__(self, "tiers", tuple(tiers))
-        object.__setattr__(self, "timeout", float(self.timeout))
+        if self.timeout is not None:
+            object.__setattr__(self, "timeout", float(self.timeout))
         object.__setattr__(self, "concurrency_lease", float(self.concurrency_lease))
         object.__setattr__(self, "exempt_paths", exempt)
 

@@ -1,11 +1,11 @@
-"""The Redis engine: one Lua script per operation, on the client ``limits`` builds from a URL.
+"""The Redis engine: one Lua script per operation, on the store layer's shared client.
 
-``limits`` checks one limit per call; a request here has several (requests, tokens, per-model,
-a concurrency slot) that must be charged all or nothing, token reservations that must be
-refunded, and slots that must expire with their lease. Those are the three scripts below; the
-client, its URL grammar (``async+redis://``, ``async+redis+cluster://``) and its error types
-are ``limits``'. Every key of one request carries the same hash tag, so on Redis Cluster each
-script runs in one slot. Time is the server's (``TIME``), so workers with skewed clocks agree.
+A request has several limits (requests, tokens, per-model, a concurrency slot) that must be
+charged all or nothing, token reservations that must be refunded, and slots that must expire
+with their lease. Those are the three scripts below, run on the ``redis.asyncio`` client that
+:func:`aimiddleware.stores.clients.open_redis` shares between every middleware naming the same
+URL. Every key of one request carries the same hash tag, so on Redis Cluster each script runs
+in one slot. Time is the server's (``TIME``), so workers with skewed clocks agree.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from ..stores.redis import RedisCalls
+from ..stores.clients import RedisLease
 from ._engine import Check, Decision, Engine, Outcome, Slot
 
 __all__ = ["RedisEngine"]
@@ -201,21 +201,23 @@ return renewed
 class RedisEngine(Engine):
     """Counts shared by every worker, on Redis or Redis Cluster.
 
-    ``client`` is a ``redis.asyncio`` client (single node or cluster), usually the one a
-    ``limits`` storage built from a URL. Every call is bounded by ``timeout`` seconds, as the
-    stores' are (:class:`~aimiddleware.stores.redis.RedisCalls`).
+    ``lease`` holds a ``redis.asyncio`` client (single node or cluster) of the store layer,
+    usually shared with the other middlewares on the same URL; every call is bounded by its
+    timeout, as the stores' are (:class:`~aimiddleware.stores.clients.RedisCalls`).
+    :meth:`aclose` gives the lease back: the client closes with its last user.
     """
 
     backend: ClassVar[str] = "redis"
     shared: ClassVar[bool] = True
 
-    def __init__(self, client: Any, *, strategy: str, timeout: float) -> None:
+    def __init__(self, lease: RedisLease, *, strategy: str) -> None:
         super().__init__(strategy)
-        self._client = client
-        self._call = RedisCalls(client, timeout=timeout)
-        self._acquire = client.register_script(_ACQUIRE)
-        self._settle = client.register_script(_SETTLE)
-        self._renew = client.register_script(_RENEW)
+        self._lease = lease
+        self._client: Any = lease.client
+        self._call = lease.call
+        self._acquire = self._client.register_script(_ACQUIRE)
+        self._settle = self._client.register_script(_SETTLE)
+        self._renew = self._client.register_script(_RENEW)
 
     async def acquire(self, checks: Sequence[Check], slot: Slot | None, token: str) -> Decision:
         keys = [c.key for c in checks]
@@ -257,5 +259,10 @@ class RedisEngine(Engine):
     async def ping(self) -> None:
         await self._call("ping", lambda: self._client.ping())
 
+    @property
+    def client(self) -> Any:
+        """The ``redis.asyncio`` client, shared with every middleware on the same URL."""
+        return self._client
+
     async def aclose(self) -> None:
-        await self._call.aclose()
+        await self._lease.aclose()

@@ -3,7 +3,8 @@ from __future__ import annotations
 import time
 from typing import ClassVar, Final
 
-from .._lru import LRUCache, Node, bound
+from .._config import check_int
+from .._lru import LRUCache, Node
 from ._base import Store
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_ENTRIES", "MemoryStore"]
@@ -55,7 +56,8 @@ class MemoryStore(Store):
     def __init__(
         self, *, max_entries: int = DEFAULT_MAX_ENTRIES, max_bytes: int = DEFAULT_MAX_BYTES
     ) -> None:
-        bound("max_bytes", max_bytes)
+        check_int("max_entries", max_entries, minimum=1)
+        check_int("max_bytes", max_bytes, minimum=1)
         self._table: LRUCache[tuple[int, str], Value] = LRUCache(
             "memory store", max_entries, max_bytes
         )
