@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from typing import Any, Final, TypeVar
 
 from .exceptions import ConfigurationError
@@ -23,6 +24,7 @@ __all__ = [
     "check_number",
     "check_seconds",
     "check_text",
+    "group_options",
     "rename_options",
 ]
 
@@ -139,14 +141,36 @@ def rename_options(
     return options
 
 
+def group_options(
+    owner: str, options: dict[str, Any], groups: Mapping[str, type[Any]]
+) -> dict[str, Any]:
+    """Gather the keywords of each group (``groups``: the options field -> its dataclass) into
+    the group's object; the other keywords stay as they are. A group given whole together with
+    one of its own keywords is an error. Returns ``options`` (changed in place).
+    """
+    for group, kind in groups.items():
+        given = {f.name: options.pop(f.name) for f in fields(kind) if f.name in options}
+        if not given:
+            continue
+        if group in options:
+            names = ", ".join(sorted(given))
+            raise ConfigurationError(
+                f"{owner}: {names} belong to {group}=; give them there or as keywords, not both"
+            )
+        options[group] = kind(**given)
+    return options
+
+
 def build_options(
     owner: str,
     cls: type[T],
     config: T | None,
     options: dict[str, Any],
     renamed: Mapping[str, str] | None = None,
+    groups: Mapping[str, type[Any]] | None = None,
 ) -> T:
-    """The options object a middleware runs on: ``config`` as given, or ``cls(**options)``.
+    """The options object a middleware runs on: ``config`` as given, or ``cls(**options)``,
+    the keywords of a group gathered into it first (:func:`group_options`).
 
     Giving both is an error: one place says what the middleware does.
     """
@@ -154,6 +178,8 @@ def build_options(
         # the warning points at the line that built the middleware: past this function and the
         # middleware's __init__
         rename_options(owner, options, renamed, stacklevel=4)
+    if groups:
+        group_options(owner, options, groups)
     if config is not None:
         if options:
             names = ", ".join(sorted(options))

@@ -80,7 +80,7 @@ def test_config_and_keywords_at_once_is_an_error() -> None:
 
 
 def test_a_group_and_one_of_its_keywords_at_once_is_an_error() -> None:
-    with pytest.raises(ConfigurationError, match="jwt= or leeway"):
+    with pytest.raises(ConfigurationError, match="leeway belong to jwt="):
         OAuthMiddleware(Starlette(), resource=RESOURCE, jwt=JWTOptions(issuer=ISSUER), leeway=5.0)
 
 

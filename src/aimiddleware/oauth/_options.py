@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from .._challenges import scope_tokens
-from .._config import check_bool, check_choice, check_int, check_number, check_seconds
+from .._config import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_seconds,
+    group_options,
+)
 from ..exceptions import ConfigurationError
 from ._apikeys import APIKeys
 from ._dpop import DPoP
@@ -217,7 +224,7 @@ class OAuthOptions:
 
     def __post_init__(self) -> None:
         check_url("resource", self.resource)
-        for name, kind in _GROUPS.items():
+        for name, kind in GROUPS.items():
             if not isinstance(getattr(self, name), kind):
                 raise ConfigurationError(f"{name} must be a {kind.__name__}")
         issuer = self.jwt.issuer
@@ -249,10 +256,10 @@ class OAuthOptions:
         ...                            issuer="https://auth.example.com").jwt.issuer
         'https://auth.example.com'
         """
-        return cls(**group_keywords(options))
+        return cls(**group_options("OAuthMiddleware", options, GROUPS))
 
 
-_GROUPS: Final[dict[str, type]] = {
+GROUPS: Final[dict[str, type]] = {
     "jwt": JWTOptions,
     "access": AccessOptions,
     "claims": ClaimOptions,
@@ -260,22 +267,9 @@ _GROUPS: Final[dict[str, type]] = {
 }
 
 
-def group_keywords(options: dict[str, Any]) -> dict[str, Any]:
-    """The middleware's flat keywords as :class:`OAuthOptions` arguments."""
-    out = dict(options)
-    for group, kind in _GROUPS.items():
-        given = {f.name: out.pop(f.name) for f in fields(kind) if f.name in out}
-        if given:
-            if group in out:
-                names = ", ".join(given)
-                raise ConfigurationError(f"OAuthMiddleware: give {group}= or {names}, not both")
-            out[group] = kind(**given)
-    return out
-
-
 def flat_fields() -> list[Field[Any]]:
     """The fields behind the middleware's keywords: each group's, in place of the group."""
     out: list[Field[Any]] = []
     for top in fields(OAuthOptions):
-        out += fields(_GROUPS[top.name]) if top.name in _GROUPS else [top]
+        out += fields(GROUPS[top.name]) if top.name in GROUPS else [top]
     return out

@@ -22,7 +22,7 @@ from ..context import (
 from ..errors import send_error
 from ._gate import Gate, dpop_scheme
 from ._metadata import metadata_document, metadata_paths, metadata_url
-from ._options import OAuthOptions, flat_fields, group_keywords
+from ._options import GROUPS, OAuthOptions, flat_fields
 from ._rules import CompiledRules, ScopeRule
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class OAuthMiddleware:
     def __init__(self, app: ASGIApp, config: OAuthOptions | None = None, **options: Any) -> None:
         self.app = app
         self.config = config = build_options(
-            "OAuthMiddleware", OAuthOptions, config, group_keywords(options), renamed=_RENAMED
+            "OAuthMiddleware", OAuthOptions, config, options, _RENAMED, GROUPS
         )
         self.resource = config.resource
         self.issuer = config.jwt.issuer

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from .._config import check_choice, check_int, check_number, check_seconds, check_text
@@ -25,7 +25,6 @@ __all__ = [
     "OverrideProvider",
     "RateLimitOptions",
     "TokenEstimates",
-    "grouped",
 ]
 
 OverrideProvider = Callable[[str], "Tier | Awaitable[Tier | None] | None"]
@@ -211,24 +210,3 @@ GROUPS: Final[dict[str, type[CallerOptions] | type[TokenEstimates]]] = {
     "callers": CallerOptions,
     "token_estimates": TokenEstimates,
 }
-
-
-def grouped(options: dict[str, Any]) -> dict[str, Any]:
-    """The middleware's keywords with each group's options moved into the group's object.
-
-    >>> grouped({"tiers": [], "chars_per_token": 3.0})
-    {'tiers': [], 'token_estimates': TokenEstimates(default_completion_tokens=1024, \
-chars_per_token=3.0)}
-    """
-    for group, cls in GROUPS.items():
-        given = {f.name: options.pop(f.name) for f in fields(cls) if f.name in options}
-        if not given:
-            continue
-        if group in options:
-            names = ", ".join(sorted(given))
-            raise ConfigurationError(
-                f"RateLimitMiddleware: {names} belong to {group}=; give them there or as "
-                "keywords, not both"
-            )
-        options[group] = cls(**given)
-    return options

@@ -33,7 +33,7 @@ from ._counter import Counter
 from ._engine import Decision
 from ._exchange import Exchange
 from ._identity import Callers, hash_tag
-from ._options import RENAMED, OverrideProvider, RateLimitOptions, grouped
+from ._options import GROUPS, RENAMED, OverrideProvider, RateLimitOptions
 from ._plan import LLMCall, Ticket, ticket_for
 from ._refusals import send_rejection, send_too_large, send_unavailable
 from ._tiers import Tier
@@ -70,10 +70,8 @@ class RateLimitMiddleware:
 
     def __init__(self, app: ASGIApp, config: RateLimitOptions | None = None, **options: Any):
         self.app = app
-        if config is None:
-            options = grouped(options)
         self.config = build_options(
-            "RateLimitMiddleware", RateLimitOptions, config, options, renamed=RENAMED
+            "RateLimitMiddleware", RateLimitOptions, config, options, RENAMED, GROUPS
         )
         self._callers = Callers(self.config)
         self._exempt = PathSet(self.config.exempt_paths, option="exempt_paths")

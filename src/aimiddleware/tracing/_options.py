@@ -12,14 +12,14 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Final
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, TracerProvider
 
-from .._config import check_bool, check_int, check_text
+from .._config import check_bool, check_int, check_text, group_options
 from ..context import Scope
 from ..exceptions import ConfigurationError
 from ._access_log import ACCESS_LOGGER, AccessLog
@@ -142,7 +142,7 @@ class TracingOptions:
     hooks: HookOptions = HookOptions()
 
     def __post_init__(self) -> None:
-        for name, group in _GROUPS.items():
+        for name, group in GROUPS.items():
             if not isinstance(getattr(self, name), group):
                 raise ConfigurationError(f"{name} must be a {group.__name__}")
         object.__setattr__(self, "excluded_urls", excluded_patterns(self.excluded_urls))
@@ -153,17 +153,10 @@ class TracingOptions:
     def of(cls, **options: Any) -> TracingOptions:
         """The options given by their own names (``capture_content=True``), each put in its
         group; a group may also be given whole (``content=ContentOptions(...)``)."""
-        for name, group in _GROUPS.items():
-            picked = {f.name: options.pop(f.name) for f in fields(group) if f.name in options}
-            if picked:
-                if name in options:
-                    given = ", ".join(picked)
-                    raise ConfigurationError(f"give {name}= or {given}, not both")
-                options[name] = group(**picked)
-        return cls(**options)
+        return cls(**group_options("TracingOptions", options, GROUPS))
 
 
-_GROUPS: Final[dict[str, type[Any]]] = {
+GROUPS: Final[dict[str, type[Any]]] = {
     "telemetry": TelemetryOptions,
     "content": ContentOptions,
     "hooks": HookOptions,

@@ -27,7 +27,7 @@ from ..context import (
 from ._config import Config
 from ._exchange import HOOK_FAILED, Exchange
 from ._http import CONTENT_LENGTH, HOST, USER_AGENT, method_name, request_attributes
-from ._options import TracingOptions
+from ._options import GROUPS, TracingOptions
 
 logger = logging.getLogger("aimiddleware.tracing")
 
@@ -60,9 +60,9 @@ class TracingMiddleware:
 
     def __init__(self, app: ASGIApp, config: TracingOptions | None = None, **options: Any) -> None:
         self.app = app
-        if config is None:  # by their own names: each in its group
-            config, options = TracingOptions.of(**options), {}
-        self.config = build_options("TracingMiddleware", TracingOptions, config, options)
+        self.config = build_options(
+            "TracingMiddleware", TracingOptions, config, options, groups=GROUPS
+        )
         self._config = Config(self.config, __version__)
 
     def __repr__(self) -> str:
