@@ -29,12 +29,12 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
 from .exceptions import ConfigurationError
 
-__all__ = ["LRUCache", "Node", "bound"]
+__all__ = ["LRUCache", "Memo", "Node", "bound"]
 
 logger = logging.getLogger("aimiddleware.cache")
 
@@ -256,3 +256,35 @@ class LRUCache(Generic[K, V]):
             )
             self._reported_at = now
             self._unreported = 0
+
+
+class Memo(Generic[K, V]):
+    """The results of a pure function, for the first ``max_entries`` distinct arguments.
+
+    For values that depend on their key alone (formatted durations, attribute sets): once the
+    table is full, a new key's value is computed each time and not kept, so the table never
+    grows with what clients send and nothing live is ever dropped (the common keys come first).
+
+    >>> square = Memo(lambda n: n * n, max_entries=2)
+    >>> square(3), square(4), square(5), len(square)
+    (9, 16, 25, 2)
+    """
+
+    __slots__ = ("_make", "_max", "_table")
+
+    def __init__(self, make: Callable[[K], V], max_entries: int) -> None:
+        self._make = make
+        self._max = max_entries
+        self._table: dict[K, V] = {}
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __call__(self, key: K) -> V:
+        table = self._table
+        if key in table:
+            return table[key]
+        value = self._make(key)
+        if len(table) < self._max:
+            table[key] = value
+        return value

@@ -17,6 +17,10 @@ token budget for clients that read those. On a 429 the exhausted policy's ``t`` 
 
 from __future__ import annotations
 
+from typing import Final
+
+from .._lru import Memo
+
 __all__ = ["go_duration", "reset_duration"]
 
 
@@ -40,8 +44,7 @@ def go_duration(seconds: float) -> str:
 
 
 # the reset of one window, per millisecond value; bounded, as a caller can make many values
-_RESETS: dict[int, bytes] = {}
-_MAX_RESETS = 8192
+_RESETS: Final[Memo[int, bytes]] = Memo(lambda ms: go_duration(ms / 1000).encode("ascii"), 8192)
 
 
 def reset_duration(ms: int) -> bytes:
@@ -53,9 +56,4 @@ def reset_duration(ms: int) -> bytes:
     >>> reset_duration(61_500)
     b'1m1.5s'
     """
-    text = _RESETS.get(ms)
-    if text is None:
-        if len(_RESETS) >= _MAX_RESETS:
-            _RESETS.clear()
-        text = _RESETS[ms] = go_duration(ms / 1000).encode("ascii")
-    return text
+    return _RESETS(ms)

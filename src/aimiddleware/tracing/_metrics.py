@@ -14,6 +14,7 @@ from opentelemetry import metrics
 from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram, Meter, MeterProvider
 
+from .._lru import Memo
 from . import _semconv as sc
 
 # distinct attribute sets kept per kind; past it (a client sending ever new model names) the
@@ -105,18 +106,15 @@ class Instruments:
         self.output_tokens = _histogram(meter, sc.GEN_AI_OUTPUT_TOKENS)
         self.token_usage = _histogram(meter, sc.GEN_AI_TOKEN_USAGE) if previous else None
         # never mutated once built: the SDK copies what it keeps
-        self._http: dict[HTTPKey, Attributes] = {}
-        self._llm: dict[LLMKey, tuple[Attributes, Attributes, Attributes]] = {}
+        self._http: Memo[HTTPKey, Attributes] = Memo(_http_attributes, CACHE_CAP)
+        self._llm: Memo[LLMKey, tuple[Attributes, Attributes, Attributes]] = Memo(
+            _llm_attributes, CACHE_CAP
+        )
 
     def http_attributes(self, key: HTTPKey) -> Attributes:
         """The ``http.server.request.duration`` attributes of (method, scheme, protocol
         version, status, route, error type)."""
-        attributes = self._http.get(key)
-        if attributes is None:
-            attributes = _http_attributes(key)
-            if len(self._http) < CACHE_CAP:
-                self._http[key] = attributes
-        return attributes
+        return self._http(key)
 
     def record_http(self, duration: float, key: HTTPKey, context: Context) -> None:
         """Record one HTTP request's duration."""
@@ -134,11 +132,7 @@ class Instruments:
     ) -> None:
         """Record one LLM request: ``key`` is (operation, provider, request model, response
         model, error type)."""
-        sets = self._llm.get(key)
-        if sets is None:
-            sets = _llm_attributes(key)
-            if len(self._llm) < CACHE_CAP:
-                self._llm[key] = sets
+        sets = self._llm(key)
         attributes = sets[0]
         self.llm_duration.record(duration, attributes, context)
         # the conventions keep the latency of tokens to successful responses
