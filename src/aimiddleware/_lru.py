@@ -1,4 +1,4 @@
-"""One bounded table for every in-process cache: least recently used, with optional deadlines.
+"""The bounded tables every in-process cache is: least recently used, with optional deadlines.
 
 Every table the library keeps per distinct client input (stored responses, rate-limit
 counters, validated tokens, parsed headers) is one of these, so none of them grows with what
@@ -9,7 +9,9 @@ entry counts in :attr:`LRUCache.evictions`, in the ``aimiddleware.cache.eviction
 OpenTelemetry counter when the API is installed, and in a warning line at most once a minute
 per table.
 
-Clocks are the caller's: ``now`` and deadlines share whatever unit the caller uses.
+Clocks are the caller's: ``now`` and deadlines share whatever unit the caller uses. Results of a
+pure function of a client's input (a formatted duration, a metric's attribute set) are a
+:class:`Memo` instead: bounded the same way, never evicting.
 
 >>> cache: LRUCache[str, int] = LRUCache("example", max_entries=2)
 >>> _ = cache.put("a", 1, 0.0)
