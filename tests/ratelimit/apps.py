@@ -30,9 +30,16 @@ class Upstream:
     """An OpenAI-compatible stand-in that records what it received."""
 
     def __init__(
-        self, *, usage: dict[str, int] | None = None, tokens: int = 3, null_usage: bool = False
+        self,
+        *,
+        usage: dict[str, int] | None = None,
+        tokens: int = 3,
+        null_usage: bool = False,
+        states_usage: bool = True,
     ) -> None:
         self.usage = dict(USAGE) if usage is None else usage
+        # False: a proxy that rebuilds the request (stream_options lost) and answers without usage
+        self.states_usage = states_usage
         self.tokens = tokens
         self.null_usage = null_usage  # "usage": null on every chunk asked for usage, as OpenAI
         self.bodies: list[dict[str, Any]] = []
@@ -52,10 +59,13 @@ class Upstream:
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
                 "usage": self.usage,
             }
+            if not self.states_usage:
+                del answer["usage"]
             if self.gate is not None:
                 await self.gate.wait()
             return JSONResponse(answer)
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True
+        include_usage = include_usage and self.states_usage
 
         async def events() -> Any:
             for n in range(self.tokens):

@@ -13,6 +13,7 @@ from ..context import Message, Scope, Send, annotate, set_llm_usage
 from ._engine import Check, Decision, Outcome
 from ._null_usage import drop_null_usage, has_null_usage
 from ._plan import Ticket
+from ._usage_missing import report_usage_missing
 
 if TYPE_CHECKING:
     from ._counter import Counter
@@ -41,6 +42,7 @@ class Exchange(ResponseWatcher):
         "_counter",
         "_decision",
         "_fields",
+        "_finishing",
         "_last_renewal",
         "_parser",
         "_scope",
@@ -66,6 +68,7 @@ class Exchange(ResponseWatcher):
         self._decision = decision
         self._counter = counter
         self._settled = False
+        self._finishing = False  # the answer's last body message is on its way out
         self._last_renewal = monotonic() if ticket.slot is not None else 0.0
         self._parser: SSEParser | None = None
         self._copy: bytearray | None = None
@@ -101,6 +104,7 @@ class Exchange(ResponseWatcher):
                 self._keep_copy(message)
             if not message.get("more_body", False):
                 # settle before the client sees the end: its next request finds the real usage
+                self._finishing = True
                 await self.settle()
         await ResponseWatcher.__call__(self, message)
 
@@ -118,6 +122,8 @@ class Exchange(ResponseWatcher):
             if stated is not None:
                 # for tracing outside: it never sees a usage chunk this middleware removed
                 set_llm_usage(self._scope, stated)
+            elif self.complete_ok():
+                report_usage_missing(self._scope, actual, stream=self.event_stream)
             checks, outcomes = ticket.checks, self._decision.outcomes
             adjustments = [
                 (checks[i], outcomes[i], actual)
@@ -126,6 +132,10 @@ class Exchange(ResponseWatcher):
             ]
         if adjustments or ticket.slot is not None:
             await self._counter.settle(adjustments, ticket.slot, ticket.token)
+
+    def complete_ok(self) -> bool:
+        """Whether a successful answer went out whole (the last body message is passing)."""
+        return self._finishing and 200 <= self.status < 300
 
     def _charge(self) -> int:
         """The tokens this request is charged: the answer's usage, else what went out."""
