@@ -24,6 +24,12 @@ DEMO_URL = "http://127.0.0.1:8000"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 CLUSTER_URL = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"
 OTLP_URL = "http://127.0.0.1:4318"
+# a page that still uses an option's old name fails: readers copy what the docs show
+STRICT = (
+    "import warnings\n"
+    'warnings.filterwarnings("error", message=r".*\\) is deprecated; use ", '
+    "category=DeprecationWarning)\n"
+)
 FENCE = re.compile(r"^```(?:python|py)\s*$\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 
 
@@ -53,7 +59,7 @@ def test_example_runs(
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    program = code.replace(DEMO_URL, docs_server.url)
+    program = STRICT + code.replace(DEMO_URL, docs_server.url)
     if REDIS_URL in program:
         program = program.replace(REDIS_URL, request.getfixturevalue("redis_server").url)
     if CLUSTER_URL in program:
