@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import typing as _typing
 
+from .context import get_principal, set_principal
 from .exceptions import AimiddlewareError, ConfigurationError, StoreUnavailable
 from .guard import RequestGuardMiddleware
 from .idempotency import IdempotencyMiddleware
 from .mcp import MCPOriginMiddleware, MCPScopeMiddleware
 from .normalize import NormalizeMiddleware, NormalizeRoute
-from .principal import Principal, get_principal, set_principal
+from .principal import Principal
 from .sse import SSEMiddleware
 from .stores import MemoryStore, Store, store_from_url
 

@@ -12,7 +12,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .context import LLM_REQUEST_KEY, get_llm_usage, set_llm_usage
+from .context import LLM_REQUEST_KEY, LLMRequest, LLMUsage, get_llm_usage, set_llm_usage
 
 _NOT_LLM: Final = object()
 
@@ -46,21 +46,6 @@ def llm_operation(path: str) -> str | None:
         if path.endswith(suffix):
             return operation
     return None
-
-
-@dataclass(slots=True)
-class LLMRequest:
-    """The fields of an OpenAI-compatible request body that limits and telemetry use."""
-
-    operation: str
-    model: str | None = None
-    stream: bool = False
-    include_usage: bool = False
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    prompt_chars: int = 0  # characters of prompt text, for token estimates
-    choices: int = 1  # `n`: each choice is a completion of up to max_tokens
 
 
 def _number(value: Any) -> float | None:
@@ -130,14 +115,6 @@ def shared_llm_request(scope: MutableMapping[str, Any], path: str, body: Any) ->
     request = parse_llm_request(path, body)
     scope[LLM_REQUEST_KEY] = _NOT_LLM if request is None else request
     return request
-
-
-@dataclass(frozen=True, slots=True)
-class LLMUsage:
-    """The token usage the model stated for one request, as a middleware that read it settled it."""
-
-    input_tokens: int | None
-    output_tokens: int | None
 
 
 @dataclass(slots=True)

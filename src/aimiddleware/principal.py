@@ -6,9 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .context import get_principal, set_principal
-
-__all__ = ["Principal", "get_principal", "set_principal"]
+__all__ = ["Principal", "namespaced_id"]
 
 Credential = Literal["jwt", "introspection", "api_key", "anonymous", "custom"]
 Namespace = Literal["sub", "client", "key"]
@@ -78,3 +76,13 @@ class Principal:
         if self.client_id is None or self.credential not in ("jwt", "introspection"):
             return self.id
         return namespaced_id("client", self.client_id, self.issuer)
+
+
+def __getattr__(name: str) -> Any:
+    # get_principal and set_principal live in aimiddleware.context (which imports this module);
+    # still reachable here, where they were first documented
+    if name in ("get_principal", "set_principal"):
+        from . import context
+
+        return getattr(context, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -80,6 +80,7 @@ from ._facts import (
     set_trace_id,
     trace_id,
 )
+from ._llm import LLMRequest, LLMUsage
 
 __all__ = [
     "ANNOTATIONS_KEY",
@@ -98,6 +99,8 @@ __all__ = [
     "AnnotationValue",
     "Challenger",
     "ClientDisconnected",
+    "LLMRequest",
+    "LLMUsage",
     "Message",
     "Receive",
     "RequestBodyTooLarge",

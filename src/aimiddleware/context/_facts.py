@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
-if TYPE_CHECKING:
-    from .._openai import LLMRequest, LLMUsage
-    from ..principal import Principal
-
+from ..principal import Principal
+from ._llm import LLMRequest, LLMUsage
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -158,8 +156,6 @@ def set_principal(scope: Scope, principal: Principal) -> None:
 
 def get_principal(scope: Scope) -> Principal | None:
     """The principal an auth middleware attached to this request, or ``None``."""
-    from ..principal import Principal
-
     state = scope.get("state")
     if state:
         principal = state.get(PRINCIPAL_STATE_KEY)
@@ -174,8 +170,6 @@ def get_principal(scope: Scope) -> Principal | None:
 def get_llm_request(scope: Scope) -> LLMRequest | None:
     """The OpenAI-compatible request a middleware parsed for this request, if any was parsed and
     it is one. Read-only: it is shared."""
-    from .._openai import LLMRequest
-
     value = scope.get(LLM_REQUEST_KEY)
     return value if isinstance(value, LLMRequest) else None
 
@@ -193,8 +187,6 @@ def set_llm_usage(scope: Scope, usage: LLMUsage) -> None:
 
 def get_llm_usage(scope: Scope) -> LLMUsage | None:
     """The usage :func:`set_llm_usage` handed over for this request, if any."""
-    from .._openai import LLMUsage
-
     usage = scope.get(LLM_USAGE_KEY)
     return usage if isinstance(usage, LLMUsage) else None
 

@@ -6,9 +6,8 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .._asgi import get_annotations, request_id, trace_id
 from .._openai import LLMResponse
-from ..principal import get_principal
+from ..context import get_annotations, get_principal, request_id, trace_id
 
 if TYPE_CHECKING:
     from ._exchange import Exchange
