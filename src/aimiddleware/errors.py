@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Final, Literal
 
+from ._asgi import get_header
 from .context import ERROR_FORMAT_KEY, ERROR_KEY, Scope, Send, request_id, trace_id
 
 __all__ = [
@@ -188,13 +189,6 @@ def wants_problem(accept: bytes | None) -> bool:
     return problem > 0 and problem >= ranges.get("application/json", 0.0)
 
 
-def _accept(scope: Scope) -> bytes | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"accept":
-            return value  # type: ignore[no-any-return]
-    return None
-
-
 def chosen_format(scope: Scope, format: ErrorFormat | None = None) -> ErrorFormat:
     """The format an error for this request is written in (see the module's docs)."""
     if format is not None:
@@ -202,7 +196,7 @@ def chosen_format(scope: Scope, format: ErrorFormat | None = None) -> ErrorForma
     routed = scope.get(ERROR_FORMAT_KEY)
     if routed is not None and routed[0] == "problem":
         return "problem"
-    return "problem" if wants_problem(_accept(scope)) else "openai"
+    return "problem" if wants_problem(get_header(scope.get("headers", ()), b"accept")) else "openai"
 
 
 def render_error(
