@@ -4,6 +4,10 @@ Each block is a self-contained program, run in a fresh interpreter. The document
 pointed at real servers the session starts, only for the blocks that use them: the demo server
 (http://127.0.0.1:8000, the reference app with the real model), Redis (127.0.0.1:6379), a Redis
 Cluster (127.0.0.1:7000-7002) and an OTLP/HTTP collector (127.0.0.1:4318).
+
+``AIMW_DOCS_PYTHON=/path/to/venv/bin/python`` runs the blocks with that interpreter and the
+library it has installed (``pip install 'aimiddleware[all]'`` as the README says), instead of
+this checkout's ``src/``: what a reader who copies a recipe into their own virtualenv gets.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from ..servers import ThreadedServer
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_URL = "http://127.0.0.1:8000"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+# the interpreter the blocks run with; another virtualenv's runs them on the installed package
+DOCS_PYTHON = os.environ.get("AIMW_DOCS_PYTHON") or sys.executable
+LIBRARY_PATH = [] if "AIMW_DOCS_PYTHON" in os.environ else [str(ROOT / "src")]
 CLUSTER_URL = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"
 OTLP_URL = "http://127.0.0.1:4318"
 # a page that still uses an option's old name fails: readers copy what the docs show
@@ -71,11 +78,11 @@ def test_example_runs(
         program = program.replace(OTLP_URL, collector.url)
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *LIBRARY_PATH]),
         "OPENAI_API_KEY": docs_api_key,  # as the README has the reader export it
     }
     result = subprocess.run(
-        [sys.executable, "-c", program],
+        [DOCS_PYTHON, "-c", program],
         cwd=tmp_path,
         env=env,
         capture_output=True,
