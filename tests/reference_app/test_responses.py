@@ -122,6 +122,27 @@ def test_stream_frames_name_their_event(reference_server: ThreadedServer) -> Non
     assert "[DONE]" not in r.text
 
 
+def test_a_minimal_response_keeps_the_answer_and_its_cost(
+    reference_server: ThreadedServer,
+) -> None:
+    body = {"model": MODEL, "input": "Hi.", "max_output_tokens": 4}
+    r = httpx.post(
+        f"{reference_server.url}/v1/responses",
+        json=body,
+        headers={"Prefer": "return=minimal"},
+        timeout=30,
+    )
+    assert r.status_code == 200
+    minimal = r.json()
+    assert set(minimal) == {"id", "model", "status", "incomplete_details", "output", "usage"}
+    [item] = minimal["output"]
+    assert item["type"] == "message"
+    [part] = item["content"]
+    assert set(part) == {"text"}
+    assert part["text"]
+    assert set(minimal["usage"]) >= {"input_tokens", "output_tokens", "total_tokens"}
+
+
 def test_json_schema_answer_validates(client: openai.OpenAI) -> None:
     response = client.responses.create(
         model=MODEL,
