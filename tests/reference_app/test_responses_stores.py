@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 import redis
@@ -11,6 +13,7 @@ import redis
 from reference_app import Settings
 from reference_app.auth import mint
 
+from ..servers import RedisServer
 from .conftest import MODEL, serve_reference
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
@@ -66,3 +69,31 @@ def test_stored_responses_live_in_redis_with_their_ttl(redis_url: str) -> None:
         assert client.responses.retrieve(created.id).id == created.id
         client.responses.delete(created.id)
         assert direct.exists(keys[0]) == 0
+
+
+@pytest.mark.redis
+def test_a_store_fault_fails_closed(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"model": MODEL, "input": "Hi.", "max_output_tokens": 4}
+    with serve_reference(redis_url=own_redis.url) as server:
+        url = f"{server.url}/v1/responses"
+        kept = httpx.post(url, json=body, timeout=30).json()
+        own_redis.stop()
+        down = httpx.post(url, json=body, timeout=30)
+        assert down.status_code == 503
+        assert down.headers["retry-after"] == "1"
+        # a 5xx of the app keeps only its status once normalised (docs/normalize.md)
+        assert down.json()["error"]["code"] == "service_unavailable"
+        assert httpx.get(f"{url}/{kept['id']}", timeout=30).status_code == 503
+        streamed = httpx.post(url, json={**body, "stream": True}, timeout=30)
+        # no store: nothing to keep, nothing to fail
+        unkept = httpx.post(url, json={**body, "store": False}, timeout=30)
+    assert unkept.status_code == 200
+    events = [json.loads(f.split("\ndata: ")[1]) for f in streamed.text.split("\n\n")[:-1]]
+    error, failed = events[-2:]
+    assert error["type"] == "error"
+    assert error["code"] == "response_store_unavailable"
+    assert failed["type"] == "response.failed"
+    assert failed["response"]["status"] == "failed"
+    assert "responses: the store is unavailable" in caplog.text
