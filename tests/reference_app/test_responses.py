@@ -205,6 +205,14 @@ def test_retrieve_and_delete(client: openai.OpenAI) -> None:
         client.responses.delete(created.id)
 
 
+def test_a_stored_response_is_not_streamed_again(client: openai.OpenAI) -> None:
+    created = client.responses.create(model=MODEL, input="Hi.", max_output_tokens=4)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.retrieve(created.id, stream=True)
+    assert refused.value.code == "unsupported_value"
+    assert refused.value.param == "stream"
+
+
 def test_a_response_not_stored_is_not_found(client: openai.OpenAI) -> None:
     created = client.responses.create(model=MODEL, input="Hi.", max_output_tokens=4, store=False)
     assert created.store is False
