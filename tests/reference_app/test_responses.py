@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import openai
+import pydantic
 import pytest
 
 from ..servers import ThreadedServer
@@ -157,6 +158,22 @@ def test_json_schema_answer_validates(client: openai.OpenAI) -> None:
     assert response.text is not None
     assert response.text.format is not None
     assert response.text.format.type == "json_schema"
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+def test_the_sdk_parses_an_answer_into_its_model(client: openai.OpenAI) -> None:
+    parsed = client.responses.parse(
+        model=MODEL,
+        input="Invent a person.",
+        text_format=Person,
+        max_output_tokens=64,
+        temperature=0.2,
+    )
+    assert isinstance(parsed.output_parsed, Person)
 
 
 def test_stream_helper_collects_the_final_response(client: openai.OpenAI) -> None:
