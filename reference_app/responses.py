@@ -22,6 +22,7 @@ from .responses_items import (
     Draft,
     as_input,
     chat_messages,
+    check_outputs,
     input_items,
     new_id,
     output_items,
@@ -180,6 +181,7 @@ async def create_response(body: ResponseRequest, request: Request) -> Any:
                 code="previous_response_not_found",
             )
         history = record["conversation"]
+    check_outputs(history, items)
     messages = template_messages(chat_messages(body.instructions, [*history, *items]), plan)
     tokens, stop = engine.chat_prompt(messages)
     room = room_left(settings, len(tokens), "input")

@@ -37,6 +37,20 @@ def input_items(raw: Any) -> list[dict[str, Any]]:
     return [_item(f"input[{i}]", item) for i, item in enumerate(raw)]
 
 
+def check_outputs(history: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
+    """Every ``function_call_output`` answers a call made earlier in the conversation."""
+    calls = {item["call_id"] for item in history if item["type"] == "function_call"}
+    for index, item in enumerate(items):
+        if item["type"] == "function_call":
+            calls.add(item["call_id"])
+        elif item["type"] == "function_call_output" and item["call_id"] not in calls:
+            raise APIError(
+                400,
+                f"No tool call found for function call output with call_id {item['call_id']}.",
+                param=f"input[{index}].call_id",
+            )
+
+
 def _item(where: str, item: Any) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise APIError(400, f"{where} must be an object.", param=where)

@@ -305,6 +305,10 @@ def test_a_function_call_and_its_output(client: openai.OpenAI, stream: bool) -> 
         ({"input": [{"role": "user", "content": [{"type": "input_file"}]}]}, "input[0].content[0]"),
         ({"input": [{"role": "robot", "content": "hi"}]}, "input[0].role"),
         ({"input": []}, "input"),
+        (
+            {"input": [{"type": "function_call_output", "call_id": "call_x", "output": "1"}]},
+            "input[0].call_id",
+        ),
         ({"tools": [{"type": "web_search"}]}, "tools"),
         ({"tool_choice": {"type": "function", "name": "nope"}, "tools": [WEATHER]}, "tool_choice"),
         ({"max_output_tokens": 0}, "max_output_tokens"),
