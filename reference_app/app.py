@@ -19,6 +19,8 @@ from .chat import router as chat_router
 from .engine import BUNDLED_MODEL, Engine, bundled_model_path
 from .mcp_server import mount_mcp
 from .playground import DemoTokenIssuer
+from .response_store import ResponseStore
+from .responses import router as responses_router
 from .settings import Settings
 from .stack import build_stack
 from .telemetry import Telemetry
@@ -75,6 +77,9 @@ def create_app(
         max_queue=settings.max_queue,
         logprobs=settings.logprobs,
     )
+    responses = ResponseStore(
+        settings.store_url, ttl=settings.response_ttl, max_bytes=settings.response_store_max_bytes
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -87,6 +92,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
             await engine.close()
+            await responses.aclose()
 
     api = FastAPI(
         title="aimiddleware reference server",
@@ -96,12 +102,14 @@ def create_app(
     )
     api.state.settings = settings
     api.state.engine = engine
+    api.state.responses = responses
     api.state.model_id = settings.model_name or model_id_for(model_path)
     api.state.model_created = int(model_path.stat().st_mtime)
     api.state.fingerprint = "fp_" + hashlib.sha256(str(model_path).encode()).hexdigest()[:10]
     errors.install(api)
     api.include_router(router)
     api.include_router(chat_router)
+    api.include_router(responses_router)
     if settings.auth:
         from .auth import issuer_router
 

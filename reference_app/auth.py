@@ -7,8 +7,9 @@ mint RFC 9068 access tokens. The resource, the issuer and the tokens' audience a
 server's public URL.
 
 Scopes (these exact names): ``models:read`` for ``/v1/models*``, ``chat`` for chat and text
-completions, ``embeddings`` for embeddings, ``mcp`` for the MCP endpoint (plus the scope of the
-operation each tool calls). ``/health`` and the API docs stay open.
+completions and for responses (``/v1/responses*``: create, retrieve, delete), ``embeddings`` for
+embeddings, ``mcp`` for the MCP endpoint (plus the scope of the operation each tool calls).
+``/health`` and the API docs stay open.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ RULES = [
     ScopeRule("/v1/models*", ["models:read"], methods=["GET"]),
     ScopeRule("/v1/chat/completions", ["chat"], methods=["POST"]),
     ScopeRule("/v1/completions", ["chat"], methods=["POST"]),
+    # creating, reading and deleting responses; a stored one is its own caller's only
+    # (reference_app/response_store.py keys it by the principal)
+    ScopeRule("/v1/responses*", ["chat"]),
     ScopeRule("/v1/embeddings", ["embeddings"], methods=["POST"]),
     # the MCP endpoint: 401 + resource_metadata here; each tool's own scope is checked behind
     # it by MCPScopeMiddleware (reference_app/mcp_server.py), which needs the JSON-RPC body

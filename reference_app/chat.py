@@ -112,7 +112,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
             "response_format cannot be combined with tools that may be called.",
             param="response_format",
         )
-    tokens, stop = engine.chat_prompt(template_messages(body, plan))
+    tokens, stop = engine.chat_prompt(template_messages(body.messages, plan))
     sampling = sampling_for(engine, body, room_left(settings, len(tokens), "messages"), stop)
     sampling.grammar = plan.grammar() if plan.calls_possible else grammar(body)
     top = body.top_logprobs or 0

@@ -101,7 +101,7 @@ def chat_stream(
                     return
             yield frame(choice.index, ({"role": "assistant", "content": ""}, None, None))
             try:
-                async for delta in _deltas(run, plan, top):
+                async for delta in deltas(run, plan, top):
                     yield frame(choice.index, delta)
             except GenerationTimeout:
                 yield TIMEOUT_EVENT
@@ -120,7 +120,7 @@ def chat_stream(
     return stream
 
 
-async def _deltas(run: Run, plan: ToolPlan, top: int | None) -> AsyncIterator[Delta]:
+async def deltas(run: Run, plan: ToolPlan, top: int | None) -> AsyncIterator[Delta]:
     """One choice's deltas; raises GenerationTimeout mid-way."""
     calling: bool | None = None if plan.calls_possible else False  # None: not known yet
     held: list[str] = []

@@ -11,7 +11,7 @@ from fastapi import Request
 
 from .engine import Engine, Sampling, grammar_for
 from .errors import APIError, model_loading
-from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ResponseFormat
 from .settings import Settings
 
 
@@ -104,24 +104,27 @@ def logit_bias(engine: Engine, bias: dict[str, float] | None) -> dict[int, float
 
 def grammar(body: ChatCompletionRequest) -> Any:
     """The llama.cpp grammar ``response_format`` asks for (``None``: free text)."""
-    fmt = body.response_format
+    return format_grammar(body.response_format, "response_format")
+
+
+def format_grammar(fmt: ResponseFormat | None, param: str) -> Any:
+    """The grammar of an answer format (``param``: the request field that asked for it)."""
     if fmt is None or fmt.type == "text":
         return None
     try:
         if fmt.type == "json_object":
             return grammar_for(None)
         if fmt.json_schema is None or not fmt.json_schema.schema_:
-            raise APIError(
-                400, "response_format.json_schema.schema is required", param="response_format"
-            )
+            where = "response_format.json_schema" if param == "response_format" else param
+            raise APIError(400, f"{where}.schema is required", param=param)
         return grammar_for(json.dumps(fmt.json_schema.schema_, sort_keys=True))
     except APIError:
         raise
     except Exception as exc:  # llama.cpp's converter rejects what it cannot express
-        raise _unsupported_schema(exc) from None
+        raise _unsupported_schema(exc, param) from None
 
 
-def _unsupported_schema(exc: Exception) -> APIError:
+def _unsupported_schema(exc: Exception, param: str) -> APIError:
     """What was wrong with a schema, in our words: the converter's text may quote internals."""
     if isinstance(exc, RecursionError):
         what = "it is nested too deeply"
@@ -129,9 +132,7 @@ def _unsupported_schema(exc: Exception) -> APIError:
         what = "it refers to a definition or key it does not contain"
     else:
         what = "it uses a keyword, type, pattern or $ref this server cannot enforce"
-    return APIError(
-        400, f"Unsupported JSON schema in response_format: {what}.", param="response_format"
-    )
+    return APIError(400, f"Unsupported JSON schema in {param}: {what}.", param=param)
 
 
 def completion_prompt(engine: Engine, body: CompletionRequest) -> list[int]:

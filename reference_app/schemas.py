@@ -108,3 +108,52 @@ class EmbeddingRequest(_Request):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
+
+
+class TextFormat(BaseModel):
+    """``text.format`` of a Responses request: the schema sits beside ``name``, not under it."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+    def as_response_format(self) -> ResponseFormat:
+        """The same format in Chat Completions' shape, whose grammar the chat path builds."""
+        if self.type != "json_schema":
+            return ResponseFormat(type=self.type)
+        schema = JSONSchemaFormat.model_validate(
+            {"name": self.name or "response", "schema": self.schema_ or {}}
+        )
+        return ResponseFormat(type="json_schema", json_schema=schema)
+
+
+class TextConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    format: TextFormat | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class ResponseRequest(_Request):
+    """``POST /v1/responses``. ``input`` and ``tool_choice`` are read by hand (reference_app/
+    responses_items.py, tools.py) so that their errors name the item that is wrong."""
+
+    model: str
+    input: Any
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    text: TextConfig | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    store: bool | None = None
+    previous_response_id: str | None = None
+    metadata: dict[str, str] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    user: str | None = None

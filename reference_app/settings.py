@@ -56,6 +56,15 @@ class Settings(BaseSettings):
         description="seconds a Redis call may take before the request meets the middleware's "
         "store-fault behaviour",
     )
+    response_ttl: float = Field(
+        86400.0, gt=0, description="seconds a stored response (Responses API, store: true) is kept"
+    )
+    response_store_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="bytes of stored responses kept in memory, least recently used dropped first "
+        "(in-memory stores only; Redis keeps them until their TTL)",
+    )
     # rate limits (docs/reference_app.md): the demo tiers, chosen per caller
     rate_limits: bool = Field(True, description="tiered request/token/concurrency limits")
     agent_requests: str | None = Field("600/minute", description="agent tier requests")

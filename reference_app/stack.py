@@ -25,6 +25,18 @@ ASGIApp = Any
 # what an agent that sends `Prefer: return=minimal` gets back: the answer and its cost
 MINIMAL_CHAT = ["id", "model", "choices.message.content", "choices.finish_reason", "usage"]
 MINIMAL_COMPLETION = ["id", "model", "choices.text", "choices.finish_reason", "usage"]
+MINIMAL_RESPONSE = [
+    "id",
+    "model",
+    "status",
+    "incomplete_details",
+    "output.type",
+    "output.content.text",
+    "output.call_id",
+    "output.name",
+    "output.arguments",
+    "usage",
+]
 
 
 def _rate_limits(app: ASGIApp, settings: Settings) -> ASGIApp:
@@ -107,6 +119,7 @@ def build_stack(app: ASGIApp, settings: Settings, telemetry: Telemetry | None = 
             NormalizeRoute("/health", format="passthrough"),
             NormalizeRoute("/v1/chat/completions", minimal=MINIMAL_CHAT),
             NormalizeRoute("/v1/completions", minimal=MINIMAL_COMPLETION),
+            NormalizeRoute("/v1/responses", minimal=MINIMAL_RESPONSE),
         ],
     )
     telemetry = telemetry if telemetry is not None else setup_telemetry()

@@ -118,8 +118,22 @@ def _grammar(schema_json: str, or_answer: bool) -> Any:
 
 def plan_for(body: ChatCompletionRequest) -> ToolPlan:
     """Validate the request's tool fields, as OpenAI does, and say what they ask for."""
-    choice = body.tool_choice
-    if not body.tools:
+    return make_plan(body.tools, body.tool_choice, body.parallel_tool_calls)
+
+
+def make_plan(
+    tools: list[dict[str, Any]] | None,
+    choice: Any,
+    parallel_calls: bool | None,
+    *,
+    flat: bool = False,
+) -> ToolPlan:
+    """The plan of ``tools``, ``tool_choice`` and ``parallel_tool_calls``.
+
+    ``flat``: the Responses API's shapes, ``{"type": "function", "name": ...}`` for a tool and
+    for a named choice; otherwise Chat Completions', with the function under ``"function"``.
+    """
+    if not tools:
         if choice is not None and choice != "none":
             raise APIError(
                 400,
@@ -128,15 +142,17 @@ def plan_for(body: ChatCompletionRequest) -> ToolPlan:
                 param="tool_choice",
             )
         return ToolPlan("none")
-    functions = tuple(_function(i, tool) for i, tool in enumerate(body.tools))
+    if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
+        raise APIError(400, "tools must be a list of tool objects.", param="tools")
+    functions = tuple(_function(i, tool, flat) for i, tool in enumerate(tools))
     names = [f["name"] for f in functions]
     if len(set(names)) != len(names):
         raise APIError(400, "Function names in tools must be unique.", param="tools")
-    parallel = body.parallel_tool_calls is not False
+    parallel = parallel_calls is not False
     if choice is None or choice in ("auto", "required", "none"):
         return ToolPlan(choice or "auto", functions, parallel)
     if isinstance(choice, dict) and choice.get("type") == "function":
-        function = choice.get("function")
+        function = choice if flat else choice.get("function")
         wanted = function.get("name") if isinstance(function, dict) else None
         chosen = tuple(f for f in functions if f["name"] == wanted)
         if not chosen:
@@ -146,16 +162,21 @@ def plan_for(body: ChatCompletionRequest) -> ToolPlan:
                 param="tool_choice",
             )
         return ToolPlan("required", chosen, parallel)
+    named = (
+        '{"type": "function", "name": ...}'
+        if flat
+        else ('{"type": "function", "function": {"name": ...}}')
+    )
     raise APIError(
         400,
-        "Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or "
-        '{"type": "function", "function": {"name": ...}}.',
+        f"Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or {named}.",
         param="tool_choice",
     )
 
 
-def _function(index: int, tool: dict[str, Any]) -> dict[str, Any]:
-    function = tool.get("function")
+def _function(index: int, tool: dict[str, Any], flat: bool) -> dict[str, Any]:
+    function = tool if flat else tool.get("function")
+    where = f"tools[{index}]" if flat else f"tools[{index}].function"
     if tool.get("type") != "function" or not isinstance(function, dict):
         raise APIError(
             400, f"tools[{index}]: only tools of type 'function' are supported.", param="tools"
@@ -164,14 +185,12 @@ def _function(index: int, tool: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(name, str) or not _NAME.match(name):
         raise APIError(
             400,
-            f"tools[{index}].function.name must be 1 to 64 letters, digits, '_' or '-'.",
+            f"{where}.name must be 1 to 64 letters, digits, '_' or '-'.",
             param="tools",
         )
     parameters = function.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
-        raise APIError(
-            400, f"tools[{index}].function.parameters must be a JSON Schema object.", param="tools"
-        )
+        raise APIError(400, f"{where}.parameters must be a JSON Schema object.", param="tools")
     described: dict[str, Any] = {"name": name}
     if isinstance(function.get("description"), str):
         described["description"] = function["description"]
@@ -180,10 +199,10 @@ def _function(index: int, tool: dict[str, Any]) -> dict[str, Any]:
     return described
 
 
-def template_messages(body: ChatCompletionRequest, plan: ToolPlan) -> list[dict[str, Any]]:
+def template_messages(chat: list[ChatMessage], plan: ToolPlan) -> list[dict[str, Any]]:
     """The messages as the chat template takes them: tool calls and results written as text,
     and the functions described in a system message when a call is possible."""
-    messages = [_message(i, m) for i, m in enumerate(body.messages)]
+    messages = [_message(i, m) for i, m in enumerate(chat)]
     if plan.calls_possible:
         if messages[0]["role"] == "system":
             messages[0] = {
