@@ -3,7 +3,9 @@
 python -m benchmarks.report benchmarks/results/run-20261122-053000
 
 A run directory holds what :mod:`benchmarks.suite` wrote: ``run.json`` (when and how), and
-``http.json``, ``scaling.json``, ``streaming.json``, ``stream_cost.txt`` where those parts ran.
+``http.json``, ``scaling.json``, ``streaming.json``, ``stream_cost.txt``, ``profile.json``,
+``inprocess.json``, ``instructions.json``, ``roundtrips.json`` where those parts ran. The budget
+sections (:mod:`benchmarks.report_budgets`) judge them against :mod:`benchmarks.budgets`.
 Rendering is a pure function of those files (:func:`render`), so it is tested on a recorded run;
 the plots are drawn by :mod:`benchmarks.plots`.
 """
@@ -14,6 +16,13 @@ import argparse
 import shutil
 from pathlib import Path
 
+from .report_budgets import (
+    budgets_section,
+    headline_rows,
+    inprocess_section,
+    per_chunk_section,
+    roundtrips_section,
+)
 from .rundata import Run, goals, limits, main_rows, paired, point_value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +67,7 @@ def _table(header: list[str], rows: list[list[str]], *, text: int = 1) -> list[s
 
 
 def _machine(run: Run) -> list[str]:
-    part = run.http or run.scaling or run.streaming or {}
+    part = run.http or run.scaling or run.streaming or run.inprocess or {}
     machine = part.get("machine", {})
     settings = (run.http or {}).get("settings", {})
     lines = [
@@ -82,6 +91,10 @@ def _machine(run: Run) -> list[str]:
             f"{settings['rounds']} rounds, configurations interleaved in each round; server "
             "pinned to core 0, load generator to core 1"
         )
+    seconds = run.meta.get("seconds")
+    if seconds:
+        each = ", ".join(f"{part} {s / 60:.1f}" for part, s in seconds.items())
+        lines.append(f"- the run took {sum(seconds.values()) / 60:.1f} min ({each})")
     packages = machine.get("packages", {})
     if packages:
         lines += ["", "Versions:", ""]
@@ -320,6 +333,9 @@ def render(run: Run, plots: dict[str, str] | None = None) -> str:
             "regenerate it rather than editing it.",
         ],
         _goals(run),
+        budgets_section(run),
+        per_chunk_section(run),
+        roundtrips_section(run),
         _unavailable(run),
         _http(run, plots),
         _series(run, "payload", "Cost against request body size", "body", plots),
@@ -332,6 +348,7 @@ def render(run: Run, plots: dict[str, str] | None = None) -> str:
             else []
         ),
         _profile(run),
+        inprocess_section(run),
         _machine(run),
         [
             "## Reproduce",
@@ -339,6 +356,7 @@ def render(run: Run, plots: dict[str, str] | None = None) -> str:
             "```",
             "make bench                    # every part, then this page",
             "make bench ARGS=--quick       # a short run",
+            "python -m benchmarks.suite --parts inprocess instructions roundtrips  # budgets only",
             "python -m benchmarks.report docs/benchmarks/run   # this page from its raw results",
             "python -m benchmarks --list   # the HTTP configurations",
             "```",
@@ -362,6 +380,11 @@ def headline(run: Run) -> str:
         "",
         *_table(["", "goal", "measured"], rows),
     ]
+    budgets = headline_rows(run)
+    if any(row[2] != "-" for row in budgets):
+        lines += ["", "Hot-path budgets (CPU us added per request over bare Starlette, in process; "
+                  "Redis round trips):", "", *_table(["", "budget", "measured", "verdict"],
+                                                      budgets)]  # fmt: skip
     missing = run.unavailable()
     if missing:
         lines += ["", f"{len(missing)} configurations were not measured in that run; the report "
@@ -393,6 +416,9 @@ RUN_FILES = (
     "streaming.json",
     "stream_cost.txt",
     "profile.json",
+    "inprocess.json",
+    "instructions.json",
+    "roundtrips.json",
 )
 
 

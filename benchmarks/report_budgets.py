@@ -1,0 +1,293 @@
+"""The budget sections of docs/benchmarks.md: in process, instructions, round trips, per chunk.
+
+Pure functions of a loaded :class:`~benchmarks.rundata.Run` and of :mod:`benchmarks.budgets`;
+:mod:`benchmarks.report` places them on the page and in the README's headline.
+
+Instruction counts carry no unit of time, so their budget is the microsecond budget at bare's
+own pace: bare's instructions per request over its microseconds per request in the same run.
+That turns a noise-free count into a verdict a loaded machine cannot move (an estimate: the
+middlewares' code need not run at bare's instructions per microsecond).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .bounds import BOUNDS
+from .budgets import PER_CHUNK, PER_CHUNK_LABELS, PER_REQUEST, ROUND_TRIPS, Budget
+from .rundata import Run
+
+BUDGET_HEADER = ["configuration", "what", "budget us", "added us", "verdict",
+                 "added instructions", "as us", "verdict"]  # fmt: skip
+ROUND_TRIP_HEADER = ["configuration", "store work", "round trips", "bound", "verdict",
+                     "commands run"]  # fmt: skip
+_ADDED_PER_CHUNK = re.compile(r"^(\S+)\s+([+-]\d+(?:\.\d+)?)\s+\(added per chunk\)", re.M)
+
+
+def _table(header: list[str], rows: list[list[str]], *, text: int = 1) -> list[str]:
+    align = ["---"] * text + ["--:"] * (len(header) - text)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _verdict(measured: float | None, limit: float | None) -> str:
+    if measured is None or limit is None:
+        return "not measured"
+    return "met" if measured <= limit else "missed"
+
+
+def _by_name(part: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in (part or {}).get("rows", [])}
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One budget with this run's figures: microseconds in process, instructions."""
+
+    budget: Budget
+    limit: float | None  # us, the floor added where the budget is relative
+    added: float | None  # us per request over bare, in process
+    spread: tuple[float, float] | None  # lowest and highest round's added us
+    instructions: float | None  # instructions per request over bare
+    as_us: float | None  # those instructions at bare's pace, in us
+    instr_limit: float | None  # the limit with the floor taken from instructions
+
+    @property
+    def verdict(self) -> str:
+        return _verdict(self.added, self.limit)
+
+    @property
+    def instr_verdict(self) -> str:
+        return _verdict(self.as_us, self.instr_limit)
+
+    @property
+    def missed(self) -> bool:
+        return "missed" in (self.verdict, self.instr_verdict)
+
+
+def pace(run: Run) -> float | None:
+    """Bare's instructions per microsecond in this run, or None without both figures."""
+    bare_us = _by_name(run.inprocess).get("bare", {}).get("us")
+    bare_instr = _by_name(run.instructions).get("bare", {}).get("per_request")
+    return bare_instr / bare_us if bare_us and bare_instr else None
+
+
+def judge(run: Run) -> list[Judged]:
+    """Every per-request budget against this run's in-process figures and instruction counts."""
+    rows, counts, rate = _by_name(run.inprocess), _by_name(run.instructions), pace(run)
+    bare_rounds = rows.get("bare", {}).get("rounds")
+    added = {n: r["added"] for n, r in rows.items()}
+    as_us = {n: r["added"] / rate for n, r in counts.items() if rate and "added" in r}
+    out = []
+    for b in PER_REQUEST:
+        row = rows.get(b.name)
+        spread = None
+        if row and bare_rounds and len(row.get("rounds", [])) == len(bare_rounds):
+            each = [v - base for v, base in zip(row["rounds"], bare_rounds, strict=True)]
+            spread = (min(each), max(each))
+        count = counts.get(b.name, {}).get("added")
+        out.append(
+            Judged(b, b.limit(added), row["added"] if row else None, spread, count,
+                   as_us.get(b.name), b.limit(as_us))
+        )  # fmt: skip
+    return out
+
+
+def per_chunk(run: Run) -> dict[str, float]:
+    """Microseconds added per chunk, by configuration, from the stream-cost part's output."""
+    text = (run.stream_cost or "").split("\n\n", 1)[0]
+    return {name: float(value) for name, value in _ADDED_PER_CHUNK.findall(text)}
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}"
+
+
+def _spread(spread: tuple[float, float] | None) -> str:
+    return "" if spread is None else f" ({spread[0]:+.1f} to {spread[1]:+.1f})"
+
+
+def _limit(j: Judged, limit: float | None, unit: str = "") -> str:
+    if j.budget.relative_to is None or limit is None:
+        return j.budget.describe() + unit
+    return f"{j.budget.describe()}{unit} (= {limit:.1f})"
+
+
+def _floor(run: Run) -> list[str]:
+    floors = {b.relative_to for b in PER_REQUEST if b.relative_to}
+    rows, counts, rate = _by_name(run.inprocess), _by_name(run.instructions), pace(run)
+    lines = []
+    for name in sorted(floors):
+        figures = []
+        if name in rows:
+            figures.append(f"{rows[name]['added']:+.1f} us per request in process")
+        if name in counts and "added" in counts[name]:
+            shown = f"{counts[name]['added']:+,.0f} instructions per request"
+            figures.append(shown + (f" ({counts[name]['added'] / rate:.1f} us at bare's pace)"
+                                    if rate else ""))  # fmt: skip
+        if figures:
+            lines.append(f"- The OpenTelemetry SDK's floor, `{name}` (the SDK's own work for "
+                         f"the span and records tracing makes): {', '.join(figures)}.")  # fmt: skip
+    return lines
+
+
+def missed_lines(judged: list[Judged]) -> list[str]:
+    """What bounds each missed budget: benchmarks/bounds.py's line, or how to find out."""
+    lines = []
+    for j in judged:
+        if not j.missed:
+            continue
+        name = j.budget.name
+        why = BOUNDS.get(name) or (
+            "not explained yet; `python -m benchmarks.inprocess --profile "
+            f"{name}` shows where its time goes (say it in benchmarks/bounds.py)"
+        )
+        lines.append(f"- `{name}` misses its budget: {why}")
+    return lines
+
+
+def budgets_section(run: Run) -> list[str]:
+    """The per-request budgets table, the SDK's floor, and what bounds each one missed."""
+    if run.inprocess is None and run.instructions is None:
+        return ["## Budgets per request", "", "Not measured in this run (parts `inprocess` and "
+                "`instructions`)."]  # fmt: skip
+    judged = judge(run)
+    rows = [
+        [
+            f"`{j.budget.name}`",
+            j.budget.label,
+            _limit(j, j.limit),
+            _us(j.added) + _spread(j.spread),
+            j.verdict,
+            "-" if j.instructions is None else f"{j.instructions:+,.0f}",
+            _us(j.as_us),
+            j.instr_verdict,
+        ]
+        for j in judged
+    ]
+    settings = (run.inprocess or {}).get("settings", {})
+    counted = (run.instructions or {}).get("settings", {})
+    rate = pace(run)
+    lines = [
+        "## Budgets per request",
+        "",
+        "CPU microseconds each configuration adds per request over bare Starlette, in process "
+        f"(`python -m benchmarks.inprocess`: {settings.get('requests', '?')} requests per run, "
+        f"{settings.get('rounds', '?')} interleaved rounds, best of {settings.get('repeat', '?')}"
+        "; median, and the lowest and highest round), and the instructions it adds per request "
+        f"under callgrind ({counted.get('requests', '?')} requests, `python -m "
+        "benchmarks.instructions`), which the machine's load does not move. The instructions "
+        "are judged at bare's pace"
+        + (f" ({rate:,.0f} instructions per us in this run)" if rate else "")
+        + ": the budget in us times that pace.",
+        "",
+        *_table(BUDGET_HEADER, rows, text=2),
+    ]
+    extra = _floor(run) + missed_lines(judged)
+    return lines + (["", *extra] if extra else [])
+
+
+def inprocess_section(run: Run) -> list[str]:
+    """Every configuration measured in process, and the instruction counts."""
+    lines: list[str] = []
+    if run.inprocess:
+        rows = [
+            [f"`{r['name']}`", f"{r['us']:.1f}", f"{r['us_min']:.1f}-{r['us_max']:.1f}",
+             f"{r['added']:+.1f}", f"{r['ratio']:.2f}x"]
+            for r in run.inprocess["rows"]
+        ]  # fmt: skip
+        header = ["configuration", "us/request", "lowest-highest round", "added us", "x bare"]
+        lines += ["## Every configuration in process", "", *_table(header, rows)]
+    if run.instructions:
+        requests = run.instructions.get("settings", {}).get("requests", "?")
+        rows = [
+            [f"`{r['name']}`", f"{r['per_request']:,.0f}", f"{r.get('added', 0):+,.0f}"]
+            for r in run.instructions["rows"]
+        ]
+        lines += [
+            "",
+            "## Instruction counts",
+            "",
+            f"callgrind, {requests} requests per configuration, after a warm-up "
+            "(`python -m benchmarks.instructions`: `valgrind --tool=callgrind "
+            "--toggle-collect=functools_reduce python -m benchmarks.inprocess --drive "
+            "NAME...`, one dump per configuration).",
+            "",
+            *_table(["configuration", "instructions per request", "added over bare"], rows),
+        ]
+    return lines
+
+
+def roundtrips_section(run: Run) -> list[str]:
+    """Redis round trips per request against their bound, and the stack's ratio over HTTP."""
+    if run.roundtrips is None:
+        return []
+    rows = []
+    for r in run.roundtrips["rows"]:
+        bound = r.get("bound")
+        rows.append([f"`{r['name']}`", r.get("what", ""), f"{r['round_trips']:.2f}",
+                     "-" if bound is None else f"<= {bound}", _verdict(r["round_trips"], bound),
+                     f"{r['commands']:.2f}"])  # fmt: skip
+    requests = run.roundtrips.get("settings", {}).get("requests", "?")
+    lines = [
+        "## Redis round trips",
+        "",
+        f"Per request, {requests} requests driven in process against a real redis-server "
+        "(`python -m benchmarks.roundtrips`): request/response exchanges on the client's "
+        "connections (a pipeline or a script is one), at most two for each middleware that "
+        "uses the store; beside them the commands the server ran (scripts' own included).",
+        "",
+        *_table(ROUND_TRIP_HEADER, rows, text=2),
+    ]
+    http = run.rows().get("stack:redis")
+    if http:
+        lines += ["", f"`stack:redis` over HTTP in this run: {http['ratio']:.2f}x of bare."]
+    return lines
+
+
+def per_chunk_section(run: Run) -> list[str]:
+    """The per-chunk budgets against the stream-cost part's figures."""
+    figures = per_chunk(run)
+    rows = [
+        [f"`{name}`", PER_CHUNK_LABELS.get(name, ""), f"<= {limit:g}", _us(figures.get(name)),
+         _verdict(figures.get(name), limit)]
+        for name, limit in PER_CHUNK.items()
+    ]  # fmt: skip
+    if run.stream_cost is None:
+        return []
+    return [
+        "## Budget per streamed chunk",
+        "",
+        "Microseconds added per chunk of a long event stream, in process "
+        '(`python -m benchmarks.stream_cost_stack`; its whole output is under "Per-chunk cost of '
+        'the stack" below).',
+        "",
+        *_table(["configuration", "what", "budget us", "added us", "verdict"], rows, text=2),
+    ]
+
+
+def headline_rows(run: Run) -> list[list[str]]:
+    """The README's budget rows: label, budget, measured, verdict."""
+    rows = []
+    for j in judge(run):
+        measured = _us(j.added) if j.added is not None else "-"
+        if j.as_us is not None:
+            measured += f" ({j.as_us:+.1f} by instructions)"
+        verdict = j.verdict
+        if j.instr_verdict not in (verdict, "not measured"):
+            verdict += f" ({j.instr_verdict} by instructions)"
+        rows.append([j.budget.label, _limit(j, j.limit, " us"), measured, verdict])
+    figures = per_chunk(run)
+    for name, limit in PER_CHUNK.items():
+        got = figures.get(name)
+        rows.append([PER_CHUNK_LABELS.get(name, name), f"<= {limit:g} us per chunk", _us(got),
+                     _verdict(got, limit)])  # fmt: skip
+    rows += [
+        [f"`{r['name']}` Redis round trips per request", f"<= {r['bound']}",
+         f"{r['round_trips']:.2f}", _verdict(r["round_trips"], r["bound"])]
+        for r in (run.roundtrips or {}).get("rows", [])
+        if r.get("bound") is not None and r["name"] in ROUND_TRIPS
+    ]  # fmt: skip
+    return rows
