@@ -68,28 +68,43 @@ def commands_run(info: str) -> int:
     return sum(int(n) for name, n in _STAT.findall(info) if name.split("|")[0] not in _OWN)
 
 
-async def _settle() -> None:
-    """Wait for what requests left running (a record written after the response)."""
+async def _settle(before: set[asyncio.Task[Any]]) -> None:
+    """Wait for the tasks requests left running (a record written after the response)."""
     for _ in range(100):
-        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        if not others:
+        left = asyncio.all_tasks() - before - {asyncio.current_task()}
+        if not left:
             return
-        await asyncio.wait(others, timeout=0.05)
+        await asyncio.wait(left, timeout=0.05)
+
+
+async def _close(app: Any) -> None:
+    """Start and stop the app's lifespan: the middlewares close their store clients."""
+    incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(incoming)
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
 
 
 async def _measure(name: str, requests: int, server: Any, exchanges: Exchanges) -> dict[str, Any]:
     cfg = CONFIGS[name]
     app, headers = cfg.factory(), _headers_for(cfg)
+    before = asyncio.all_tasks()
     await _run(app, headers, 20)  # connections opened, scripts loaded, the replayed key stored
-    await _settle()
+    await _settle(before)
     before_exchanges, before_commands = (
         exchanges.count,
         commands_run(server.cli("info", "commandstats")),
     )
     await _run(app, headers, requests)
-    await _settle()
+    await _settle(before)
     round_trips = (exchanges.count - before_exchanges) / requests
     commands = (commands_run(server.cli("info", "commandstats")) - before_commands) / requests
+    await _close(app)
     what, bound = ROUND_TRIPS.get(name, ("", None))
     return {
         "name": name,
