@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .budgets import budgeted
-from .registry import CONFIGS
+from .registry import CONFIGS, UNAVAILABLE
 
 NO_VALGRIND = 3
 _TOTALS = re.compile(r"^totals:\s*(\d+)", re.M)
@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
         print("valgrind is not installed: no instruction counts", file=sys.stderr)
         raise SystemExit(NO_VALGRIND)
     wanted = args.only or budgeted()
-    names = ["bare", *[n for n in wanted if n != "bare"]]
+    for name in [n for n in wanted if n in UNAVAILABLE]:
+        print(f"# {name}: {UNAVAILABLE[name][1]}", flush=True)
+    names = ["bare", *[n for n in wanted if n != "bare" and n not in UNAVAILABLE]]
     unknown = [n for n in names if n not in CONFIGS or CONFIGS[n].needs]
     if unknown:
         parser.error(f"unknown or service-bound configurations {unknown}")

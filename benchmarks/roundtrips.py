@@ -26,7 +26,7 @@ from typing import Any
 
 from .budgets import ROUND_TRIPS
 from .inprocess import _headers_for, _run
-from .registry import CONFIGS
+from .registry import CONFIGS, UNAVAILABLE
 
 # redis-cli's own calls, which the server counts too
 _OWN = {"info", "command", "hello", "client"}
@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per configuration")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
-    names = args.only or list(ROUND_TRIPS)
+    for name in [n for n in args.only or ROUND_TRIPS if n in UNAVAILABLE]:
+        print(f"# {name}: {UNAVAILABLE[name][1]}", flush=True)
+    names = [n for n in args.only or ROUND_TRIPS if n not in UNAVAILABLE]
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         parser.error(f"unknown or unavailable configurations {unknown}")
