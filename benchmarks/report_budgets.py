@@ -133,8 +133,21 @@ def _floor(run: Run) -> list[str]:
     return lines
 
 
-def missed_lines(judged: list[Judged]) -> list[str]:
-    """What bounds each missed budget: benchmarks/bounds.py's line, or how to find out."""
+def _where(run: Run, name: str) -> str:
+    """The largest shares of ``name``'s profile in this run, or an empty string."""
+    profiles = {p["name"]: p for p in (run.profile or {}).get("profiles", [])}
+    prof = profiles.get(name)
+    if not prof:
+        return ""
+    parts = ", ".join(f"{c['component']} {c['share']:.0%}" for c in prof["components"][:3])
+    top = prof["functions"][0] if prof.get("functions") else None
+    first = f"; first function `{top['function']}` {top['share']:.0%}" if top else ""
+    return f" Its own time under cProfile: {parts}{first}."
+
+
+def missed_lines(judged: list[Judged], run: Run | None = None) -> list[str]:
+    """What bounds each missed budget: benchmarks/bounds.py's line, or how to find out; and
+    where its time went in this run's profile, when the profile part ran."""
     lines = []
     for j in judged:
         if not j.missed:
@@ -142,9 +155,9 @@ def missed_lines(judged: list[Judged]) -> list[str]:
         name = j.budget.name
         why = BOUNDS.get(name) or (
             "not explained yet; `python -m benchmarks.inprocess --profile "
-            f"{name}` shows where its time goes (say it in benchmarks/bounds.py)"
+            f"{name}` shows where its time goes (say it in benchmarks/bounds.py)."
         )
-        lines.append(f"- `{name}` misses its budget: {why}")
+        lines.append(f"- `{name}` misses its budget: {why}{_where(run or Run(), name)}")
     return lines
 
 
@@ -185,7 +198,7 @@ def budgets_section(run: Run) -> list[str]:
         "",
         *_table(BUDGET_HEADER, rows, text=2),
     ]
-    extra = _floor(run) + missed_lines(judged)
+    extra = _floor(run) + missed_lines(judged, run)
     return lines + (["", *extra] if extra else [])
 
 

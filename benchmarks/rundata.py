@@ -13,6 +13,9 @@ from .budgets import HTTP_GOALS
 Row = dict[str, Any]
 # groups drawn as series (a figure against body size or stream length), not in the main table
 SERIES_GROUPS = ("payload", "stream")
+# profiled in process (benchmarks.profile) and shown in full: where the stack's and the peers'
+# time goes (the budgeted configurations are profiled too, for their missed budgets' lines)
+PROFILED: Final = ("stack:memory", "peer:stack")
 
 
 @dataclass

@@ -17,7 +17,8 @@ Parts, each a module that can also run alone, each writing its JSON into one run
   streaming   python -m benchmarks.streaming reference app vs llama-cpp-python, same model
   stream-cost python -m benchmarks.stream_cost_stack  per-chunk and per-request cost in
               process (benchmarks/stream_cost.py with the full stack added), where it exists
-  profile     python -m benchmarks.profile   where the stack's and the peer stack's time goes
+  profile     python -m benchmarks.profile   where the stack's and the peer stack's time goes,
+              and each budgeted configuration's (for those that miss their budget)
 
 A part that fails is recorded as failed in run.json and the others still run; the report says
 which parts are missing. Then python -m benchmarks.report renders the run.
@@ -43,7 +44,9 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .budgets import budgeted
 from .report import ROOT, write
+from .rundata import PROFILED
 
 RESULTS = Path(__file__).parent / "results"
 PARTS = (
@@ -56,8 +59,6 @@ PARTS = (
     "stream-cost",
     "profile",
 )
-# profiled in process (benchmarks.profile): where the stack's and the peers' time goes
-PROFILED = ("stack:memory", "peer:stack")
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ def commands(parts: list[str], plan: Plan, run_dir: Path) -> dict[str, list[str]
     if "profile" in parts:
         from .registry import CONFIGS
 
-        names = [n for n in PROFILED if n in CONFIGS]
+        # the budgeted too: the report says where a missed budget's time goes
+        names = [n for n in dict.fromkeys([*PROFILED, *budgeted()]) if n in CONFIGS]
         requests = ["--requests", str(plan.cost_requests)]
         out["profile"] = [*py, "benchmarks.profile", *names, *requests,
                           "--out", str(run_dir / "profile.json")]  # fmt: skip

@@ -225,3 +225,30 @@ def test_every_in_process_configuration_and_count_is_listed(run: Run) -> None:
     counts = _section(text, "Instruction counts")
     for name, row in _rows("instructions").items():
         assert _table_row(counts, f"`{name}`")[1] == f"{row['per_request']:,.0f}"
+
+
+def test_a_missed_budget_gives_its_largest_shares_from_the_runs_profile(run: Run) -> None:
+    assert run.profile is not None
+    prof = next(p for p in run.profile["profiles"] if p["name"] == "idempotency:memory-fresh")
+    first, second = prof["components"][:2]
+    line = next(
+        x for x in render(run).splitlines() if x.startswith("- `idempotency:memory-fresh` misses")
+    )
+    assert f"Its own time under cProfile: {first['component']} {first['share']:.0%}, " in line
+    assert f"{second['component']} {second['share']:.0%}" in line
+    assert f"first function `{prof['functions'][0]['function']}`" in line
+    unprofiled = next(x for x in render(run).splitlines() if x.startswith("- `ratelimit:memory`"))
+    assert "cProfile" not in unprofiled
+
+
+def test_only_the_stack_and_the_peers_are_profiled_in_full(run: Run) -> None:
+    section = _section(render(run), "Where the time goes")
+    assert "`stack:memory`, 200 requests" in section
+    assert "`idempotency:memory-fresh`, 200" not in section
+
+
+def test_the_suite_profiles_the_budgeted_configurations_too(tmp_path: Path) -> None:
+    command = suite.commands(["profile"], suite.QUICK, tmp_path)["profile"]
+    names = command[3 : command.index("--requests")]
+    assert names[:2] == ["stack:memory", "peer:stack"]
+    assert set(names) == {"stack:memory", "peer:stack", *budgets.budgeted()} & set(registry.CONFIGS)
