@@ -1,8 +1,10 @@
 """What bounds a configuration that misses its budget (:mod:`benchmarks.budgets`), in words.
 
-The report prints the line of a configuration under its table whenever the run finds the budget
-missed; one without a line here is listed as not yet explained, with the command that shows
-where its time goes. Fill a line from the profile, e.g.::
+The report prints the line of a figure under its table whenever the run finds the budget missed;
+one without a line here is listed as not yet explained, with the command that shows where its
+time goes. Keys: a configuration's name for its budget per request (``tracing:always-on``),
+``stream-cost:NAME`` for a budget per chunk, ``roundtrips:NAME`` for Redis round trips. Fill a
+line from the profile, e.g.::
 
     python -m benchmarks.inprocess --profile idempotency:memory-fresh --requests 2000
 

@@ -153,12 +153,17 @@ def missed_lines(judged: list[Judged], run: Run | None = None) -> list[str]:
         if not j.missed:
             continue
         name = j.budget.name
-        why = BOUNDS.get(name) or (
-            "not explained yet; `python -m benchmarks.inprocess --profile "
-            f"{name}` shows where its time goes (say it in benchmarks/bounds.py)."
-        )
+        why = _bound(name, f"python -m benchmarks.inprocess --profile {name}")
         lines.append(f"- `{name}` misses its budget: {why}{_where(run or Run(), name)}")
     return lines
+
+
+def _bound(key: str, command: str) -> str:
+    """benchmarks/bounds.py's line for ``key``, or the command that shows where time goes."""
+    return BOUNDS.get(key) or (
+        f"not explained yet; `{command}` shows where its time goes (say it in "
+        "benchmarks/bounds.py)."
+    )
 
 
 def budgets_section(run: Run) -> list[str]:
@@ -244,6 +249,12 @@ def roundtrips_section(run: Run) -> list[str]:
                      "-" if bound is None else f"<= {bound}", _verdict(r["round_trips"], bound),
                      f"{r['commands']:.2f}"])  # fmt: skip
     requests = run.roundtrips.get("settings", {}).get("requests", "?")
+    missed = [
+        f"- `{r['name']}` makes more round trips than its bound: "
+        + _bound(f"roundtrips:{r['name']}", f"python -m benchmarks.roundtrips --only {r['name']}")
+        for r in run.roundtrips["rows"]
+        if _verdict(r["round_trips"], r.get("bound")) == "missed"
+    ]
     lines = [
         "## Redis round trips",
         "",
@@ -253,6 +264,7 @@ def roundtrips_section(run: Run) -> list[str]:
         "uses the store; beside them the commands the server ran (scripts' own included).",
         "",
         *_table(ROUND_TRIP_HEADER, rows, text=2),
+        *(["", *missed] if missed else []),
     ]
     http = run.rows().get("stack:redis")
     if http:
@@ -270,6 +282,12 @@ def per_chunk_section(run: Run) -> list[str]:
     ]  # fmt: skip
     if run.stream_cost is None:
         return []
+    missed = [
+        f"- `{name}` misses its budget per chunk: "
+        + _bound(f"stream-cost:{name}", f"python -m benchmarks.stream_cost_stack --only {name}")
+        for name, limit in PER_CHUNK.items()
+        if _verdict(figures.get(name), limit) == "missed"
+    ]
     return [
         "## Budget per streamed chunk",
         "",
@@ -278,6 +296,7 @@ def per_chunk_section(run: Run) -> list[str]:
         'the stack" below).',
         "",
         *_table(["configuration", "what", "budget us", "added us", "verdict"], rows, text=2),
+        *(["", *missed] if missed else []),
     ]
 
 

@@ -252,3 +252,22 @@ def test_the_suite_profiles_the_budgeted_configurations_too(tmp_path: Path) -> N
     names = command[3 : command.index("--requests")]
     assert names[:2] == ["stack:memory", "peer:stack"]
     assert set(names) == {"stack:memory", "peer:stack", *budgets.budgeted()} & set(registry.CONFIGS)
+
+
+def test_a_missed_chunk_budget_and_round_trip_bound_say_what_bounds_them(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import report_budgets
+
+    assert per_chunk(run)["stack"] > 12  # the recorded run misses it
+    chunk = _section(render(run), "Budget per streamed chunk")
+    assert "- `stack` misses its budget per chunk: not explained yet; `python -m " in chunk
+    monkeypatch.setitem(report_budgets.BOUNDS, "stream-cost:stack", "the SDK's span events")
+    assert "per chunk: the SDK's span events" in render(run)
+    assert "more round trips" not in render(run)  # every recorded figure is within its bound
+    assert run.roundtrips is not None
+    run.roundtrips["rows"][0]["round_trips"] = 3.0
+    name = run.roundtrips["rows"][0]["name"]
+    monkeypatch.setitem(report_budgets.BOUNDS, f"roundtrips:{name}", "a lease renewal")
+    text = _section(render(run), "Redis round trips")
+    assert f"- `{name}` makes more round trips than its bound: a lease renewal" in text
