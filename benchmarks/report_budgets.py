@@ -1,104 +1,27 @@
 """The budget sections of docs/benchmarks.md: in process, instructions, round trips, per chunk.
 
-Pure functions of a loaded :class:`~benchmarks.rundata.Run` and of :mod:`benchmarks.budgets`;
-:mod:`benchmarks.report` places them on the page and in the README's headline.
-
-Instruction counts carry no unit of time, so their budget is the microsecond budget at bare's
-own pace: bare's instructions per request over its microseconds per request in the same run.
-That turns a noise-free count into a verdict a loaded machine cannot move (an estimate: the
-middlewares' code need not run at bare's instructions per microsecond).
+Pure functions of a loaded :class:`~benchmarks.rundata.Run`, judged by
+:mod:`benchmarks.budget_verdicts`; :mod:`benchmarks.report` places them on the page and in the
+README's headline.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Any
-
 from .bounds import BOUNDS
-from .budgets import PER_CHUNK, PER_CHUNK_LABELS, PER_REQUEST, ROUND_TRIPS, Budget
+from .budget_verdicts import Judged, by_name, judge, pace, per_chunk, verdict
+from .budgets import PER_CHUNK, PER_CHUNK_LABELS, PER_REQUEST, ROUND_TRIPS
 from .rundata import Run
 
 BUDGET_HEADER = ["configuration", "what", "budget us", "added us", "verdict",
                  "added instructions", "as us", "verdict"]  # fmt: skip
 ROUND_TRIP_HEADER = ["configuration", "store work", "round trips", "bound", "verdict",
                      "commands run"]  # fmt: skip
-_ADDED_PER_CHUNK = re.compile(r"^(\S+)\s+([+-]\d+(?:\.\d+)?)\s+\(added per chunk\)", re.M)
 
 
 def _table(header: list[str], rows: list[list[str]], *, text: int = 1) -> list[str]:
     align = ["---"] * text + ["--:"] * (len(header) - text)
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
-
-
-def _verdict(measured: float | None, limit: float | None) -> str:
-    if measured is None or limit is None:
-        return "not measured"
-    return "met" if measured <= limit else "missed"
-
-
-def _by_name(part: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    return {r["name"]: r for r in (part or {}).get("rows", [])}
-
-
-@dataclass(frozen=True)
-class Judged:
-    """One budget with this run's figures: microseconds in process, instructions."""
-
-    budget: Budget
-    limit: float | None  # us, the floor added where the budget is relative
-    added: float | None  # us per request over bare, in process
-    spread: tuple[float, float] | None  # lowest and highest round's added us
-    instructions: float | None  # instructions per request over bare
-    as_us: float | None  # those instructions at bare's pace, in us
-    instr_limit: float | None  # the limit with the floor taken from instructions
-
-    @property
-    def verdict(self) -> str:
-        return _verdict(self.added, self.limit)
-
-    @property
-    def instr_verdict(self) -> str:
-        return _verdict(self.as_us, self.instr_limit)
-
-    @property
-    def missed(self) -> bool:
-        return "missed" in (self.verdict, self.instr_verdict)
-
-
-def pace(run: Run) -> float | None:
-    """Bare's instructions per microsecond in this run, or None without both figures."""
-    bare_us = _by_name(run.inprocess).get("bare", {}).get("us")
-    bare_instr = _by_name(run.instructions).get("bare", {}).get("per_request")
-    return bare_instr / bare_us if bare_us and bare_instr else None
-
-
-def judge(run: Run) -> list[Judged]:
-    """Every per-request budget against this run's in-process figures and instruction counts."""
-    rows, counts, rate = _by_name(run.inprocess), _by_name(run.instructions), pace(run)
-    bare_rounds = rows.get("bare", {}).get("rounds")
-    added = {n: r["added"] for n, r in rows.items()}
-    as_us = {n: r["added"] / rate for n, r in counts.items() if rate and "added" in r}
-    out = []
-    for b in PER_REQUEST:
-        row = rows.get(b.name)
-        spread = None
-        if row and bare_rounds and len(row.get("rounds", [])) == len(bare_rounds):
-            each = [v - base for v, base in zip(row["rounds"], bare_rounds, strict=True)]
-            spread = (min(each), max(each))
-        count = counts.get(b.name, {}).get("added")
-        out.append(
-            Judged(b, b.limit(added), row["added"] if row else None, spread, count,
-                   as_us.get(b.name), b.limit(as_us))
-        )  # fmt: skip
-    return out
-
-
-def per_chunk(run: Run) -> dict[str, float]:
-    """Microseconds added per chunk, by configuration, from the stream-cost part's output."""
-    text = (run.stream_cost or "").split("\n\n", 1)[0]
-    return {name: float(value) for name, value in _ADDED_PER_CHUNK.findall(text)}
 
 
 def _us(value: float | None) -> str:
@@ -117,7 +40,7 @@ def _limit(j: Judged, limit: float | None, unit: str = "") -> str:
 
 def _floor(run: Run) -> list[str]:
     floors = {b.relative_to for b in PER_REQUEST if b.relative_to}
-    rows, counts, rate = _by_name(run.inprocess), _by_name(run.instructions), pace(run)
+    rows, counts, rate = by_name(run.inprocess), by_name(run.instructions), pace(run)
     lines = []
     for name in sorted(floors):
         figures = []
@@ -246,14 +169,14 @@ def roundtrips_section(run: Run) -> list[str]:
     for r in run.roundtrips["rows"]:
         bound = r.get("bound")
         rows.append([f"`{r['name']}`", r.get("what", ""), f"{r['round_trips']:.2f}",
-                     "-" if bound is None else f"<= {bound}", _verdict(r["round_trips"], bound),
+                     "-" if bound is None else f"<= {bound}", verdict(r["round_trips"], bound),
                      f"{r['commands']:.2f}"])  # fmt: skip
     requests = run.roundtrips.get("settings", {}).get("requests", "?")
     missed = [
         f"- `{r['name']}` makes more round trips than its bound: "
         + _bound(f"roundtrips:{r['name']}", f"python -m benchmarks.roundtrips --only {r['name']}")
         for r in run.roundtrips["rows"]
-        if _verdict(r["round_trips"], r.get("bound")) == "missed"
+        if verdict(r["round_trips"], r.get("bound")) == "missed"
     ]
     lines = [
         "## Redis round trips",
@@ -277,7 +200,7 @@ def per_chunk_section(run: Run) -> list[str]:
     figures = per_chunk(run)
     rows = [
         [f"`{name}`", PER_CHUNK_LABELS.get(name, ""), f"<= {limit:g}", _us(figures.get(name)),
-         _verdict(figures.get(name), limit)]
+         verdict(figures.get(name), limit)]
         for name, limit in PER_CHUNK.items()
     ]  # fmt: skip
     if run.stream_cost is None:
@@ -286,7 +209,7 @@ def per_chunk_section(run: Run) -> list[str]:
         f"- `{name}` misses its budget per chunk: "
         + _bound(f"stream-cost:{name}", f"python -m benchmarks.stream_cost_stack --only {name}")
         for name, limit in PER_CHUNK.items()
-        if _verdict(figures.get(name), limit) == "missed"
+        if verdict(figures.get(name), limit) == "missed"
     ]
     return [
         "## Budget per streamed chunk",
@@ -307,18 +230,18 @@ def headline_rows(run: Run) -> list[list[str]]:
         measured = _us(j.added) if j.added is not None else "-"
         if j.as_us is not None:
             measured += f" ({j.as_us:+.1f} by instructions)"
-        verdict = j.verdict
-        if j.instr_verdict not in (verdict, "not measured"):
-            verdict += f" ({j.instr_verdict} by instructions)"
-        rows.append([j.budget.label, _limit(j, j.limit, " us"), measured, verdict])
+        said = j.verdict
+        if j.instr_verdict not in (said, "not measured"):
+            said += f" ({j.instr_verdict} by instructions)"
+        rows.append([j.budget.label, _limit(j, j.limit, " us"), measured, said])
     figures = per_chunk(run)
     for name, limit in PER_CHUNK.items():
         got = figures.get(name)
         rows.append([PER_CHUNK_LABELS.get(name, name), f"<= {limit:g} us per chunk", _us(got),
-                     _verdict(got, limit)])  # fmt: skip
+                     verdict(got, limit)])  # fmt: skip
     rows += [
         [f"`{r['name']}` Redis round trips per request", f"<= {r['bound']}",
-         f"{r['round_trips']:.2f}", _verdict(r["round_trips"], r["bound"])]
+         f"{r['round_trips']:.2f}", verdict(r["round_trips"], r["bound"])]
         for r in (run.roundtrips or {}).get("rows", [])
         if r.get("bound") is not None and r["name"] in ROUND_TRIPS
     ]  # fmt: skip

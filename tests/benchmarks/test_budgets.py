@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from benchmarks import budgets, registry, suite
+from benchmarks.budget_verdicts import judge, pace, per_chunk
 from benchmarks.budgets import PER_REQUEST, Budget
 from benchmarks.instructions import totals
 from benchmarks.report import headline, render
-from benchmarks.report_budgets import judge, pace, per_chunk
 from benchmarks.roundtrips import commands_run
 from benchmarks.rundata import Run, goals
 
