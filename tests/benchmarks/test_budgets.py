@@ -271,3 +271,14 @@ def test_a_missed_chunk_budget_and_round_trip_bound_say_what_bounds_them(
     monkeypatch.setitem(report_budgets.BOUNDS, f"roundtrips:{name}", "a lease renewal")
     text = _section(render(run), "Redis round trips")
     assert f"- `{name}` makes more round trips than its bound: a lease renewal" in text
+
+
+def test_the_report_says_when_the_instruction_counts_were_skipped(run: Run) -> None:
+    reason = "skipped: valgrind is not installed (apt-get install valgrind), no instruction counts"
+    run.meta["parts"]["instructions"] = reason
+    run.instructions = None
+    text = render(run)
+    assert f"- part `instructions`: {reason}" in _section(text, "Not measured in this run")
+    cells = _table_row(_section(text, "Budgets per request"), "`sse:alone`")
+    assert cells[5:] == ["-", "-", "not measured"]
+    assert cells[4] in {"met", "missed"}  # the in-process figure is still judged
