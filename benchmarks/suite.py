@@ -28,8 +28,8 @@ http about 8 (46 configurations x 3 interleaved rounds of 2 s after 0.5 s of war
 1 s to start each server), streaming 3 to 5 (the model loads, 5 rounds of 128 tokens, 4
 concurrent streams), scaling about 1.5, inprocess about 1.5 (2000 requests x 3 x 5 rounds),
 instructions about 2 (two callgrind processes: Python's imports under callgrind take about a
-minute of CPU each), stream-cost and profile about 1 each, roundtrips under 1. run.json records the
-seconds each part took and the report prints them under "Machine".
+minute of CPU each), stream-cost and profile about 1 each, roundtrips under 1. run.json
+records the seconds each part took and the report prints them under "Machine".
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class Plan:
     roundtrip_requests: int
 
 
-# the full run fits in about 20 minutes (see above): the HTTP part, two thirds of it, is sized so
+# the full run fits in about 20 minutes (see above): the HTTP part, the largest, is sized so
 FULL = Plan(3, 2.0, 0.5, 3, 5, 128, True, 5, 2000, 2000, 5, 300, 200)
 QUICK = Plan(2, 1.0, 0.5, 1, 2, 48, False, 3, 300, 300, 2, 50, 30)
 
