@@ -22,7 +22,7 @@ inside ``functools.reduce`` so that only they are collected, after imports and a
     valgrind --tool=callgrind --toggle-collect=functools_reduce --callgrind-out-file=/dev/null \
         .venv/bin/python -m benchmarks.inprocess --drive tracing:api-only --requests 300
 
-Several configurations in one process (imports under callgrind cost about a minute) are what
+Several configurations in one process (imports under callgrind cost tens of seconds) are what
 ``python -m benchmarks.instructions`` runs: ``--drive A B --dumps DIR`` under
 ``--dump-after=functools_reduce``, one dump file per configuration.
 """

@@ -7,7 +7,7 @@ The configurations run under ``valgrind --tool=callgrind --toggle-collect=functo
 driven by ``python -m benchmarks.inprocess --drive NAME...``, which sends each configuration's
 requests inside one ``functools.reduce`` call: only those are collected (not the imports, the
 apps' construction or their warm-up), and ``--dump-after=functools_reduce`` leaves one dump per
-configuration. Python's imports under callgrind take about a minute of CPU, so the
+configuration. Python's imports under callgrind take tens of seconds of CPU, so the
 configurations share a process (``--jobs`` processes, each with a share of them). Instruction
 counts do not move with what else runs on the machine, so they judge a change where the
 microseconds of :mod:`benchmarks.inprocess` wobble. ``added`` is the count per request minus

@@ -27,9 +27,9 @@ The full plan takes about 20 minutes on a quiet 2-core machine, estimated part b
 http about 8 (46 configurations x 3 interleaved rounds of 2 s after 0.5 s of warm-up, about
 1 s to start each server), streaming 3 to 5 (the model loads, 5 rounds of 128 tokens, 4
 concurrent streams), scaling about 1.5, inprocess about 1.5 (2000 requests x 3 x 5 rounds),
-instructions about 2 (two callgrind processes: Python's imports under callgrind take about a
-minute of CPU each), stream-cost and profile about 1 each, roundtrips under 1. run.json
-records the seconds each part took and the report prints them under "Machine".
+instructions about 1 (a minute of CPU under callgrind, imports included, in two processes),
+stream-cost and profile about 1 each, roundtrips under 1. run.json records the seconds each
+part took and the report prints them under "Machine".
 """
 
 from __future__ import annotations
