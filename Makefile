@@ -44,7 +44,7 @@ browser:  ## install Debian's chromium when it is missing (as root), else say ho
 	  fi; \
 	}
 
-bench: $(STAMP)  ## the performance report: every part in one run, writes docs/benchmarks.md (ARGS=--quick for a short run)
+bench: $(STAMP)  ## the performance report and the hot-path budgets, every part in one run (about 20 min): docs/benchmarks.md and the README figures (ARGS=--quick for a short run)
 	$(BIN)/python -m benchmarks.suite $(ARGS)
 
 soak: $(STAMP)  ## the reliability suite at full size (tens of minutes; docs/reliability.md)

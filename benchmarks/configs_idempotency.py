@@ -64,6 +64,7 @@ CONFIGS = [
             factory,
             group="idempotency",
             lua=FRESH_KEYS_LUA,
+            fresh_keys=True,
             needs=needs,
             description=description,
         )
@@ -85,6 +86,7 @@ CONFIGS = [
         _asgi_idempotency_header,
         group="peers",
         lua=FRESH_KEYS_LUA,
+        fresh_keys=True,
         description="asgi-idempotency-header 0.2 (memory backend), fresh keys",
     ),
     Config(
@@ -92,6 +94,7 @@ CONFIGS = [
         _fastapi_idempotency,
         group="peers",
         lua=FRESH_KEYS_LUA,
+        fresh_keys=True,
         description="fastapi-idempotency 0.1 (memory store, BaseHTTPMiddleware), fresh keys",
     ),
 ]

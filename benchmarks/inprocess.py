@@ -11,13 +11,20 @@ uses a fresh-keys script) and counts the process CPU time it took (``time.proces
 batch span processor's thread counts too). Configurations are interleaved with ``bare`` round
 by round; the figure is the median over rounds of the fastest of ``--repeat`` runs, the spread
 is the lowest and highest round, and the ratio is bare / configuration, as the HTTP harness
-reports it. Configurations that need a service (Redis) are left out.
+reports it. Configurations that need a service (Redis) are left out, and so are the series
+(request body size, stream length: their requests are not the chat request driven here).
+``--out`` writes the figures as JSON, as ``make bench`` does (the report judges them against
+:mod:`benchmarks.budgets`).
 
 Instruction counts, which a loaded machine does not move at all (``--drive`` runs the requests
 inside ``functools.reduce`` so that only they are collected, after imports and a warm-up)::
 
     valgrind --tool=callgrind --toggle-collect=functools_reduce --callgrind-out-file=/dev/null \
         .venv/bin/python -m benchmarks.inprocess --drive tracing:api-only --requests 300
+
+Several configurations in one process (imports under callgrind cost tens of seconds) are what
+``python -m benchmarks.instructions`` runs: ``--drive A B --dumps DIR`` under
+``--dump-after=functools_reduce``, one dump file per configuration.
 """
 
 from __future__ import annotations
@@ -26,13 +33,17 @@ import argparse
 import asyncio
 import gc
 import itertools
+import json
+import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .apps import REQUEST_BODY, Config
 from .registry import CONFIGS
+from .rundata import SERIES_GROUPS
 
 ASGIApp = Any
 
@@ -119,21 +130,32 @@ async def measure(
     return samples
 
 
-def _drive(name: str, requests: int) -> None:
+def _batch(loop: Any, app: ASGIApp, headers: Any, requests: int, _: float, __: int) -> float:
+    return float(loop.run_until_complete(_run(app, headers, requests, collect=False)))
+
+
+def _drive(names: list[str], requests: int, dumps: Path | None = None) -> None:
+    """Send ``requests`` requests through each configuration in turn, each batch inside one
+    ``functools.reduce`` call (what callgrind's ``--toggle-collect`` and ``--dump-after`` key
+    on). With ``dumps``, callgrind's output directory, ``drives.json`` there names the dump
+    files each configuration's batch left (:mod:`benchmarks.instructions` reads them)."""
     import functools
 
-    cfg = CONFIGS[name]
-    app, headers = cfg.factory(), _headers_for(cfg)
+    made: dict[str, list[str]] = {}
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(_run(app, headers, 50, collect=False))
-        functools.reduce(
-            lambda _, __: loop.run_until_complete(_run(app, headers, requests, collect=False)),
-            range(1),
-            0.0,
-        )
+        for name in names:
+            cfg = CONFIGS[name]
+            app, headers = cfg.factory(), _headers_for(cfg)
+            loop.run_until_complete(_run(app, headers, 50, collect=False))
+            before = set(os.listdir(dumps)) if dumps else set()
+            functools.reduce(functools.partial(_batch, loop, app, headers, requests), range(1), 0.0)
+            if dumps:
+                made[name] = sorted(set(os.listdir(dumps)) - before)
     finally:
         loop.close()
+    if dumps:
+        (dumps / "drives.json").write_text(json.dumps(made))
 
 
 def _profile(name: str, requests: int) -> None:
@@ -154,6 +176,37 @@ def _profile(name: str, requests: int) -> None:
     asyncio.run(run())
 
 
+def local_names() -> list[str]:
+    """The configurations measured by default: no service, no peer, no series."""
+    return [
+        c.name
+        for c in CONFIGS.values()
+        if not c.needs and not c.name.startswith("peer:") and c.group not in SERIES_GROUPS
+    ]
+
+
+def summarize(samples: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """One row per configuration: median us/request over rounds, the lowest and highest
+    round, what it adds over ``bare`` and bare's ratio to it."""
+    bare = statistics.median(samples["bare"])
+    rows = []
+    for name, values in samples.items():
+        med = statistics.median(values)
+        rows.append(
+            {
+                "name": name,
+                "group": CONFIGS[name].group,
+                "us": med,
+                "us_min": min(values),
+                "us_max": max(values),
+                "added": med - bare,
+                "ratio": bare / med,
+                "rounds": values,
+            }
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.inprocess",
@@ -168,31 +221,45 @@ def main(argv: list[str] | None = None) -> None:
         "--profile", metavar="NAME", help="profile one configuration with cProfile instead"
     )
     parser.add_argument(
-        "--drive", metavar="NAME", help="only send --requests requests through NAME (callgrind)"
+        "--drive",
+        nargs="+",
+        metavar="NAME",
+        help="only send --requests requests through each NAME in turn (callgrind)",
     )
+    parser.add_argument("--dumps", type=Path, help="with --drive: callgrind's output directory")
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     if args.drive:
-        _drive(args.drive, args.requests)
+        _drive(args.drive, args.requests, args.dumps)
         return
     if args.profile:
         _profile(args.profile, args.requests)
         return
-    local = [c.name for c in CONFIGS.values() if not c.needs and not c.name.startswith("peer:")]
+    local = local_names()
     names = ["bare", *[n for n in (args.only or local) if n != "bare"]]
     unknown = [n for n in names if n not in CONFIGS or CONFIGS[n].needs]
     if unknown:
         parser.error(f"unknown or service-bound configurations {unknown}; known: {local}")
     samples = asyncio.run(measure(names, args.requests, args.rounds, args.repeat))
-    bare = statistics.median(samples["bare"])
+    rows = summarize(samples)
     print(
         f"# {args.requests} requests per run, {args.rounds} interleaved rounds, "
         f"best of {args.repeat} per round, process CPU time"
     )
     print(f"{'configuration':32} {'us/req':>8} {'min':>8} {'max':>8} {'added':>8} {'ratio':>6}")
-    for name in names:
-        med = statistics.median(samples[name])
-        lo, hi = min(samples[name]), max(samples[name])
-        print(f"{name:32} {med:8.1f} {lo:8.1f} {hi:8.1f} {med - bare:+8.1f} {bare / med:6.3f}")
+    for r in rows:
+        print(
+            f"{r['name']:32} {r['us']:8.1f} {r['us_min']:8.1f} {r['us_max']:8.1f} "
+            f"{r['added']:+8.1f} {r['ratio']:6.3f}"
+        )
+    if args.out:
+        from .machine import describe
+
+        settings = {"requests": args.requests, "rounds": args.rounds, "repeat": args.repeat}
+        document = {"kind": "inprocess", "machine": describe(), "settings": settings, "rows": rows}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(document, indent=2))
+        print(f"written {args.out}")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from .budgets import HTTP_GOALS
+
 Row = dict[str, Any]
 # groups drawn as series (a figure against body size or stream length), not in the main table
 SERIES_GROUPS = ("payload", "stream")
+# profiled in process (benchmarks.profile) and shown in full: where the stack's and the peers'
+# time goes (the budgeted configurations are profiled too, for their missed budgets' lines)
+PROFILED: Final = ("stack:memory", "peer:stack")
 
 
 @dataclass
@@ -23,6 +28,9 @@ class Run:
     streaming: dict[str, Any] | None = None
     stream_cost: str | None = None
     profile: dict[str, Any] | None = None
+    inprocess: dict[str, Any] | None = None
+    instructions: dict[str, Any] | None = None
+    roundtrips: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, directory: Path) -> Run:
@@ -43,6 +51,9 @@ class Run:
             streaming=part("streaming"),
             stream_cost=cost.read_text() if cost.exists() else None,
             profile=part("profile"),
+            inprocess=part("inprocess"),
+            instructions=part("instructions"),
+            roundtrips=part("roundtrips"),
         )
 
     def rows(self) -> dict[str, Row]:
@@ -98,12 +109,12 @@ def goals(run: Run) -> list[Goal]:
         return None
 
     return [
-        Goal("full stack on memory, req/s vs bare", 0.60, ratio("stack:memory"),
-             missing.get("stack:memory", "")),
-        Goal("full stack on memory, req/s vs the peer stack", 3.0,
-             over("stack:memory", "peer:stack"), missing.get("stack:memory", "")),
-        Goal("full stack on Redis, req/s vs bare", 0.40, ratio("stack:redis"),
-             missing.get("stack:redis", "")),
+        *(
+            Goal(g.label, g.target,
+                 ratio(g.name) if g.over == "bare" else over(g.name, g.over),
+                 missing.get(g.name, "") or missing.get(g.over, ""))
+            for g in HTTP_GOALS
+        ),
         Goal("reference app streamed tokens/s vs llama-cpp-python's server", 1.0,
              tps("llama-server"), note=bare_reference),
         Goal("reference app streamed tokens/s vs in-process llama-cpp-python", 0.95,
