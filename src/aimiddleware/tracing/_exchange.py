@@ -7,7 +7,6 @@ from collections.abc import Callable
 from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Final
 
-from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
 from .._asgi import get_header, media_type
@@ -67,7 +66,6 @@ class Exchange:
         "llm",
         "method",
         "operation",
-        "parent",
         "root_path",
         "scope",
         "span",
@@ -83,7 +81,6 @@ class Exchange:
         config: Config,
         scope: Scope,
         span: Span,
-        parent: Context,
         method: str,
         operation: str | None,
         receive: Receive,
@@ -92,7 +89,6 @@ class Exchange:
         self.config = config
         self.scope = scope
         self.span = span
-        self.parent = parent
         self.method = method
         self.operation = operation
         self.root_path: str = scope.get("root_path", "")
