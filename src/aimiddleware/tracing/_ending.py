@@ -57,7 +57,8 @@ def annotate_span(
                 attributes[sc.GEN_AI_REQUEST_TEMPERATURE] = llm.temperature
             if llm.top_p is not None:
                 attributes[sc.GEN_AI_REQUEST_TOP_P] = llm.top_p
-            attributes[sc.GEN_AI_REQUEST_STREAM] = llm.stream
+            if llm.stream:  # the conventions: set if and only if the request streams
+                attributes[sc.GEN_AI_REQUEST_STREAM] = True
         if response is not None:
             if response.id is not None:
                 attributes[sc.GEN_AI_RESPONSE_ID] = response.id
