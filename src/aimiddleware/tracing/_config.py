@@ -63,6 +63,7 @@ class Config:
         "request_hook",
         "response_hook",
         "tracer",
+        "tracer_records",
     )
 
     def __init__(self, options: TracingOptions, version: str) -> None:
@@ -89,6 +90,10 @@ class Config:
         self._fields: frozenset[bytes] | None = None
         self._lookup = header_lookup(None)
         self.tracer = trace.get_tracer("aimiddleware.tracing", version, telemetry.tracer_provider)
+        # whether the tracer records, or None: the API's proxy, asked per request
+        self.tracer_records = (
+            None if type(self.tracer) is ProxyTracer else tracer_records(self.tracer)
+        )
         # read once, like every other option: the names a deployment emits do not change
         self.instruments = Instruments(
             telemetry.meter_provider,

@@ -140,6 +140,7 @@ def record_metrics(
     if exchange.operation is None:
         return
     llm = exchange.llm
+    usage = exchange.usage
     instruments.record_llm(
         (
             exchange.operation,
@@ -149,8 +150,8 @@ def record_metrics(
             error_type,
         ),
         current,
-        duration=duration,
-        ttft=ttft,
-        input_tokens=exchange.usage.input_tokens,
-        output_tokens=exchange.usage.output_tokens,
+        duration,
+        ttft,
+        usage.input_tokens,
+        usage.output_tokens,
     )

@@ -132,13 +132,12 @@ class Instruments:
 
     def record_http(self, duration: float, key: HTTPKey, context: Context) -> None:
         """Record one HTTP request's duration."""
-        self.http_duration.record(duration, self.http_attributes(key), context)
+        self.http_duration.record(duration, self._http(key), context)
 
     def record_llm(
         self,
         key: LLMKey,
         context: Context,
-        *,
         duration: float,
         ttft: float | None,
         input_tokens: int | None,
@@ -150,7 +149,7 @@ class Instruments:
         attributes = sets[0]
         self.llm_duration.record(duration, attributes, context)
         # the conventions keep the latency of tokens to successful responses
-        if key[4] is None and ttft is not None:
+        if ttft is not None and key[4] is None:
             self.ttft.record(ttft, attributes, context)
             if output_tokens is not None and output_tokens > 1:
                 self.time_per_output_token.record(

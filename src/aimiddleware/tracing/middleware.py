@@ -11,7 +11,8 @@ from opentelemetry.trace import Span, SpanKind
 
 from .. import __version__
 from .._config import build_options
-from .._openai import llm_operation, shared_llm_request
+from .._lru import Memo
+from .._openai import llm_operation
 from ..context import (
     ASGIApp,
     ClientDisconnected,
@@ -19,7 +20,6 @@ from ..context import (
     Scope,
     Send,
     get_annotations,
-    json_body,
     read_body,
     request_id,
     route_path,
@@ -31,6 +31,9 @@ from ._http import CONTENT_LENGTH, HOST, USER_AGENT, method_name, request_attrib
 from ._options import GROUPS, TracingOptions
 
 logger = logging.getLogger("aimiddleware.tracing")
+
+# path -> its GenAI operation, for the paths a server is asked for (bounded: clients choose them)
+_operation: Memo[str, str | None] = Memo(llm_operation, 1024)
 
 #: the span attribute naming the request id (an attribute name, like the annotations)
 REQUEST_ID = "aimiddleware.request_id"
@@ -102,7 +105,7 @@ class TracingMiddleware:
             return
 
         get_annotations(scope)  # created here, so that inner middlewares write into this dict
-        operation = llm_operation(path) if method == "POST" else None
+        operation = _operation(path) if method == "POST" else None
         exchange = Exchange(config, scope, span, method, operation, receive, send)
         if config.request_hook is not None:
             try:
@@ -126,7 +129,7 @@ class TracingMiddleware:
                 except ClientDisconnected:
                     exchange.disconnected = True
                     return  # nobody is left to answer
-                exchange.llm = shared_llm_request(scope, path, json_body(scope))
+                exchange.body_read = True  # parsed at the end, when an inner parse may be shared
             await self.app(scope, app_receive, exchange.send)
         except BaseException as exc:
             error = exc
@@ -148,7 +151,8 @@ class TracingMiddleware:
         parent, found = config.read_request(scope.get("headers") or ())
         method = method_name(scope.get("method", "GET"))
         tracer = config.tracer
-        if tracer_records(tracer):
+        records = config.tracer_records
+        if records or (records is None and tracer_records(tracer)):
             attributes = request_attributes(scope, method, found[HOST], found[USER_AGENT])
             attributes[REQUEST_ID] = request_id(scope)
             span = tracer.start_span(
