@@ -32,7 +32,7 @@ _JSON_SPACE: Final = " \t\n\r"
 def parse_json(text: str) -> Any:
     """``json.loads(text)`` for a body that starts with its value, as servers write them.
 
-    >>> parse_json('{"id": "c1"}\n'), parse_json(' [1]')
+    >>> parse_json('{"id": "c1"}\\n'), parse_json(' [1]')
     ({'id': 'c1'}, [1])
     """
     try:
