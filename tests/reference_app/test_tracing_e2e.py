@@ -183,7 +183,9 @@ def test_every_generation_span_carries_the_usage_the_model_stated(
     (span,) = spans.server_spans()
     attributes = dict(span.attributes or {})
     assert attributes["gen_ai.operation.name"] == operation
-    assert attributes["gen_ai.request.stream"] is stream
+    # set if and only if the request streams (the GenAI conventions): unset means it did not
+    assert attributes.get("gen_ai.request.stream", False) is stream
+    assert ("gen_ai.request.stream" in attributes) is stream
     input_tokens = attributes["gen_ai.usage.input_tokens"]
     output_tokens = attributes["gen_ai.usage.output_tokens"]
     assert input_tokens > 0

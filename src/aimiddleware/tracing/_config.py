@@ -11,6 +11,7 @@ from typing import Any, Final
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import NoOpTracer, ProxyTracer, Tracer
 
 from . import _semconv as sc
 from ._access_log import AccessLog
@@ -25,11 +26,20 @@ from ._http import (
 from ._metrics import Instruments
 from ._options import Hook, TracingOptions
 
-__all__ = ["EMPTY_CONTEXT", "Config", "Hook"]
+__all__ = ["EMPTY_CONTEXT", "Config", "Hook", "tracer_records"]
 
 # what every field-declaring propagator extracts from a request that carries none of its
 # fields (Context is immutable, so one instance serves every request)
 EMPTY_CONTEXT: Final = Context()
+
+
+def tracer_records(tracer: Tracer) -> bool:
+    """Whether ``tracer`` may record spans: ``False`` for the API's no-op tracer, also behind
+    the proxy the API hands out while no SDK is set (checked per request: one may be set later).
+    """
+    if type(tracer) is ProxyTracer:
+        tracer = tracer._tracer  # the SDK's tracer once a provider is set, else the no-op one
+    return type(tracer) is not NoOpTracer
 
 
 class Config:
@@ -46,12 +56,14 @@ class Config:
         "excluded",
         "excluded_patterns",
         "instruments",
+        "observed",
         "options",
         "propagator",
         "provider_name",
         "request_hook",
         "response_hook",
         "tracer",
+        "tracer_records",
     )
 
     def __init__(self, options: TracingOptions, version: str) -> None:
@@ -78,11 +90,21 @@ class Config:
         self._fields: frozenset[bytes] | None = None
         self._lookup = header_lookup(None)
         self.tracer = trace.get_tracer("aimiddleware.tracing", version, telemetry.tracer_provider)
+        # whether the tracer records, or None: the API's proxy, asked per request
+        self.tracer_records = (
+            None if type(self.tracer) is ProxyTracer else tracer_records(self.tracer)
+        )
         # read once, like every other option: the names a deployment emits do not change
         self.instruments = Instruments(
             telemetry.meter_provider,
             version,
             previous=sc.emits_previous(os.environ.get(sc.OPT_IN_ENV)),
+        )
+        # something reads every request whatever the span and the meters do
+        self.observed = (
+            self.access_log is not None
+            or self.request_hook is not None
+            or self.response_hook is not None
         )
 
     def _current_propagator(self) -> TextMapPropagator:

@@ -57,7 +57,8 @@ def annotate_span(
                 attributes[sc.GEN_AI_REQUEST_TEMPERATURE] = llm.temperature
             if llm.top_p is not None:
                 attributes[sc.GEN_AI_REQUEST_TOP_P] = llm.top_p
-            attributes[sc.GEN_AI_REQUEST_STREAM] = llm.stream
+            if llm.stream:  # the conventions: set if and only if the request streams
+                attributes[sc.GEN_AI_REQUEST_STREAM] = True
         if response is not None:
             if response.id is not None:
                 attributes[sc.GEN_AI_RESPONSE_ID] = response.id
@@ -139,6 +140,7 @@ def record_metrics(
     if exchange.operation is None:
         return
     llm = exchange.llm
+    usage = exchange.usage
     instruments.record_llm(
         (
             exchange.operation,
@@ -148,8 +150,8 @@ def record_metrics(
             error_type,
         ),
         current,
-        duration=duration,
-        ttft=ttft,
-        input_tokens=exchange.usage.input_tokens,
-        output_tokens=exchange.usage.output_tokens,
+        duration,
+        ttft,
+        usage.input_tokens,
+        usage.output_tokens,
     )

@@ -7,15 +7,15 @@ from collections.abc import Callable
 from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Final
 
-from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
 from .._asgi import get_header, media_type
-from .._openai import LLMRequest, LLMResponse
+from .._openai import LLMResponse
 from .._paths import route_template
 from ..context import Message, Receive, Scope, Send
 from ._content import OutputCollector
 from ._ending import annotate_span, record_metrics
+from ._request import GenAIRequest, llm_request
 from ._scan import BodyScan, StreamScan
 from ._usage import NO_USAGE, resolve_usage
 
@@ -56,6 +56,7 @@ class Exchange:
     __slots__ = (
         "_receive",
         "_send",
+        "body_read",
         "body_scan",
         "collector",
         "complete",
@@ -67,7 +68,6 @@ class Exchange:
         "llm",
         "method",
         "operation",
-        "parent",
         "root_path",
         "scope",
         "span",
@@ -83,7 +83,6 @@ class Exchange:
         config: Config,
         scope: Scope,
         span: Span,
-        parent: Context,
         method: str,
         operation: str | None,
         receive: Receive,
@@ -92,7 +91,6 @@ class Exchange:
         self.config = config
         self.scope = scope
         self.span = span
-        self.parent = parent
         self.method = method
         self.operation = operation
         self.root_path: str = scope.get("root_path", "")
@@ -104,7 +102,8 @@ class Exchange:
         self.disconnected = False
         self.end_ns: int | None = None
         self.end_perf = 0.0
-        self.llm: LLMRequest | None = None
+        self.llm: GenAIRequest | None = None
+        self.body_read = False  # the request body was read: the GenAI request fields are known
         self.stream_scan: StreamScan | None = None
         self.body_scan: BodyScan | None = None
         self.collector: OutputCollector | None = None
@@ -146,21 +145,15 @@ class Exchange:
             if self.operation is not None:
                 self._watch(message)
             self.trailers = bool(message.get("trailers", False))
-            await self._forward(message)
-            return
-        await self._forward(message)
+        try:
+            await self._send(message)
+        except OSError:
+            self.disconnected = True  # the server could not write: the client has gone
+            raise
         if (
             kind == "http.response.trailers" and not message.get("more_trailers", False)
         ) or kind == "http.response.pathsend":
             self._completed()
-
-    async def _forward(self, message: Message) -> None:
-        try:
-            await self._send(message)
-        except OSError:
-            # the server could not write: the client has gone
-            self.disconnected = True
-            raise
 
     def _watch(self, start: Message) -> None:
         raw = get_header(start.get("headers", ()), b"content-type")
@@ -218,6 +211,8 @@ class Exchange:
         route = route_template(self.scope, self.root_path)
         response = self.llm_response()
         if self.operation is not None:
+            if self.body_read:
+                self.llm = llm_request(self.scope)
             self.usage = resolve_usage(self.scope, response)
         ttft = self.stream_scan.ttft if self.stream_scan is not None else None
         config = self.config

@@ -11,7 +11,7 @@ from opentelemetry.propagators.textmap import Getter, TextMapPropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .._asgi import Scope
-from .._lru import LRUCache
+from .._lru import Memo
 from . import _semconv as sc
 
 
@@ -124,16 +124,11 @@ def _split_host(host: str) -> tuple[str, int | None]:
 
 
 # Host header -> (server.address, server.port): a server answers to a handful of names, so
-# the split is done once per name; a client sending random names only cycles the table
-_HOSTS: LRUCache[bytes, tuple[str, int | None]] = LRUCache("tracing host names", 256)
-
-
-def _server(host: bytes) -> tuple[str, int | None]:
-    server = _HOSTS.get(host, 0.0)
-    if server is None:
-        server = _split_host(host.decode("latin-1"))
-        _HOSTS.put(host, server, 0.0)
-    return server
+# the split is done once per name; past the bound (a client sending random names) it is done
+# per request and not kept
+_server: Memo[bytes, tuple[str, int | None]] = Memo(
+    lambda host: _split_host(host.decode("latin-1")), 256
+)
 
 
 def request_attributes(

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from opentelemetry import metrics
 from opentelemetry.context import Context
-from opentelemetry.metrics import Histogram, Meter, MeterProvider
+from opentelemetry.metrics import Histogram, Meter, MeterProvider, NoOpHistogram
 
 from .._lru import Memo
 from . import _semconv as sc
@@ -85,6 +85,7 @@ class Instruments:
     __slots__ = (
         "_http",
         "_llm",
+        "_records",
         "http_duration",
         "input_tokens",
         "llm_duration",
@@ -105,11 +106,24 @@ class Instruments:
         self.input_tokens = _histogram(meter, sc.GEN_AI_INPUT_TOKENS)
         self.output_tokens = _histogram(meter, sc.GEN_AI_OUTPUT_TOKENS)
         self.token_usage = _histogram(meter, sc.GEN_AI_TOKEN_USAGE) if previous else None
+        # True: an SDK's instruments; False: the API's no-op ones; None: the API's proxies,
+        # which record once an SDK's meter provider is set globally (looked at per request)
+        probe = self.http_duration
+        self._records: bool | None = (
+            None if hasattr(probe, "_real_instrument") else not isinstance(probe, NoOpHistogram)
+        )
         # never mutated once built: the SDK copies what it keeps
         self._http: Memo[HTTPKey, Attributes] = Memo(_http_attributes, CACHE_CAP)
         self._llm: Memo[LLMKey, tuple[Attributes, Attributes, Attributes]] = Memo(
             _llm_attributes, CACHE_CAP
         )
+
+    def recording(self) -> bool:
+        """Whether a record would reach an SDK (``False`` on the API alone)."""
+        records = self._records
+        if records is None:
+            return getattr(self.http_duration, "_real_instrument", None) is not None
+        return records
 
     def http_attributes(self, key: HTTPKey) -> Attributes:
         """The ``http.server.request.duration`` attributes of (method, scheme, protocol
@@ -118,13 +132,12 @@ class Instruments:
 
     def record_http(self, duration: float, key: HTTPKey, context: Context) -> None:
         """Record one HTTP request's duration."""
-        self.http_duration.record(duration, self.http_attributes(key), context)
+        self.http_duration.record(duration, self._http(key), context)
 
     def record_llm(
         self,
         key: LLMKey,
         context: Context,
-        *,
         duration: float,
         ttft: float | None,
         input_tokens: int | None,
@@ -136,7 +149,7 @@ class Instruments:
         attributes = sets[0]
         self.llm_duration.record(duration, attributes, context)
         # the conventions keep the latency of tokens to successful responses
-        if key[4] is None and ttft is not None:
+        if ttft is not None and key[4] is None:
             self.ttft.record(ttft, attributes, context)
             if output_tokens is not None and output_tokens > 1:
                 self.time_per_output_token.record(

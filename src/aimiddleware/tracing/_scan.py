@@ -11,14 +11,39 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from json.scanner import make_scanner
 from time import perf_counter
-from typing import Final
+from typing import Any, Final
 
 from .._openai import LLMResponse
 from .._sse import SSEParser, ends_event
 from ._content import OutputCollector
 
-_decode: Final = json.JSONDecoder().decode
+_DECODER: Final = json.JSONDecoder()
+_decode: Final = _DECODER.decode
+# the C scanner under json.loads: on a small body, loads' Python layers (encoding detection,
+# raw_decode, two whitespace searches) cost as much as the scan itself (typeshed types the
+# scanner class, where the standard library's function takes the decoder)
+_scan: Final[Callable[[str, int], tuple[Any, int]]] = make_scanner(_DECODER)  # type: ignore[arg-type]
+_JSON_SPACE: Final = " \t\n\r"
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads(text)`` for a body that starts with its value, as servers write them.
+
+    >>> parse_json('{"id": "c1"}\\n'), parse_json(' [1]')
+    ({'id': 'c1'}, [1])
+    """
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:  # leading whitespace, or no JSON value at all: the full decoder says
+        return _decode(text)
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        raise ValueError("extra data after the JSON value")
+    return value
+
+
 # news in a chunk: an "error", "finish_reason" or "usage" key whose value is not null. One
 # search instead of a find per key: on a token delta the calls cost more than the bytes they
 # read. Possessive quantifiers, so that `": null"` cannot match by giving up its space.
@@ -106,7 +131,7 @@ class BodyScan:
         try:
             # JSON on the wire is UTF-8 (RFC 8259): decoding first spares json.loads its
             # detection of the encoding
-            payload = _decode((parts[0] if len(parts) == 1 else b"".join(parts)).decode())
+            payload = parse_json((parts[0] if len(parts) == 1 else b"".join(parts)).decode())
         except (ValueError, UnicodeDecodeError, RecursionError):
             return None
         response = LLMResponse()

@@ -6,11 +6,13 @@ import logging
 from typing import Any
 
 from opentelemetry import context, trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind
 
 from .. import __version__
 from .._config import build_options
-from .._openai import llm_operation, shared_llm_request
+from .._lru import Memo
+from .._openai import llm_operation
 from ..context import (
     ASGIApp,
     ClientDisconnected,
@@ -18,18 +20,20 @@ from ..context import (
     Scope,
     Send,
     get_annotations,
-    json_body,
     read_body,
     request_id,
     route_path,
     set_trace_id,
 )
-from ._config import Config
+from ._config import Config, tracer_records
 from ._exchange import HOOK_FAILED, Exchange
 from ._http import CONTENT_LENGTH, HOST, USER_AGENT, method_name, request_attributes
 from ._options import GROUPS, TracingOptions
 
 logger = logging.getLogger("aimiddleware.tracing")
+
+# path -> its GenAI operation, for the paths a server is asked for (bounded: clients choose them)
+_operation: Memo[str, str | None] = Memo(llm_operation, 1024)
 
 #: the span attribute naming the request id (an attribute name, like the annotations)
 REQUEST_ID = "aimiddleware.request_id"
@@ -84,25 +88,38 @@ class TracingMiddleware:
             return
 
         try:
-            exchange, length = self._start(scope, receive, send, path)
+            span, parent, found, method = self._start(scope)
         except Exception:
             # a broken propagator or sampler costs this request its span, never its answer
             logger.warning("tracing: starting the span failed; the request goes on", exc_info=True)
             await self.app(scope, receive, send)
             return
-        span = exchange.span
+        if not (span.is_recording() or config.observed or config.instruments.recording()):
+            # the API without an SDK: nothing reads what the request would tell, so only the
+            # context goes on (the caller's trace id and baggage, for the app's own calls)
+            token = context.attach(trace.set_span_in_context(span, parent))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                context.detach(token)
+            return
+
+        get_annotations(scope)  # created here, so that inner middlewares write into this dict
+        operation = _operation(path) if method == "POST" else None
+        exchange = Exchange(config, scope, span, method, operation, receive, send)
         if config.request_hook is not None:
             try:
                 config.request_hook(span, scope)
             except Exception:
                 logger.warning(HOOK_FAILED, "the request hook", exc_info=True)
 
-        token = context.attach(trace.set_span_in_context(span, exchange.parent))
+        token = context.attach(trace.set_span_in_context(span, parent))
         error: BaseException | None = None
         try:
             app_receive: Receive = exchange.receive
+            length = found[CONTENT_LENGTH]
             if (
-                exchange.operation is not None
+                operation is not None
                 and length is not None
                 and length.isdigit()
                 and int(length) <= config.body_limit
@@ -112,7 +129,7 @@ class TracingMiddleware:
                 except ClientDisconnected:
                     exchange.disconnected = True
                     return  # nobody is left to answer
-                exchange.llm = shared_llm_request(scope, path, json_body(scope))
+                exchange.body_read = True  # parsed at the end, when an inner parse may be shared
             await self.app(scope, app_receive, exchange.send)
         except BaseException as exc:
             error = exc
@@ -124,26 +141,26 @@ class TracingMiddleware:
             except Exception:
                 logger.warning(HOOK_FAILED, "finishing the span", exc_info=True)
 
-    def _start(
-        self, scope: Scope, receive: Receive, send: Send, path: str
-    ) -> tuple[Exchange, bytes | None]:
+    def _start(self, scope: Scope) -> tuple[Span, Context, list[Any], str]:
         """Extract the parent context, start the span, publish the trace id.
 
-        Returns the request's exchange and its Content-Length, both found in one pass over the
-        request headers.
+        Returns the span, its parent context, the request headers :func:`~._http.read_headers` found
+        (one pass over them) and the method as the conventions name it.
         """
         config = self._config
         parent, found = config.read_request(scope.get("headers") or ())
         method = method_name(scope.get("method", "GET"))
-        attributes = request_attributes(scope, method, found[HOST], found[USER_AGENT])
-        attributes[REQUEST_ID] = request_id(scope)
-        span = config.tracer.start_span(
-            method, context=parent, kind=SpanKind.SERVER, attributes=attributes
-        )
+        tracer = config.tracer
+        records = config.tracer_records
+        if records or (records is None and tracer_records(tracer)):
+            attributes = request_attributes(scope, method, found[HOST], found[USER_AGENT])
+            attributes[REQUEST_ID] = request_id(scope)
+            span = tracer.start_span(
+                method, context=parent, kind=SpanKind.SERVER, attributes=attributes
+            )
+        else:  # the API's no-op tracer: the attributes would only be dropped
+            span = tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
         span_context = span.get_span_context()
         if span_context.is_valid:
             set_trace_id(scope, format(span_context.trace_id, "032x"))
-        get_annotations(scope)  # created here, so that inner middlewares write into this dict
-        operation = llm_operation(path) if method == "POST" else None
-        exchange = Exchange(config, scope, span, parent, method, operation, receive, send)
-        return exchange, found[CONTENT_LENGTH]
+        return span, parent, found, method
