@@ -130,6 +130,7 @@ async def health(request: Request) -> Any:
         "pid": os.getpid(),
         "instances": engine.instances,
         "waiting": engine.waiting,
+        "waiting_by_tier": {"agent": 0, "human": 0, **engine.waiting_by_tier()},
         "generations_started": stats.generations_started,
         "generations_active": stats.generations_active,
         "generations_cancelled": stats.generations_cancelled,
