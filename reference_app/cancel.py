@@ -30,13 +30,17 @@ from typing import Any, Final
 from aimiddleware.context import get_annotations, get_principal, route_path
 from aimiddleware.errors import ErrorInfo
 
-__all__ = ["CLIENT_CLOSED", "ClientWatch", "RequestTicket", "current_request"]
+__all__ = ["CLIENT_CLOSED", "GENERATIONS", "ClientWatch", "RequestTicket", "current_request"]
 
 ASGIApp = Any
 Message = dict[str, Any]
 
 #: what ``IdempotencyMiddleware`` records for a request it runs under a key (docs/idempotency.md)
 IDEMPOTENCY_OUTCOME: Final = "aimiddleware.idempotency.outcome"
+
+#: the routes that generate (an embedding is not cancelled: its instance is not the line's, and
+#: its worker thread must finish before the next one may use it)
+GENERATIONS: Final = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses"})
 
 #: nginx's status for a request whose client closed the connection before the answer
 CLIENT_CLOSED: Final = 499
@@ -80,7 +84,7 @@ def tier_of(scope: dict[str, Any], default: str) -> str:
 
 
 class ClientWatch:
-    """Cancels a POST to the API (``/v1/...``) whose client leaves before its response starts
+    """Cancels a generation (``GENERATIONS``) whose client leaves before its response starts
     (see the module's docs)."""
 
     def __init__(self, app: ASGIApp, *, default_tier: str) -> None:
@@ -91,7 +95,7 @@ class ClientWatch:
         if (
             scope["type"] != "http"
             or scope.get("method") != "POST"
-            or not route_path(scope).startswith("/v1/")
+            or route_path(scope) not in GENERATIONS
         ):
             await self.app(scope, receive, send)
             return
