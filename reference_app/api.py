@@ -28,7 +28,7 @@ from .checks import (
     sampling_for,
 )
 from .engine import Engine, GenerationTimeout
-from .errors import APIError, generation_timeout
+from .errors import APIError, generation_timeout, retry_signals
 from .runs import Run, completion_stream
 from .schemas import CompletionRequest, EmbeddingRequest
 from .settings import Settings
@@ -130,10 +130,11 @@ async def health(request: Request) -> Any:
         "pid": os.getpid(),
         "instances": engine.instances,
         "waiting": engine.waiting,
+        "waiting_by_tier": {"agent": 0, "human": 0, **engine.waiting_by_tier()},
         "generations_started": stats.generations_started,
         "generations_active": stats.generations_active,
         "generations_cancelled": stats.generations_cancelled,
     }
     if not engine.ready.is_set():
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse(body, status_code=503, headers=retry_signals(1))
     return body

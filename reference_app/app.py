@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from . import errors, playground
 from .api import router
+from .cancel import ClientWatch
 from .chat import router as chat_router
 from .engine import BUNDLED_MODEL, Engine, bundled_model_path
 from .mcp_server import mount_mcp
@@ -76,6 +77,11 @@ def create_app(
         gpu_layers=settings.gpu_layers,
         max_queue=settings.max_queue,
         logprobs=settings.logprobs,
+        priority=(
+            {"human": settings.human_weight, "agent": settings.agent_weight}
+            if settings.priority
+            else None
+        ),
     )
     responses = ResponseStore(
         settings.store_url, ttl=settings.response_ttl, max_bytes=settings.response_store_max_bytes
@@ -118,7 +124,9 @@ def create_app(
         demo_tokens = playground.demo_issuer(settings)
     playground.install(api, demo_tokens)
     mcp_running = mount_mcp(api, settings)
-    return build_stack(api, settings, telemetry)
+    # innermost: a generation whose client left is stopped, and the tier reaches the engine
+    watched = ClientWatch(api, default_tier=settings.anonymous_tier)
+    return build_stack(watched, settings, telemetry)
 
 
 def app_from_env() -> Any:

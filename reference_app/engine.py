@@ -1,10 +1,12 @@
-"""The model engine: a pool of llama.cpp instances behind a fair FIFO queue.
+"""The model engine: a pool of llama.cpp instances behind a fair line, weighted between tiers.
 
 llama.cpp contexts are not thread-safe, so each instance generates for one request at a time, in
 a worker thread. Tokens are handed to the event loop as they are produced. A request that stops
 listening (client gone, deadline passed, server shutting down) sets a flag the worker checks
-after every token, so its instance is free again within one token. What calls llama.cpp itself
-(loading, the chat template, grammars, the worker-thread loops) is in llama.py.
+after every token, so its instance is free again within one token. Requests waiting for an
+instance are served first come first served within a tier, and between tiers by weight
+(waitline.py); the tier is the request's (cancel.py). What calls llama.cpp itself (loading, the
+chat template, grammars, the worker-thread loops) is in llama.py.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cancel import current_request
 from .llama import (
     BUNDLED_MODEL,
     DONE,
@@ -31,6 +34,7 @@ from .llama import (
     run_embedding,
     run_generation,
 )
+from .waitline import WaitLine
 
 __all__ = [
     "BUNDLED_MODEL",
@@ -54,10 +58,17 @@ class Stats:
     generations_active: int = 0
     generations_cancelled: int = 0
     tokens_generated: int = 0
+    # produced by the model after its request stopped listening (the worker sees the flag
+    # after each token, so at most one per cancelled generation)
+    tokens_after_cancel: int = 0
 
 
 class Engine:
-    """Loads ``instances`` copies of the model and runs generations on them, one each at a time."""
+    """Loads ``instances`` copies of the model and runs generations on them, one each at a time.
+
+    ``priority`` maps tiers to weights for the line of waiting requests (``None``: one first
+    come first served line).
+    """
 
     def __init__(
         self,
@@ -69,6 +80,7 @@ class Engine:
         gpu_layers: int = -1,
         max_queue: int = 32,
         logprobs: bool = True,
+        priority: Mapping[str, float] | None = None,
     ) -> None:
         self.model_path = model_path
         self.instances = instances
@@ -80,7 +92,8 @@ class Engine:
         self.stats = Stats()
         self.ready = asyncio.Event()
         self.device = "cpu"
-        self._free: asyncio.Queue[Any] = asyncio.Queue()
+        self._idle: list[Any] = []  # free instances; none while anyone waits
+        self._line: WaitLine[Any] = WaitLine(priority)
         self._waiting = 0
         self._executor = ThreadPoolExecutor(max_workers=instances + 1, thread_name_prefix="llama")
         self._embedder: Any = None
@@ -108,7 +121,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         for _ in range(self.instances):
             llm = await loop.run_in_executor(self._executor, self._load_one)
-            self._free.put_nowait(llm)
+            self._give_back(llm)
             self._tokenizer = self._tokenizer or llm
         self._formatter = chat_formatter(self._tokenizer, self.model_path.name)
         self.ready.set()
@@ -161,16 +174,28 @@ class Engine:
         :raises QueueFull: every instance is busy and ``max_queue`` requests already wait.
         :raises GenerationTimeout: ``deadline`` (a ``time.monotonic()`` value) passed.
         """
-        llm = await self._acquire(deadline)
+        request = current_request()
+        llm = await self._acquire(deadline, request.tier if request is not None else "")
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
         self._running.add(cancel)
         self.stats.generations_started += 1
         self.stats.generations_active += 1
+        if request is not None:  # the prompt is read now; choices of one request share it
+            request.prompt_tokens = max(request.prompt_tokens, len(tokens))
+
+        def arrived(item: Any) -> None:
+            # on the loop: count what the model produced, read or not
+            if isinstance(item, dict) and item["choices"][0]["finish_reason"] is None:
+                if request is not None:
+                    request.completion_tokens += 1
+                if cancel.is_set():
+                    self.stats.tokens_after_cancel += 1
+            chunks.put_nowait(item)
 
         def push(item: Any) -> None:
-            loop.call_soon_threadsafe(chunks.put_nowait, item)
+            loop.call_soon_threadsafe(arrived, item)
 
         worker = loop.run_in_executor(
             self._executor, run_generation, llm, tokens, sampling, cancel, deadline, push
@@ -198,7 +223,7 @@ class Engine:
             def release(_: object) -> None:
                 self._running.discard(cancel)
                 self.stats.generations_active -= 1
-                self._free.put_nowait(llm)
+                self._give_back(llm)
 
             # The instance goes back only once its thread has stopped touching it (within one
             # token). A callback, not an await: a cancelled caller may not await here again.
@@ -207,24 +232,43 @@ class Engine:
             else:
                 worker.add_done_callback(release)
 
-    async def _acquire(self, deadline: float) -> Any:
+    def _give_back(self, llm: Any) -> None:
+        """An instance is free: to the request served next, else to the idle ones."""
+        if self._line.grant(llm) is None:
+            self._idle.append(llm)
+
+    async def _acquire(self, deadline: float, tier: str) -> Any:
         if self._closing:
             raise QueueFull("the server is shutting down")
-        if self._free.empty() and self._waiting >= self.max_queue:
+        if self._idle:  # nobody waits while an instance is idle
+            return self._idle.pop()
+        if self._waiting >= self.max_queue:
             raise QueueFull(f"{self._waiting} requests are already waiting")
         self._waiting += 1
+        place = self._line.join(tier)
         try:
-            # asyncio.Queue serves its waiters in arrival order: a fair FIFO line
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                return await self._free.get()
-        except TimeoutError:
-            raise GenerationTimeout from None
+                return await place
+        except BaseException as exc:
+            if place.done() and not place.cancelled():
+                # granted as the wait ended (deadline, client gone): the next one gets it
+                self._give_back(place.result())
+            else:
+                place.cancel()
+                self._line.leave(place)
+            if isinstance(exc, TimeoutError):
+                raise GenerationTimeout from None
+            raise
         finally:
             self._waiting -= 1
 
     @property
     def waiting(self) -> int:
         return self._waiting
+
+    def waiting_by_tier(self) -> dict[str, int]:
+        """How many requests wait for an instance, per tier."""
+        return self._line.waiting()
 
     # -- embeddings ----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aimiddleware.errors import ErrorInfo, render_error
+from aimiddleware.errors import ErrorInfo, render_error, retry_headers
 
 from .engine import QueueFull
 
@@ -32,10 +32,19 @@ class APIError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        retry_after: float | None = None,
+        should_retry: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.info = ErrorInfo(status, message, type, param=param, code=code)
+        self.info.retry_after, self.info.should_retry = retry_after, should_retry
         self.headers = headers or {}
+
+
+def retry_signals(seconds: float, should_retry: bool = True) -> dict[str, str]:
+    """``Retry-After``, ``retry-after-ms`` and ``x-should-retry`` (docs/ratelimit.md), for the
+    answers that are not errors of the renderer (``/health``)."""
+    return {k.decode(): v.decode() for k, v in retry_headers(seconds, should_retry)}
 
 
 def error_response(
@@ -48,6 +57,9 @@ def error_response(
     the middlewares around it, so a 5xx of the app keeps only its status and headers.
     """
     content_type, body = render_error(request.scope, info, format="openai")
+    if info.retry_after is not None or info.should_retry is not None:
+        signals = retry_headers(info.retry_after, info.should_retry)
+        headers = {**{k.decode(): v.decode() for k, v in signals}, **(headers or {})}
     return Response(
         body, status_code=info.status, headers=headers, media_type=content_type.decode()
     )
@@ -59,7 +71,8 @@ def model_loading() -> APIError:
         "the model is still loading",
         type="server_error",
         code="model_loading",
-        headers={"Retry-After": "1"},
+        retry_after=1,
+        should_retry=True,
     )
 
 
@@ -69,7 +82,8 @@ def overloaded(exc: QueueFull) -> APIError:
         f"The server is overloaded ({exc}); retry shortly.",
         type="server_error",
         code="server_overloaded",
-        headers={"Retry-After": "1"},
+        retry_after=1,
+        should_retry=True,
     )
 
 

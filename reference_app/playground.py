@@ -146,7 +146,8 @@ def _router() -> APIRouter:
                 "The demo token issuer is unavailable; retry shortly.",
                 type="server_error",
                 code="demo_token_unavailable",
-                headers={"Retry-After": "1"},
+                retry_after=1,
+                should_retry=True,
             ) from None
         # RFC 6749 section 5.1: token responses are never cached
         return JSONResponse(

@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     human_tokens: str | None = Field("40000/minute", description="human tier LLM tokens")
     human_concurrency: int | None = Field(2, ge=1, description="human tier requests in flight")
     anonymous_tier: str = Field("human", description="tier of callers nothing else places")
+    # priority between tiers in the line for a model instance (docs/reference_app.md)
+    priority: bool = Field(
+        True, description="serve waiting requests by tier weight (false: first come first served)"
+    )
+    human_weight: float = Field(
+        4.0, gt=0, description="human tier's share of the instances that come free while both wait"
+    )
+    agent_weight: float = Field(1.0, gt=0, description="agent tier's share, likewise")
     client_type_header: str | None = Field(
         None, description="trusted header naming the tier of unauthenticated callers"
     )

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-from .errors import ErrorInfo
+from .errors import ErrorInfo, retry_headers
 from .exceptions import ConfigurationError
 
 __all__ = ["AuthError", "Challenger", "check_scope_token", "insufficient_scope", "scope_tokens"]
@@ -156,8 +156,8 @@ class Challenger:
             out += [(b"www-authenticate", value) for value in self.challenges(error)]
         if error.dpop_nonce is not None:
             out.append((b"dpop-nonce", error.dpop_nonce.encode("ascii")))
-        if error.retry_after is not None:
-            out.append((b"retry-after", str(error.retry_after).encode("ascii")))
+        if error.retry_after is not None:  # a backend is down: a 503 is worth retrying
+            out += retry_headers(error.retry_after, True if error.status == 503 else None)
         out.append((b"cache-control", b"no-store"))
         return out
 

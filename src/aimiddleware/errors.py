@@ -23,6 +23,7 @@ library's:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -41,6 +42,7 @@ __all__ = [
     "error_defaults",
     "reason",
     "render_error",
+    "retry_headers",
     "send_error",
     "wants_problem",
 ]
@@ -103,6 +105,11 @@ class ErrorInfo:
     ``problem_type`` is the problem's type URI when it has its own (else the route's
     ``problem_type_base`` + code, or ``about:blank``), ``title`` its title when it is not the
     reason phrase; ``extra`` holds more members of the error object.
+
+    ``retry_after`` (seconds) and ``should_retry`` are the retry signals :func:`send_error`
+    writes as ``Retry-After``, ``retry-after-ms`` and ``x-should-retry`` (see
+    :func:`retry_headers`): set them on every 429 and 503, ``should_retry=False`` where waiting
+    cannot help.
     """
 
     status: int
@@ -113,6 +120,8 @@ class ErrorInfo:
     extra: dict[str, Any] = field(default_factory=dict)
     problem_type: str | None = None
     title: str | None = None
+    retry_after: float | None = None
+    should_retry: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.type:
@@ -154,6 +163,31 @@ class ErrorInfo:
         if trace_id:
             problem["trace_id"] = trace_id
         return problem
+
+
+def retry_headers(
+    retry_after: float | None, should_retry: bool | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The retry signals of an answer, as the ``openai`` SDK (and every Stainless-generated
+    SDK) reads them: ``retry-after-ms`` first, then ``Retry-After``, and ``x-should-retry``.
+
+    ``Retry-After`` is whole seconds, rounded up: never earlier than ``retry-after-ms``, which
+    says the wait to the millisecond (rounded up too), so both name the same moment.
+
+    >>> retry_headers(1.25, True)
+    [(b'retry-after', b'2'), (b'retry-after-ms', b'1250'), (b'x-should-retry', b'true')]
+    >>> retry_headers(None, False)
+    [(b'x-should-retry', b'false')]
+    """
+    out: list[tuple[bytes, bytes]] = []
+    if retry_after is not None:
+        # the float's noise (0.3 * 1000 = 300.00000000000006) must not add a millisecond
+        ms = max(0, math.ceil(round(retry_after * 1000, 6)))
+        out.append((b"retry-after", b"%d" % -(-ms // 1000)))
+        out.append((b"retry-after-ms", b"%d" % ms))
+    if should_retry is not None:
+        out.append((b"x-should-retry", b"true" if should_retry else b"false"))
+    return out
 
 
 def _media_ranges(accept: bytes) -> dict[str, float]:
@@ -234,8 +268,9 @@ async def send_error(
     type_base: str | None = None,
     close: bool = False,
 ) -> None:
-    """Send ``info`` as the whole response, with ``headers`` (``Retry-After``,
-    ``WWW-Authenticate``...), ``x-request-id`` and, when ``close``, ``Connection: close``.
+    """Send ``info`` as the whole response, with ``headers`` (``WWW-Authenticate``...), the
+    retry signals ``info`` carries (:func:`retry_headers`), ``x-request-id`` and, when
+    ``close``, ``Connection: close``.
 
     The error is recorded in the scope, so an outer ``NormalizeMiddleware`` keeps it as it is
     (it rebuilds every other 5xx from its status alone).
@@ -248,6 +283,8 @@ async def send_error(
         *extra,
         (b"x-request-id", request_id(scope).encode("ascii")),
     ]
+    if info.retry_after is not None or info.should_retry is not None:
+        raw += retry_headers(info.retry_after, info.should_retry)
     if close:
         raw.append((b"connection", b"close"))
     scope[ERROR_KEY] = info

@@ -72,8 +72,7 @@ async def send_problem(
         problem_type=f"{type_base}#{slug}",
         title=title,
     )
-    headers = [NO_STORE]
-    if retry_after is not None:
-        headers.append((b"retry-after", str(retry_after).encode("ascii")))
+    if retry_after is not None:  # Retry-After, retry-after-ms, x-should-retry: true
+        info.retry_after, info.should_retry = retry_after, True
     annotate(scope, "aimiddleware.idempotency.error", slug)
-    await send_error(send, scope, info, headers, format="problem")
+    await send_error(send, scope, info, [NO_STORE], format="problem")

@@ -52,9 +52,14 @@ async def send_rejection(scope: Scope, send: Send, ticket: Ticket, decision: Dec
                 f"Please try again in {go_duration(retry)}."
             )
     annotate(scope, "aimiddleware.ratelimit.limited", kind)
-    info = ErrorInfo(429, message, kind, code="rate_limit_exceeded")
+    # a request larger than a whole window never fits, whichever limit refused it first:
+    # waiting cannot help (x-should-retry: false)
+    fits = all(check.cost <= check.limit for check in checks)
+    info = ErrorInfo(
+        429, message, kind, code="rate_limit_exceeded", retry_after=retry, should_retry=fits
+    )
     fields = plan.fields(outcomes, ticket.slots_free(decision))
-    await send_error(send, scope, info, [(b"retry-after", b"%d" % whole_seconds(retry)), *fields])
+    await send_error(send, scope, info, fields)
 
 
 async def send_too_large(scope: Scope, send: Send, limit: int) -> None:
@@ -68,5 +73,12 @@ async def send_too_large(scope: Scope, send: Send, limit: int) -> None:
 async def send_unavailable(scope: Scope, send: Send) -> None:
     """The 503 of a request the store could not count, with ``on_store_error="closed"``."""
     message = "The rate limiter is unavailable; please try again shortly."
-    info = ErrorInfo(503, message, "server_error", code="rate_limiter_unavailable")
-    await send_error(send, scope, info, [(b"retry-after", b"1")])
+    info = ErrorInfo(
+        503,
+        message,
+        "server_error",
+        code="rate_limiter_unavailable",
+        retry_after=1,
+        should_retry=True,
+    )
+    await send_error(send, scope, info)
