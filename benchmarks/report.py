@@ -322,6 +322,30 @@ def _unavailable(run: Run) -> list[str]:
     return lines
 
 
+def _priority(run: Run) -> list[str]:
+    if run.priority is None:
+        return []
+    summary = run.priority["summary"]
+    settings = run.priority.get("settings", {})
+    rows = [
+        [name, f"{summary[name]['ttft_p50_ms']:.0f}"]
+        for name in ("priority", "fifo")
+        if name in summary
+    ]
+    return [
+        "## Priority between tiers (reference app)",
+        "",
+        f"A person's time to first token while {settings.get('agents', '?')} agent streams of "
+        f"{settings.get('agent_tokens', '?')} tokens hold and wait for the one model instance, "
+        f"median of {settings.get('rounds', '?')} rounds (`python -m benchmarks.priority`): "
+        "with the tiers' priority (people 4, agents 1, the default) and first come first served.",
+        "",
+        *_table(["queue", "human TTFT p50 (ms)"], rows),
+        "",
+        f"With priority the person is served {run.priority.get('speedup', 0):.1f}x sooner.",
+    ]
+
+
 def render(run: Run, plots: dict[str, str] | None = None) -> str:
     """docs/benchmarks.md for ``run``; ``plots`` maps a plot key to its path relative to docs/."""
     plots = plots or {}
@@ -344,6 +368,7 @@ def render(run: Run, plots: dict[str, str] | None = None) -> str:
         _series(run, "stream", "Cost against stream length", "chunks", plots),
         _scaling(run, plots),
         _streaming(run),
+        _priority(run),
         (
             ["## Per-chunk cost of the stack", "", "```text", run.stream_cost.rstrip(), "```"]
             if run.stream_cost
@@ -421,6 +446,7 @@ RUN_FILES = (
     "inprocess.json",
     "instructions.json",
     "roundtrips.json",
+    "priority.json",
 )
 
 

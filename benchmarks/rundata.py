@@ -31,6 +31,7 @@ class Run:
     inprocess: dict[str, Any] | None = None
     instructions: dict[str, Any] | None = None
     roundtrips: dict[str, Any] | None = None
+    priority: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, directory: Path) -> Run:
@@ -54,6 +55,7 @@ class Run:
             inprocess=part("inprocess"),
             instructions=part("instructions"),
             roundtrips=part("roundtrips"),
+            priority=part("priority"),
         )
 
     def rows(self) -> dict[str, Row]:

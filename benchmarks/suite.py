@@ -19,6 +19,8 @@ Parts, each a module that can also run alone, each writing its JSON into one run
               process (benchmarks/stream_cost.py with the full stack added), where it exists
   profile     python -m benchmarks.profile   where the stack's and the peer stack's time goes,
               and each budgeted configuration's (for those that miss their budget)
+  priority    python -m benchmarks.priority  a person's time to first token behind 8 agent
+              streams in the reference app, with and without the tiers' priority
 
 A part that fails is recorded as failed in run.json and the others still run; the report says
 which parts are missing. Then python -m benchmarks.report renders the run.
@@ -28,8 +30,9 @@ http about 8 (46 configurations x 3 interleaved rounds of 2 s after 0.5 s of war
 1 s to start each server), streaming 3 to 5 (the model loads, 5 rounds of 128 tokens, 4
 concurrent streams), scaling about 1.5, inprocess about 1.5 (2000 requests x 3 x 5 rounds),
 instructions about 1 (a minute of CPU under callgrind, imports included, in two processes),
-stream-cost and profile about 1 each, roundtrips under 1. run.json records the seconds each
-part took and the report prints them under "Machine".
+stream-cost and profile about 1 each, roundtrips under 1, priority about 2 (3 rounds, each
+8 agent streams of 64 tokens behind one model instance, with and without priority).
+run.json records the seconds each part took and the report prints them under "Machine".
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ PARTS = (
     "streaming",
     "stream-cost",
     "profile",
+    "priority",
 )
 
 
@@ -78,11 +82,13 @@ class Plan:
     inprocess_rounds: int
     instruction_requests: int
     roundtrip_requests: int
+    priority_rounds: int
+    agent_tokens: int
 
 
 # the full run fits in about 20 minutes (see above): the HTTP part, the largest, is sized so
-FULL = Plan(3, 2.0, 0.5, 3, 5, 128, True, 5, 2000, 2000, 5, 300, 200)
-QUICK = Plan(2, 1.0, 0.5, 1, 2, 48, False, 3, 300, 300, 2, 50, 30)
+FULL = Plan(3, 2.0, 0.5, 3, 5, 128, True, 5, 2000, 2000, 5, 300, 200, 3, 64)
+QUICK = Plan(2, 1.0, 0.5, 1, 2, 48, False, 3, 300, 300, 2, 50, 30, 1, 24)
 
 
 def commands(parts: list[str], plan: Plan, run_dir: Path) -> dict[str, list[str]]:
@@ -126,6 +132,10 @@ def commands(parts: list[str], plan: Plan, run_dir: Path) -> dict[str, list[str]
         requests = ["--requests", str(plan.cost_requests)]
         out["profile"] = [*py, "benchmarks.profile", *names, *requests,
                           "--out", str(run_dir / "profile.json")]  # fmt: skip
+    if "priority" in parts:
+        out["priority"] = [*py, "benchmarks.priority", "--rounds", str(plan.priority_rounds),
+                           "--agent-tokens", str(plan.agent_tokens),
+                           "--out", str(run_dir / "priority.json")]  # fmt: skip
     return out
 
 

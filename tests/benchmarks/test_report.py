@@ -261,3 +261,21 @@ def test_the_goals_say_what_bounds_the_full_stack_from_the_run_itself() -> None:
     assert "reached 0.55x of bare: no stack that traces every request" in text
     assert "(`stack:memory-no-sdk`) reached 0.42x of bare" in text
     assert "What bounds the full stack" not in render(_run_with({"bare": 1000.0}))
+
+
+def test_priority_section_gives_the_human_wait_with_and_without_priority() -> None:
+    priority = {
+        "settings": {"rounds": 3, "agent_tokens": 64, "agents": 8},
+        "summary": {
+            "priority": {"ttft_p50_ms": 3200.4, "ttft_ms": [3100.0, 3200.4, 3300.0]},
+            "fifo": {"ttft_p50_ms": 21400.0, "ttft_ms": [21000.0, 21400.0, 22000.0]},
+        },
+        "speedup": 21400.0 / 3200.4,
+    }
+    text = render(_run_with({"bare": 1000.0}, priority=priority))
+    section = text.split("## Priority between tiers", 1)[1]
+    assert "8 agent streams of 64 tokens" in section
+    assert _table_row(section, "priority")[1] == "3200"
+    assert _table_row(section, "fifo")[1] == "21400"
+    assert "6.7x sooner" in section
+    assert "## Priority between tiers" not in render(_run_with({"bare": 1000.0}))
