@@ -12,6 +12,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ._responses import is_responses_path, observe_responses, parse_responses_request
 from .context import LLM_REQUEST_KEY, LLMRequest, LLMUsage, get_llm_usage, set_llm_usage
 
 _NOT_LLM: Final = object()
@@ -37,6 +38,7 @@ OPERATIONS: Final = {
     "/chat/completions": "chat",
     "/completions": "text_completion",
     "/embeddings": "embeddings",
+    "/responses": "chat",  # the Responses API: a chat, as the GenAI conventions map it
 }
 
 
@@ -81,6 +83,8 @@ def parse_llm_request(path: str, body: Any) -> LLMRequest | None:
     operation = llm_operation(path)
     if operation is None or not isinstance(body, dict):
         return None
+    if is_responses_path(path):
+        return parse_responses_request(body)
     request = LLMRequest(operation=operation)
     model = body.get("model")
     request.model = model if isinstance(model, str) else None
@@ -134,6 +138,8 @@ class LLMResponse:
         """Take in one parsed response object (a whole JSON body or one stream chunk)."""
         if not isinstance(payload, dict):
             return
+        if "choices" not in payload and observe_responses(self, payload):
+            return  # a Responses API event or response object
         if "error" in payload and payload.get("error"):
             self.error = True
         if isinstance(payload.get("id"), str):
