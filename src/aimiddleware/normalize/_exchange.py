@@ -22,7 +22,7 @@ from ..context import (
 from ..errors import ErrorInfo, render_error
 from ._mapping import GENERIC_5XX, describe, exception_error, held_error, in_chosen_shape, where
 from ._routes import NormalizeRoute, minimal_response, prefers_minimal
-from ._stream import cut_events, error_event
+from ._stream import SequencedSend, cut_events, error_event
 
 if TYPE_CHECKING:
     from ._options import NormalizeOptions
@@ -58,8 +58,10 @@ class Exchange:
     def __init__(self, config: NormalizeOptions, scope: Scope, send: Send) -> None:
         self._config = config
         self._scope = scope
-        self._send = send
-        self._route: NormalizeRoute | None = config.route_for(route_path(scope))
+        path = route_path(scope)
+        # a Responses API stream: its numbering is kept for the error event that may end it
+        self._send = SequencedSend(send) if path.endswith("/responses") else send
+        self._route: NormalizeRoute | None = config.route_for(path)
         if self._route is not None:
             # the middlewares inside write their own errors in the route's shape
             set_error_format(scope, self._route.format_or_openai, config.problem_type_base)
@@ -278,7 +280,7 @@ class Exchange:
     async def _stream_error(self, info: ErrorInfo) -> None:
         describe(self._scope, info)
         self._pending = b""  # half an event is dropped, never glued to the error
-        tail = error_event(self._scope, info)
+        tail = error_event(self._scope, info, self._send)
         self.complete = True
         await self._send({"type": "http.response.body", "body": tail, "more_body": False})
 
