@@ -35,8 +35,6 @@ RULES = [
     ScopeRule("/v1/models*", ["models:read"], methods=["GET"]),
     ScopeRule("/v1/chat/completions", ["chat"], methods=["POST"]),
     ScopeRule("/v1/completions", ["chat"], methods=["POST"]),
-    # the Responses API: creating one, and reading, cancelling or deleting a stored one
-    ScopeRule("/v1/responses*", ["chat"]),
     ScopeRule("/v1/embeddings", ["embeddings"], methods=["POST"]),
     # the MCP endpoint: 401 + resource_metadata here; each tool's own scope is checked behind
     # it by MCPScopeMiddleware (reference_app/mcp_server.py), which needs the JSON-RPC body

@@ -1,5 +1,5 @@
-"""The Responses API under the reference app's rules: creating, reading, cancelling and
-deleting a response all need the ``chat`` scope."""
+"""The Responses API under the rule docs/oauth.md gives (and the reference app uses): creating,
+reading, cancelling and deleting a response all need the ``chat`` scope."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from aimiddleware.oauth import APIKeys, OAuthMiddleware
-from reference_app.auth import RULES
+from aimiddleware.oauth import APIKeys, OAuthMiddleware, ScopeRule
 
-from .apps import RESOURCE, bearer, client_for, whoami
+from .apps import RESOURCE, RULES, bearer, client_for, whoami
 
 pytestmark = pytest.mark.anyio
 
@@ -37,8 +36,9 @@ def responses_api() -> Starlette:
 async def test_every_responses_call_needs_the_chat_scope() -> None:
     chat_key, chat = APIKeys.generate("agent-7", scopes=["chat"])
     reader_key, reader = APIKeys.generate("reader", scopes=["models:read", "embeddings"])
+    rules = [*RULES, ScopeRule("/v1/responses*", ["chat"])]
     mw = OAuthMiddleware(
-        responses_api(), resource=RESOURCE, api_keys=APIKeys([chat, reader]), rules=RULES
+        responses_api(), resource=RESOURCE, api_keys=APIKeys([chat, reader]), rules=rules
     )
     async with client_for(mw) as client:
         for method, path in CALLS:
