@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -104,3 +105,25 @@ def test_the_openai_sdk_reads_the_error_event(quiet: None) -> None:
     assert error.code == "internal_error"
     assert error.sequence_number == 6
     assert [event.sequence_number for event in received] == list(range(7))
+
+
+@pytest.mark.anyio
+async def test_a_404_is_an_unknown_model_on_create_and_an_unknown_response_on_read() -> None:
+    async def missing(scope: Any, receive: Any, send: Any) -> None:
+        body = b'{"detail": "Not Found"}'
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 404, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    app = NormalizeMiddleware(missing)
+    created = await drive(app)
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(http_scope("GET", RESPONSES_PATH + "/resp_x"), request_receive(), send)
+
+    error = json.loads(b"".join(bodies(created)))["error"]
+    assert (error["code"], error["param"]) == ("model_not_found", "model")
+    assert json.loads(b"".join(bodies(sent)))["error"]["code"] == "not_found"
