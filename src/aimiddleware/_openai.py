@@ -12,7 +12,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._responses import is_responses_path, observe_responses, parse_responses_request
+from ._responses import RESPONSES_SUFFIX, observe_responses, parse_responses_request
 from .context import LLM_REQUEST_KEY, LLMRequest, LLMUsage, get_llm_usage, set_llm_usage
 
 _NOT_LLM: Final = object()
@@ -83,7 +83,7 @@ def parse_llm_request(path: str, body: Any) -> LLMRequest | None:
     operation = llm_operation(path)
     if operation is None or not isinstance(body, dict):
         return None
-    if is_responses_path(path):
+    if path.endswith(RESPONSES_SUFFIX):  # no call: this runs for every chat request
         return parse_responses_request(body)
     request = LLMRequest(operation=operation)
     model = body.get("model")
