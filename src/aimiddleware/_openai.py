@@ -138,8 +138,6 @@ class LLMResponse:
         """Take in one parsed response object (a whole JSON body or one stream chunk)."""
         if not isinstance(payload, dict):
             return
-        if "choices" not in payload and observe_responses(self, payload):
-            return  # a Responses API event or response object
         if "error" in payload and payload.get("error"):
             self.error = True
         if isinstance(payload.get("id"), str):
@@ -147,6 +145,8 @@ class LLMResponse:
         if isinstance(payload.get("model"), str):
             self.model = payload["model"]
         choices = payload.get("choices")
+        if choices is None and observe_responses(self, payload):
+            return  # a Responses API event or response object (no choices: one check on a chunk)
         if isinstance(choices, list) and choices:
             self.chunks += 1
             for choice in choices:
