@@ -58,16 +58,16 @@ class Exchange:
     def __init__(self, config: NormalizeOptions, scope: Scope, send: Send) -> None:
         self._config = config
         self._scope = scope
-        path = route_path(scope)
-        # a Responses API stream: its numbering is kept for the error event that may end it
-        self._send = SequencedSend(send) if path.endswith("/responses") else send
-        self._route: NormalizeRoute | None = config.route_for(path)
+        self._send = send
+        self._route: NormalizeRoute | None = config.route_for(route_path(scope))
         if self._route is not None:
             # the middlewares inside write their own errors in the route's shape
             set_error_format(scope, self._route.format_or_openai, config.problem_type_base)
         self.mode = _PASS
         self.started = False  # http.response.start went downstream
         self.complete = False
+        if scope.get("path", "").endswith("/responses"):  # its events' numbers, for an error
+            self._send = SequencedSend(send)
         self._held: Message | None = None
         self._chunks: list[bytes] = []
         self._size = 0

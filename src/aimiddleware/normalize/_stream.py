@@ -12,7 +12,7 @@ from .._sse import ends_event, last_event_end
 from ..context import Message, Scope, Send, route_path, trace_id
 from ..errors import ErrorInfo, render_error
 
-__all__ = ["SequencedSend", "cut_events", "error_event"]
+__all__ = ["cut_events", "error_event"]
 
 _MAX_PARTIAL_EVENT: Final = 64 * 1024
 _STREAM_DONE: Final = b"data: [DONE]\n\n"
