@@ -66,8 +66,7 @@ class Exchange:
         self.mode = _PASS
         self.started = False  # http.response.start went downstream
         self.complete = False
-        if scope.get("path", "").endswith("/responses"):  # its events' numbers, for an error
-            self._send = SequencedSend(send)
+        self._send = SequencedSend(send) if scope["path"].endswith("/responses") else send
         self._held: Message | None = None
         self._chunks: list[bytes] = []
         self._size = 0

@@ -41,9 +41,10 @@ def cut_events(pending: bytes, body: bytes, more: bool) -> tuple[bytes | None, b
 
 
 class SequencedSend:
-    """The client's ``send`` on a Responses API route, reading the ``sequence_number`` of what
-    went out, so that an error event ending the stream is numbered after the last event the
-    client got (a half event dropped before it is not counted)."""
+    """The client's ``send`` on a Responses API route (``Exchange`` swaps it in for the plain
+    one), reading the ``sequence_number`` of what went out, so that an error event ending the
+    stream is numbered after the last event the client got (a half event dropped before it is
+    not counted)."""
 
     __slots__ = ("_send", "sequence")
 
