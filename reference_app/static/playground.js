@@ -1,8 +1,9 @@
-// The playground: streams chat completions from this server and shows what the middlewares
-// said about the last response. No framework and no build step; model output is only ever
-// inserted as text, never as HTML.
+// The playground: streams chat completions (or, switched, the Responses API) from this server
+// and shows what the middlewares said about the last response. No framework and no build
+// step; model output is only ever inserted as text, never as HTML.
 
 import { inspect, resetInspector, setText } from "./inspector.js";
+import { APIS } from "./responses.js";
 import { events } from "./sse.js";
 
 const $ = (id) => document.getElementById(id);
@@ -11,7 +12,7 @@ const state = {
   model: null,
   history: [], // completed turns, sent with the next message
   controller: null, // the AbortController of the generation in flight
-  last: null, // { body, key }: what "Resend same key" sends again
+  last: null, // { body, key, api }: what "Resend same key" sends again
   token: null,
   tokenRefreshAt: 0,
   demoMode: null, // null: not asked yet; false: the server answered 404
@@ -171,7 +172,8 @@ function setBusy(busy) {
 
 // ---- one generation ------------------------------------------------------------------------
 
-async function generate(body, key, label) {
+async function generate(body, key, label, apiName = "chat") {
+  const api = APIS[apiName];
   clearError();
   resetInspector(key);
   const turn = addTurn("assistant", "", label);
@@ -195,7 +197,7 @@ async function generate(body, key, label) {
       "Idempotency-Key": `"${key}"`,
     };
     if (token) headers.Authorization = `Bearer ${token}`;
-    const response = await fetch("/v1/chat/completions", {
+    const response = await fetch(api.path, {
       method: "POST",
       headers,
       body: JSON.stringify(body),
@@ -217,10 +219,7 @@ async function generate(body, key, label) {
     const type = (response.headers.get("content-type") ?? "").split(";")[0].trim();
     if (type !== "text/event-stream") {
       // not a stream after all (e.g. a replay stored from a non-streamed request)
-      const payload = await response.json();
-      text = payload.choices?.[0]?.message?.content ?? "";
-      finish = payload.choices?.[0]?.finish_reason ?? null;
-      usage = payload.usage ?? null;
+      ({ text, finish, usage } = api.answer(await response.json()));
       turn.node.appendData(text);
     }
     let ended = type !== "text/event-stream";
@@ -235,8 +234,9 @@ async function generate(body, key, label) {
       } catch {
         throw new DisplayedError("The stream sent an event that is not JSON", event.data.slice(0, 300), {});
       }
-      const described = event.event === "error" || payload.error ? describe(payload) : null;
-      if (described || event.event === "error") {
+      const step = api.step(event, payload);
+      const described = step.error ? describe(step.error) : null;
+      if (step.error) {
         const trace = described?.fields?.trace_id;
         if (trace) setText("trace-id", trace);
         throw new DisplayedError(
@@ -245,10 +245,9 @@ async function generate(body, key, label) {
           described?.fields ?? {},
         );
       }
-      if (payload.usage) usage = payload.usage;
-      const choice = payload.choices?.[0];
-      if (!choice) continue;
-      const delta = choice.delta?.content;
+      if (step.usage) usage = step.usage;
+      if (step.ended) ended = true; // the Responses API's last event: no [DONE] follows
+      const delta = step.delta;
       if (delta) {
         if (firstToken === null) {
           firstToken = performance.now() - started;
@@ -258,12 +257,12 @@ async function generate(body, key, label) {
         turn.node.appendData(delta);
         turn.li.scrollIntoView({ block: "end" });
       }
-      if (choice.finish_reason) finish = choice.finish_reason;
+      if (step.finish) finish = step.finish;
     }
     if (!ended) {
       throw new DisplayedError(
         "The stream was cut short",
-        "The connection closed before the stream's final data: [DONE]; the answer may be incomplete.",
+        `The connection closed before the stream's ${apiName === "chat" ? "final data: [DONE]" : "response.completed"}; the answer may be incomplete.`,
         {},
       );
     }
@@ -294,18 +293,13 @@ async function generate(body, key, label) {
 
 async function send(prompt) {
   const messages = [...state.history, { role: "user", content: prompt }];
-  const body = {
-    model: state.model,
-    messages,
-    stream: true,
-    stream_options: { include_usage: true },
-    max_tokens: Number($("max-tokens").value) || 256,
-    temperature: Number($("temperature").value),
-  };
+  const api = Object.hasOwn(APIS, $("api").value) ? $("api").value : "chat";
+  const maxTokens = Number($("max-tokens").value) || 256;
+  const body = APIS[api].body(state.model, messages, maxTokens, Number($("temperature").value));
   const key = newKey();
-  state.last = { body, key };
+  state.last = { body, key, api };
   addTurn("user", prompt);
-  const { text, status } = await generate(body, key);
+  const { text, status } = await generate(body, key, api === "chat" ? undefined : "Responses API", api);
   // a stopped answer stays in the conversation as far as it got; a failed one does not
   if (text && status !== "error") state.history = [...messages, { role: "assistant", content: text }];
 }
@@ -348,7 +342,7 @@ function wire() {
   });
   $("stop").addEventListener("click", () => state.controller?.abort());
   $("resend").addEventListener("click", () => {
-    if (state.last && !state.controller) generate(state.last.body, state.last.key, "resent with the same key");
+    if (state.last && !state.controller) generate(state.last.body, state.last.key, "resent with the same key", state.last.api);
   });
   $("new-chat").addEventListener("click", () => {
     state.controller?.abort();

@@ -12,6 +12,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ._responses import RESPONSES_SUFFIX, observe_responses, parse_responses_request
 from .context import LLM_REQUEST_KEY, LLMRequest, LLMUsage, get_llm_usage, set_llm_usage
 
 _NOT_LLM: Final = object()
@@ -37,6 +38,7 @@ OPERATIONS: Final = {
     "/chat/completions": "chat",
     "/completions": "text_completion",
     "/embeddings": "embeddings",
+    "/responses": "chat",  # the Responses API: a chat, as the GenAI conventions map it
 }
 
 
@@ -81,6 +83,8 @@ def parse_llm_request(path: str, body: Any) -> LLMRequest | None:
     operation = llm_operation(path)
     if operation is None or not isinstance(body, dict):
         return None
+    if path.endswith(RESPONSES_SUFFIX):  # no call: this runs for every chat request
+        return parse_responses_request(body)
     request = LLMRequest(operation=operation)
     model = body.get("model")
     request.model = model if isinstance(model, str) else None
@@ -141,6 +145,8 @@ class LLMResponse:
         if isinstance(payload.get("model"), str):
             self.model = payload["model"]
         choices = payload.get("choices")
+        if choices is None and observe_responses(self, payload):
+            return  # a Responses API event or response object (no choices: one check on a chunk)
         if isinstance(choices, list) and choices:
             self.chunks += 1
             for choice in choices:

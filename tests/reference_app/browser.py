@@ -45,15 +45,19 @@ def chromium_path() -> str:
 
 @dataclass
 class Traffic:
-    """Every request the page made, and the chat completion requests among them."""
+    """Every request the page made, and the chat completion and Responses API requests
+    among them."""
 
     urls: list[str] = field(default_factory=list)
     chats: list[Request] = field(default_factory=list)
+    responses: list[Request] = field(default_factory=list)
 
     def record(self, request: Request) -> None:
         self.urls.append(request.url)
         if request.url.endswith("/v1/chat/completions"):
             self.chats.append(request)
+        elif request.url.endswith("/v1/responses"):
+            self.responses.append(request)
 
     def chat_body(self, index: int = -1) -> Any:
         return self.chats[index].post_data_json
@@ -73,6 +77,10 @@ class Playground:
     def settings(self, *, max_tokens: int, temperature: float = 0.7) -> None:
         self.page.fill("#max-tokens", str(max_tokens))
         self.page.fill("#temperature", str(temperature))
+
+    def use_api(self, api: str) -> None:
+        """Switch the page to ``"chat"`` (Chat Completions) or ``"responses"``."""
+        self.page.select_option("#api", api)
 
     def send(self, text: str, *, key: str | None = None) -> int:
         """Type ``text`` and click Send (or press ``key`` in the text box); returns how many

@@ -25,6 +25,7 @@ from playwright.sync_api import Playwright, sync_playwright
 from reference_app import DemoToken, Settings, create_app
 from reference_app.playground import PAGE_PATHS
 from reference_app.telemetry import Telemetry
+from testkit.responses_app import event, response_events
 
 from ..live import wait_until
 from ..servers import ThreadedServer
@@ -83,6 +84,7 @@ def test_page_and_assets_are_served_with_a_strict_policy(reference_server: Threa
         ("playground.js", "javascript"),
         ("sse.js", "javascript"),
         ("inspector.js", "javascript"),
+        ("responses.js", "javascript"),
         ("playground.css", "text/css"),
     ]:
         r = httpx.get(f"{url}/playground/{asset}", timeout=10)
@@ -129,6 +131,69 @@ def test_sse_parser_handles_split_line_endings_comments_and_multiline_data(
         ("message", "one\ntwo"),
         ("error", '{"error":{}}'),
     ]
+
+
+def test_the_responses_reader_takes_typed_events(
+    reference_server: ThreadedServer, browser: Playground
+) -> None:
+    # the stream the Responses API sends, then one cut by its error event, read as the page does
+    completed = response_events(["Hel", "lo", "!"], usage=(9, 3))
+    failed = [*response_events(["a"])[:5], event("error", 5, code="internal_error", message="m")]
+    browser.open(reference_server.url)
+    steps = browser.page.evaluate(
+        """async (streams) => {
+          const { SSEParser } = await import("/playground/sse.js");
+          const { responsesStep } = await import("/playground/responses.js");
+          return streams.map((stream) => [...new SSEParser().feed(stream)].map(
+            (e) => responsesStep(e, JSON.parse(e.data))));
+        }""",
+        [b"".join(completed).decode(), b"".join(failed).decode()],
+    )
+    done, cut = steps
+    assert "".join(step.get("delta") or "" for step in done) == "Hello!"
+    assert done[-1] == {
+        "usage": {"completion_tokens": 3, "prompt_tokens": 9},
+        "finish": "completed",
+        "ended": True,
+    }
+    assert [s for s in done[:-1] if s.get("ended")] == []
+    assert cut[-1]["ended"] is True
+    assert cut[-1]["error"]["error"]["code"] == "internal_error"
+    assert cut[-1]["error"]["error"]["message"] == "m"
+
+
+def test_the_switch_streams_the_responses_api(
+    reference_server: ThreadedServer, browser: Playground
+) -> None:
+    browser.open(reference_server.url)
+    browser.use_api("responses")
+    browser.settings(max_tokens=32)
+    watched = browser.watch(browser.send("Write a short poem about the sea."))
+
+    assert watched["status"] == "done", browser.fact("error-message")
+    growing = [n for n in watched["lengths"] if n > 0]
+    assert len(growing) >= 3, f"the answer appeared in {len(growing)} steps: {watched['lengths']}"
+    answer = browser.last_answer().locator(".content").inner_text()
+    assert answer.strip()
+    meta = browser.last_answer().locator(".meta").inner_text()
+    assert "Responses API" in meta
+    assert "finish: completed" in meta or "finish: max_output_tokens" in meta
+    assert "completion" in browser.fact("tokens")
+    assert browser.traffic.chats == []
+    (sent,) = browser.traffic.responses
+    body = sent.post_data_json
+    assert body["input"] == [{"role": "user", "content": "Write a short poem about the sea."}]
+    assert (body["stream"], body["max_output_tokens"], body["model"]) == (True, 32, MODEL)
+    assert "messages" not in body
+    assert QUOTED_UUID.match(sent.headers["idempotency-key"])
+
+    # the next turn carries the conversation so far as input items
+    browser.settings(max_tokens=8)
+    assert browser.watch(browser.send("Thank you."))["status"] == "done"
+    history = browser.traffic.responses[1].post_data_json["input"]
+    assert [m["role"] for m in history] == ["user", "assistant", "user"]
+    assert history[1]["content"] == answer
+    browser.screenshot("playground-responses.png")
 
 
 def test_tokens_stream_in_and_each_send_has_a_fresh_idempotency_key(

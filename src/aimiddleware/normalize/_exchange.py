@@ -22,7 +22,7 @@ from ..context import (
 from ..errors import ErrorInfo, render_error
 from ._mapping import GENERIC_5XX, describe, exception_error, held_error, in_chosen_shape, where
 from ._routes import NormalizeRoute, minimal_response, prefers_minimal
-from ._stream import cut_events, error_event
+from ._stream import SequencedSend, cut_events, error_event
 
 if TYPE_CHECKING:
     from ._options import NormalizeOptions
@@ -66,6 +66,7 @@ class Exchange:
         self.mode = _PASS
         self.started = False  # http.response.start went downstream
         self.complete = False
+        self._send = SequencedSend(send) if scope["path"].endswith("/responses") else send
         self._held: Message | None = None
         self._chunks: list[bytes] = []
         self._size = 0
@@ -278,7 +279,7 @@ class Exchange:
     async def _stream_error(self, info: ErrorInfo) -> None:
         describe(self._scope, info)
         self._pending = b""  # half an event is dropped, never glued to the error
-        tail = error_event(self._scope, info)
+        tail = error_event(self._scope, info, self._send)
         self.complete = True
         await self._send({"type": "http.response.body", "body": tail, "more_body": False})
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Final
 
 from .._openai import llm_operation
+from .._responses import SequenceTracker
+from .._responses import error_event as responses_error_event
 from .._sse import ends_event, last_event_end
-from ..context import Scope, route_path
+from ..context import Message, Scope, Send, route_path, trace_id
 from ..errors import ErrorInfo, render_error
 
 __all__ = ["cut_events", "error_event"]
@@ -38,10 +40,33 @@ def cut_events(pending: bytes, body: bytes, more: bool) -> tuple[bytes | None, b
     return body, b""
 
 
-def error_event(scope: Scope, info: ErrorInfo) -> bytes:
+class SequencedSend:
+    """The client's ``send`` on a Responses API route (``Exchange`` swaps it in for the plain
+    one), reading the ``sequence_number`` of what went out, so that an error event ending the
+    stream is numbered after the last event the client got (a half event dropped before it is
+    not counted)."""
+
+    __slots__ = ("_send", "sequence")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.sequence = SequenceTracker()
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.body":
+            body = message.get("body")
+            if body:
+                self.sequence.feed(body)
+        await self._send(message)
+
+
+def error_event(scope: Scope, info: ErrorInfo, send: Send | None = None) -> bytes:
     """The event that ends a failed stream: ``data: {"error": ...}`` and ``data: [DONE]`` on the
     OpenAI streaming routes (the openai SDK raises ``APIError`` on a data chunk carrying
-    ``"error"``), ``event: error`` elsewhere."""
+    ``"error"``), the Responses API's ``error`` event (``{"type": "error", "code", "message",
+    "param", "sequence_number"}``, no ``[DONE]``) on its route, ``event: error`` elsewhere."""
+    if isinstance(send, SequencedSend):
+        return responses_error_event(info, send.sequence.next, trace_id(scope))
     _, payload = render_error(scope, info, format="openai")  # what the SDKs parse, always
     if llm_operation(route_path(scope)) in ("chat", "text_completion"):
         return b"data: " + payload + b"\n\n" + _STREAM_DONE

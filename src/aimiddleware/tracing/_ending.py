@@ -47,6 +47,8 @@ def annotate_span(
     if exchange.operation is not None:
         attributes[sc.GEN_AI_OPERATION_NAME] = exchange.operation
         attributes[sc.GEN_AI_PROVIDER_NAME] = exchange.config.provider_name
+        if exchange.scope.get("path", "").endswith("/responses"):
+            attributes[sc.OPENAI_API_TYPE] = "responses"  # its operation is "chat" too
         llm = exchange.llm
         if llm is not None:
             if llm.model is not None:

@@ -72,6 +72,7 @@ GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"  # previous only
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+OPENAI_API_TYPE: Final = "openai.api.type"  # "responses" tells the Responses API's chats apart
 
 # -- metrics: (name, unit, description, explicit bucket boundaries) ---------------------------
 HTTP_SERVER_REQUEST_DURATION: Final = (
