@@ -7,21 +7,23 @@ from typing import Any
 import pytest
 
 from aimiddleware._asgi import (
-    ClientDisconnected,
-    Message,
-    RequestBodyTooLarge,
     ResponseWatcher,
     add_header,
     get_header,
     get_headers,
     is_event_stream,
-    json_body,
     media_type,
-    read_body,
     remove_headers,
-    replace_body,
     send_json,
     set_header,
+)
+from aimiddleware.context import (
+    ClientDisconnected,
+    Message,
+    RequestBodyTooLarge,
+    json_body,
+    read_body,
+    replace_body,
 )
 
 pytestmark = pytest.mark.anyio
@@ -170,7 +172,7 @@ async def test_json_body_parses_once_and_tolerates_garbage() -> None:
 def test_request_id_reuses_a_sane_caller_id_and_generates_one_otherwise() -> None:
     import re
 
-    from aimiddleware._asgi import request_id
+    from aimiddleware.context import request_id
 
     given: dict[str, object] = {"headers": [(b"x-request-id", b"agent-7.step-3")]}
     assert request_id(given) == "agent-7.step-3"

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from aimiddleware import IdempotencyMiddleware, Principal
-from aimiddleware._asgi import Message, Receive, RequestBodyTooLarge, Scope, Send, read_body
+from aimiddleware.context import Message, Receive, RequestBodyTooLarge, Scope, Send, read_body
 from aimiddleware.mcp import MCPScopeMiddleware
 from aimiddleware.ratelimit import RateLimitMiddleware, Tier
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette._utils import get_route_path
 
-from aimiddleware._asgi import route_path
+from aimiddleware.context import route_path
 
 CASES = [
     # (path, root_path, route path)

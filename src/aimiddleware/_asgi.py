@@ -1,4 +1,4 @@
-"""Plumbing every middleware shares: raw header access, a watched ``send``, a shared request body.
+"""Plumbing every middleware shares: raw header access, a watched ``send``, JSON responses.
 
 Everything here works on raw ASGI messages: headers are ``(bytes, bytes)`` pairs, names compared
 case-insensitively (request header names are lower-case per the ASGI spec, response header names
@@ -12,22 +12,19 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
-from ._paths import route_path
+# The request context (scope keys, accessors, the ASGI types) lives in aimiddleware.context:
+# import it from there. These names stay importable from here for code written before the
+# context had a module of its own (the tracing middleware, tests); nothing new should use them.
 from .context import (
-    TRACE_ID_KEY,
     ASGIApp,
-    ClientDisconnected,
     Message,
     Receive,
-    RequestBodyTooLarge,
     Scope,
     Send,
     annotate,
     get_annotations,
     json_body,
     read_body,
-    replace_body,
-    replay_receive,
     request_id,
     trace_id,
 )
@@ -35,13 +32,10 @@ from .context import (
 __all__ = [
     "EVENT_STREAM",
     "HOP_BY_HOP_HEADERS",
-    "TRACE_ID_KEY",
     "ASGIApp",
-    "ClientDisconnected",
     "Message",
     "RawHeaders",
     "Receive",
-    "RequestBodyTooLarge",
     "ResponseWatcher",
     "Scope",
     "Send",
@@ -56,10 +50,7 @@ __all__ = [
     "media_type",
     "read_body",
     "remove_headers",
-    "replace_body",
-    "replay_receive",
     "request_id",
-    "route_path",
     "send_json",
     "set_header",
     "trace_id",

@@ -145,8 +145,13 @@ class LRUCache(Generic[K, V]):
 
     def get(self, key: K, now: float) -> V | None:
         """The live value of ``key`` (now the most recently used), or ``None``."""
-        node = self.node(key, now)
-        return None if node is None else node.value
+        node = self._data.get(key)  # node(), inlined: caches are read on every request
+        if node is not None and node.deadline > now:
+            self._data.move_to_end(key)
+            return node.value
+        if node is not None:
+            self.pop(key)  # expired
+        return None
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -284,8 +289,10 @@ class Memo(Generic[K, V]):
 
     def __call__(self, key: K) -> V:
         table = self._table
-        if key in table:
-            return table[key]
+        try:
+            return table[key]  # one lookup when found (the common case)
+        except KeyError:
+            pass
         value = self._make(key)
         if len(table) < self._max:
             table[key] = value

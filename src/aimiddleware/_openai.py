@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ._responses import RESPONSES_SUFFIX, observe_responses, parse_responses_request
+
+# LLMRequest, LLMUsage and the usage accessors live in aimiddleware.context; they stay
+# importable from here for the modules and tests that import them so
 from .context import LLM_REQUEST_KEY, LLMRequest, LLMUsage, get_llm_usage, set_llm_usage
 
 _NOT_LLM: Final = object()
@@ -138,21 +141,27 @@ class LLMResponse:
         """Take in one parsed response object (a whole JSON body or one stream chunk)."""
         if not isinstance(payload, dict):
             return
-        if "error" in payload and payload.get("error"):
+        # each field read once: this runs for every chunk of a stream
+        get = payload.get
+        if get("error"):
             self.error = True
-        if isinstance(payload.get("id"), str):
-            self.id = payload["id"]
-        if isinstance(payload.get("model"), str):
-            self.model = payload["model"]
-        choices = payload.get("choices")
+        value = get("id")
+        if isinstance(value, str):
+            self.id = value
+        value = get("model")
+        if isinstance(value, str):
+            self.model = value
+        choices = get("choices")
         if choices is None and observe_responses(self, payload):
             return  # a Responses API event or response object (no choices: one check on a chunk)
         if isinstance(choices, list) and choices:
             self.chunks += 1
             for choice in choices:
-                if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
-                    self.finish_reasons.append(choice["finish_reason"])
-        usage = payload.get("usage")
+                if isinstance(choice, dict):
+                    reason = choice.get("finish_reason")
+                    if isinstance(reason, str):
+                        self.finish_reasons.append(reason)
+        usage = get("usage")
         if isinstance(usage, dict):
             prompt, completion = usage_tokens(usage)
             if prompt is not None:

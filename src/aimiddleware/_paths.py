@@ -8,7 +8,7 @@ A pattern is a path starting with ``/``:
 * a trailing ``*`` matches anything, ``/`` included: ``/v1/*`` matches every path below
   ``/v1/``, ``/mcp*`` also ``/mcp`` and ``/mcpx``.
 
-Paths are route paths (:func:`route_path`): the request path without
+Paths are route paths (:func:`aimiddleware.context.route_path`): the request path without
 ``root_path``, the path Starlette's router matches, so that a rule written for an app's routes
 holds wherever the app is mounted.
 """
@@ -19,10 +19,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from .context import ROUTE_TEMPLATE_KEY, route_path
+from .context import ROUTE_TEMPLATE_KEY
 from .exceptions import ConfigurationError
 
-__all__ = ["ROUTE_TEMPLATE_KEY", "PathPattern", "PathSet", "route_path", "route_template"]
+__all__ = ["PathPattern", "PathSet", "route_template"]
 
 _PARAM: Final = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 

@@ -78,6 +78,14 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         buffer = self._pending + chunk if self._pending else chunk
+        if b"\r" not in buffer:
+            # the usual stream, "\n" line ends only: every event ends at "\n\n", and one split
+            # in C finds them all (this runs for every chunk of every watched stream)
+            pieces = buffer.split(b"\n\n")
+            self._pending = pending = pieces.pop()
+            if len(pieces) == 1 and not pending:
+                return [_parse(buffer, pieces[0])]  # one whole event: the common chunk
+            return [_parse(piece + b"\n\n", piece) for piece in pieces]
         events: list[SSEEvent] = []
         start = 0
         while True:
@@ -101,9 +109,13 @@ def _boundary(buffer: bytes, start: int) -> tuple[int, int]:
 
 
 def _parse(raw: bytes, body: bytes) -> SSEEvent:
+    lines = body.decode("utf-8", "replace").splitlines()
+    if len(lines) == 1 and lines[0].startswith("data:"):
+        value = lines[0][5:]  # one data line: an LLM stream's every chunk
+        return SSEEvent(raw, value[1:] if value.startswith(" ") else value)
     data: list[str] = []
     event = event_id = None
-    for line in body.decode("utf-8", "replace").splitlines():
+    for line in lines:
         if not line or line.startswith(":"):
             continue
         field, _, value = line.partition(":")

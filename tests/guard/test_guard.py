@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from aimiddleware import ConfigurationError, RequestGuardMiddleware, _config
-from aimiddleware._asgi import Message
+from aimiddleware.context import Message
 from aimiddleware.guard import GuardOptions
 
 from ..asgi import http_scope

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from aimiddleware import ConfigurationError
-from aimiddleware._asgi import TRACE_ID_KEY, Receive, Scope, Send
+from aimiddleware.context import TRACE_ID_KEY, Receive, Scope, Send
 from aimiddleware.normalize import NormalizeMiddleware, NormalizeRoute
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ import openai
 import pytest
 from starlette.requests import Request
 
-from aimiddleware._asgi import Message
+from aimiddleware.context import Message
 from aimiddleware.normalize import NormalizeMiddleware
 from aimiddleware.sse import SSEMiddleware
 

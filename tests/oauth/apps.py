@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aimiddleware import get_principal
-from aimiddleware._asgi import get_annotations
+from aimiddleware.context import get_annotations
 from aimiddleware.oauth import OAuthMiddleware, ScopeRule
 
 from .issuer import Issuer

@@ -429,8 +429,7 @@ async def test_jwks_outage_at_start_recovers_after_the_cooldown(issuer: Issuer) 
 
 
 async def test_refusal_is_annotated_without_the_token(issuer: Issuer) -> None:
-    from aimiddleware._asgi import get_annotations
-    from aimiddleware.context import get_principal
+    from aimiddleware.context import get_annotations, get_principal
 
     token = issuer.mint(scope="models:read")
     mw = middleware(issuer, jwks=issuer.jwks())

@@ -8,7 +8,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from aimiddleware._asgi import Message, Receive, Scope, Send, get_annotations
+from aimiddleware.context import Message, Receive, Scope, Send, get_annotations
 from aimiddleware.sse import SSEMiddleware
 
 from ..asgi import http_scope

@@ -5,7 +5,8 @@ from typing import Any
 import pytest
 
 from aimiddleware import ConfigurationError
-from aimiddleware._asgi import Message, Receive, Scope, Send, get_header, get_headers
+from aimiddleware._asgi import get_header, get_headers
+from aimiddleware.context import Message, Receive, Scope, Send
 from aimiddleware.sse import SSEMiddleware, SSEOptions
 
 from .. import asgi

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from aimiddleware._asgi import Message, Receive, Scope, Send, get_annotations
+from aimiddleware.context import Message, Receive, Scope, Send, get_annotations
 from aimiddleware.sse import SSEMiddleware
 
 from ..asgi import http_scope

@@ -14,7 +14,7 @@ import pytest
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 
-from aimiddleware._asgi import Message, Receive, Scope, Send
+from aimiddleware.context import Message, Receive, Scope, Send
 from aimiddleware.normalize import NormalizeMiddleware
 from aimiddleware.sse import SSEMiddleware
 

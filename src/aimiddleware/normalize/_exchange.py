@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect
 
-from .._asgi import EVENT_STREAM, get_header, get_headers, media_type
-from .._sse import ends_event
-from ..context import (
-    Message,
-    Scope,
-    Send,
-    annotate,
-    get_error,
-    request_id,
-    route_path,
-    set_error_format,
-)
+from .._asgi import get_headers, media_type
+from .._sse import EVENT_TERMINATORS
+from ..context import Message, Scope, Send, annotate, get_error, request_id, route_path
 from ..errors import ErrorInfo, render_error
-from ._mapping import GENERIC_5XX, describe, exception_error, held_error, in_chosen_shape, where
+from ._mapping import (
+    GENERIC_5XX,
+    describe,
+    error_headers,
+    exception_error,
+    held_error,
+    in_chosen_shape,
+    where,
+)
 from ._routes import NormalizeRoute, minimal_response, prefers_minimal
-from ._stream import SequencedSend, cut_events, error_event
+from ._stream import SequencedSend, cut_events, error_event, is_stream, scan_start
 
 if TYPE_CHECKING:
     from ._options import NormalizeOptions
@@ -32,9 +31,6 @@ __all__ = ["Exchange"]
 logger = logging.getLogger("aimiddleware.normalize")
 
 _PASS, _HOLD_ERROR, _HOLD_MINIMAL, _STREAM, _DROP = range(5)
-_REPLACED: Final = frozenset(
-    {b"content-type", b"content-length", b"content-encoding", b"transfer-encoding"}
-)
 
 
 class Exchange:
@@ -55,23 +51,19 @@ class Exchange:
         "started",
     )
 
-    def __init__(self, config: NormalizeOptions, scope: Scope, send: Send) -> None:
+    def __init__(
+        self, config: NormalizeOptions, scope: Scope, send: Send, route: NormalizeRoute | None
+    ) -> None:
         self._config = config
         self._scope = scope
-        self._send = send
-        self._route: NormalizeRoute | None = config.route_for(route_path(scope))
-        if self._route is not None:
-            # the middlewares inside write their own errors in the route's shape
-            set_error_format(scope, self._route.format_or_openai, config.problem_type_base)
+        self._route = route  # the configured route this request matched
         self.mode = _PASS
         self.started = False  # http.response.start went downstream
         self.complete = False
         self._send = SequencedSend(send) if scope["path"].endswith("/responses") else send
         self._held: Message | None = None
         self._chunks: list[bytes] = []
-        self._size = 0
-        self._overflow = False
-        self._pending = b""
+        self._size, self._overflow, self._pending = 0, False, b""
 
     # -- send --------------------------------------------------------------------------------
 
@@ -86,29 +78,44 @@ class Exchange:
                     self.complete = True
                 await self._send(message)
             elif mode == _STREAM:
-                await self._stream_body(message)
+                out = self._stream_out(message)
+                if out is not None:
+                    await self._send(out)
             else:
                 await self._hold_body(message)
         elif kind == "http.response.start":
-            await self._start(message)
+            plain = self._plain_start(message)
+            if plain is None:
+                await self._start(message)
+            else:
+                self.started = True
+                await self._send(plain)
         elif self.mode in (_HOLD_ERROR, _HOLD_MINIMAL) and kind == "http.response.trailers":
             return  # the rewritten response carries no trailers
         else:
             await self._send(message)
 
+    def _plain_start(self, message: Message) -> Message | None:
+        """The start of a response neither an error nor trimmed (most), as it goes out; ``None``
+        for the others, which :meth:`_start` handles. No coroutine: it runs for every response."""
+        status = message["status"]
+        route = self._route
+        if type(status) is not int or status >= 400:
+            return None  # an error: held, rewritten or replaced
+        if route is not None and route.minimal is not None:
+            return None  # maybe trimmed
+        raw = message.get("headers") or ()
+        content_type, has_id, _ = scan_start(raw)
+        if is_stream(content_type):
+            self.mode = _STREAM
+        if has_id:
+            return message
+        request = (b"x-request-id", request_id(self._scope).encode("ascii"))
+        return {**message, "headers": [*raw, request]}
+
     async def _start(self, message: Message) -> None:
         raw = message.get("headers") or ()
-        # one pass over the headers: this runs for every response
-        content_type = b""
-        has_id = encoded = False
-        for name, value in raw:
-            lower = name.lower()
-            if lower == b"content-type":
-                content_type = value
-            elif lower == b"x-request-id":
-                has_id = True
-            elif lower == b"content-encoding":
-                encoded = True
+        content_type, has_id, encoded = scan_start(raw)
         status = int(message["status"])
         route = self._route
         minimal = route is not None and route.minimal is not None and 200 <= status < 300
@@ -131,10 +138,7 @@ class Exchange:
                 await self._emit(ErrorInfo(status, GENERIC_5XX), list(raw))
                 self.mode = _DROP
                 return
-        stream = (
-            content_type[:17].lower() == b"text/event-stream"
-            and media_type(content_type) == EVENT_STREAM
-        )
+        stream = is_stream(content_type)
         if status >= 400 and not stream and not message.get("trailers"):
             if route is None or route.format != "passthrough":
                 self.mode, self._held = _HOLD_ERROR, message
@@ -196,17 +200,18 @@ class Exchange:
             {"type": "http.response.body", "body": b"".join(chunks), "more_body": more}
         )
 
-    async def _stream_body(self, message: Message) -> None:
+    def _stream_out(self, message: Message) -> Message | None:
+        """What of a stream's body message goes out now (no coroutine: it runs per chunk)."""
         body = message.get("body", b"")
         more = message.get("more_body", False)
         if not more:
             self.complete = True
-        if not self._pending and (not more or not body or ends_event(body)):
-            await self._send(message)
-            return
+        if not self._pending and (not more or not body or body.endswith(EVENT_TERMINATORS)):
+            return message
         out, self._pending = cut_events(self._pending, body, more)
-        if out is not None:
-            await self._send({"type": "http.response.body", "body": out, "more_body": more})
+        return (
+            None if out is None else {"type": "http.response.body", "body": out, "more_body": more}
+        )
 
     # -- rewriting ---------------------------------------------------------------------------
 
@@ -237,11 +242,7 @@ class Exchange:
         scope = self._scope
         describe(scope, info)
         content_type, body = render_error(scope, info, type_base=self._config.problem_type_base)
-        out = [h for h in headers if h[0].lower() not in _REPLACED]
-        if get_header(out, b"x-request-id") is None:
-            out.append((b"x-request-id", request_id(scope).encode("ascii")))
-        out.append((b"content-type", content_type))
-        out.append((b"content-length", str(len(body)).encode("ascii")))
+        out = error_headers(scope, headers, content_type, len(body))
         self.mode, self._held, self._chunks = _PASS, None, []
         self.started = True
         self.complete = True

@@ -24,6 +24,7 @@ __all__ = [
     "STATUS_DEFAULTS",
     "ErrorInfo",
     "describe",
+    "error_headers",
     "exception_error",
     "held_error",
     "in_chosen_shape",
@@ -34,7 +35,21 @@ __all__ = [
 ]
 
 _MAX_MESSAGE: Final = 2000
+_REPLACED: Final = frozenset(
+    {b"content-type", b"content-length", b"content-encoding", b"transfer-encoding"}
+)
 _CONTENT_TYPES: Final = {"openai": "application/json", "problem": "application/problem+json"}
+
+
+def error_headers(scope: Scope, headers: RawHeaders, content_type: bytes, length: int) -> list[Any]:
+    """The headers of an error written in place of a response: the response's own, but those of
+    its body, and ``x-request-id``."""
+    out: list[Any] = [h for h in headers if h[0].lower() not in _REPLACED]
+    if get_header(out, b"x-request-id") is None:
+        out.append((b"x-request-id", request_id(scope).encode("ascii")))
+    out.append((b"content-type", content_type))
+    out.append((b"content-length", str(length).encode("ascii")))
+    return out
 
 
 def where(scope: Scope) -> tuple[str, str, str]:

@@ -1,10 +1,11 @@
-"""The event-stream side of normalisation: whole events out, and the error event that ends a
-stream the app failed in."""
+"""The event-stream side of normalisation: what a response's start says (a stream or not), whole
+events out, and the error event that ends a stream the app failed in."""
 
 from __future__ import annotations
 
 from typing import Final
 
+from .._asgi import EVENT_STREAM, RawHeaders, media_type
 from .._openai import llm_operation
 from .._responses import SequenceTracker
 from .._responses import error_event as responses_error_event
@@ -12,10 +13,37 @@ from .._sse import ends_event, last_event_end
 from ..context import Message, Scope, Send, route_path, trace_id
 from ..errors import ErrorInfo, render_error
 
-__all__ = ["cut_events", "error_event"]
+__all__ = ["cut_events", "error_event", "is_stream", "scan_start"]
 
 _MAX_PARTIAL_EVENT: Final = 64 * 1024
 _STREAM_DONE: Final = b"data: [DONE]\n\n"
+
+
+def scan_start(headers: RawHeaders) -> tuple[bytes, bool, bool]:
+    """A response's Content-Type, whether it carries ``x-request-id`` and whether its body is
+    encoded, in one pass over its headers (this runs for every response).
+
+    >>> scan_start([(b"Content-Type", b"text/event-stream"), (b"x-request-id", b"r1")])
+    (b'text/event-stream', True, False)
+    """
+    content_type = b""
+    has_id = encoded = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"content-type":
+            content_type = value
+        elif lower == b"x-request-id":
+            has_id = True
+        elif lower == b"content-encoding":
+            encoded = True
+    return content_type, has_id, encoded
+
+
+def is_stream(content_type: bytes) -> bool:
+    """Whether a Content-Type value is ``text/event-stream`` (parsed only when it may be)."""
+    return content_type[:17].lower() == b"text/event-stream" and media_type(content_type) == (
+        EVENT_STREAM
+    )
 
 
 def cut_events(pending: bytes, body: bytes, more: bool) -> tuple[bytes | None, bytes]:

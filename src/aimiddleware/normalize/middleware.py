@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._config import build_options
-from ..context import ASGIApp, Receive, Scope, Send
+from ..context import ASGIApp, Receive, Scope, Send, route_path, set_error_format
 from ._exchange import Exchange
 from ._options import NormalizeOptions
 from ._routes import NormalizeRoute
@@ -71,7 +71,12 @@ class NormalizeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange = Exchange(self.config, scope, send)
+        config = self.config
+        route = config.route_for(route_path(scope)) if config.routes else None
+        if route is not None:
+            # the middlewares inside write their own errors in the route's shape
+            set_error_format(scope, route.format_or_openai, config.problem_type_base)
+        exchange = Exchange(config, scope, send, route)
         try:
             await self.app(scope, receive, exchange.send)
         except Exception as exc:

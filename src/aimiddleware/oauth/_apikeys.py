@@ -16,6 +16,7 @@ from ..principal import Principal, namespaced_id
 __all__ = ["APIKey", "APIKeys"]
 
 _SEPARATOR: Final = "."
+_NO_DIGEST: Final = bytes(32)
 
 
 def hash_key(key: str) -> str:
@@ -45,6 +46,7 @@ class APIKey:
     tier: str | None = None
     subject: str | None = None
     _principal: Principal = field(init=False, repr=False, compare=False)
+    _digest: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.id or any(c.isspace() for c in self.id):
@@ -53,9 +55,12 @@ class APIKey:
         if not self.key_hash.startswith("sha256:") or len(digest) != 64:
             raise ConfigurationError(f"the key_hash of API key {self.id!r} is not sha256:<hex>")
         try:
-            bytes.fromhex(digest)
+            raw = bytes.fromhex(digest)
         except ValueError:
             raise ConfigurationError(f"the key_hash of API key {self.id!r} is not hex") from None
+        # what lookup compares, as bytes; a hash written in upper case never matched the
+        # lower-case hex of hash_key, and still matches nothing
+        object.__setattr__(self, "_digest", raw if digest == digest.lower() else b"")
         scopes = scope_tokens(f"the scopes of API key {self.id!r}", self.scopes)
         object.__setattr__(self, "scopes", scopes)
         # built once: the principal is immutable, and every request with this key needs it
@@ -137,7 +142,8 @@ class APIKeys:
         """The record of ``key``, or ``None`` when it is unknown or wrong."""
         head, sep, secret = key.removeprefix(self.prefix).rpartition(_SEPARATOR)
         record = self._by_id.get(head) if sep and secret else None
-        expected = record.key_hash if record is not None else "sha256:" + "0" * 64
-        # hash and compare even for an unknown id, so both paths cost the same
-        ok = hmac.compare_digest(hash_key(key), expected)
+        expected = record._digest if record is not None else _NO_DIGEST
+        # hash and compare even for an unknown id, so both paths cost the same (the digest
+        # itself, not its hex: hash_key's form, without writing it out per request)
+        ok = hmac.compare_digest(hashlib.sha256(key.encode("utf-8")).digest(), expected)
         return record if ok and record is not None else None

@@ -42,14 +42,27 @@ def audiences(config: OAuthOptions) -> frozenset[str] | None:
 
 
 class Authenticated:
-    """A validated token: the principal, its DPoP binding (``cnf.jkt``) and when it expires."""
+    """A validated token: the principal, its DPoP binding (``cnf.jkt``) and when it expires.
 
-    __slots__ = ("expires", "jkt", "principal")
+    ``decisions`` are the annotations every request with this credential records, written once
+    here rather than per request.
+    """
+
+    __slots__ = ("decisions", "expires", "jkt", "principal")
 
     def __init__(self, principal: Principal, jkt: str | None, expires: float) -> None:
         self.principal = principal
         self.jkt = jkt
         self.expires = expires
+        decisions: dict[str, str] = {
+            "aimiddleware.auth.outcome": "authenticated",
+            "aimiddleware.auth.credential": principal.credential,
+            "aimiddleware.auth.principal": principal.id,
+        }
+        if principal.client_id is not None:
+            decisions["aimiddleware.auth.client_id"] = principal.client_id
+        decisions["aimiddleware.auth.scopes"] = " ".join(sorted(principal.scopes))
+        self.decisions = decisions
 
 
 def _scopes(value: Any) -> frozenset[str]:

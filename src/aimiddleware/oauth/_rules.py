@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from .._challenges import scope_tokens
-from .._lru import LRUCache
+from .._lru import Memo
 from .._paths import PathPattern
 from ..exceptions import ConfigurationError
 
@@ -71,7 +71,7 @@ class ScopeRule:
 class CompiledRules:
     """The rules in order, plus the default for paths no rule matches."""
 
-    __slots__ = ("_exact", "_rules", "default", "scopes_supported")
+    __slots__ = ("_matches", "_rules", "default", "scopes_supported")
 
     def __init__(self, rules: Iterable[ScopeRule], default: ScopeRule) -> None:
         self._rules = tuple(rules)
@@ -83,19 +83,17 @@ class CompiledRules:
         for rule in (*self._rules, default):
             seen.update(dict.fromkeys(rule.required))
         self.scopes_supported = tuple(seen)
-        # the hot paths of an API are few; bounded, since paths are the client's to choose
-        self._exact: LRUCache[tuple[str, str], ScopeRule] = LRUCache("oauth rule matches", 1024)
+        # the hot paths of an API are few, and come first; bounded, since paths are the
+        # client's to choose (past the bound, a match is computed each time)
+        self._matches: Memo[tuple[str, str], ScopeRule] = Memo(self._find, 1024)
 
     def match(self, path: str, method: str) -> ScopeRule:
         """The first rule that applies, else the default."""
-        key = (path, method)
-        cached = self._exact.get(key, 0.0)
-        if cached is not None:
-            return cached
-        found = self.default
+        return self._matches((path, method))
+
+    def _find(self, key: tuple[str, str]) -> ScopeRule:
+        path, method = key
         for rule in self._rules:
             if rule.matches(path, method):
-                found = rule
-                break
-        self._exact.put(key, found, 0.0)
-        return found
+                return rule
+        return self.default

@@ -8,17 +8,9 @@ import math
 import zlib
 from typing import TYPE_CHECKING, Final
 
-from .._asgi import (
-    Message,
-    RawHeaders,
-    Receive,
-    Scope,
-    Send,
-    annotate,
-    get_header,
-    is_event_stream,
-)
+from .._asgi import get_header, is_event_stream
 from .._sse import ends_event
+from ..context import Message, Receive, Scope, Send, annotate
 from ._headers import stream_headers
 from ._inbox import Inbox
 
@@ -32,16 +24,9 @@ logger = logging.getLogger("aimiddleware.sse")
 _FLUSH: Final[Message] = {"type": "http.response.body", "body": b"", "more_body": True}
 
 
-def _is_stream(headers: RawHeaders) -> bool:
-    # is_event_stream without parsing every Content-Type: this runs once per response
-    for name, value in headers:
-        if len(name) == 12 and name.lower() == b"content-type":
-            return value[:17].lower() == b"text/event-stream" and is_event_stream(((name, value),))
-    return False
-
-
-class Exchange:
-    """One request through the SSE middleware: wrapped ``send``/``receive`` and the ticker.
+class Exchange(Inbox):
+    """One request through the SSE middleware: wrapped ``send``, the ``receive`` of its
+    :class:`Inbox`, and the ticker.
 
     The ticker (heartbeats and the send timeout) and the disconnect watch exist only once an
     event-stream response has started; every other response costs one attribute test per message.
@@ -63,7 +48,6 @@ class Exchange:
         "beats",
         "cancel_requested",
         "complete",
-        "inbox",
         "last",
         "outcome",
         "stream",
@@ -81,11 +65,11 @@ class Exchange:
     last: float
 
     def __init__(self, config: SSEOptions, scope: Scope, receive: Receive, send: Send) -> None:
+        Inbox.__init__(self, receive)
         self._config = config
         self._scope = scope
         self._send = send
         self._task = asyncio.current_task()
-        self.inbox = Inbox(receive, self._on_disconnect)
         self.stream = False
         self.complete = False
         self.app_running = True
@@ -97,9 +81,16 @@ class Exchange:
 
     async def send(self, message: Message) -> None:
         if not self.stream:
-            if message["type"] == "http.response.start" and _is_stream(message.get("headers", ())):
-                await self._start(message)
-                return
+            if message["type"] == "http.response.start":
+                # is_event_stream without parsing every Content-Type: runs once per response
+                for name, value in message.get("headers", ()):
+                    if len(name) == 12 and name.lower() == b"content-type":
+                        if value[:17].lower() == b"text/event-stream" and is_event_stream(
+                            ((name, value),)
+                        ):
+                            await self._start(message)
+                            return
+                        break
             await self._send(message)
             return
         if message["type"] != "http.response.body":
@@ -165,7 +156,7 @@ class Exchange:
         # http.response.start until the first body message (some GZipMiddleware versions)
         await self._send(dict(_FLUSH))
         if config.cancel_on_disconnect:
-            self.inbox.watch()
+            self.watch()
         if config.heartbeat is not None or config.send_timeout is not None:
             self._ticker = asyncio.ensure_future(self._tick())
 
@@ -208,7 +199,7 @@ class Exchange:
         except TimeoutError:
             self._drop(timeout or 0.0)
         except Exception:  # the server refused the write: the peer is gone
-            self._on_disconnect()
+            self.peer_gone()
         else:
             self.beats += 1
             self.last = self._loop.time()
@@ -229,7 +220,7 @@ class Exchange:
             self.outcome = "send_timeout"
             self._loop.call_soon(self._cancel_app)
 
-    def _on_disconnect(self) -> None:
+    def peer_gone(self) -> None:
         if self.outcome is None and not self.complete:
             self.outcome = "client_disconnected"
             if self._config.cancel_on_disconnect:
@@ -259,7 +250,7 @@ class Exchange:
             await asyncio.wait((ticker,))
             if not ticker.cancelled() and ticker.exception() is not None:
                 logger.error("the heartbeat ticker failed", exc_info=ticker.exception())
-        await self.inbox.close()
+        await self.stop_watching()
         if self.stream:
             scope = self._scope
             annotate(scope, "aimiddleware.sse.heartbeats", self.beats)

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 
-from .._asgi import Message, Receive
+from ..context import Message, Receive
 
 __all__ = ["Inbox"]
 
@@ -23,15 +22,17 @@ _DISCONNECT: Message = {"type": "http.disconnect"}
 class Inbox:
     """The ``receive`` handed to the app, plus a disconnect watch that can be switched on.
 
-    >>> inbox = Inbox(receive, on_disconnect=lambda: print("gone"))  # doctest: +SKIP
+    A subclass learns of the disconnect in :meth:`peer_gone` (the SSE exchange is one: one
+    object per request rather than two).
+
+    >>> inbox = Inbox(receive)  # doctest: +SKIP
     >>> await app(scope, inbox.receive, send)  # doctest: +SKIP
     """
 
-    __slots__ = ("_direct", "_on_disconnect", "_queue", "_read", "_receive", "_watching", "gone")
+    __slots__ = ("_direct", "_queue", "_read", "_receive", "_watching", "gone")
 
-    def __init__(self, receive: Receive, on_disconnect: Callable[[], None]) -> None:
+    def __init__(self, receive: Receive) -> None:
         self._receive = receive
-        self._on_disconnect = on_disconnect
         # http.request messages read on the app's behalf (created when the first one is)
         self._queue: deque[Message] | None = None
         self._read: asyncio.Future[Message] | None = None
@@ -76,7 +77,10 @@ class Inbox:
         self._watching = True
         self._resume_watch()
 
-    async def close(self) -> None:
+    def peer_gone(self) -> None:
+        """The client disconnected (called once)."""
+
+    async def stop_watching(self) -> None:
         """Stop watching and drop the read in flight (the response is over)."""
         self._watching = False
         read = self._read
@@ -117,4 +121,4 @@ class Inbox:
     def _disconnected(self) -> None:
         if not self.gone:
             self.gone = True
-            self._on_disconnect()
+            self.peer_gone()

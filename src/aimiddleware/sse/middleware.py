@@ -70,7 +70,7 @@ class SSEMiddleware:
             app = await self._resume(scope, config.last_event_id) or app
         exchange = Exchange(config, scope, receive, send)
         try:
-            await app(scope, exchange.inbox.receive, exchange.send)
+            await app(scope, exchange.receive, exchange.send)
         except BaseException as exc:
             exchange.app_running = False
             # the app's task group may hand our cancellation back wrapped in a group

@@ -73,6 +73,8 @@ def llm_request(scope: Scope) -> GenAIRequest | None:
         return None
     model = body.get("model")
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    if limit is None:  # the Responses API's name for it
+        limit = body.get("max_output_tokens")
     return RequestFields(
         model if isinstance(model, str) else None,
         body.get("stream") is True,
