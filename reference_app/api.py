@@ -27,8 +27,8 @@ from .checks import (
     room_left,
     sampling_for,
 )
-from .engine import Engine, GenerationTimeout
-from .errors import APIError, generation_timeout, retry_signals
+from .engine import Engine
+from .errors import APIError, retry_signals
 from .runs import Run, completion_stream
 from .schemas import CompletionRequest, EmbeddingRequest
 from .settings import Settings
@@ -61,17 +61,10 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         return StreamingResponse(
             completion_stream(run, base, include_usage), media_type="text/event-stream"
         )
-    text: list[str] = []
-    finish = "stop"
-    try:
-        async for chunk in run.chunks():
-            text.append(chunk["choices"][0]["text"])
-            finish = chunk["choices"][0]["finish_reason"] or finish
-    except GenerationTimeout:
-        raise generation_timeout() from None
+    text, finish = await run.text()
     return {
         **base,
-        "choices": [{"index": 0, "text": "".join(text), "logprobs": None, "finish_reason": finish}],
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
         "usage": run.usage(),
     }
 

@@ -15,8 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from .checks import check_model, deadline_for, format_grammar, ready_engine, room_left
-from .engine import GenerationTimeout, Sampling
-from .errors import APIError, generation_timeout
+from .engine import Sampling
+from .errors import APIError
 from .response_store import ResponseStore, owner_of
 from .responses_items import (
     Draft,
@@ -205,15 +205,8 @@ async def create_response(body: ResponseRequest, request: Request) -> Any:
     if body.stream:
         events = response_events(draft, run, plan, keep)
         return StreamingResponse(events, media_type="text/event-stream")
-    text: list[str] = []
-    finish = "stop"
-    try:
-        async for chunk in run.chunks():
-            text.append(chunk["choices"][0]["text"])
-            finish = chunk["choices"][0]["finish_reason"] or finish
-    except GenerationTimeout:
-        raise generation_timeout() from None
-    output = output_items(plan, "".join(text), finish)
+    text, finish = await run.text()
+    output = output_items(plan, text, finish)
     response = draft.finished(output, finish, usage(run.prompt_tokens, run.completion_tokens))
     await keep(response)
     return response

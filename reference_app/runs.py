@@ -55,6 +55,19 @@ class Run:
         finally:
             await self.stream.aclose()
 
+    async def text(self) -> tuple[str, str]:
+        """The whole answer and its finish reason (a non-streamed completion); a deadline
+        passed mid-way is the generation timeout's error."""
+        text: list[str] = []
+        finish = "stop"
+        try:
+            async for chunk in self.chunks():
+                text.append(chunk["choices"][0]["text"])
+                finish = chunk["choices"][0]["finish_reason"] or finish
+        except GenerationTimeout:
+            raise generation_timeout() from None
+        return "".join(text), finish
+
     def _count(self, chunk: dict[str, Any]) -> dict[str, Any]:
         if chunk["choices"][0]["finish_reason"] is None:
             self.completion_tokens += 1
