@@ -79,7 +79,8 @@ def _meta(status: int, headers: Headers, chunks: int | None, route: str | None) 
     # output is the same JSON either way).
     raw_route = route.encode("latin-1", "replace") if route is not None else b""
     if not (b"".join(map(b"".join, headers)) + raw_route).translate(None, _PLAIN):
-        pairs = b",".join([b'["%s","%s"]' % pair for pair in headers])
+        # [["n1","v1"],["n2","v2"]] by joins alone (a comprehension is a frame of its own)
+        pairs = b'["%s"]' % b'"],["'.join(map(b'","'.join, headers)) if headers else b""
         tail = b"" if chunks is None else b',"n":%d' % chunks
         if route is not None:
             tail += b',"r":"%s"' % raw_route
