@@ -26,7 +26,24 @@ from ..exceptions import StoreUnavailable
 from ._options import IdempotencyOptions
 from ._recovery import keep_alive, logger
 
-__all__ = ["RECORDED", "TRANSITIONS", "Claim", "InvalidTransition", "State"]
+__all__ = [
+    "ANNOUNCED",
+    "BUFFERING",
+    "CLAIMED",
+    "DEFERRED",
+    "DEGRADED",
+    "DROPPED",
+    "FINAL",
+    "RECORDED",
+    "RECORDING",
+    "RELEASED",
+    "STORED",
+    "STREAMING",
+    "TRANSITIONS",
+    "Claim",
+    "InvalidTransition",
+    "State",
+]
 
 RECORDED: Final = "aimiddleware.idempotency.recorded"
 
@@ -44,34 +61,37 @@ class State(enum.Enum):
     DEFERRED = "deferred"  # the record is handed to a write-behind task
     RELEASED = "released"  # the key was given back: a retry runs the request again
 
+    # members are singletons: identity hashing is C-level, Enum's own __hash__ is a Python call
+    # (and states are looked up in sets and TRANSITIONS several times per request)
+    __hash__ = object.__hash__
+
     @property
     def recording(self) -> bool:
         """The response is still being recorded."""
-        return self in _RECORDING
+        return self in RECORDING
 
     @property
     def final(self) -> bool:
         """Nothing more happens to the record (and the lease is not renewed)."""
-        return self in _FINAL
+        return self in FINAL
 
 
-_RECORDING: Final = frozenset(
-    {State.CLAIMED, State.BUFFERING, State.STREAMING, State.ANNOUNCED, State.DEGRADED}
-)
-_FINAL: Final = frozenset({State.STORED, State.DEFERRED, State.RELEASED})
-_ENDS: Final = frozenset({State.STORED, State.DEFERRED, State.DEGRADED, State.DROPPED})
+# The members as module constants, which the hot paths use: reading one through the class
+# goes through EnumType's Python-level attribute hook, on every use.
+CLAIMED, BUFFERING, STREAMING, ANNOUNCED, DEGRADED, DROPPED, STORED, DEFERRED, RELEASED = State
+RECORDING: Final = frozenset({CLAIMED, BUFFERING, STREAMING, ANNOUNCED, DEGRADED})
+FINAL: Final = frozenset({STORED, DEFERRED, RELEASED})
+_ENDS: Final = frozenset({STORED, DEFERRED, DEGRADED, DROPPED})
 TRANSITIONS: Final[dict[State, frozenset[State]]] = {
-    State.CLAIMED: frozenset(
-        {State.BUFFERING, State.STREAMING, State.DEGRADED, State.DROPPED, State.RELEASED}
-    ),
-    State.BUFFERING: _ENDS | {State.RELEASED},
-    State.STREAMING: _ENDS | {State.ANNOUNCED, State.RELEASED},
-    State.ANNOUNCED: _ENDS | {State.RELEASED},
-    State.DEGRADED: frozenset({State.DEFERRED, State.DROPPED, State.RELEASED}),
-    State.DROPPED: frozenset({State.RELEASED}),
-    State.STORED: frozenset(),
-    State.DEFERRED: frozenset(),
-    State.RELEASED: frozenset(),
+    CLAIMED: frozenset({BUFFERING, STREAMING, DEGRADED, DROPPED, RELEASED}),
+    BUFFERING: _ENDS | {RELEASED},
+    STREAMING: _ENDS | {ANNOUNCED, RELEASED},
+    ANNOUNCED: _ENDS | {RELEASED},
+    DEGRADED: frozenset({DEFERRED, DROPPED, RELEASED}),
+    DROPPED: frozenset({RELEASED}),
+    STORED: frozenset(),
+    DEFERRED: frozenset(),
+    RELEASED: frozenset(),
 }
 
 
@@ -104,7 +124,7 @@ class Claim:
         self.key = key
         self.lease = lease
         self.log = log  # the chunk log of a stream
-        self.state = State.CLAIMED
+        self.state = CLAIMED
         self.stream = False
         self.pending: bytes | None = None  # the last value written in place of the lease
         self.faults = 0  # one log line per outage: later failures of it are quiet
@@ -121,7 +141,7 @@ class Claim:
     @property
     def done(self) -> bool:
         """The record is settled: the heartbeats stop renewing the lease."""
-        return self.state.final
+        return self.state in FINAL
 
     def _degrade(self) -> None:
         """The store failed: go on recording in memory (or drop what cannot be kept)."""
@@ -134,7 +154,7 @@ class Claim:
     def release(self, reason: str | None) -> Coroutine[Any, Any, None]:
         """Give the key back (``RELEASED`` at once; the returned coroutine tells the store):
         a retry runs the request again. A partial response is never stored."""
-        self._to(State.RELEASED)
+        self._to(RELEASED)
         if reason is not None:
             annotate(self.scope, RECORDED, reason)
         return self._give_back()
@@ -174,7 +194,7 @@ class Claim:
             self.faults += 1
             return
         # a replace that ran meanwhile changed the value: not a lost claim
-        if not won and self.state.recording and self.lease == expected:
+        if not won and self.state in RECORDING and self.lease == expected:
             if self.faults:
                 # a write of ours that timed out may have landed since: settled at the end
                 self._degrade()

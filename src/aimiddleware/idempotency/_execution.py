@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from ..context import ASGIApp, Message, Receive, Scope, Send
-from ._claim import State
-from ._forwarding import Forwarder
+from ._claim import DROPPED, FINAL, RECORDING, STREAMING
+from ._forwarding import OPEN, Forwarder
 from ._heartbeat import Heartbeats
 from ._options import IdempotencyOptions
 from ._recording import Recorder
@@ -37,38 +37,33 @@ async def _drive(run: Coroutine[Any, Any, None], waiter: asyncio.Future[None]) -
             waiter.set_result(None)
 
 
-class Execution:
-    """The request that won its claim: its app's messages go to the client first and into the
-    record afterwards, so the first byte is never delayed by the store."""
+class Execution(Forwarder):
+    """The request that won its claim: its app's messages go to the client first (this is its
+    :class:`Forwarder`) and into the record (its :class:`Recorder`) afterwards, so the first
+    byte is never delayed by the store."""
 
-    __slots__ = ("_heartbeats", "config", "extra_headers", "forwarder", "recorder", "scope")
+    __slots__ = ("_heartbeats", "extra_headers", "recorder")
 
     def __init__(
         self,
         config: IdempotencyOptions,
         scope: Scope,
         send: Send,
-        key: str,
-        token: str,
-        fingerprint: str,
-        lease: bytes,
+        recorder: Recorder,
         extra_headers: Iterable[tuple[bytes, bytes]],
-        canonical: Callable[[], str],
         heartbeats: Heartbeats,
     ) -> None:
-        self.config = config
-        self.scope = scope
+        Forwarder.__init__(self, scope, send, config.abort)
+        self.recorder = recorder
         self.extra_headers = extra_headers
         self._heartbeats = heartbeats
-        self.recorder = Recorder(config, scope, key, token, fingerprint, lease, canonical)
-        self.forwarder = Forwarder(scope, send, abort=config.on_disconnect == "abort")
 
     async def serve(self, app: ASGIApp, receive: Receive, stream: bool) -> None:
         """Run the app for the client; ``stream``: the request asks for an event stream."""
-        if self.config.on_disconnect == "abort":
+        if self._abort:
             await self.run(app, receive)
             return
-        receive = self.forwarder.hiding_disconnect(receive)
+        receive = self.hiding_disconnect(receive)
         if not stream:
             # Inline: a task costs a trip through the event loop on every request, and only a
             # stream gets cancelled from outside when its client leaves (the SSE middleware
@@ -85,7 +80,7 @@ class Execution:
             await waiter  # the app's exception, if any, goes on up from here
         except asyncio.CancelledError:
             if not task.done():
-                self.forwarder.detach()
+                self.detach()
                 keep_alive(task)
             raise
 
@@ -96,53 +91,65 @@ class Execution:
         try:
             await app(self.scope, receive, self.send)
         except asyncio.CancelledError:
-            if not recorder.done:
+            if recorder.state not in FINAL:
                 # a cancelled task may not await again under anyio's level cancellation:
                 # release from a task of its own
                 keep_alive(asyncio.ensure_future(recorder.release("cancelled")))
             raise
         except BaseException:
-            if not recorder.done:
+            if recorder.state not in FINAL:
                 await recorder.release("app_error")
             raise
-        if not recorder.done:
+        if recorder.state not in FINAL:
             # a dropped record said why when it was dropped
-            await recorder.release(None if recorder.state is State.DROPPED else "incomplete")
+            await recorder.release(None if recorder.state is DROPPED else "incomplete")
 
     async def send(self, message: Message) -> None:
-        """The app's ``send``: forward, then record."""
+        """The app's ``send``: forward, then record (the end of the response: record, then
+        forward). :meth:`forward` and :meth:`end` are written out inline, in one place: this
+        runs for every message of every claimed response."""
         kind = message["type"]
         recorder = self.recorder
+        last = False
         if kind == "http.response.body":
-            body = message.get("body", b"")
-            if message.get("more_body", False):
-                await self.forwarder.forward(message)
-                if not recorder.state.recording:
-                    return
-                if body:
-                    if recorder.stream:
-                        await recorder.chunk(bytes(body))
-                    else:
-                        recorder.keep(body)
-                elif recorder.state is State.STREAMING:
-                    await recorder.announce()
-                return
-            if body and recorder.stream:
-                # the last event goes out now; only the end of the body waits for the record
-                await self.send({"type": "http.response.body", "body": body, "more_body": True})
-                message = {"type": "http.response.body", "body": b"", "more_body": False}
-            elif body and recorder.state.recording:
-                recorder.keep(body)
-            if recorder.state.recording:
-                # stored before the client sees the end of the body
-                await recorder.complete()
-            await self.forwarder.end(message)
-            return
-        if kind == "http.response.start":
+            if not message.get("more_body", False):
+                body = message.get("body", b"")
+                if body and recorder.stream:
+                    # the last event goes out now; only the end of the body waits for the record
+                    await self.send({"type": "http.response.body", "body": body, "more_body": True})
+                    message = {"type": "http.response.body", "body": b"", "more_body": False}
+                elif body and recorder.state in RECORDING:
+                    recorder.keep(body)
+                if recorder.state in RECORDING:
+                    # stored before the client sees the end of the body
+                    await recorder.complete()
+                self.ended = last = True
+        elif kind == "http.response.start":
             raw = list(message.get("headers", ()))
             recorder.start(int(message["status"]), raw)
-            await self.forwarder.forward({**message, "headers": [*raw, *self.extra_headers]})
-            return
-        # trailers, pathsend, ...: a response we cannot replay faithfully
-        recorder.drop("unsupported")
-        await self.forwarder.forward(message)
+            raw += self.extra_headers
+            message = {**message, "headers": raw}
+        else:
+            # trailers, pathsend, ...: a response we cannot replay faithfully
+            recorder.drop("unsupported")
+        if self.link is OPEN:
+            if self._abort:
+                await self._send(message)
+            else:
+                try:
+                    await self._send(message)
+                except OSError:
+                    # the server reports a gone client (ASGI spec 2.4): finish and record anyway
+                    self.detach()
+        if last:
+            if self._ended is not None:
+                self._ended.set()
+        elif kind == "http.response.body" and recorder.state in RECORDING:
+            body = message.get("body", b"")
+            if body:
+                if recorder.stream:
+                    await recorder.chunk(bytes(body))
+                else:
+                    recorder.keep(body)
+            elif recorder.state is STREAMING:
+                await recorder.announce()

@@ -8,7 +8,7 @@ from typing import Final
 
 from ..context import Message, Receive, Scope, Send, annotate
 
-__all__ = ["Forwarder", "Link"]
+__all__ = ["GONE", "OPEN", "Forwarder", "Link"]
 
 CLIENT_GONE: Final = "aimiddleware.idempotency.client_gone"
 
@@ -20,6 +20,14 @@ class Link(enum.Enum):
     GONE = "gone"  # the client left: messages are dropped, the response is still recorded
 
 
+# read on every message: module constants, not EnumType's Python-level attribute hook
+OPEN, GONE = Link
+
+
+async def _unset() -> Message:  # pragma: no cover (hiding_disconnect() sets the real one)
+    raise RuntimeError("hiding_disconnect() was not called")
+
+
 class Forwarder:
     """Sends the response on to the client and hides its leaving from the app.
 
@@ -27,25 +35,26 @@ class Forwarder:
     client does, so that it is recorded; with ``"abort"`` the server's errors reach the app.
     """
 
-    __slots__ = ("_abort", "_ended", "_send", "ended", "link", "scope")
+    __slots__ = ("_abort", "_ended", "_receive", "_send", "ended", "link", "scope")
 
     def __init__(self, scope: Scope, send: Send, abort: bool) -> None:
         self.scope = scope
         self._send = send
         self._abort = abort
-        self.link = Link.OPEN
+        self.link = OPEN
         self.ended = False  # the last message of the response was reached
         self._ended: asyncio.Event | None = None
+        self._receive: Receive = _unset
 
     def detach(self) -> None:
         """The client is gone: stop forwarding (recording goes on)."""
-        if self.link is Link.OPEN:
-            self.link = Link.GONE
+        if self.link is OPEN:
+            self.link = GONE
             annotate(self.scope, CLIENT_GONE, True)
 
     async def forward(self, message: Message) -> None:
         """Send ``message`` to the client while it is there."""
-        if self.link is Link.GONE:
+        if self.link is GONE:
             return
         if self._abort:
             await self._send(message)
@@ -71,14 +80,14 @@ class Forwarder:
         ended, and an app that reacts to it (Starlette's StreamingResponse cancels itself) must
         not cut the store write short.
         """
+        self._receive = receive
+        return self._hiding  # a bound method: cheaper than a closure per request
 
-        async def _receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.disconnect" and not self.ended:
-                self.detach()
-                if self._ended is None:
-                    self._ended = asyncio.Event()
-                await self._ended.wait()
-            return message
-
-        return _receive
+    async def _hiding(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self.ended:
+            self.detach()
+            if self._ended is None:
+                self._ended = asyncio.Event()
+            await self._ended.wait()
+        return message

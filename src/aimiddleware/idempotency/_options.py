@@ -59,7 +59,8 @@ class IdempotencyOptions:
     The middleware takes these as keywords or as the object; ``docs/idempotency.md`` has the
     table. The last fields are resolved from the options when the object is built, and are
     what the middleware runs on: the store (a URL becomes a client here), the method and path
-    sets, the secret as bytes, the statuses never stored and the lease renewal interval.
+    sets, the secret as bytes, the statuses never stored, the lease renewal interval and
+    whether a client's leaving aborts the request.
 
     >>> options = IdempotencyOptions(store="memory://", ttl=3600, lease_ttl=9)
     >>> options.heartbeat
@@ -91,6 +92,7 @@ class IdempotencyOptions:
     secret_bytes: bytes | None = field(init=False, repr=False, compare=False)
     unstored_statuses: frozenset[int] = field(init=False, repr=False, compare=False)
     heartbeat: float = field(init=False, repr=False, compare=False)
+    abort: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         set_ = self._set
@@ -106,6 +108,7 @@ class IdempotencyOptions:
         set_("lease_ttl", float(check_number("lease_ttl", self.lease_ttl, minimum=1)))
         set_("heartbeat", self.lease_ttl / 3)
         check_choice("on_disconnect", self.on_disconnect, ("complete", "abort"))
+        set_("abort", self.on_disconnect == "abort")
         check_bool("follow_streams", self.follow_streams)
         set_("poll_interval", float(check_seconds("poll_interval", self.poll_interval)))
         statuses = self.no_store_statuses

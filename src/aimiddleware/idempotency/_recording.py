@@ -9,13 +9,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from .._asgi import RawHeaders, is_event_stream
+from .._asgi import EVENT_STREAM, RawHeaders, media_type
 from .._paths import route_template
 from ..context import Scope, annotate
 from ..exceptions import StoreUnavailable
 from . import _records as records
-from ._claim import RECORDED, Claim, State
-from ._options import IdempotencyOptions, stored_header
+from ._claim import (
+    ANNOUNCED,
+    BUFFERING,
+    CLAIMED,
+    DEFERRED,
+    DEGRADED,
+    DROPPED,
+    RECORDED,
+    RECORDING,
+    STORED,
+    STREAMING,
+    TRANSITIONS,
+    Claim,
+)
+from ._options import NEVER_STORED_HEADERS, NEVER_STORED_PREFIX, IdempotencyOptions
 from ._recovery import LOG_GRACE, Pending, keep_alive, logger, write_behind
 
 __all__ = ["Recorder"]
@@ -54,7 +67,7 @@ class Recorder(Claim):
         lease: bytes,
         canonical: Callable[[], str],
     ) -> None:
-        super().__init__(config, scope, key, lease, records.log_key(key, token))
+        Claim.__init__(self, config, scope, key, lease, f"{key}:{token}")  # records.log_key
         self.root_path: str = scope.get("root_path", "")
         self.token = token
         self.fingerprint = fingerprint
@@ -72,15 +85,25 @@ class Recorder(Claim):
     def start(self, status: int, raw: RawHeaders) -> None:
         """The response's head: a buffered body or a stream, or not recordable."""
         self.status = status
-        self.stream = is_event_stream(raw)
+        # one pass over the headers: the first Content-Type says whether this is a stream
+        # (is_event_stream), and stored_header() picks what the record keeps
+        content_type: bytes | None = None
+        kept = []
+        for name, value in raw:
+            lower = name.lower()
+            if lower == b"content-type" and content_type is None:
+                content_type = value
+            if lower not in NEVER_STORED_HEADERS and not lower.startswith(NEVER_STORED_PREFIX):
+                kept.append((bytes(name), bytes(value)))
+        self.stream = stream = media_type(content_type) == EVENT_STREAM
         if status in self.config.unstored_statuses:
             self.drop("status")
             return
-        self.headers = [(bytes(n), bytes(v)) for n, v in raw if stored_header(n)]
+        self.headers = kept
         # the router has run by now: a replay reports the route the response came from
         self.route = route_template(self.scope, self.root_path)
-        if self.state is State.CLAIMED:
-            self._to(State.STREAMING if self.stream else State.BUFFERING)
+        if self.state is CLAIMED:  # CLAIMED may move to either
+            self.state = STREAMING if stream else BUFFERING
 
     def keep(self, body: bytes) -> None:
         """Keep a part of a buffered body in memory (drop the record when it grows too large)."""
@@ -92,7 +115,7 @@ class Recorder(Claim):
 
     async def chunk(self, chunk: bytes) -> None:
         """Write one chunk of a stream to its log (announcing the stream first)."""
-        if self.state is State.STREAMING:
+        if self.state is STREAMING:
             await self.announce()
         if self.copy is not None:
             self.size += len(chunk)
@@ -100,12 +123,12 @@ class Recorder(Claim):
                 self.copy = None
             else:
                 self.copy.append(chunk)
-        if self.state is State.DEGRADED:
+        if self.state is DEGRADED:
             if self.copy is None:
                 logger.warning("idempotency: the stream of %s is too large to keep", self.key)
                 self.drop("store_error")
             return
-        if not self.state.recording:
+        if self.state not in RECORDING:
             return
         try:
             await self.config.record_store.append(self.log, chunk, self.config.ttl + LOG_GRACE)
@@ -117,7 +140,7 @@ class Recorder(Claim):
     async def announce(self) -> None:
         """Tell followers a stream is under way, and its head: after the first chunk went out,
         so the store's round trip never delays the first token."""
-        self._to(State.ANNOUNCED)
+        self._to(ANNOUNCED)
         new = records.streaming_lease(
             self.token, self.fingerprint, self.status, self.headers, self.route
         )
@@ -140,27 +163,27 @@ class Recorder(Claim):
     async def complete(self) -> None:
         """The response ended: store the record before the client sees the end of the body,
         so that a retry sent the moment the response ended finds it."""
+        if STORED not in TRANSITIONS[self.state]:  # before the write, not after it
+            if self.state is DEGRADED:
+                self._defer(self._canonical())
+                return
+            self._check(STORED)
         canonical = self._canonical()
-        if self.state is State.DEGRADED:
-            self._defer(canonical)
-            return
-        self._check(State.STORED)  # before the write, not after it
-        body = b"" if self.stream else b"".join(self.parts)
+        stream = self.stream
         value = records.completed(
             self.token,
             self.fingerprint,
             canonical,
             self.status,
             self.headers,
-            body=body,
-            chunks=self.count if self.stream else None,
-            route=self.route,
+            b"" if stream else b"".join(self.parts),
+            self.count if stream else None,
+            self.route,
         )
         self.pending = value
+        config = self.config
         try:
-            won = await self.config.record_store.replace(
-                self.key, self.lease, value, self.config.ttl
-            )
+            won = await config.record_store.replace(self.key, self.lease, value, config.ttl)
         except StoreUnavailable as exc:
             self._fault("replace", exc, final=True)
             # the chunk log is exact (every append landed): only the record is missing
@@ -168,7 +191,7 @@ class Recorder(Claim):
             return
         if won:
             self.lease = value
-            self._to(State.STORED)
+            self.state = STORED  # checked above
             annotate(self.scope, RECORDED, "stored")
         elif self.faults:
             # a value of ours may have landed late, or the lease expired unrenewed
@@ -181,8 +204,8 @@ class Recorder(Claim):
     def drop(self, reason: str) -> None:
         """Stop recording (said once, in the ``recorded`` annotation); the key is released when
         the app ends. A record already settled, or already dropped, stays as it is."""
-        if self.state.recording:
-            self._to(State.DROPPED)
+        if self.state in RECORDING:
+            self._to(DROPPED)
             self.parts = []
             self.copy = None
             annotate(self.scope, RECORDED, reason)
@@ -212,12 +235,12 @@ class Recorder(Claim):
             self.drop("store_error")
 
     def _degrade(self) -> None:
-        if self.state is State.DEGRADED or not self.state.recording:
+        if self.state is DEGRADED or self.state not in RECORDING:
             return
         if self.stream and self.copy is None:
             self.drop("store_error")
         else:
-            self._to(State.DEGRADED)
+            self._to(DEGRADED)
 
     def _lost(self) -> None:
         logger.warning(
@@ -230,7 +253,7 @@ class Recorder(Claim):
 
     def _defer(self, canonical: str, *, exact_log: bool = False) -> None:
         """Hand the record to a write-behind task; the key is kept, never released."""
-        if not self.state.recording:
+        if self.state not in RECORDING:
             return
         config = self.config
         pending = Pending(
@@ -250,6 +273,6 @@ class Recorder(Claim):
             pending.count = self.count
         else:
             pending.rewrite = self.copy
-        self._to(State.DEFERRED)
+        self._to(DEFERRED)
         annotate(self.scope, RECORDED, "deferred")
         keep_alive(asyncio.ensure_future(write_behind(pending, config.ttl)))

@@ -19,7 +19,6 @@ byte-identical without any decoding.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -69,8 +68,9 @@ def lease(token: str, fingerprint: str) -> bytes:
     return b"L" + token.encode("ascii") + fingerprint.encode("ascii")
 
 
-# bytes a JSON string may hold as they are: printable ASCII but '"' and '\\'
-_PLAIN: Final = re.compile(rb'[^\x20-\x7e]|["\\]')
+# bytes a JSON string may hold as they are: printable ASCII but '"' and '\\' (deleting them
+# with bytes.translate tests a header block in a fraction of a regular expression's search)
+_PLAIN: Final = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
 
 
 def _meta(status: int, headers: Headers, chunks: int | None, route: str | None) -> bytes:
@@ -78,8 +78,9 @@ def _meta(status: int, headers: Headers, chunks: int | None, route: str | None) 
     # fraction of the JSON encoder's work. Anything else goes through the encoder (the
     # output is the same JSON either way).
     raw_route = route.encode("latin-1", "replace") if route is not None else b""
-    if _PLAIN.search(b"".join(map(b"".join, headers)) + raw_route) is None:
-        pairs = b",".join([b'["%s","%s"]' % pair for pair in headers])
+    if not (b"".join(map(b"".join, headers)) + raw_route).translate(None, _PLAIN):
+        # [["n1","v1"],["n2","v2"]] by joins alone (a comprehension is a frame of its own)
+        pairs = b'["%s"]' % b'"],["'.join(map(b'","'.join, headers)) if headers else b""
         tail = b"" if chunks is None else b',"n":%d' % chunks
         if route is not None:
             tail += b',"r":"%s"' % raw_route
@@ -108,7 +109,6 @@ def completed(
     canonical: str,
     status: int,
     headers: Headers,
-    *,
     body: bytes = b"",
     chunks: int | None = None,
     route: str | None = None,

@@ -7,7 +7,7 @@ import os
 import secrets
 from typing import Any, Final
 
-from .._asgi import close_on_shutdown, get_headers
+from .._asgi import close_on_shutdown
 from .._config import build_options
 from .._workers import warn_if_several_workers
 from ..context import (
@@ -18,6 +18,7 @@ from ..context import (
     Scope,
     Send,
     annotate,
+    get_annotations,
     get_principal,
     read_body,
     route_path,
@@ -28,14 +29,16 @@ from . import _records as records
 from ._answers import OUTCOME, answer_retry, run_without_idempotency
 from ._execution import Execution
 from ._heartbeat import Heartbeats
-from ._keys import Hasher, InvalidKeyError, asks_for_stream, parse_key
+from ._keys import Hasher, InvalidKeyError, is_json, parse_key, request_head, wants_stream
 from ._options import IdempotencyOptions
 from ._problems import send_problem
+from ._recording import Recorder
 from ._recovery import logger
 
 __all__ = ["IdempotencyMiddleware"]
 
 RETENTION_HEADER: Final = b"idempotency-retention"
+KEY_HASH: Final = "aimiddleware.idempotency.key_hash"
 # the option's name before max_record_bytes (it clashed with the guard's request bound)
 RENAMED: Final = {"max_body_bytes": "max_record_bytes"}
 # Lease tokens only need to be unique across executions: a random part per process and a
@@ -119,21 +122,29 @@ class IdempotencyMiddleware:
         if self._check_workers:
             self._check_workers = False
             warn_if_several_workers("IdempotencyMiddleware", "idempotency records (memory store)")
-        if scope["type"] == "lifespan" and self._owns_store:
-            store = config.record_store
-            await self.app(
-                scope, receive, close_on_shutdown(send, store.aclose, "idempotency", logger)
-            )
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self._owns_store:
+                send = close_on_shutdown(send, config.record_store.aclose, "idempotency", logger)
+            await self.app(scope, receive, send)
             return
-        if (
-            scope["type"] != "http"
-            or scope["method"] not in config.method_set
-            or (config.path_set is not None and not config.path_set.matches(route_path(scope)))
+        if scope["method"] not in config.method_set or (
+            config.path_set is not None and not config.path_set.matches(route_path(scope))
         ):
             await self.app(scope, receive, send)
             return
-        raw = get_headers(scope["headers"], b"idempotency-key")
-        if not raw:
+        # one pass over the request's headers for the three this middleware reads
+        keys: list[bytes] = []
+        content_type = accept = None
+        for name, value in scope["headers"]:
+            name = name.lower()
+            if name == b"idempotency-key":
+                keys.append(value)
+            elif name == b"content-type":
+                if content_type is None:
+                    content_type = value
+            elif name == b"accept" and accept is None:
+                accept = value
+        if not keys:
             if config.require_key:
                 annotate(scope, OUTCOME, "missing_key")
                 await send_problem(scope, send, "idempotency-key-missing", config.problem_type_base)
@@ -141,9 +152,9 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            if len(raw) > 1:
+            if len(keys) > 1:
                 raise InvalidKeyError("send exactly one Idempotency-Key header")
-            key = parse_key(raw[0])
+            key = parse_key(keys[0])
         except InvalidKeyError as exc:
             annotate(scope, OUTCOME, "invalid_key")
             await send_problem(
@@ -167,9 +178,12 @@ class IdempotencyMiddleware:
             )
             return
         hasher = self._hasher
-        fingerprint = hasher.fingerprint(scope, body)
         record_key = hasher.record_key(tenant, key)
-        annotate(scope, "aimiddleware.idempotency.key_hash", record_key[5:21])
+        notes = get_annotations(scope)
+        notes[KEY_HASH] = record_key[5:21]
+        # hashed once: the fingerprint, the canonical one at the end and a retry's all use it
+        head = request_head(scope)
+        fingerprint = hasher.digest(head, body)
         token = f"{_PROCESS}{next(_SEQUENCE):016x}"
         lease = records.lease(token, fingerprint)
         try:
@@ -182,20 +196,21 @@ class IdempotencyMiddleware:
                 config, hasher, self._extra, scope, send, record_key, existing, fingerprint, body
             )
             return
-        annotate(scope, OUTCOME, "claimed")
-        execution = Execution(
+        notes[OUTCOME] = "claimed"
+        json_type = is_json(content_type)
+        recorder = Recorder(
             config,
             scope,
-            send,
             record_key,
             token,
             fingerprint,
             lease,
-            self._extra,
-            lambda: hasher.canonical_fingerprint(scope, body),
-            self._heartbeats,
+            # at the end of the response, off the first byte's path (and not at all for a
+            # response that is not recorded)
+            lambda: hasher.canonical(scope, head, body, json_type, fingerprint),
         )
-        await execution.serve(self.app, receive, stream=asks_for_stream(scope, body))
+        execution = Execution(config, scope, send, recorder, self._extra, self._heartbeats)
+        await execution.serve(self.app, receive, wants_stream(scope, body, json_type, accept))
 
     def _tenant(self, scope: Scope) -> str | None:
         principal = get_principal(scope)

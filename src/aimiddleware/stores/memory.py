@@ -111,10 +111,13 @@ class MemoryStore(Store):
         self._table.pop((_LOG, key))
 
     async def claim(self, key: str, value: bytes, ttl: float) -> bytes | None:
-        entry = self._live(_VALUE, key)
+        # _live() and _put(), inline: one claim per idempotent request
+        now = time.monotonic()
+        table = self._table
+        entry = table.node((_VALUE, key), now)
         if entry is not None:
             return _as_bytes(entry.value)
-        self._put(_VALUE, key, value, ttl)
+        table.put((_VALUE, key), value, now, now + ttl, _OVERHEAD + len(key) + len(value))
         return None
 
     async def renew(self, key: str, expected: bytes, ttl: float) -> bool:
@@ -125,12 +128,15 @@ class MemoryStore(Store):
         return True
 
     async def replace(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
-        entry = self._live(_VALUE, key)
+        now = time.monotonic()
+        table = self._table
+        slot = (_VALUE, key)
+        entry = table.node(slot, now)
         if entry is None or entry.value != expected:
             return False
         entry.value = value
-        self._touch(_VALUE, key, entry, ttl)
-        self._table.resize(entry, _size(key, value), time.monotonic())
+        table.touch(slot, entry, now + ttl)
+        table.resize(entry, _OVERHEAD + len(key) + len(value), now)
         return True
 
     async def release(self, key: str, expected: bytes) -> bool:
