@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from .._json import loads
 from ._facts import ABSENT, BODY_KEY, JSON_KEY, Message, Receive, Scope
 
 __all__ = [
@@ -112,7 +112,7 @@ def json_body(scope: Scope) -> Any:
     if body is None:
         return None
     try:
-        parsed = json.loads(body) if body else ABSENT
+        parsed = loads(body) if body else ABSENT
     except (ValueError, UnicodeDecodeError, RecursionError):
         parsed = ABSENT
     scope[JSON_KEY] = parsed

@@ -9,40 +9,14 @@ tell the span nothing new, and skipping them keeps the cost per chunk to a few b
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable
-from json.scanner import make_scanner
 from time import perf_counter
-from typing import Any, Final
+from typing import Final
 
+from .._json import parse_json
 from .._openai import LLMResponse
 from .._sse import SSEParser, ends_event
 from ._content import OutputCollector
-
-_DECODER: Final = json.JSONDecoder()
-_decode: Final = _DECODER.decode
-# the C scanner under json.loads: on a small body, loads' Python layers (encoding detection,
-# raw_decode, two whitespace searches) cost as much as the scan itself (typeshed types the
-# scanner class, where the standard library's function takes the decoder)
-_scan: Final[Callable[[str, int], tuple[Any, int]]] = make_scanner(_DECODER)  # type: ignore[arg-type]
-_JSON_SPACE: Final = " \t\n\r"
-
-
-def parse_json(text: str) -> Any:
-    """``json.loads(text)`` for a body that starts with its value, as servers write them.
-
-    >>> parse_json('{"id": "c1"}\\n'), parse_json(' [1]')
-    ({'id': 'c1'}, [1])
-    """
-    try:
-        value, end = _scan(text, 0)
-    except StopIteration:  # leading whitespace, or no JSON value at all: the full decoder says
-        return _decode(text)
-    if end != len(text) and text[end:].strip(_JSON_SPACE):
-        raise ValueError("extra data after the JSON value")
-    return value
-
 
 # news in a chunk: an "error", "finish_reason" or "usage" key whose value is not null. One
 # search instead of a find per key: on a token delta the calls cost more than the bytes they
