@@ -9,13 +9,15 @@ import logging
 import pytest
 
 from aimiddleware import Principal, set_principal
-from aimiddleware.context import Message, get_annotations
+from aimiddleware.context import Message, Receive, Scope, Send, get_annotations
 from aimiddleware.idempotency import IdempotencyMiddleware
 from aimiddleware.stores import Store
 
 from .helpers import BODY, Counter, CountingStore, call, chat_app, scope_for
 
 pytestmark = pytest.mark.anyio
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 def shared(app: object, store: Store, **options: object) -> IdempotencyMiddleware:
@@ -342,3 +344,28 @@ async def test_the_record_is_stored_before_the_client_sees_the_end(store: Store)
     assert first.status == 200
     assert seen_at_end == [200]
     assert counter.runs == 1
+
+
+async def test_a_lone_surrogate_in_the_body_is_fingerprinted_not_a_500(store: Store) -> None:
+    # "\ud800" is valid JSON that no UTF-8 encoder accepts: the canonical form must still be
+    # written, and the same body again is the same request
+    runs = 0
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal runs
+        runs += 1
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
+        await send({"type": "http.response.body", "body": b'{"id": "%d"}' % runs})
+
+    app = shared(answer, store)
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "\\ud800"}]}'
+    first = await call(app, body)
+    again = await call(app, b'{"messages":[{"content":"\\ud800","role":"user"}],"model":"m"}')
+    other = await call(app, b'{"model": "m", "messages": [{"role": "user", "content": "\\ud801"}]}')
+    assert first.status == 200
+    assert runs == 1
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.body == first.body
+    assert other.status == 422

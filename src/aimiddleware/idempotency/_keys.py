@@ -104,9 +104,11 @@ def canonical_json(parsed: object) -> bytes:
     >>> canonical_json({"b": [1, 2], "a": {"d": None, "c": 1.5}})
     b'{"a":{"c":1.5,"d":null},"b":[1,2]}'
     """
+    # "surrogatepass": JSON may escape a lone surrogate ("\\ud800"), which UTF-8 cannot encode
+    # strictly; passed through, the same body still has the same canonical form
     if _ENCODE is None:  # pragma: no cover (CPython builds have the accelerator)
-        return _CANONICAL.encode(parsed).encode("utf-8")
-    return "".join(_ENCODE(parsed, 0)).encode("utf-8")
+        return _CANONICAL.encode(parsed).encode("utf-8", "surrogatepass")
+    return "".join(_ENCODE(parsed, 0)).encode("utf-8", "surrogatepass")
 
 
 def is_json(content_type: bytes | None) -> bool:
