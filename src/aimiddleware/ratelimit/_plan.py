@@ -22,7 +22,7 @@ from ._tiers import Tier, Window
 if TYPE_CHECKING:
     from ._options import RateLimitOptions
 
-__all__ = ["LLMCall", "Plans", "Template", "Ticket", "template_for"]
+__all__ = ["Plans", "Template", "Ticket", "template_for"]
 
 # the template keys of a tier without per-model limits: plain requests and LLM calls
 _PLAIN: Final = (None, False)
@@ -175,14 +175,6 @@ def template_for(tier: Tier, model: str | None, tokens: bool) -> Template:
     return template
 
 
-class LLMCall(NamedTuple):
-    """An LLM request to count tokens for, and whether the middleware itself asked for the
-    usage event of its stream (so that event is taken out again on the way back)."""
-
-    request: LLMRequest
-    strip_usage: bool
-
-
 @dataclass(slots=True)
 class Ticket:
     """One request's counting: built before the check, read again when the response settles.
@@ -223,13 +215,15 @@ class Plans:
             "rate limit key prefixes", _MAX_CALLERS
         )
 
-    def ticket(self, subject: str, tier: Tier, call: LLMCall | None) -> Ticket | None:
-        """What a request of ``subject`` is counted for under ``tier``; ``None`` when no
-        limit of the tier applies to it."""
-        if call is None:
+    def ticket(
+        self, subject: str, tier: Tier, llm: LLMRequest | None, strip_usage: bool = False
+    ) -> Ticket | None:
+        """What a request of ``subject`` is counted for under ``tier`` (``llm``: the LLM call
+        it makes; ``strip_usage``: the middleware itself asked for the usage event of its
+        stream, taken out again on the way back); ``None`` when no limit of the tier applies."""
+        if llm is None:
             plan = tier._templates.get(_PLAIN) or template_for(tier, None, False)
         else:
-            llm = call.request
             plan = (not tier.models and tier._templates.get(_LLM)) or template_for(
                 tier, llm.model, True
             )
@@ -246,7 +240,7 @@ class Plans:
         checks, slot = binding
         if not checks and slot is None:
             return None
-        if call is None:
+        if llm is None:
             return Ticket(plan, checks, slot, None, False, 0, 0)
         prompt, estimate = self._estimates.estimate(llm)
         positions = plan.token_positions
@@ -256,4 +250,4 @@ class Plans:
                 key, limit, window, _ = filled[i]
                 filled[i] = new_check((key, limit, window, estimate))
             checks = filled
-        return Ticket(plan, checks, slot, llm, call.strip_usage, estimate, prompt)
+        return Ticket(plan, checks, slot, llm, strip_usage, estimate, prompt)

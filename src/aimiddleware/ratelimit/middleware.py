@@ -32,7 +32,7 @@ from ._counter import Counter
 from ._exchange import Exchange
 from ._identity import Callers
 from ._options import GROUPS, RENAMED, OverrideProvider, RateLimitOptions
-from ._plan import LLMCall, Plans
+from ._plan import Plans
 from ._refusals import send_rejection, send_too_large, send_unavailable
 from ._tiers import Tier
 
@@ -116,7 +116,8 @@ class RateLimitMiddleware:
         notes = get_annotations(scope)
         notes["aimiddleware.ratelimit.tier"] = tier.name
         # what it asks for: an LLM call's tokens are estimated from its body
-        call = None
+        llm = None
+        strip_usage = False
         if (tier.tokens or tier.models) and scope.get("method") == "POST":
             path = route_path(scope)
             if llm_operation(path) is not None:
@@ -129,12 +130,12 @@ class RateLimitMiddleware:
                     return
                 payload = json_body(scope)
                 llm = shared_llm_request(scope, path, payload)
-                if llm is not None:
-                    call = LLMCall(llm, llm.stream and not llm.include_usage)
-                    if call.strip_usage:
-                        receive = await replace_body(receive, _asking_usage(payload))
+                # a stream whose client did not ask for its usage event is asked for it here
+                if llm is not None and llm.stream and not llm.include_usage:
+                    strip_usage = True
+                    receive = await replace_body(receive, _asking_usage(payload))
         # every limit that applies, checked and charged at once
-        ticket = self._plans.ticket(subject, tier, call)
+        ticket = self._plans.ticket(subject, tier, llm, strip_usage)
         if ticket is None:  # no limit of the tier applies
             await self.app(scope, receive, send)
             return
@@ -153,10 +154,13 @@ class RateLimitMiddleware:
             return
         outcomes = decision.outcomes
         plan = ticket.plan
-        fields = plan.fields(outcomes, ticket.slots_free(decision))
+        slot = ticket.slot
+        fields = plan.fields(
+            outcomes, max(0, slot.limit - decision.slots_in_use) if slot is not None else 0
+        )
         for name, position in plan.remaining:
             notes[name] = outcomes[position].remaining
-        if ticket.slot is None and not plan.token_positions:
+        if slot is None and not plan.token_positions:
             # nothing to settle afterwards: only the fields go out
             await self.app(scope, receive, _with_fields(send, fields))
             return
