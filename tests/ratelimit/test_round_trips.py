@@ -7,7 +7,7 @@ import pytest
 
 from aimiddleware.ratelimit import RateLimitMiddleware, Tier
 
-from ..servers import RedisServer
+from ..servers import RedisCluster, RedisServer
 from .apps import Upstream, chat_body
 from .conftest import Keep
 
@@ -76,3 +76,34 @@ async def test_all_limits_of_a_request_cost_one_round_trip(
     )
     # the window and the slot together, then the slot's release
     assert await per_request(redis_server, with_slot, "/ping") == 2
+
+
+def cluster_commands(cluster: RedisCluster) -> int:
+    return sum(commands(node) for node in cluster.nodes)
+
+
+@pytest.mark.cluster
+async def test_a_request_costs_two_round_trips_on_redis_cluster(
+    redis_cluster: RedisCluster, prefix: str, closing: Keep
+) -> None:
+    # every key of a request carries the caller's hash tag: each script runs on one node, and
+    # no command goes to the others (the counts are summed over the three masters)
+    tier = Tier("t", requests="1000/second;100000/minute", tokens="100000/minute", concurrency=4)
+    app = closing(
+        RateLimitMiddleware(
+            Upstream().app(), tiers=[tier], store=redis_cluster.url, key_prefix=prefix
+        )
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        await http.post("/v1/chat/completions", json=chat_body(max_tokens=10))  # loads scripts
+        before = cluster_commands(redis_cluster)
+        for stream in [False, True] * 10:
+            body = chat_body(max_tokens=10, stream=stream)
+            response = await http.post("/v1/chat/completions", json=body)
+            assert response.status_code == 200
+            assert response.content  # a stream's usage is read as it passes
+        sent = cluster_commands(redis_cluster) - before
+    # answers streamed or not: the windows and the slot at once, then the tokens settled and
+    # the slot released
+    assert sent / 20 == 2

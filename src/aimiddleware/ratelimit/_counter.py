@@ -44,6 +44,13 @@ class Counter:
         self._token_prefix = secrets.token_hex(6) + "."
         self._tokens = itertools.count()
 
+    def acquire_now(self, ticket: Ticket) -> Decision:
+        """:meth:`acquire` on the memory engine, as a plain call (nothing in it waits)."""
+        assert self.memory is not None
+        if ticket.slot is not None or self._moving:
+            ticket.token = f"{self._token_prefix}{next(self._tokens)}"
+        return self.memory.acquire_now(ticket.checks, ticket.slot, ticket.token)
+
     async def acquire(self, ticket: Ticket) -> Decision:
         """Check and charge every limit of ``ticket`` at once (all or nothing).
 

@@ -20,11 +20,22 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import ClassVar, Final, NamedTuple
 
-__all__ = ["STRATEGY_CODES", "Check", "Decision", "Engine", "Outcome", "Slot", "fits_at"]
+__all__ = [
+    "STRATEGY_CODES",
+    "Check",
+    "Decision",
+    "Engine",
+    "Outcome",
+    "Slot",
+    "fits_at",
+    "new_check",
+    "new_outcome",
+]
 
 # the codes the Redis script understands
 STRATEGY_CODES: Final = {"sliding-window": 1, "fixed-window": 2, "moving-window": 3}
@@ -58,6 +69,11 @@ class Outcome(NamedTuple):
     reset_ms: int
     retry_ms: int
     charged_window: int
+
+
+# an Outcome (a Check) from a tuple of its fields without a Python-level __new__: per request
+new_outcome: Final[Callable[[tuple[int, int, int, int]], Outcome]] = partial(tuple.__new__, Outcome)
+new_check: Final[Callable[[tuple[str, int, int, int]], Check]] = partial(tuple.__new__, Check)
 
 
 @dataclass(slots=True)

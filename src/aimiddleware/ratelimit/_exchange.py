@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from time import monotonic
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._asgi import ResponseWatcher, is_event_stream, remove_headers
 from .._openai import LLMResponse, LLMUsage, is_usage_only_chunk, usage_tokens
 from .._sse import SSEParser
-from ..context import Message, Scope, Send, annotate, set_llm_usage
+from ..context import AnnotationValue, Message, Scope, Send, set_llm_usage
 from ._engine import Check, Decision, Outcome
 from ._null_usage import drop_null_usage, has_null_usage
 from ._plan import Ticket
@@ -43,81 +45,95 @@ class Exchange(ResponseWatcher):
         "_decision",
         "_fields",
         "_finishing",
-        "_last_renewal",
+        "_notes",
         "_parser",
+        "_renew_at",
         "_scope",
-        "_settled",
         "_ticket",
         "_usage",
         "response",
+        "settled",
     )
 
     def __init__(
         self,
         send: Send,
         scope: Scope,
+        notes: dict[str, AnnotationValue],
         fields: list[tuple[bytes, bytes]],
         ticket: Ticket,
         decision: Decision,
         counter: Counter,
     ) -> None:
-        super().__init__(send)
+        # ResponseWatcher's fields, set here rather than through its __init__ (one call less)
+        self._send = send
+        self.started = self.complete = self.event_stream = False
+        self.status = 0
         self._scope = scope
+        self._notes = notes  # the request's annotations (get_annotations)
         self._fields = fields
         self._ticket = ticket
         self._decision = decision
         self._counter = counter
-        self._settled = False
+        self.settled = False
         self._finishing = False  # the answer's last body message is on its way out
-        self._last_renewal = monotonic() if ticket.slot is not None else 0.0
+        slot = ticket.slot
+        # a stream can outlive the slot's lease: renewed at half-life so it is never lost
+        self._renew_at = monotonic() + slot.lease / 2 if slot is not None else math.inf
         self._parser: SSEParser | None = None
         self._copy: bytearray | None = None
         self._usage: tuple[int | None, int | None] | None = None  # what a JSON answer states
         self.response: LLMResponse | None = None  # what a stream states, event by event
 
+    # what ResponseWatcher.__call__ records, written here so each message costs one call
     async def __call__(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "http.response.start":
-            headers = message.get("headers", ())
-            # a new message: an app may send the same header list with every response
-            message = {**message, "headers": [*headers, *self._fields]}
-            if self._ticket.strip_usage and is_event_stream(headers):
-                # the body the client gets is shorter than what the app wrote
-                remove_headers(message, b"content-length")
-            await ResponseWatcher.__call__(self, message)
-            if self._ticket.llm is not None:  # the body comes after: watch it as the watcher saw it
-                if self.event_stream:
-                    self._parser = SSEParser()
-                    self.response = LLMResponse()
-                else:
-                    self._copy = bytearray()
-            return
         if kind == "http.response.body":
-            slot = self._ticket.slot
-            # a stream can outlive the slot's lease; renew at half-life so it is never lost
-            if slot is not None and monotonic() - self._last_renewal >= slot.lease / 2:
-                self._last_renewal = monotonic()
-                await self._counter.renew(slot, self._ticket.token)
+            if self._renew_at <= monotonic():
+                await self._renew()
             if self._parser is not None:
                 message = self._watch_stream(message)
             elif self._copy is not None:
                 self._keep_copy(message)
             if not message.get("more_body", False):
+                self.complete = True
                 # settle before the client sees the end: its next request finds the real usage
                 self._finishing = True
                 await self.settle()
-        await ResponseWatcher.__call__(self, message)
+        elif kind == "http.response.start":
+            headers = message.get("headers", ())
+            # a new message: an app may send the same header list with every response
+            message = {**message, "headers": [*headers, *self._fields]}
+            self.started = True
+            self.status = int(message["status"])
+            self.event_stream = is_event_stream(headers)
+            if self.event_stream and self._ticket.strip_usage:
+                # the body the client gets is shorter than what the app wrote
+                remove_headers(message, b"content-length")
+            if self._ticket.llm is not None:  # the body comes after: watch it
+                if self.event_stream:
+                    self._parser = SSEParser()
+                    self.response = LLMResponse()
+                else:
+                    self._copy = bytearray()
+        await self._send(message)
+
+    async def _renew(self) -> None:
+        slot = self._ticket.slot
+        assert slot is not None  # no slot: never due
+        self._renew_at = monotonic() + slot.lease / 2
+        await self._counter.renew(slot, self._ticket.token)
 
     async def settle(self) -> None:
         """Reconcile the token reservation to what was produced and release the slot, once."""
-        if self._settled:
+        if self.settled:
             return
-        self._settled = True
+        self.settled = True
         ticket = self._ticket
         adjustments: list[tuple[Check, Outcome, int]] = []
         if ticket.llm is not None:
             actual = self._charge()
-            annotate(self._scope, "aimiddleware.ratelimit.tokens_charged", actual)
+            self._notes["aimiddleware.ratelimit.tokens_charged"] = actual
             stated = self._stated()
             if stated is not None:
                 # for tracing outside: it never sees a usage chunk this middleware removed
@@ -131,7 +147,11 @@ class Exchange(ResponseWatcher):
                 if actual != checks[i].cost
             ]
         if adjustments or ticket.slot is not None:
-            await self._counter.settle(adjustments, ticket.slot, ticket.token)
+            counter = self._counter
+            if counter.memory is not None:  # never suspends: not cancellable
+                counter.memory.settle_now(adjustments, ticket.slot, ticket.token)
+            else:
+                await counter.settle(adjustments, ticket.slot, ticket.token)
 
     def complete_ok(self) -> bool:
         """Whether a successful answer went out whole (the last body message is passing)."""
@@ -195,7 +215,9 @@ class Exchange(ResponseWatcher):
         self._usage = _usage_of(bytes(copy + body) if copy else body)
 
 
-_DECODER: Final = json.JSONDecoder()
+# the decoder's own scanner: JSONDecoder.raw_decode without its Python-level frame
+_Scan = Callable[[str, int], tuple[Any, int]]
+_SCAN: Final[_Scan] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _usage_of(body: bytes) -> tuple[int | None, int | None] | None:
@@ -204,9 +226,9 @@ def _usage_of(body: bytes) -> tuple[int | None, int | None] | None:
     at = body.rfind(b'"usage"')
     if at >= 0:
         try:
-            usage, _ = _DECODER.raw_decode(body[body.find(b":", at + 7) + 1 :].decode().lstrip())
-        except (ValueError, UnicodeDecodeError):
-            usage = None
+            usage, _ = _SCAN(body[body.find(b":", at + 7) + 1 :].decode().lstrip(), 0)
+        except (StopIteration, ValueError, UnicodeDecodeError):  # what raw_decode turns
+            usage = None  # into a JSONDecodeError (a ValueError)
         if isinstance(usage, dict):
             stated = usage_tokens(usage)
             return None if stated == (None, None) else stated

@@ -43,8 +43,23 @@ def go_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
+def _ms_duration(ms: int) -> bytes:
+    # go_duration(ms / 1000) in whole numbers: no float to format (the same text, tested)
+    if ms < 1000:
+        return b"%dms" % max(0, ms)
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, fraction = divmod(rest, 1000)
+    secs = (b"%d.%03d" % (whole, fraction)).rstrip(b"0") if fraction else b"%d" % whole
+    if hours:
+        return b"%dh%dm%bs" % (hours, minutes, secs)
+    if minutes:
+        return b"%dm%bs" % (minutes, secs)
+    return secs + b"s"
+
+
 # the reset of one window, per millisecond value; bounded, as a caller can make many values
-_RESETS: Final[Memo[int, bytes]] = Memo(lambda ms: go_duration(ms / 1000).encode("ascii"), 8192)
+_RESETS: Final[Memo[int, bytes]] = Memo(_ms_duration, 8192)
 
 
 def reset_duration(ms: int) -> bytes:

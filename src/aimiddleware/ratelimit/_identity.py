@@ -151,7 +151,12 @@ class Callers:
                 return subject, self._default
             tier = self.tiers.get(principal.tier) or self.tiers.get(tier_key(principal.tier))
             return subject, tier or self._default
-        subject = "ip:" + client_address(scope, self._proxies)
+        if self._proxies:
+            subject = "ip:" + client_address(scope, self._proxies)
+        else:  # client_address without proxies to trust: the peer, read inline (per request)
+            client = scope.get("client")
+            peer = client[0] if client and isinstance(client[0], str) else None
+            subject = "ip:" + (peer or "unknown")
         if self._header is not None:
             name = header_tier(scope, self._header, self._header_from, self._header_tiers)
             if name is not None:

@@ -21,7 +21,7 @@ from time import time
 from typing import ClassVar, Final
 
 from .._lru import LRUCache
-from ._engine import Check, Decision, Engine, Outcome, Slot, fits_at
+from ._engine import Check, Decision, Engine, Outcome, Slot, fits_at, new_outcome
 
 __all__ = ["DEFAULT_MAX_KEYS", "MemoryEngine"]
 
@@ -91,17 +91,22 @@ class MemoryEngine(Engine):
             return self._acquire_moving(checks, slot, token, now)
         sliding = self._code == 1
         counters = self._counters
+        node_of = counters.node
         # (record shifted to now, used, ms into the window) per check
         staged: list[tuple[Counter, int, int]] = []
         failed = -1
         for key, limit, window, cost in checks:
             window_ms = window * 1000
             index = now // window_ms
-            record = counters.get(key, now)
-            if record is None or record[0] < index - 1:
+            node = node_of(key, now)
+            if node is None:
                 record = [index, 0, 0, window_ms]
-            elif record[0] == index - 1:
-                record = [index, 0, record[1], window_ms]
+            else:
+                record = node.value
+                if record[0] < index - 1:
+                    record = [index, 0, 0, window_ms]
+                elif record[0] == index - 1:
+                    record = [index, 0, record[1], window_ms]
             elapsed = now - index * window_ms
             used = record[1]
             if sliding and record[2]:
@@ -109,18 +114,21 @@ class MemoryEngine(Engine):
             if failed < 0 and used + cost > limit:
                 failed = len(staged)
             staged.append((record, used, elapsed))
-        in_use = self._take_slot(slot, token, now, failed < 0)
+        in_use = self._take_slot(slot, token, now, failed < 0) if slot is not None else 0
         if in_use < 0:
             failed, in_use = len(checks), ~in_use
         if failed >= 0:
             return Decision(False, failed, self._counter_state(checks, staged), in_use)
         outcomes = []
-        for (key, limit, _, cost), (record, used, elapsed) in zip(checks, staged, strict=True):
+        for position, (record, used, elapsed) in enumerate(staged):
+            key, limit, _, cost = checks[position]
             if record[1] == 0:  # a new window's record: (re)stored with its deadline
                 counters.put(key, record, now, (record[0] + 2) * record[3])
             record[1] += cost
             left = limit - used - cost
-            outcomes.append(Outcome(left if left > 0 else 0, record[3] - elapsed, 0, record[0]))
+            outcomes.append(
+                new_outcome((left if left > 0 else 0, record[3] - elapsed, 0, record[0]))
+            )
         return Decision(True, -1, outcomes, in_use)
 
     def _counter_state(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from .._config import check_choice, check_int, check_number, check_seconds, check_text
+from .._openai import LLMRequest
 from .._paths import PathSet
 from ..exceptions import ConfigurationError
 from ._identity import ProxyTrust, tier_key
@@ -113,6 +114,14 @@ class TokenEstimates:
         """The tokens reserved for a request: its prompt and every choice's completion."""
         completion = max_tokens if max_tokens is not None else self.default_completion_tokens
         return max(1, prompt + completion * choices)
+
+    def estimate(self, request: LLMRequest) -> tuple[int, int]:
+        """The prompt's estimated tokens and the reservation of ``request``, in one call."""
+        prompt = math.ceil(request.prompt_chars / self.chars_per_token)
+        completion = request.max_tokens
+        if completion is None:
+            completion = self.default_completion_tokens
+        return prompt, max(1, prompt + completion * request.choices)
 
 
 @dataclass(frozen=True, slots=True)

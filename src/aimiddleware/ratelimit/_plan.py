@@ -1,8 +1,9 @@
 """What a request is counted for: the tier's template for its kind, and its ticket.
 
-Per request only the counting key and the token estimate change; key suffixes, header names
-and the ``RateLimit-Policy`` value are computed the first time a tier meets a kind of request
-(with or without tokens, with or without a model of its own).
+Per request only the token estimate and the numbers of the fields change. Header names, the
+``RateLimit-Policy`` value and the format of ``RateLimit`` are computed the first time a tier
+meets a kind of request (with or without tokens, with or without a model of its own); the
+counting keys and the slot the first time a caller meets a template (:class:`Plans`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NamedTuple
 
+from .._lru import LRUCache
 from .._openai import LLMRequest
-from ._engine import Check, Decision, Outcome, Slot
+from ._engine import Check, Decision, Outcome, Slot, new_check
 from ._headers import reset_duration
 from ._identity import hash_tag
 from ._tiers import Tier, Window
@@ -20,10 +22,15 @@ from ._tiers import Tier, Window
 if TYPE_CHECKING:
     from ._options import RateLimitOptions
 
-__all__ = ["LLMCall", "Template", "Ticket", "template_for", "ticket_for"]
+__all__ = ["Plans", "Template", "Ticket", "template_for"]
 
-# the template of a tier for requests that are not LLM calls
+# the template keys of a tier without per-model limits: plain requests and LLM calls
 _PLAIN: Final = (None, False)
+_LLM: Final = (None, True)
+# a caller's keys are remembered for this many recent callers (then built again)
+_MAX_CALLERS: Final = 16384
+# templates remembered per caller (an override provider may hand out new tiers each time)
+_MAX_BOUND: Final = 8
 
 
 def _clean(text: str) -> str:
@@ -31,7 +38,15 @@ def _clean(text: str) -> str:
     return "".join(c for c in text if 0x20 <= ord(c) < 0x7F and c not in '"\\')
 
 
-@dataclass(frozen=True, slots=True)
+class Binding(NamedTuple):
+    """A template bound to one caller: its checks (token costs filled in per request) and slot."""
+
+    checks: tuple[Check, ...]
+    slot: Slot | None
+
+
+# identity equality and hash: a template is a dict key per caller, built once per tier and kind
+@dataclass(frozen=True, slots=True, eq=False)
 class Template:
     kinds: tuple[str, ...]
     names: tuple[str, ...]
@@ -43,7 +58,7 @@ class Template:
     remaining: tuple[tuple[str, int], ...]
     concurrency: int | None
     policy: bytes
-    # (suffix, limit, window seconds, is tokens) per check: what checks() needs, flat
+    # (suffix, limit, window seconds, is tokens) per check: what bind() needs, flat
     _specs: tuple[tuple[str, int, int, bool], ...]
     # the fields that never change: RateLimit-Policy and x-ratelimit-limit-*
     _static: tuple[tuple[bytes, bytes], ...]
@@ -52,11 +67,15 @@ class Template:
     # (position, x-ratelimit-remaining-<kind>, x-ratelimit-reset-<kind>) per first window
     _openai: tuple[tuple[int, bytes, bytes], ...]
 
-    def checks(self, base: str, estimate: int) -> list[Check]:
-        return [
-            Check(base + suffix, limit, seconds, estimate if tokens else 1)
+    def bind(self, base: str, lease: float) -> Binding:
+        """The checks and slot of the caller whose keys start with ``base`` (token checks
+        cost 0 here: the request's estimate replaces it)."""
+        checks = tuple(
+            Check(base + suffix, limit, seconds, 0 if tokens else 1)
             for suffix, limit, seconds, tokens in self._specs
-        ]
+        )
+        concurrency = self.concurrency
+        return Binding(checks, Slot(base + "slots", concurrency, lease) if concurrency else None)
 
     def fields(self, outcomes: Sequence[Outcome], slots_free: int) -> list[tuple[bytes, bytes]]:
         """``RateLimit-Policy``, ``RateLimit`` and OpenAI's ``x-ratelimit-*`` for one response.
@@ -65,17 +84,19 @@ class Template:
         tier's, formatted once (``_static``, ``_state_format``).
         """
         values: list[int] = []
-        for outcome in outcomes:
-            ms = outcome.reset_ms
-            values.append(outcome.remaining)
+        for remaining, ms, _, _ in outcomes:
+            values.append(remaining)
             values.append((ms + 999) // 1000 if ms > 0 else 0)
         if self.concurrency is not None:
             values.append(slots_free)
         fields = [*self._static, (b"ratelimit", self._state_format % tuple(values))]
+        reset_ms, reset = -1, b""
         for position, remaining_name, reset_name in self._openai:
-            outcome = outcomes[position]
-            fields.append((remaining_name, b"%d" % outcome.remaining))
-            fields.append((reset_name, reset_duration(outcome.reset_ms)))
+            remaining, ms, _, _ = outcomes[position]
+            if ms != reset_ms:  # the requests and tokens windows often reset together
+                reset_ms, reset = ms, reset_duration(ms)
+            fields.append((remaining_name, b"%d" % remaining))
+            fields.append((reset_name, reset))
         return fields
 
 
@@ -154,14 +175,6 @@ def template_for(tier: Tier, model: str | None, tokens: bool) -> Template:
     return template
 
 
-class LLMCall(NamedTuple):
-    """An LLM request to count tokens for, and whether the middleware itself asked for the
-    usage event of its stream (so that event is taken out again on the way back)."""
-
-    request: LLMRequest
-    strip_usage: bool
-
-
 @dataclass(slots=True)
 class Ticket:
     """One request's counting: built before the check, read again when the response settles.
@@ -171,7 +184,7 @@ class Ticket:
     """
 
     plan: Template
-    checks: list[Check]
+    checks: Sequence[Check]
     slot: Slot | None
     llm: LLMRequest | None
     strip_usage: bool
@@ -185,23 +198,56 @@ class Ticket:
         return max(0, slot.limit - decision.slots_in_use) if slot is not None else 0
 
 
-def ticket_for(
-    config: RateLimitOptions, base: str, tier: Tier, call: LLMCall | None
-) -> Ticket | None:
-    """What a request of the caller with key prefix ``base`` is counted for under ``tier``;
-    ``None`` when no limit of the tier applies to it."""
-    if call is None:
-        plan = tier._templates.get(_PLAIN) or template_for(tier, None, False)
-        llm, strip, estimate, prompt = None, False, 0, 0
-    else:
-        llm, strip = call
-        plan = template_for(tier, llm.model, True)
-        estimates = config.token_estimates
-        prompt = estimates.prompt_tokens(llm.prompt_chars)
-        estimate = estimates.reservation(prompt, llm.max_tokens, llm.choices)
-    checks = plan.checks(base, estimate)
-    concurrency = tier.concurrency
-    slot = Slot(base + "slots", concurrency, config.concurrency_lease) if concurrency else None
-    if not checks and slot is None:
-        return None
-    return Ticket(plan, checks, slot, llm, strip, estimate, prompt)
+class Plans:
+    """The tickets of one middleware's requests, from templates bound once per caller.
+
+    A caller's key prefix (one Redis Cluster hash tag per caller), its counting keys and its
+    slot are built the first time it meets a template and kept for the most recent callers.
+    """
+
+    __slots__ = ("_bound", "_estimates", "_lease", "_prefix")
+
+    def __init__(self, config: RateLimitOptions) -> None:
+        self._prefix = config.key_prefix
+        self._lease = config.concurrency_lease
+        self._estimates = config.token_estimates
+        self._bound: LRUCache[str, dict[Template, Binding]] = LRUCache(
+            "rate limit key prefixes", _MAX_CALLERS
+        )
+
+    def ticket(
+        self, subject: str, tier: Tier, llm: LLMRequest | None, strip_usage: bool = False
+    ) -> Ticket | None:
+        """What a request of ``subject`` is counted for under ``tier`` (``llm``: the LLM call
+        it makes; ``strip_usage``: the middleware itself asked for the usage event of its
+        stream, taken out again on the way back); ``None`` when no limit of the tier applies."""
+        if llm is None:
+            plan = tier._templates.get(_PLAIN) or template_for(tier, None, False)
+        else:
+            plan = (not tier.models and tier._templates.get(_LLM)) or template_for(
+                tier, llm.model, True
+            )
+        node = self._bound.node(subject, 0.0)
+        if node is None:
+            node = self._bound.put(subject, {}, 0.0)
+        bindings = node.value
+        binding = bindings.get(plan)
+        if binding is None:
+            if len(bindings) >= _MAX_BOUND:
+                bindings.clear()
+            base = f"{self._prefix}{{{hash_tag(subject)}}}:"
+            binding = bindings[plan] = plan.bind(base, self._lease)
+        checks, slot = binding
+        if not checks and slot is None:
+            return None
+        if llm is None:
+            return Ticket(plan, checks, slot, None, False, 0, 0)
+        prompt, estimate = self._estimates.estimate(llm)
+        positions = plan.token_positions
+        if positions:
+            filled = list(checks)
+            for i in positions:
+                key, limit, window, _ = filled[i]
+                filled[i] = new_check((key, limit, window, estimate))
+            checks = filled
+        return Ticket(plan, checks, slot, llm, strip_usage, estimate, prompt)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from typing import Any, Final
+from typing import Any
 
 from .._asgi import close_on_shutdown
 from .._config import build_options
-from .._lru import LRUCache
 from .._openai import llm_operation, shared_llm_request
 from .._paths import PathSet
 from .._workers import warn_if_several_workers
@@ -30,20 +29,16 @@ from ..context import (
 )
 from ..exceptions import StoreUnavailable
 from ._counter import Counter
-from ._engine import Decision
 from ._exchange import Exchange
-from ._identity import Callers, hash_tag
+from ._identity import Callers
 from ._options import GROUPS, RENAMED, OverrideProvider, RateLimitOptions
-from ._plan import LLMCall, Ticket, ticket_for
+from ._plan import Plans
 from ._refusals import send_rejection, send_too_large, send_unavailable
 from ._tiers import Tier
 
 __all__ = ["OverrideProvider", "RateLimitMiddleware"]
 
 logger = logging.getLogger("aimiddleware.ratelimit")
-
-# a caller's key prefix is remembered for this many recent callers (then forgotten at once)
-_MAX_BASES: Final = 16384
 
 
 class RateLimitMiddleware:
@@ -74,14 +69,18 @@ class RateLimitMiddleware:
             "RateLimitMiddleware", RateLimitOptions, config, options, RENAMED, GROUPS
         )
         self._callers = Callers(self.config)
-        self._exempt = PathSet(self.config.exempt_paths, option="exempt_paths")
+        exempt = PathSet(self.config.exempt_paths, option="exempt_paths")
+        self._exempt = exempt if exempt else None
+        self._overrides = self.config.overrides
+        self._max_bytes = self.config.max_request_bytes
+        self._plans = Plans(self.config)
         self._counter = Counter(self.config)
         self._engine = self._counter.engine
+        # the memory engine never waits: its checks are plain calls, not coroutines
+        self._memory = self._counter.memory is not None
         self._fail_open = self.config.on_store_error == "open"
         # per-process counts behind several workers are said once, at start-up
         self._check_workers = self._counter.memory is not None
-        # the key prefix of each recent caller (its hash tag escaped once, not per request)
-        self._bases: LRUCache[str, str] = LRUCache("rate limit key prefixes", _MAX_BASES)
 
     def __repr__(self) -> str:
         # the store URL is left out: it may carry a password
@@ -103,41 +102,76 @@ class RateLimitMiddleware:
         if self._check_workers:
             self._check_workers = False
             warn_if_several_workers("RateLimitMiddleware", "counters (memory://)")
-        if scope["type"] != "http" or (self._exempt and self._exempt.matches(route_path(scope))):
+        if scope["type"] != "http" or (
+            self._exempt is not None and self._exempt.matches(route_path(scope))
+        ):
             if scope["type"] == "lifespan":  # the store's connections end with the app
                 send = close_on_shutdown(send, self.aclose, "RateLimitMiddleware", logger)
             await self.app(scope, receive, send)
             return
         # who is counted, under which tier
         subject, tier = self._callers.resolve(scope)
-        if self.config.overrides is not None:
+        if self._overrides is not None:
             tier = await self._override(subject, tier)
-        annotate(scope, "aimiddleware.ratelimit.tier", tier.name)
+        notes = get_annotations(scope)
+        notes["aimiddleware.ratelimit.tier"] = tier.name
         # what it asks for: an LLM call's tokens are estimated from its body
-        call = None
+        llm = None
+        strip_usage = False
         if (tier.tokens or tier.models) and scope.get("method") == "POST":
-            try:
-                call, receive = await self._llm_call(scope, receive)
-            except ClientDisconnected:
-                return
-            except RequestBodyTooLarge:
-                await send_too_large(scope, send, self.config.max_request_bytes)
-                return
+            path = route_path(scope)
+            if llm_operation(path) is not None:
+                try:
+                    _, receive = await read_body(scope, receive, limit=self._max_bytes)
+                except ClientDisconnected:
+                    return
+                except RequestBodyTooLarge:
+                    await send_too_large(scope, send, self._max_bytes)
+                    return
+                payload = json_body(scope)
+                llm = shared_llm_request(scope, path, payload)
+                # a stream whose client did not ask for its usage event is asked for it here
+                if llm is not None and llm.stream and not llm.include_usage:
+                    strip_usage = True
+                    receive = await replace_body(receive, _asking_usage(payload))
         # every limit that applies, checked and charged at once
-        ticket = ticket_for(self.config, self._base(subject), tier, call)
+        ticket = self._plans.ticket(subject, tier, llm, strip_usage)
         if ticket is None:  # no limit of the tier applies
             await self.app(scope, receive, send)
             return
-        try:
-            decision = await self._counter.acquire(ticket)
-        except StoreUnavailable as exc:
-            await self._store_fault(scope, receive, send, exc)
-            return
+        counter = self._counter
+        if self._memory:
+            decision = counter.acquire_now(ticket)
+        else:
+            try:
+                decision = await counter.acquire(ticket)
+            except StoreUnavailable as exc:
+                await self._store_fault(scope, receive, send, exc)
+                return
         # refused, or run with the fields on the answer and settled as it ends
         if not decision.allowed:
             await send_rejection(scope, send, ticket, decision)
             return
-        await self._admit(scope, receive, send, ticket, decision)
+        outcomes = decision.outcomes
+        plan = ticket.plan
+        slot = ticket.slot
+        fields = plan.fields(
+            outcomes, max(0, slot.limit - decision.slots_in_use) if slot is not None else 0
+        )
+        for name, position in plan.remaining:
+            notes[name] = outcomes[position].remaining
+        if slot is None and not plan.token_positions:
+            # nothing to settle afterwards: only the fields go out
+            await self.app(scope, receive, _with_fields(send, fields))
+            return
+        if plan.token_positions:
+            notes["aimiddleware.ratelimit.tokens_reserved"] = ticket.estimate
+        exchange = Exchange(send, scope, notes, fields, ticket, decision, counter)
+        try:
+            await self.app(scope, receive, exchange)
+        finally:
+            if not exchange.settled:  # an error or a disconnect ended the response early
+                await exchange.settle()
 
     async def _override(self, subject: str, tier: Tier) -> Tier:
         """The tier the override provider gives ``subject``, else ``tier``."""
@@ -151,40 +185,6 @@ class RateLimitMiddleware:
             return tier
         return result if isinstance(result, Tier) else tier
 
-    async def _llm_call(self, scope: Scope, receive: Receive) -> tuple[LLMCall | None, Receive]:
-        """The LLM request in the body, if it is one, and the ``receive`` to pass on.
-
-        A stream whose client did not ask for ``stream_options.include_usage`` is asked for it
-        here (the answer's usage settles the reservation); the usage event is taken out again
-        on the way back (:class:`Exchange`).
-
-        :raises ClientDisconnected: the client left before the body was read.
-        :raises RequestBodyTooLarge: the body is over ``max_request_bytes``.
-        """
-        path = route_path(scope)
-        if not llm_operation(path):
-            return None, receive
-        _, receive = await read_body(scope, receive, limit=self.config.max_request_bytes)
-        payload = json_body(scope)
-        llm = shared_llm_request(scope, path, payload)
-        if llm is None:
-            return None, receive
-        if not llm.stream or llm.include_usage:
-            return LLMCall(llm, False), receive
-        assert isinstance(payload, dict)  # only dict bodies are LLM requests
-        options = payload.get("stream_options")
-        asked = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-        body = json.dumps({**payload, "stream_options": asked}).encode()
-        return LLMCall(llm, True), await replace_body(receive, body)
-
-    def _base(self, subject: str) -> str:
-        """The key prefix of one caller's counts: one Redis Cluster hash tag per caller."""
-        base = self._bases.get(subject, 0.0)
-        if base is None:
-            base = f"{self.config.key_prefix}{{{hash_tag(subject)}}}:"
-            self._bases.put(subject, base, 0.0)
-        return base
-
     async def _store_fault(
         self, scope: Scope, receive: Receive, send: Send, exc: StoreUnavailable
     ) -> None:
@@ -197,29 +197,24 @@ class RateLimitMiddleware:
         else:
             await send_unavailable(scope, send)
 
-    async def _admit(
-        self, scope: Scope, receive: Receive, send: Send, ticket: Ticket, decision: Decision
-    ) -> None:
-        """Run the app with the limit fields on its response; settle what is left to settle."""
-        notes = get_annotations(scope)
-        outcomes = decision.outcomes
-        plan = ticket.plan
-        fields = plan.fields(outcomes, ticket.slots_free(decision))
-        for name, position in plan.remaining:
-            notes[name] = outcomes[position].remaining
-        if ticket.slot is None and not plan.token_positions:
-            # nothing to settle afterwards: only the fields go out
-            async def send_with_fields(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message = {**message, "headers": [*message.get("headers", ()), *fields]}
-                await send(message)
 
-            await self.app(scope, receive, send_with_fields)
-            return
-        if plan.token_positions:
-            notes["aimiddleware.ratelimit.tokens_reserved"] = ticket.estimate
-        exchange = Exchange(send, scope, fields, ticket, decision, self._counter)
-        try:
-            await self.app(scope, receive, exchange)
-        finally:
-            await exchange.settle()  # an error or a disconnect ended the response early
+def _asking_usage(payload: dict[str, Any]) -> bytes:
+    """The request body asking for the stream's usage event (``stream_options.include_usage``).
+
+    A stream whose client did not ask for it is asked here: the answer's usage settles the
+    reservation, and the usage event is taken out again on the way back (:class:`Exchange`).
+    """
+    options = payload.get("stream_options")
+    asked = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return json.dumps({**payload, "stream_options": asked}).encode()
+
+
+def _with_fields(send: Send, fields: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` adding the limit fields to ``http.response.start`` (nothing to settle)."""
+
+    async def send_with_fields(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *fields]}
+        await send(message)
+
+    return send_with_fields
