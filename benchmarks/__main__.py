@@ -71,12 +71,14 @@ def main(argv: list[str] | None = None) -> Path | None:
         for cfg, reason in UNAVAILABLE.values():
             print(f"{cfg.name:32} {cfg.group:12} {reason}")
         return None
-    chosen = [c for c in CONFIGS.values() if _selected(c, args.only, args.group)]
+    selected = [c for c in CONFIGS.values() if _selected(c, args.only, args.group)]
+    chosen = [c for c in selected if load.unrunnable(c) is None]
     skipped = {
         cfg.name: (cfg, reason)
         for cfg, reason in UNAVAILABLE.values()
         if _selected(cfg, args.only, args.group)
     }
+    skipped.update({c.name: (c, load.unrunnable(c) or "") for c in selected if c not in chosen})
     for name, (_, reason) in skipped.items():
         print(f"# {name}: {reason}", flush=True)
     env: dict[str, str] = {}

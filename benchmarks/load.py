@@ -205,6 +205,15 @@ def generator() -> str:
     return "wrk" if shutil.which("wrk") else "python"
 
 
+def unrunnable(cfg: Config) -> str | None:
+    """Why this machine's load generator cannot drive ``cfg``, or None: the built-in client
+    sends one fixed request, so configurations scripted in Lua (a fresh Idempotency-Key per
+    request) need wrk."""
+    if cfg.lua and generator() != "wrk":
+        return "needs wrk, its requests are scripted in Lua (apt-get install wrk)"
+    return None
+
+
 def run_load(cfg: Config, port: int, duration: float, connections: int) -> Result:
     if generator() == "wrk":
         return run_wrk(cfg, port, duration, connections)

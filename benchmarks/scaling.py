@@ -71,11 +71,16 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
-    chosen = [CONFIGS[n] for n in args.configs if n in CONFIGS]
+    known = [CONFIGS[n] for n in args.configs if n in CONFIGS]
+    chosen = [c for c in known if load.unrunnable(c) is None]
     unavailable = [
         {"name": n, "group": UNAVAILABLE[n][0].group, "reason": UNAVAILABLE[n][1]}
         for n in args.configs
         if n in UNAVAILABLE
+    ] + [
+        {"name": c.name, "group": c.group, "reason": load.unrunnable(c) or ""}
+        for c in known
+        if c not in chosen
     ]
     for entry in unavailable:
         print(f"# {entry['name']}: {entry['reason']}", flush=True)

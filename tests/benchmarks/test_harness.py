@@ -216,3 +216,15 @@ def test_stream_cost_stack_says_so_when_the_per_chunk_script_is_missing(
     monkeypatch.setitem(sys.modules, "benchmarks.stream_cost", None)  # import fails as if absent
     with pytest.raises(SystemExit, match=r"benchmarks/stream_cost\.py is not available"):
         stream_cost_stack.main([])
+
+
+def test_without_wrk_the_lua_scripted_configurations_are_listed_not_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scripted = registry.CONFIGS["idempotency:memory-fresh"]
+    assert scripted.lua  # a fresh Idempotency-Key per request
+    monkeypatch.setattr(load, "generator", lambda: "python")
+    assert "needs wrk" in (load.unrunnable(scripted) or "")
+    assert load.unrunnable(registry.CONFIGS["bare"]) is None
+    monkeypatch.setattr(load, "generator", lambda: "wrk")
+    assert load.unrunnable(scripted) is None
