@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -147,3 +148,16 @@ def cli_token(port: int, key_file: Path, *args: str) -> str:
         timeout=60,
     )
     return result.stdout.strip()
+
+
+def documented_fields(heading: str) -> dict[str, str]:
+    """Each request field the docs' table under ``heading`` names, with its decision
+    (honoured, ignored or refused), as docs/reference_app.md writes them."""
+    text = (ROOT / "docs" / "reference_app.md").read_text()
+    section = text[text.index(f"## {heading}") :]
+    section = section[: section.index("\n## ", 1)]
+    documented: dict[str, str] = {}
+    for fields, decision in re.findall(r"^\| (`[^|]+) \| (\w+)", section, re.M):
+        for name in re.findall(r"`([a-z_]+)`", fields):
+            documented[name] = decision
+    return documented

@@ -3,7 +3,6 @@ refused: none is accepted and silently ignored."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import httpx
@@ -13,8 +12,8 @@ from openai.types.chat.completion_create_params import CompletionCreateParamsBas
 from reference_app.chat import IGNORED, REFUSED
 from reference_app.schemas import ChatCompletionRequest
 
-from ..servers import ROOT, ThreadedServer
-from .conftest import MODEL
+from ..servers import ThreadedServer
+from .conftest import MODEL, documented_fields
 
 # the SDK declares `stream` in the streaming and non-streaming variants of the base
 OPENAI_FIELDS = (
@@ -46,13 +45,7 @@ def test_every_openai_field_has_a_decision() -> None:
 
 
 def test_the_docs_table_lists_every_field() -> None:
-    text = (ROOT / "docs" / "reference_app.md").read_text()
-    section = text[text.index("## Chat Completions request fields") :]
-    section = section[: section.index("\n## ", 1)]
-    documented: dict[str, str] = {}
-    for fields, decision in re.findall(r"^\| (`[^|]+) \| (\w+)", section, re.M):
-        for name in re.findall(r"`([a-z_]+)`", fields):
-            documented[name] = decision
+    documented = documented_fields("Chat Completions request fields")
     assert set(documented) == OPENAI_FIELDS
     assert {f for f, d in documented.items() if d == "ignored"} == IGNORED
     assert {f for f, d in documented.items() if d == "refused"} == set(REFUSED)
