@@ -10,7 +10,7 @@ from __future__ import annotations
 from .bounds import BOUNDS
 from .budget_verdicts import Judged, by_name, judge, pace, per_chunk, verdict
 from .budgets import PER_CHUNK, PER_CHUNK_LABELS, PER_REQUEST, ROUND_TRIPS
-from .rundata import Run
+from .rundata import Run, located
 
 BUDGET_HEADER = ["configuration", "what", "budget us", "added us", "verdict",
                  "added instructions", "as us", "verdict"]  # fmt: skip
@@ -64,7 +64,11 @@ def _where(run: Run, name: str) -> str:
         return ""
     parts = ", ".join(f"{c['component']} {c['share']:.0%}" for c in prof["components"][:3])
     top = prof["functions"][0] if prof.get("functions") else None
-    first = f"; first function `{top['function']}` {top['share']:.0%}" if top else ""
+    first = (
+        f"; first function `{located(top['function'], top['component'])}` {top['share']:.0%}"
+        if top
+        else ""
+    )
     return f" Its own time under cProfile: {parts}{first}."
 
 

@@ -187,3 +187,21 @@ def point_value(point: str) -> float:
     if not match:
         return float("inf")
     return int(match.group(1)) * {"": 1, "k": 1_000, "m": 1_000_000}[match.group(2)]
+
+
+def located(function: str, component: str) -> str:
+    """A profiled function with its package's folder, as a reader finds the file:
+    ``idempotency/_keys.py:101(canonical_json)``; functions outside the library as profiled.
+
+    >>> located("_keys.py:101(canonical_json)", "aimiddleware.idempotency")
+    'idempotency/_keys.py:101(canonical_json)'
+    >>> located("_asgi.py:10(get_header)", "aimiddleware (shared)")
+    'aimiddleware/_asgi.py:10(get_header)'
+    >>> located("requests.py:255(body)", "starlette")
+    'requests.py:255(body)'
+    """
+    if component.startswith("aimiddleware."):
+        return f"{component.removeprefix('aimiddleware.')}/{function}"
+    if component.startswith("aimiddleware"):
+        return f"aimiddleware/{function}"
+    return function
