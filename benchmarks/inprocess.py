@@ -47,7 +47,7 @@ from .rundata import SERIES_GROUPS
 
 ASGIApp = Any
 
-_SCOPE: dict[str, Any] = {
+SCOPE: dict[str, Any] = {
     "type": "http",
     "asgi": {"version": "3.0", "spec_version": "2.4"},
     "http_version": "1.1",
@@ -60,7 +60,7 @@ _SCOPE: dict[str, Any] = {
     "server": ("127.0.0.1", 8000),
     "client": ("127.0.0.1", 50000),
 }
-_BASE_HEADERS = [
+BASE_HEADERS = [
     (b"host", b"127.0.0.1:8000"),
     (b"content-type", b"application/json"),
     (b"content-length", str(len(REQUEST_BODY)).encode()),
@@ -68,7 +68,7 @@ _BASE_HEADERS = [
 
 
 def _headers_for(cfg: Config) -> Callable[[], list[tuple[bytes, bytes]]]:
-    fixed = _BASE_HEADERS + [(k.lower().encode(), v.encode()) for k, v in cfg.headers.items()]
+    fixed = BASE_HEADERS + [(k.lower().encode(), v.encode()) for k, v in cfg.headers.items()]
     if cfg.lua and "Idempotency-Key" in cfg.lua:
         counter = itertools.count()
         prefix = f"bench-{time.monotonic_ns()}-"
@@ -105,7 +105,7 @@ async def _run(
     try:
         started = time.process_time()
         for _ in range(n):
-            await app({**_SCOPE, "headers": headers(), "state": {}}, receive, send)
+            await app({**SCOPE, "headers": headers(), "state": {}}, receive, send)
         elapsed = time.process_time() - started
     finally:
         gc.enable()

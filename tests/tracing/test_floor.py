@@ -15,6 +15,7 @@ import pytest
 from aimiddleware.tracing import TracingMiddleware
 from benchmarks.apps import REQUEST_BODY, bare_app
 from benchmarks.configs_tracing import floor_app
+from benchmarks.inprocess import BASE_HEADERS, SCOPE
 
 from .conftest import Telemetry
 
@@ -23,24 +24,7 @@ pytestmark = pytest.mark.anyio
 
 async def _drive(app: Any) -> None:
     """One request as ``benchmarks.inprocess`` sends it."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "root_path": "",
-        "query_string": b"",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50000),
-        "headers": [
-            (b"host", b"127.0.0.1:8000"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(REQUEST_BODY)).encode()),
-        ],
-    }
+    scope = {**SCOPE, "headers": BASE_HEADERS, "state": {}}
     messages = [{"type": "http.request", "body": REQUEST_BODY, "more_body": False}]
 
     async def receive() -> dict[str, Any]:
