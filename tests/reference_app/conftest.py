@@ -17,10 +17,18 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from reference_app import DemoTokenIssuer, Settings, create_app
+from reference_app.telemetry import Telemetry
 
 from ..servers import ROOT, ThreadedServer, bound_socket, port_of
+from ..tracing.conftest import assert_no_secrets
 
 MODEL = "SmolLM2-135M-Instruct"
 
@@ -161,3 +169,28 @@ def documented_fields(heading: str) -> dict[str, str]:
         for name in re.findall(r"`([a-z_]+)`", fields):
             documented[name] = decision
     return documented
+
+
+class Traced:
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.metrics = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.metrics])
+
+    def server_spans(self) -> list[ReadableSpan]:
+        return [s for s in self.exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+
+
+@pytest.fixture
+def traced() -> Iterator[tuple[Traced, ThreadedServer]]:
+    """A reference app recording into in-memory readers; every span is scanned for secrets."""
+    spans = Traced()
+    telemetry = Telemetry(spans.tracer_provider, spans.meter_provider)
+    with ThreadedServer(create_app(Settings(auth=False), telemetry=telemetry)) as server:
+        wait_ready(server.url)
+        yield spans, server
+    assert_no_secrets(spans.exporter.get_finished_spans(), [])
+    spans.tracer_provider.shutdown()
+    spans.meter_provider.shutdown()

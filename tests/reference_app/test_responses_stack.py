@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import openai
 import pytest
 
-from reference_app import Settings, create_app
-from reference_app.telemetry import Telemetry
-
 from ..live import wait_for
 from ..servers import ThreadedServer
-from .conftest import MODEL, health, serve_reference, wait_ready
-from .test_tracing_e2e import Traced
+from .conftest import MODEL, Traced, health, serve_reference
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
@@ -79,17 +74,6 @@ def test_max_output_tokens_is_reserved_and_a_larger_request_gets_a_429() -> None
     assert caught.value.status_code == 429
     assert caught.value.type == "tokens"
     assert caught.value.response.headers["x-should-retry"] == "false"
-
-
-@pytest.fixture
-def traced() -> Iterator[tuple[Traced, ThreadedServer]]:
-    spans = Traced()
-    telemetry = Telemetry(spans.tracer_provider, spans.meter_provider)
-    with ThreadedServer(create_app(Settings(auth=False), telemetry=telemetry)) as server:
-        wait_ready(server.url)
-        yield spans, server
-    spans.tracer_provider.shutdown()
-    spans.meter_provider.shutdown()
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "plain"])

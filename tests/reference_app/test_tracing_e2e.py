@@ -13,12 +13,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import StatusCode
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,37 +24,11 @@ from reference_app.telemetry import Telemetry
 
 from ..live import wait_for
 from ..servers import ThreadedServer, bound_socket, port_of
-from ..tracing.conftest import assert_no_secrets
-from .conftest import LONG_SCHEMA, MODEL, cli_token, wait_ready
+from .conftest import LONG_SCHEMA, MODEL, Traced, cli_token, wait_ready
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
 API_KEY = "sk-test-3f9a1c0d5e7b2a4c6e8f0a1b"  # one of the secrets the scan looks for
-
-
-class Traced:
-    def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.metrics = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.metrics])
-
-    def server_spans(self) -> list[ReadableSpan]:
-        return [s for s in self.exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
-
-
-@pytest.fixture
-def traced() -> Iterator[tuple[Traced, ThreadedServer]]:
-    """A reference app recording into in-memory readers; every span is scanned for secrets."""
-    spans = Traced()
-    telemetry = Telemetry(spans.tracer_provider, spans.meter_provider)
-    with ThreadedServer(create_app(Settings(auth=False), telemetry=telemetry)) as server:
-        wait_ready(server.url)
-        yield spans, server
-    assert_no_secrets(spans.exporter.get_finished_spans(), [])
-    spans.tracer_provider.shutdown()
-    spans.meter_provider.shutdown()
 
 
 def test_a_streamed_chat_is_one_span_with_the_real_usage(
