@@ -133,6 +133,7 @@ class LLMResponse:
     finish_reasons: list[str] = field(default_factory=list)
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cached_tokens: int | None = None  # of the input tokens, those read from a prompt cache
     chunks: int = 0  # data events carrying choices
     done: bool = False  # saw ``data: [DONE]``
     error: bool = False  # saw an error object
@@ -168,6 +169,9 @@ class LLMResponse:
                 self.input_tokens = prompt
             if completion is not None:
                 self.output_tokens = completion
+            cached = cached_tokens(usage)
+            if cached is not None:
+                self.cached_tokens = cached
 
     @property
     def total_tokens(self) -> int | None:
@@ -210,6 +214,17 @@ def usage_tokens(usage: dict[str, Any]) -> tuple[int | None, int | None]:
         prompt if isinstance(prompt, int) else None,
         completion if isinstance(completion, int) else None,
     )
+
+
+def cached_tokens(usage: dict[str, Any]) -> int | None:
+    """The input tokens a ``usage`` object says were read from a prompt cache, if it says.
+
+    >>> cached_tokens({"prompt_tokens": 9, "prompt_tokens_details": {"cached_tokens": 4}})
+    4
+    """
+    details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def sum_tokens(prompt: int | None, completion: int | None) -> int | None:

@@ -125,6 +125,11 @@ def _observe_object(response: LLMResponse, body: dict[str, Any]) -> None:
             value = usage.get(name)
             if isinstance(value, int) and not isinstance(value, bool):
                 setattr(response, name, value)
+        from ._openai import cached_tokens  # imports this module: read once the call comes
+
+        cached = cached_tokens(usage)
+        if cached is not None:
+            response.cached_tokens = cached
     status = body.get("status")
     if status in _FINAL:
         response.done = True

@@ -13,20 +13,30 @@ shared storage)::
         store="redis://127.0.0.1:6379/0",
     )
 
+Spend budgets (currency per caller or per tier, per UTC day or month) take a price table::
+
+    Tier("agent", tokens="200000/minute", budgets=[Budget("5.00", "day")])
+    prices = PriceTable({"gpt-4o-mini": Price(input="0.15", output="0.60")})
+    RateLimitMiddleware(app, tiers=[...], prices=prices)
+
 The options are one frozen object, :class:`RateLimitOptions` (with the groups
 :class:`CallerOptions` and :class:`TokenEstimates`), given as keywords or as ``config``.
 """
 
 from __future__ import annotations
 
+from ._budgets import Budget, Price, PriceTable
 from ._options import CallerOptions, OverrideProvider, RateLimitOptions, TokenEstimates
 from ._tiers import ModelLimits, Strategy, Tier, Window
 from .middleware import RateLimitMiddleware
 
 __all__ = [
+    "Budget",
     "CallerOptions",
     "ModelLimits",
     "OverrideProvider",
+    "Price",
+    "PriceTable",
     "RateLimitMiddleware",
     "RateLimitOptions",
     "Strategy",

@@ -11,6 +11,9 @@ Three operations, each atomic and, on Redis, one round trip:
 ``renew``
     extend the lease of a slot held by a long stream.
 
+Budgets (spend per calendar day or month) are checks like the others, charged all or nothing
+with them; settling one also says which alert thresholds its total crossed, once per period.
+
 The window algorithms are those of the ``limits`` package (sliding window counter, fixed
 window, moving window), kept in one record per limit so that a refund can reach the window
 that was charged. The memory engine and the Redis script implement the same rules.
@@ -32,6 +35,7 @@ __all__ = [
     "Engine",
     "Outcome",
     "Slot",
+    "alert_crossing",
     "fits_at",
     "new_check",
     "new_outcome",
@@ -42,12 +46,18 @@ STRATEGY_CODES: Final = {"sliding-window": 1, "fixed-window": 2, "moving-window"
 
 
 class Check(NamedTuple):
-    """One window limit of a request: ``cost`` units against ``limit`` per ``window`` seconds."""
+    """One limit of a request: ``cost`` units against ``limit`` per ``window`` seconds.
+
+    ``period`` 0 counts over the middleware's strategy; a budget counts over a calendar
+    period instead (1: the UTC day, 2: the UTC month; ``window`` is then unused), the same
+    for every strategy: its total resets when the period ends.
+    """
 
     key: str
     limit: int
     window: int
     cost: int
+    period: int = 0
 
 
 class Slot(NamedTuple):
@@ -73,7 +83,7 @@ class Outcome(NamedTuple):
 
 # an Outcome (a Check) from a tuple of its fields without a Python-level __new__: per request
 new_outcome: Final[Callable[[tuple[int, int, int, int]], Outcome]] = partial(tuple.__new__, Outcome)
-new_check: Final[Callable[[tuple[str, int, int, int]], Check]] = partial(tuple.__new__, Check)
+new_check: Final[Callable[[tuple[str, int, int, int, int]], Check]] = partial(tuple.__new__, Check)
 
 
 @dataclass(slots=True)
@@ -105,8 +115,14 @@ class Engine(ABC):
         adjustments: Sequence[tuple[Check, Outcome, int]],
         slot: Slot | None,
         token: str,
-    ) -> None:
-        """``adjustments``: (check as acquired, its outcome, the real cost)."""
+        alerts: Sequence[float] = (),
+    ) -> list[int]:
+        """``adjustments``: (check as acquired, its outcome, the real cost).
+
+        Returns, per adjustment, the index in ``alerts`` (fractions of the limit, ascending)
+        of the highest threshold a budget's total reached for the first time this period, or
+        -1: each threshold is reported once per period and budget, across workers.
+        """
 
     @abstractmethod
     async def renew(self, slot: Slot, token: str) -> None: ...
@@ -123,3 +139,20 @@ def fits_at(window_ms: int, room: int, previous: int) -> int:
     if room + 1 >= previous:
         return 0
     return math.floor(window_ms * (1 - (room + 1) / previous)) + 1
+
+
+def alert_crossing(
+    alerted: int, total: int, limit: int, alerts: Sequence[float]
+) -> tuple[int, int]:
+    """(thresholds reached, index of the highest one newly reached or -1) for a budget whose
+    total is ``total`` after ``alerted`` of its ``alerts`` were already reported this period.
+
+    >>> alert_crossing(0, 85, 100, (0.8, 1.0)), alert_crossing(1, 90, 100, (0.8, 1.0))
+    ((1, 0), (1, -1))
+    """
+    reached = 0
+    for threshold in alerts:
+        # to the nearest unit, as the Redis script rounds it: 90 % of 260,000 is 234,000
+        if total >= math.floor(limit * threshold + 0.5):
+            reached += 1
+    return (reached, reached - 1) if reached > alerted else (alerted, -1)

@@ -9,9 +9,11 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 from .._asgi import ResponseWatcher, is_event_stream, remove_headers
-from .._openai import LLMResponse, LLMUsage, is_usage_only_chunk, usage_tokens
+from .._openai import LLMResponse, LLMUsage, cached_tokens, is_usage_only_chunk, usage_tokens
 from .._sse import SSEParser
 from ..context import AnnotationValue, Message, Scope, Send, set_llm_usage
+from ._alerts import report_alert
+from ._budgets import format_money
 from ._engine import Check, Decision, Outcome
 from ._null_usage import drop_null_usage, has_null_usage
 from ._plan import Ticket
@@ -82,7 +84,8 @@ class Exchange(ResponseWatcher):
         self._renew_at = monotonic() + slot.lease / 2 if slot is not None else math.inf
         self._parser: SSEParser | None = None
         self._copy: bytearray | None = None
-        self._usage: tuple[int | None, int | None] | None = None  # what a JSON answer states
+        # what a JSON answer states: input, output and cached input tokens
+        self._usage: tuple[int | None, int | None, int | None] | None = None
         self.response: LLMResponse | None = None  # what a stream states, event by event
 
     # what ResponseWatcher.__call__ records, written here so each message costs one call
@@ -131,8 +134,10 @@ class Exchange(ResponseWatcher):
         self.settled = True
         ticket = self._ticket
         adjustments: list[tuple[Check, Outcome, int]] = []
+        split = 0
         if ticket.llm is not None:
-            actual = self._charge()
+            input_tokens, output_tokens, cached = self._charge()
+            actual = input_tokens + output_tokens
             self._notes["aimiddleware.ratelimit.tokens_charged"] = actual
             stated = self._stated()
             if stated is not None:
@@ -146,36 +151,64 @@ class Exchange(ResponseWatcher):
                 for i in ticket.plan.token_positions
                 if actual != checks[i].cost
             ]
+            split = len(adjustments)
+            if ticket.price is not None:
+                cost = ticket.price.cost(input_tokens, output_tokens, cached)
+                self._notes["aimiddleware.ratelimit.cost_charged"] = format_money(cost)
+                plan = ticket.plan
+                split += plan.shared_from - plan.budget_positions[0]
+                adjustments += [(checks[i], outcomes[i], cost) for i in plan.budget_positions]
         if adjustments or ticket.slot is not None:
             counter = self._counter
             if counter.memory is not None:  # never suspends: not cancellable
-                counter.memory.settle_now(adjustments, ticket.slot, ticket.token)
+                crossed = counter.memory.settle_now(
+                    adjustments, ticket.slot, ticket.token, counter.alerts
+                )
             else:
-                await counter.settle(adjustments, ticket.slot, ticket.token)
+                crossed = await counter.settle(adjustments, ticket.slot, ticket.token, split)
+            if ticket.price is not None and crossed:
+                self._report_alerts(crossed, len(adjustments) - len(ticket.plan.budgets))
+
+    def _report_alerts(self, crossed: list[int], first: int) -> None:
+        """Say each alert threshold a budget's total reached for the first time this period."""
+        plan = self._ticket.plan
+        alerts = self._counter.alerts
+        for offset, budget in enumerate(plan.budgets):
+            position = crossed[first + offset] if first + offset < len(crossed) else -1
+            if position >= 0:
+                report_alert(
+                    self._scope, budget, alerts[position], self._ticket, self._counter.currency
+                )
 
     def complete_ok(self) -> bool:
         """Whether a successful answer went out whole (the last body message is passing)."""
         return self._finishing and 200 <= self.status < 300
 
-    def _charge(self) -> int:
-        """The tokens this request is charged: the answer's usage, else what went out."""
+    def _charge(self) -> tuple[int, int, int]:
+        """The (input, output, cached input) tokens this request is charged: the answer's
+        usage, else what went out."""
         if self._usage is not None:
-            return (self._usage[0] or 0) + (self._usage[1] or 0)
+            stated_in, stated_out, cached = self._usage
+            return stated_in or 0, stated_out or 0, cached or 0
         response = self.response
-        stated = response.total_tokens if response is not None else None
-        if stated is not None:
-            return stated
+        if response is not None and response.total_tokens is not None:
+            return (
+                response.input_tokens or 0,
+                response.output_tokens or 0,
+                response.cached_tokens or 0,
+            )
         if not self.started or self.status >= 400:
-            return 0  # nothing was produced
+            return 0, 0, 0  # nothing was produced
+        prompt = self._ticket.prompt
         if response is not None:
             # cut short before the usage chunk: the prompt and the chunks that went out
-            return min(self._ticket.estimate, self._ticket.prompt + response.chunks)
-        return self._ticket.estimate
+            return prompt, min(self._ticket.estimate - prompt, response.chunks), 0
+        return prompt, self._ticket.estimate - prompt, 0
 
     def _stated(self) -> LLMUsage | None:
         """The usage the answer stated (never an estimate), or ``None``."""
         if self._usage is not None:
-            return LLMUsage(*self._usage)
+            return LLMUsage(*self._usage[:2])
         response = self.response
         if response is None or (response.input_tokens is None and response.output_tokens is None):
             return None
@@ -220,9 +253,10 @@ _Scan = Callable[[str, int], tuple[Any, int]]
 _SCAN: Final[_Scan] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-def _usage_of(body: bytes) -> tuple[int | None, int | None] | None:
-    """The (input, output) tokens a whole JSON answer states in ``usage``, decoding only that
-    object when it can (the answer itself may be long); ``None`` when it states neither."""
+def _usage_of(body: bytes) -> tuple[int | None, int | None, int | None] | None:
+    """The (input, output, cached input) tokens a whole JSON answer states in ``usage``,
+    decoding only that object when it can (the answer itself may be long); ``None`` when it
+    states neither input nor output."""
     at = body.rfind(b'"usage"')
     if at >= 0:
         try:
@@ -231,9 +265,9 @@ def _usage_of(body: bytes) -> tuple[int | None, int | None] | None:
             usage = None  # into a JSONDecodeError (a ValueError)
         if isinstance(usage, dict):
             stated = usage_tokens(usage)
-            return None if stated == (None, None) else stated
+            return None if stated == (None, None) else (*stated, cached_tokens(usage))
     response = LLMResponse()
     response.observe_body(body)  # no usage where expected: the full parse decides
     if response.input_tokens is None and response.output_tokens is None:
         return None
-    return response.input_tokens, response.output_tokens
+    return response.input_tokens, response.output_tokens, response.cached_tokens

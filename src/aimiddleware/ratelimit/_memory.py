@@ -22,18 +22,14 @@ from typing import ClassVar, Final
 
 from .._lru import LRUCache
 from ._engine import Check, Decision, Engine, Outcome, Slot, fits_at, new_outcome
+from ._memory_settle import Counter, Entry, MemorySettlement
 
 __all__ = ["DEFAULT_MAX_KEYS", "MemoryEngine"]
 
 DEFAULT_MAX_KEYS: Final = 100_000
 
-# a counter window: [window index, current count, previous count, window ms]
-Counter = list[int]
-# a moving-window entry: (timestamp ms, token, amount)
-Entry = tuple[int, str, int]
 
-
-class MemoryEngine(Engine):
+class MemoryEngine(MemorySettlement, Engine):
     """Counts in this process only: right for one worker, tests and development.
 
     >>> engine = MemoryEngine("sliding-window")
@@ -71,8 +67,9 @@ class MemoryEngine(Engine):
         adjustments: Sequence[tuple[Check, Outcome, int]],
         slot: Slot | None,
         token: str,
-    ) -> None:
-        self.settle_now(adjustments, slot, token)
+        alerts: Sequence[float] = (),
+    ) -> list[int]:
+        return self.settle_now(adjustments, slot, token, alerts)
 
     async def renew(self, slot: Slot, token: str) -> None:
         now = int(time() * 1000)
@@ -95,22 +92,25 @@ class MemoryEngine(Engine):
         # (record shifted to now, used, ms into the window) per check
         staged: list[tuple[Counter, int, int]] = []
         failed = -1
-        for key, limit, window, cost in checks:
-            window_ms = window * 1000
-            index = now // window_ms
-            node = node_of(key, now)
-            if node is None:
-                record = [index, 0, 0, window_ms]
+        for key, limit, window, cost, period in checks:
+            if period:
+                record, used, elapsed = self._stage_budget(key, period, now)
             else:
-                record = node.value
-                if record[0] < index - 1:
+                window_ms = window * 1000
+                index = now // window_ms
+                node = node_of(key, now)
+                if node is None:
                     record = [index, 0, 0, window_ms]
-                elif record[0] == index - 1:
-                    record = [index, 0, record[1], window_ms]
-            elapsed = now - index * window_ms
-            used = record[1]
-            if sliding and record[2]:
-                used += record[2] * (window_ms - elapsed) // window_ms
+                else:
+                    record = node.value
+                    if record[0] < index - 1:
+                        record = [index, 0, 0, window_ms]
+                    elif record[0] == index - 1:
+                        record = [index, 0, record[1], window_ms]
+                elapsed = now - index * window_ms
+                used = record[1]
+                if sliding and record[2]:
+                    used += record[2] * (window_ms - elapsed) // window_ms
             if failed < 0 and used + cost > limit:
                 failed = len(staged)
             staged.append((record, used, elapsed))
@@ -121,9 +121,9 @@ class MemoryEngine(Engine):
             return Decision(False, failed, self._counter_state(checks, staged), in_use)
         outcomes = []
         for position, (record, used, elapsed) in enumerate(staged):
-            key, limit, _, cost = checks[position]
-            if record[1] == 0:  # a new window's record: (re)stored with its deadline
-                counters.put(key, record, now, (record[0] + 2) * record[3])
+            key, limit, _, cost, _ = checks[position]
+            if record[1] == 0:  # a new window's record: (re)stored, kept one window more
+                counters.put(key, record, now, now - elapsed + 2 * record[3])
             record[1] += cost
             left = limit - used - cost
             outcomes.append(
@@ -136,9 +136,11 @@ class MemoryEngine(Engine):
     ) -> list[Outcome]:
         """The limits as found, with how long until the same cost would fit (a rejection)."""
         outcomes = []
-        for (_, limit, _, cost), (record, used, elapsed) in zip(checks, staged, strict=True):
+        for (_, limit, _, cost, period), (record, used, elapsed) in zip(
+            checks, staged, strict=True
+        ):
             window_ms, current, previous = record[3], record[1], record[2]
-            if self._code == 2:
+            if self._code == 2 or period:  # a budget fits again when its period ends
                 retry = window_ms - elapsed
             elif current + cost <= limit and previous > 0:
                 # the weighted count is floor(previous * (window - t) / window): it fits once
@@ -160,16 +162,20 @@ class MemoryEngine(Engine):
     ) -> Decision:
         before: list[Outcome] = []
         found: list[list[Entry]] = []
+        # a budget's record per position (its period is calendar, whatever the strategy)
+        budgets: dict[int, Counter] = {}
         failed = -1
-        for position, (key, limit, window, cost) in enumerate(checks):
-            window_ms = window * 1000
-            entries = [e for e in self._entries.get(key, now) or () if e[0] > now - window_ms]
-            used = sum(e[2] for e in entries)
-            reset = (entries[0][0] + window_ms - now) if entries else window_ms
-            retry = 0
-            if used + cost > limit:
-                if failed < 0:
-                    failed = position
+        for position, (key, limit, window, cost, period) in enumerate(checks):
+            if period:
+                record, used, elapsed = self._stage_budget(key, period, now)
+                budgets[position] = record
+                reset = retry = record[3] - elapsed
+                found.append([])
+            else:
+                window_ms = window * 1000
+                entries = [e for e in self._entries.get(key, now) or () if e[0] > now - window_ms]
+                used = sum(e[2] for e in entries)
+                reset = (entries[0][0] + window_ms - now) if entries else window_ms
                 retry = window_ms
                 if cost <= limit:
                     freed = 0
@@ -178,18 +184,32 @@ class MemoryEngine(Engine):
                         if used - freed + cost <= limit:
                             retry = stamp + window_ms - now
                             break
-            found.append(entries)
-            before.append(Outcome(limit - used if used < limit else 0, reset, retry, 0))
+                found.append(entries)
+            if used + cost > limit:
+                if failed < 0:
+                    failed = position
+            else:
+                retry = 0
+            index = budgets[position][0] if period else 0
+            before.append(Outcome(limit - used if used < limit else 0, reset, retry, index))
         in_use = self._take_slot(slot, token, now, failed < 0)
         if in_use < 0:
             failed, in_use = len(checks), ~in_use
         if failed >= 0:
             return Decision(False, failed, before, in_use)
-        for (key, _, window, cost), entries in zip(checks, found, strict=True):
+        for position, ((key, _, window, cost, _), entries) in enumerate(
+            zip(checks, found, strict=True)
+        ):
+            budget = budgets.get(position)
+            if budget is not None:
+                if budget[1] == 0:
+                    self._counters.put(key, budget, now, now + 2 * budget[3])
+                budget[1] += cost
+                continue
             entries.append((now, token, cost))
             self._entries.put(key, entries, now, now + window * 1000)
         after = [
-            Outcome(max(0, o.remaining - check.cost), o.reset_ms, 0, 0)
+            Outcome(max(0, o.remaining - check.cost), o.reset_ms, 0, o.charged_window)
             for check, o in zip(checks, before, strict=True)
         ]
         return Decision(True, -1, after, in_use)
@@ -218,54 +238,3 @@ class MemoryEngine(Engine):
         if expiry > node.deadline:
             self._slots.touch(slot.key, node, expiry + lease_ms)
         return in_use + 1
-
-    # -- settle -------------------------------------------------------------------------------
-
-    def settle_now(
-        self,
-        adjustments: Sequence[tuple[Check, Outcome, int]],
-        slot: Slot | None,
-        token: str,
-    ) -> None:
-        """Move token reservations to the real cost, in the window charged; free the slot."""
-        if adjustments:
-            self._adjust(adjustments, token, int(time() * 1000))
-        if slot is not None:
-            # an empty set stays until its deadline: the caller's next request reuses it
-            leases = self._slots.get(slot.key, int(time() * 1000))
-            if leases is not None:
-                leases.pop(token, None)
-
-    def _adjust(
-        self, adjustments: Sequence[tuple[Check, Outcome, int]], token: str, now: int
-    ) -> None:
-        for check, outcome, actual in adjustments:
-            delta = actual - check.cost
-            if delta == 0:
-                continue
-            if self._code == 3:
-                entries = self._entries.get(check.key, now) or []
-                for position, (stamp, owner, amount) in enumerate(entries):
-                    if owner == token:
-                        entries[position] = (stamp, owner, max(0, amount + delta))
-                        break
-                else:
-                    if delta > 0:
-                        entries.append((now, token, delta))
-                        self._entries.put(check.key, entries, now, now + check.window * 1000)
-                continue
-            record = self._counters.get(check.key, now)
-            if record is not None and record[0] == outcome.charged_window:
-                record[1] = max(0, record[1] + delta)
-            elif record is not None and record[0] == outcome.charged_window + 1:
-                record[2] = max(0, record[2] + delta)
-            elif delta > 0:
-                window_ms = check.window * 1000
-                index = now // window_ms
-                if record is None or record[0] < index - 1:
-                    record = [index, 0, 0, window_ms]
-                elif record[0] == index - 1:
-                    record = [index, 0, record[1], window_ms]
-                if record[1] == 0:
-                    self._counters.put(check.key, record, now, (record[0] + 2) * record[3])
-                record[1] += delta

@@ -16,6 +16,7 @@ from .._config import check_choice, check_int, check_number, check_seconds, chec
 from .._openai import LLMRequest
 from .._paths import PathSet
 from ..exceptions import ConfigurationError
+from ._budgets import PriceTable
 from ._identity import ProxyTrust, tier_key
 from ._tiers import STRATEGIES, Strategy, Tier
 
@@ -150,6 +151,8 @@ class RateLimitOptions:
     concurrency_lease: float = 60.0
     exempt_paths: Collection[str] = ()
     max_request_bytes: int = 8 * 1024 * 1024
+    prices: PriceTable | None = None
+    budget_alerts: Sequence[float] = (0.8, 1.0)
 
     def __post_init__(self) -> None:
         tiers = self._check_tiers()
@@ -170,6 +173,7 @@ class RateLimitOptions:
         exempt = _strings("exempt_paths", self.exempt_paths)
         PathSet(exempt, option="exempt_paths")  # refuses a pattern outside the path grammar
         check_int("max_request_bytes", self.max_request_bytes, minimum=1)
+        self._check_budgets(tiers)
         object.__setattr__(self, "tiers", tuple(tiers))
         if self.timeout is not None:
             object.__setattr__(self, "timeout", float(self.timeout))
@@ -206,6 +210,20 @@ class RateLimitOptions:
         unknown = {tier_key(n) for n in named or ()} - {tier_key(t.name) for t in tiers}
         if unknown:
             raise ConfigurationError(f"client_type_tiers names unknown tiers: {sorted(unknown)}")
+
+    def _check_budgets(self, tiers: list[Tier]) -> None:
+        if self.prices is not None and not isinstance(self.prices, PriceTable):
+            raise ConfigurationError("prices must be a PriceTable")
+        budgeted = [t.name for t in tiers if t.budgets]
+        if budgeted and self.prices is None:
+            raise ConfigurationError(
+                f"tiers {budgeted} have budgets: give prices=PriceTable(...) to price them"
+            )
+        alerts: Any = self.budget_alerts
+        if isinstance(alerts, str) or not isinstance(alerts, Collection):
+            raise ConfigurationError("budget_alerts must be a list of fractions such as 0.8")
+        checked = sorted({check_number("budget_alerts", a, above=0, maximum=1.0) for a in alerts})
+        object.__setattr__(self, "budget_alerts", tuple(float(a) for a in checked))
 
     @property
     def all_tiers(self) -> tuple[Tier, ...]:

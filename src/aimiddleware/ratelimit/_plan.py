@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 from .._lru import LRUCache
 from .._openai import LLMRequest
+from ._budgets import Budget, Price, UnpricedModelError, budget_fields, budget_specs, format_money
 from ._engine import Check, Decision, Outcome, Slot, new_check
 from ._headers import reset_duration
 from ._identity import hash_tag
@@ -48,6 +49,7 @@ class Binding(NamedTuple):
 # identity equality and hash: a template is a dict key per caller, built once per tier and kind
 @dataclass(frozen=True, slots=True, eq=False)
 class Template:
+    tier: str
     kinds: tuple[str, ...]
     names: tuple[str, ...]
     suffixes: tuple[str, ...]
@@ -58,21 +60,28 @@ class Template:
     remaining: tuple[tuple[str, int], ...]
     concurrency: int | None
     policy: bytes
-    # (suffix, limit, window seconds, is tokens) per check: what bind() needs, flat
-    _specs: tuple[tuple[str, int, int, bool], ...]
+    # positions of the budgets (after every window check), and where the tier-wide ones start
+    budget_positions: tuple[int, ...]
+    shared_from: int
+    budgets: tuple[Budget, ...]
+    # (key suffix, limit, window seconds, cost, period, tier-wide) per check: what bind() needs
+    _specs: tuple[tuple[str, int, int, int, int, bool], ...]
     # the fields that never change: RateLimit-Policy and x-ratelimit-limit-*
     _static: tuple[tuple[bytes, bytes], ...]
     # the RateLimit value with %d for each number: '"name";r=%d;t=%d, ...'
     _state_format: bytes
+    # checks over windows (the budgets come after them, outside the RateLimit fields)
+    _window_count: int
     # (position, x-ratelimit-remaining-<kind>, x-ratelimit-reset-<kind>) per first window
     _openai: tuple[tuple[int, bytes, bytes], ...]
 
-    def bind(self, base: str, lease: float) -> Binding:
-        """The checks and slot of the caller whose keys start with ``base`` (token checks
-        cost 0 here: the request's estimate replaces it)."""
+    def bind(self, prefix: str, base: str, lease: float) -> Binding:
+        """The checks and slot of the caller whose keys start with ``base`` (token and budget
+        checks cost 0 here: the request's estimate replaces it); a tier-wide budget's key
+        starts with ``prefix`` alone."""
         checks = tuple(
-            Check(base + suffix, limit, seconds, 0 if tokens else 1)
-            for suffix, limit, seconds, tokens in self._specs
+            Check((prefix if shared else base) + suffix, limit, seconds, cost, period)
+            for suffix, limit, seconds, cost, period, shared in self._specs
         )
         concurrency = self.concurrency
         return Binding(checks, Slot(base + "slots", concurrency, lease) if concurrency else None)
@@ -84,12 +93,14 @@ class Template:
         tier's, formatted once (``_static``, ``_state_format``).
         """
         values: list[int] = []
-        for remaining, ms, _, _ in outcomes:
+        for remaining, ms, _, _ in outcomes[: self._window_count]:
             values.append(remaining)
             values.append((ms + 999) // 1000 if ms > 0 else 0)
         if self.concurrency is not None:
             values.append(slots_free)
         fields = [*self._static, (b"ratelimit", self._state_format % tuple(values))]
+        if self.budgets:
+            fields += budget_fields(self.budget_positions, self.budgets, outcomes)
         reset_ms, reset = -1, b""
         for position, remaining_name, reset_name in self._openai:
             remaining, ms, _, _ = outcomes[position]
@@ -126,6 +137,9 @@ def template_for(tier: Tier, model: str | None, tokens: bool) -> Template:
             prefix = "" if scoped is None else f"m:{hash_tag(scoped)}:"
             suffixes.append(f"{prefix}{kind}:{window.seconds}")
             windows.append(window)
+    window_count = len(kinds)
+    # a caller's budgets, then the tier's (their own script on Redis Cluster: another hash tag)
+    budgets = tuple(sorted(tier.budgets if tokens else (), key=lambda b: b.per == "tier"))
     # "qu" takes only registered units (requests, content-bytes, concurrent-requests): a token
     # quota says its unit in its policy name ("tokens", "<model>:tokens") and in OpenAI's
     # x-ratelimit-*-tokens fields instead
@@ -141,8 +155,9 @@ def template_for(tier: Tier, model: str | None, tokens: bool) -> Template:
         states.append('"concurrency";r=%d')
     first = tuple((kind, kinds.index(kind)) for kind in ("requests", "tokens") if kind in kinds)
     template = Template(
-        kinds=tuple(kinds),
-        names=tuple(names),
+        tier=tier.name,
+        kinds=(*kinds, *("budget" for _ in budgets)),
+        names=(*names, *(b.name for b in budgets)),
         suffixes=tuple(suffixes),
         windows=tuple(windows),
         token_positions=tuple(i for i, k in enumerate(kinds) if k == "tokens"),
@@ -150,9 +165,15 @@ def template_for(tier: Tier, model: str | None, tokens: bool) -> Template:
         remaining=tuple((f"aimiddleware.ratelimit.remaining_{k}", p) for k, p in first),
         concurrency=tier.concurrency,
         policy=policy,
-        _specs=tuple(
-            (suffix, w.amount, w.seconds, kind == "tokens")
-            for kind, suffix, w in zip(kinds, suffixes, windows, strict=True)
+        budget_positions=tuple(range(window_count, window_count + len(budgets))),
+        shared_from=window_count + sum(1 for b in budgets if b.per == "caller"),
+        budgets=budgets,
+        _specs=(
+            *(
+                (suffix, w.amount, w.seconds, 0 if kind == "tokens" else 1, 0, False)
+                for kind, suffix, w in zip(kinds, suffixes, windows, strict=True)
+            ),
+            *budget_specs(hash_tag(tier.name), budgets),
         ),
         _static=(
             (b"ratelimit-policy", policy),
@@ -160,8 +181,13 @@ def template_for(tier: Tier, model: str | None, tokens: bool) -> Template:
                 (f"x-ratelimit-limit-{kind}".encode(), b"%d" % windows[position].amount)
                 for kind, position in first
             ),
+            *(
+                (f"x-budget-limit-{b.name}".encode(), format_money(b.nano).encode())
+                for b in budgets
+            ),
         ),
         _state_format=", ".join(states).encode("ascii"),
+        _window_count=window_count,
         _openai=tuple(
             (
                 position,
@@ -191,6 +217,8 @@ class Ticket:
     estimate: int  # tokens reserved (0 when the request is not an LLM call)
     prompt: int  # of which the prompt's
     token: str = ""
+    price: Price | None = None  # the model's, where a budget applies
+    subject: str = ""  # who is counted, where a budget applies (its alerts name them)
 
     def slots_free(self, decision: Decision) -> int:
         """Concurrency slots left after ``decision`` (0 without a concurrency limit)."""
@@ -205,10 +233,11 @@ class Plans:
     slot are built the first time it meets a template and kept for the most recent callers.
     """
 
-    __slots__ = ("_bound", "_estimates", "_lease", "_prefix")
+    __slots__ = ("_bound", "_estimates", "_lease", "_prefix", "_prices")
 
     def __init__(self, config: RateLimitOptions) -> None:
         self._prefix = config.key_prefix
+        self._prices = config.prices
         self._lease = config.concurrency_lease
         self._estimates = config.token_estimates
         self._bound: LRUCache[str, dict[Template, Binding]] = LRUCache(
@@ -236,7 +265,7 @@ class Plans:
             if len(bindings) >= _MAX_BOUND:
                 bindings.clear()
             base = f"{self._prefix}{{{hash_tag(subject)}}}:"
-            binding = bindings[plan] = plan.bind(base, self._lease)
+            binding = bindings[plan] = plan.bind(self._prefix, base, self._lease)
         checks, slot = binding
         if not checks and slot is None:
             return None
@@ -244,10 +273,26 @@ class Plans:
             return Ticket(plan, checks, slot, None, False, 0, 0)
         prompt, estimate = self._estimates.estimate(llm)
         positions = plan.token_positions
-        if positions:
+        price = None
+        if positions or plan.budgets:
             filled = list(checks)
             for i in positions:
-                key, limit, window, _ = filled[i]
-                filled[i] = new_check((key, limit, window, estimate))
+                key, limit, window, _, _ = filled[i]
+                filled[i] = new_check((key, limit, window, estimate, 0))
+            if plan.budgets:
+                price = self._price(llm)
+                # the worst case: every reserved completion token at the output price
+                cost = price.cost(prompt, estimate - prompt)
+                for i in plan.budget_positions:
+                    key, limit, window, _, period = filled[i]
+                    filled[i] = new_check((key, limit, window, cost, period))
             checks = filled
-        return Ticket(plan, checks, slot, llm, strip_usage, estimate, prompt)
+        if price is None:
+            return Ticket(plan, checks, slot, llm, strip_usage, estimate, prompt)
+        return Ticket(plan, checks, slot, llm, strip_usage, estimate, prompt, "", price, subject)
+
+    def _price(self, llm: LLMRequest) -> Price:
+        price = self._prices.price(llm.model) if self._prices is not None else None
+        if price is None:
+            raise UnpricedModelError(llm.model)
+        return price

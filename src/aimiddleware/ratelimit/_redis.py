@@ -15,187 +15,9 @@ from typing import Any, ClassVar
 
 from ..stores.clients import RedisLease
 from ._engine import Check, Decision, Engine, Outcome, Slot
+from ._scripts import ACQUIRE, RENEW, SETTLE
 
 __all__ = ["RedisEngine"]
-
-# Shared by the scripts: a counter window is a hash {w: window index, c: current count,
-# p: previous window's count}; the sliding window counter weighs p by the share of the
-# previous window still inside the sliding window, exactly as limits does (floor).
-_COMMON = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local strategy = tonumber(ARGV[1])
-local function counter(key, window)
-  local v = redis.call('HMGET', key, 'w', 'c', 'p')
-  local index = math.floor(now / window)
-  local w, c, p = tonumber(v[1]), tonumber(v[2]) or 0, tonumber(v[3]) or 0
-  if w == nil or w < index - 1 then c, p = 0, 0
-  elseif w == index - 1 then p, c = c, 0 end
-  local elapsed = now - index * window
-  local used = c
-  if strategy == 1 then used = used + math.floor(p * (window - elapsed) / window) end
-  return index, c, p, used, elapsed
-end
--- ms into a window after which the previous count's weighted share leaves `room`
-local function fits_at(window, room, previous)
-  if room + 1 >= previous then return 0 end
-  return math.floor(window * (1 - (room + 1) / previous)) + 1
-end
-local function moving(key, window)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-  local used = 0
-  for i = 1, #entries, 2 do
-    used = used + tonumber(string.match(entries[i], ':(%-?%d+)$'))
-  end
-  return entries, used
-end
-"""
-
-# KEYS: one per window check, then the slot's lease set (when ARGV[4] > 0).
-# ARGV: strategy, n checks, request token, slot limit (0: none), lease ms,
-#       then limit, window ms, cost for each check.
-# Returns: allowed (0/1), failed position (0-based; n for the slot; -1), slots in use,
-#          then remaining, reset ms, retry ms, charged window per check.
-_ACQUIRE = (
-    _COMMON
-    + """
-local n, token = tonumber(ARGV[2]), ARGV[3]
-local slot_limit, lease = tonumber(ARGV[4]), tonumber(ARGV[5])
-local failed = -1
-local out = {}
-local staged = {}
-for i = 1, n do
-  local limit = tonumber(ARGV[3 + 3 * i])
-  local window = tonumber(ARGV[4 + 3 * i])
-  local cost = tonumber(ARGV[5 + 3 * i])
-  local used, reset, retry, index
-  if strategy == 3 then
-    local entries
-    entries, used = moving(KEYS[i], window)
-    reset = window
-    if #entries > 0 then reset = tonumber(entries[2]) + window - now end
-    retry = window
-    if cost <= limit then
-      local freed = 0
-      for j = 1, #entries, 2 do
-        freed = freed + tonumber(string.match(entries[j], ':(%-?%d+)$'))
-        if used - freed + cost <= limit then
-          retry = tonumber(entries[j + 1]) + window - now
-          break
-        end
-      end
-    end
-    index = 0
-  else
-    local c, p, elapsed
-    index, c, p, used, elapsed = counter(KEYS[i], window)
-    reset = window - elapsed
-    if strategy == 2 then
-      retry = window - elapsed
-    elseif c + cost <= limit and p > 0 then
-      retry = math.max(fits_at(window, limit - cost - c, p) - elapsed, 1)
-    else
-      retry = window - elapsed
-      if c > 0 and cost <= limit then retry = retry + fits_at(window, limit - cost, c) end
-    end
-    staged[i] = {index, c, p}
-  end
-  if failed < 0 and (cost > limit or used + cost > limit) then failed = i - 1 end
-  out[#out + 1] = math.max(0, limit - used)
-  out[#out + 1] = reset
-  out[#out + 1] = retry
-  out[#out + 1] = index
-end
-local in_use = 0
-local slot_key = KEYS[n + 1]
-if slot_limit > 0 then
-  redis.call('ZREMRANGEBYSCORE', slot_key, '-inf', now)
-  in_use = redis.call('ZCARD', slot_key)
-  if failed < 0 and in_use >= slot_limit then failed = n end
-end
-if failed >= 0 then
-  local result = {0, failed, in_use}
-  for i = 1, #out do result[#result + 1] = out[i] end
-  return result
-end
-for i = 1, n do
-  local window = tonumber(ARGV[4 + 3 * i])
-  local cost = tonumber(ARGV[5 + 3 * i])
-  if strategy == 3 then
-    redis.call('ZADD', KEYS[i], now, token .. ':' .. cost)
-    redis.call('PEXPIRE', KEYS[i], window)
-  else
-    local s = staged[i]
-    redis.call('HSET', KEYS[i], 'w', s[1], 'c', s[2] + cost, 'p', s[3])
-    redis.call('PEXPIRE', KEYS[i], 2 * window)
-  end
-  out[4 * i - 3] = math.max(0, out[4 * i - 3] - cost)
-end
-if slot_limit > 0 then
-  redis.call('ZADD', slot_key, now + lease, token)
-  redis.call('PEXPIRE', slot_key, lease)
-  in_use = in_use + 1
-end
-local result = {1, -1, in_use}
-for i = 1, #out do result[#result + 1] = out[i] end
-return result
-"""
-)
-
-# KEYS: one per adjusted check, then the slot's lease set (when ARGV[4] is 1).
-# ARGV: strategy, n, request token, release slot (0/1),
-#       then window ms, charged window, reserved cost, real cost for each check.
-_SETTLE = (
-    _COMMON
-    + """
-local n, token = tonumber(ARGV[2]), ARGV[3]
-for i = 1, n do
-  local window = tonumber(ARGV[1 + 4 * i])
-  local charged = tonumber(ARGV[2 + 4 * i])
-  local reserved = tonumber(ARGV[3 + 4 * i])
-  local actual = tonumber(ARGV[4 + 4 * i])
-  local delta = actual - reserved
-  local key = KEYS[i]
-  if strategy == 3 then
-    local old = token .. ':' .. reserved
-    local score = redis.call('ZSCORE', key, old)
-    if score then
-      redis.call('ZREM', key, old)
-      if actual > 0 then redis.call('ZADD', key, score, token .. ':' .. actual) end
-    elseif delta > 0 then
-      redis.call('ZADD', key, now, token .. ':' .. delta)
-      redis.call('PEXPIRE', key, window)
-    end
-  elseif delta ~= 0 then
-    local v = redis.call('HMGET', key, 'w', 'c', 'p')
-    local w = tonumber(v[1])
-    if w == charged then
-      redis.call('HSET', key, 'c', math.max(0, (tonumber(v[2]) or 0) + delta))
-    elseif w == charged + 1 then
-      redis.call('HSET', key, 'p', math.max(0, (tonumber(v[3]) or 0) + delta))
-    elseif delta > 0 then
-      local index, c, p = counter(key, window)
-      redis.call('HSET', key, 'w', index, 'c', c + delta, 'p', p)
-      redis.call('PEXPIRE', key, 2 * window)
-    end
-  end
-end
-if tonumber(ARGV[4]) == 1 then redis.call('ZREM', KEYS[n + 1], token) end
-return 1
-"""
-)
-
-# KEYS: the slot's lease set. ARGV: strategy (unused), lease ms, token.
-_RENEW = (
-    _COMMON
-    + """
-local lease = tonumber(ARGV[2])
-local renewed = redis.call('ZADD', KEYS[1], 'XX', 'CH', now + lease, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], lease)
-return renewed
-"""
-)
 
 
 class RedisEngine(Engine):
@@ -215,9 +37,9 @@ class RedisEngine(Engine):
         self._lease = lease
         self._client: Any = lease.client
         self._call = lease.call
-        self._acquire = self._client.register_script(_ACQUIRE)
-        self._settle = self._client.register_script(_SETTLE)
-        self._renew = self._client.register_script(_RENEW)
+        self._acquire = self._client.register_script(ACQUIRE)
+        self._settle = self._client.register_script(SETTLE)
+        self._renew = self._client.register_script(RENEW)
 
     async def acquire(self, checks: Sequence[Check], slot: Slot | None, token: str) -> Decision:
         keys = [c.key for c in checks]
@@ -226,7 +48,7 @@ class RedisEngine(Engine):
             keys.append(slot.key)
             args[3], args[4] = slot.limit, max(1, int(slot.lease * 1000))
         for check in checks:
-            args += [check.limit, check.window * 1000, check.cost]
+            args += [check.limit, check.window * 1000, check.cost, check.period]
         raw = await self._call("acquire", lambda: self._acquire(keys, args))
         values = [int(v) for v in raw]
         outcomes = [
@@ -240,17 +62,27 @@ class RedisEngine(Engine):
         adjustments: Sequence[tuple[Check, Outcome, int]],
         slot: Slot | None,
         token: str,
-    ) -> None:
+        alerts: Sequence[float] = (),
+    ) -> list[int]:
         if not adjustments and slot is None:
-            return
+            return []
         keys = [c.key for c, _, _ in adjustments]
-        args: list[int | str] = [self._code, len(adjustments), token, 0]
+        args: list[int | float | str] = [self._code, len(adjustments), token, 0, len(alerts)]
+        args += alerts
         if slot is not None:
             keys.append(slot.key)
             args[3] = 1
         for check, outcome, actual in adjustments:
-            args += [check.window * 1000, outcome.charged_window, check.cost, actual]
-        await self._call("settle", lambda: self._settle(keys, args))
+            args += [
+                check.window * 1000,
+                outcome.charged_window,
+                check.cost,
+                actual,
+                check.period,
+                check.limit,
+            ]
+        crossed = await self._call("settle", lambda: self._settle(keys, args))
+        return [int(value) for value in crossed]
 
     async def renew(self, slot: Slot, token: str) -> None:
         lease = max(1, int(slot.lease * 1000))

@@ -12,11 +12,18 @@ import math
 
 from ..context import Scope, Send, annotate
 from ..errors import ErrorInfo, send_error
+from ._budgets import format_money
 from ._engine import Decision
 from ._headers import go_duration
 from ._plan import Ticket
 
-__all__ = ["send_rejection", "send_too_large", "send_unavailable"]
+__all__ = [
+    "send_budget_refusal",
+    "send_rejection",
+    "send_too_large",
+    "send_unavailable",
+    "send_unpriced",
+]
 
 
 def whole_seconds(seconds: float) -> int:
@@ -24,10 +31,16 @@ def whole_seconds(seconds: float) -> int:
     return max(1, math.ceil(seconds))
 
 
-async def send_rejection(scope: Scope, send: Send, ticket: Ticket, decision: Decision) -> None:
-    """The 429 of a request ``decision`` refused, with ``Retry-After`` and the limit fields."""
+async def send_rejection(
+    scope: Scope, send: Send, ticket: Ticket, decision: Decision, currency: str = ""
+) -> None:
+    """The 429 of a request ``decision`` refused, with ``Retry-After`` and the limit fields
+    (``currency``: the price table's, named by a budget's refusal)."""
     plan, checks, failed = ticket.plan, ticket.checks, decision.failed
     outcomes = decision.outcomes
+    if failed < len(checks) and plan.kinds[failed] == "budget":
+        await send_budget_refusal(scope, send, ticket, decision, currency)
+        return
     if failed >= len(checks):
         assert ticket.slot is not None  # the slot is the check after the windows
         kind, retry = "concurrency", 1.0
@@ -60,6 +73,49 @@ async def send_rejection(scope: Scope, send: Send, ticket: Ticket, decision: Dec
     )
     fields = plan.fields(outcomes, ticket.slots_free(decision))
     await send_error(send, scope, info, fields)
+
+
+async def send_budget_refusal(
+    scope: Scope, send: Send, ticket: Ticket, decision: Decision, currency: str
+) -> None:
+    """The 429 ``insufficient_quota`` of a request a spend budget refused.
+
+    Waiting seconds cannot help (the budget renews when its calendar period ends), so
+    ``x-should-retry`` is false; ``Retry-After`` still says when it renews.
+    """
+    plan, failed = ticket.plan, decision.failed
+    check, outcome = ticket.checks[failed], decision.outcomes[failed]
+    budget = plan.budgets[plan.budget_positions.index(failed)]
+    seconds = max(outcome.retry_ms, outcome.reset_ms, 1) / 1000
+    whose = "this tier's" if budget.per == "tier" else "your"
+    message = (
+        f"You exceeded {whose} {budget.period} spend budget of {budget.amount} {currency}: "
+        f"{format_money(outcome.remaining)} {currency} remains and this request may cost up "
+        f"to {format_money(check.cost)} {currency}. The budget renews in "
+        f"{go_duration(seconds)} (at the start of the next UTC {budget.period})."
+    )
+    annotate(scope, "aimiddleware.ratelimit.limited", "budget")
+    info = ErrorInfo(
+        429,
+        message,
+        "insufficient_quota",
+        code="insufficient_quota",
+        retry_after=seconds,
+        should_retry=False,
+    )
+    await send_error(send, scope, info, plan.fields(decision.outcomes, ticket.slots_free(decision)))
+
+
+async def send_unpriced(scope: Scope, send: Send, model: str | None) -> None:
+    """The 400 of a request whose model has no price where a spend budget applies."""
+    annotate(scope, "aimiddleware.ratelimit.outcome", "model_not_priced")
+    named = f"The model {model!r}" if model is not None else "A request without a model"
+    message = (
+        f"{named} has no price on this server, and spend budgets apply to your requests: "
+        "use a model the server prices."
+    )
+    info = ErrorInfo(400, message, "invalid_request_error", param="model", code="model_not_priced")
+    await send_error(send, scope, info)
 
 
 async def send_too_large(scope: Scope, send: Send, limit: int) -> None:

@@ -10,6 +10,7 @@ from limits import RateLimitItem, parse_many
 
 from .._config import check_int
 from ..exceptions import ConfigurationError
+from ._budgets import Budget
 
 __all__ = ["STRATEGIES", "ModelLimits", "Strategy", "Tier", "Window"]
 
@@ -80,6 +81,8 @@ class Tier:
 
     Limits use the grammar of the ``limits`` package (``"600/minute"``, ``"10 per second"``;
     several windows separated by ``;`` or given as a list). ``None`` means unlimited.
+    ``budgets`` caps spend per calendar day or month (:class:`Budget`, priced by the
+    middleware's ``prices``), for each caller of the tier or for the tier as a whole.
 
     >>> agent = Tier("agent", requests="600/minute", tokens="200000/minute", concurrency=8)
     >>> agent.requests
@@ -91,6 +94,7 @@ class Tier:
     tokens: tuple[Window, ...] = ()
     concurrency: int | None = None
     models: Mapping[str, ModelLimits] = field(default_factory=dict)
+    budgets: tuple[Budget, ...] = ()
     # what the middleware derives from the tier once (key suffixes, header names)
     _templates: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -102,6 +106,7 @@ class Tier:
         tokens: LimitSpec = None,
         concurrency: int | None = None,
         models: Mapping[str, ModelLimits] | None = None,
+        budgets: Sequence[Budget] = (),
     ) -> None:
         if not isinstance(name, str) or not name or not name.isprintable():
             raise ConfigurationError("a tier needs a non-empty printable name")
@@ -116,4 +121,14 @@ class Tier:
         object.__setattr__(self, "tokens", parse_windows(tokens, f"tier {name!r} tokens"))
         object.__setattr__(self, "concurrency", concurrency)
         object.__setattr__(self, "models", models)
+        object.__setattr__(self, "budgets", _budgets(name, budgets))
         object.__setattr__(self, "_templates", {})
+
+
+def _budgets(tier: str, budgets: Sequence[Budget]) -> tuple[Budget, ...]:
+    if isinstance(budgets, Budget) or not all(isinstance(b, Budget) for b in budgets):
+        raise ConfigurationError(f"tier {tier!r}: budgets must be a list of Budget")
+    found = tuple(budgets)
+    if len({b.name for b in found}) != len(found):
+        raise ConfigurationError(f"tier {tier!r}: two budgets over the same period and scope")
+    return found

@@ -28,12 +28,13 @@ from ..context import (
     route_path,
 )
 from ..exceptions import StoreUnavailable
+from ._budgets import UnpricedModelError
 from ._counter import Counter
 from ._exchange import Exchange
 from ._identity import Callers
 from ._options import GROUPS, RENAMED, OverrideProvider, RateLimitOptions
 from ._plan import Plans
-from ._refusals import send_rejection, send_too_large, send_unavailable
+from ._refusals import send_rejection, send_too_large, send_unavailable, send_unpriced
 from ._tiers import Tier
 
 __all__ = ["OverrideProvider", "RateLimitMiddleware"]
@@ -118,7 +119,7 @@ class RateLimitMiddleware:
         # what it asks for: an LLM call's tokens are estimated from its body
         llm = None
         strip_usage = False
-        if (tier.tokens or tier.models) and scope.get("method") == "POST":
+        if (tier.tokens or tier.models or tier.budgets) and scope.get("method") == "POST":
             path = route_path(scope)
             if llm_operation(path) is not None:
                 try:
@@ -135,7 +136,11 @@ class RateLimitMiddleware:
                     strip_usage = True
                     receive = await replace_body(receive, _asking_usage(payload))
         # every limit that applies, checked and charged at once
-        ticket = self._plans.ticket(subject, tier, llm, strip_usage)
+        try:
+            ticket = self._plans.ticket(subject, tier, llm, strip_usage)
+        except UnpricedModelError as exc:
+            await send_unpriced(scope, send, exc.model)
+            return
         if ticket is None:  # no limit of the tier applies
             await self.app(scope, receive, send)
             return
@@ -150,7 +155,7 @@ class RateLimitMiddleware:
                 return
         # refused, or run with the fields on the answer and settled as it ends
         if not decision.allowed:
-            await send_rejection(scope, send, ticket, decision)
+            await send_rejection(scope, send, ticket, decision, counter.currency)
             return
         outcomes = decision.outcomes
         plan = ticket.plan
@@ -160,7 +165,7 @@ class RateLimitMiddleware:
         )
         for name, position in plan.remaining:
             notes[name] = outcomes[position].remaining
-        if slot is None and not plan.token_positions:
+        if slot is None and not plan.token_positions and not plan.budgets:
             # nothing to settle afterwards: only the fields go out
             await self.app(scope, receive, _with_fields(send, fields))
             return
