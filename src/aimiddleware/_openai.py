@@ -69,16 +69,36 @@ def _text_chars(value: Any) -> int:
     return 0
 
 
-def _tool_chars(body: dict[str, Any]) -> int:
-    """Characters of the tools' schemas and of earlier tool calls: the model reads them too."""
-    parts: list[Any] = []
-    if isinstance(body.get("tools"), list):
-        parts.append(body["tools"])
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        parts += [m["tool_calls"] for m in messages if isinstance(m, dict) and "tool_calls" in m]
-    # parsed from JSON, so it serialises again
-    return sum(len(json.dumps(part, separators=(",", ":"))) for part in parts)
+_COMPACT: Final = (",", ":")
+
+
+def _chat_prompt(messages: Any, tools: Any) -> tuple[int, int]:
+    """Characters of a chat's prompt text, tools' schemas and earlier tool calls (the model
+    reads them too), and the messages the chat template wraps (the tools' section is one).
+
+    One pass, the usual message (a ``content`` string) read without a call: this runs for
+    every chat request the rate limiter sees.
+    """
+    chars = 0
+    count = 0
+    if isinstance(tools, list):
+        # parsed from JSON, so it serialises again
+        chars = len(json.dumps(tools, separators=_COMPACT))
+        count = 1 if tools else 0
+    if not isinstance(messages, list):
+        return chars + _text_chars(messages), count
+    for message in messages:
+        if not isinstance(message, dict):
+            chars += _text_chars(message)
+            continue
+        content = message.get("content")
+        chars += len(content) if isinstance(content, str) else _text_chars(content)
+        text = message.get("text")
+        if text is not None:
+            chars += _text_chars(text)
+        if "tool_calls" in message:
+            chars += len(json.dumps(message["tool_calls"], separators=_COMPACT))
+    return chars, count + len(messages)
 
 
 def parse_llm_request(path: str, body: Any) -> LLMRequest | None:
@@ -103,7 +123,9 @@ def parse_llm_request(path: str, body: Any) -> LLMRequest | None:
     request.temperature = _number(body.get("temperature"))
     request.top_p = _number(body.get("top_p"))
     if operation == "chat":
-        request.prompt_chars = _text_chars(body.get("messages")) + _tool_chars(body)
+        request.prompt_chars, request.prompt_messages = _chat_prompt(
+            body.get("messages"), body.get("tools")
+        )
     elif operation == "text_completion":
         request.prompt_chars = _text_chars(body.get("prompt"))
     else:

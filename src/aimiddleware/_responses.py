@@ -55,17 +55,26 @@ def _chars(value: Any) -> int:
     return 0
 
 
+def _messages(value: Any) -> int:
+    """Messages the chat template writes for ``input`` (or ``instructions``): a string is one,
+    each item of a list one."""
+    return 1 if isinstance(value, str) else len(value) if isinstance(value, list) else 0
+
+
 def parse_responses_request(body: dict[str, Any]) -> LLMRequest:
     """The facts of a Responses API request body (GenAI operation ``chat``, as the
     conventions map it; ``openai.api.type`` tells it apart).
 
     ``max_output_tokens`` is the output cap; the prompt is ``input`` (a string or message
-    items with content parts), ``instructions`` and the tools' schemas. The stream always
-    ends with its usage, so ``include_usage`` is true: no request is rewritten to ask for it.
+    items with content parts), ``instructions`` and the tools' schemas, in as many messages
+    of the chat template. The stream always ends with its usage, so ``include_usage`` is
+    true: no request is rewritten to ask for it.
 
     >>> request = parse_responses_request({"model": "m", "input": "hi", "max_output_tokens": 9})
-    >>> request.operation, request.max_tokens, request.prompt_chars, request.include_usage
-    ('chat', 9, 2, True)
+    >>> request.operation, request.max_tokens, request.include_usage
+    ('chat', 9, True)
+    >>> request.prompt_chars, request.prompt_messages
+    (2, 1)
     """
     request = LLMRequest(operation="chat", include_usage=True)
     model = body.get("model")
@@ -78,11 +87,18 @@ def parse_responses_request(body: dict[str, Any]) -> LLMRequest:
         value = body.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
             setattr(request, name, float(value))
-    prompt = _chars(body.get("input")) + _chars(body.get("instructions"))
+    given = body.get("input")
+    instructions = body.get("instructions")
+    prompt = _chars(given) + _chars(instructions)
+    # the messages the chat template wraps: a string input is one, each input item one (a
+    # function call or its output too), the instructions a system message
+    messages = _messages(given) + (_messages(instructions) if instructions else 0)
     tools = body.get("tools")
     if isinstance(tools, list) and tools:
         prompt += len(json.dumps(tools, separators=(",", ":")))  # parsed from JSON: serialises
+        messages += 1  # the tools' section
     request.prompt_chars = prompt
+    request.prompt_messages = messages
     return request
 
 

@@ -122,6 +122,11 @@ class SetPrincipal:
         await self.app(scope, receive, send)
 
 
+# the prompt the limiter estimates for chat_body()'s one message of 40 characters, with the
+# default TokenEstimates: 40 / 4 characters per token, 6 for the message, 25 for the request
+CHAT_PROMPT = 40 // 4 + 6 + 25
+
+
 def chat_body(
     *, stream: bool = False, max_tokens: int = 10, content: str = "x" * 40, **extra: Any
 ) -> dict[str, Any]:

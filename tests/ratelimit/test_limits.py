@@ -10,7 +10,7 @@ import pytest
 from aimiddleware.ratelimit import ModelLimits, RateLimitMiddleware, Tier
 from aimiddleware.ratelimit._headers import go_duration
 
-from .apps import SetPrincipal, Upstream, chat_body
+from .apps import CHAT_PROMPT, SetPrincipal, Upstream, chat_body
 from .conftest import Keep
 
 pytestmark = pytest.mark.anyio
@@ -90,7 +90,7 @@ async def test_all_or_nothing_across_limits(store: str, prefix: str, closing: Ke
         )
     )
     async with client(limited) as http:
-        # 40 chars / 4 + 200 max_tokens = 210 tokens: more than the budget
+        # the prompt's 41 estimated tokens + 200 max_tokens = 241: more than the budget
         big = await http.post("/v1/chat/completions", json=chat_body(max_tokens=200))
         assert big.status_code == 429
         assert big.json()["error"]["type"] == "tokens"
@@ -119,8 +119,8 @@ async def test_retry_after_and_the_exhausted_policys_reset_agree(
     async with client(limited) as http:
         first = await http.post("/v1/chat/completions", json=chat_body(max_tokens=50))
         assert first.status_code == 200
-        # 60 more tokens fit only once the sliding window has let go of part of the first 60:
-        # later than the window's own reset
+        # 91 more tokens (the prompt's 41 and max_tokens) fit only once the sliding window has
+        # let go of part of the first 60: later than the window's own reset
         rejected = await http.post("/v1/chat/completions", json=chat_body(max_tokens=50))
     assert rejected.status_code == 429
     assert rejected.json()["error"]["type"] == "tokens"
@@ -147,11 +147,11 @@ async def test_non_streamed_answer_is_charged_its_real_usage(
     )
     async with client(limited) as http:
         first = await http.post("/v1/chat/completions", json=chat_body(max_tokens=90))
-        # reserved 40/4 + 90 = 100 before the call
-        assert first.headers["x-ratelimit-remaining-tokens"] == "900"
+        # reserved the prompt's estimate + 90 = 131 before the call
+        assert first.headers["x-ratelimit-remaining-tokens"] == str(1000 - CHAT_PROMPT - 90)
         second = await http.post("/v1/chat/completions", json=chat_body(max_tokens=90))
-    # the first was settled to its usage (19), so 1000 - 19 - 100 remain
-    assert second.headers["x-ratelimit-remaining-tokens"] == str(1000 - 19 - 100)
+    # the first was settled to its usage (19), so 1000 - 19 - 131 remain
+    assert second.headers["x-ratelimit-remaining-tokens"] == str(1000 - 19 - (CHAT_PROMPT + 90))
 
 
 async def test_n_choices_reserve_n_completions(prefix: str, closing: Keep) -> None:
@@ -162,8 +162,8 @@ async def test_n_choices_reserve_n_completions(prefix: str, closing: Keep) -> No
     )
     async with client(limited) as http:
         first = await http.post("/v1/chat/completions", json=chat_body(max_tokens=90, n=3))
-    # reserved 40/4 + 3 x 90 = 280 before the call: each choice may be max_tokens long
-    assert first.headers["x-ratelimit-remaining-tokens"] == "720"
+    # reserved the prompt's 41 + 3 x 90 = 311 before the call: each choice may be max_tokens long
+    assert first.headers["x-ratelimit-remaining-tokens"] == str(1000 - CHAT_PROMPT - 3 * 90)
 
 
 async def test_failed_answer_is_refunded(store: str, prefix: str, closing: Keep) -> None:
@@ -179,7 +179,8 @@ async def test_failed_answer_is_refunded(store: str, prefix: str, closing: Keep)
         failed = await http.post("/v1/chat/completions", json=chat_body(max_tokens=90, fail=True))
         assert failed.status_code == 500
         after = await http.post("/v1/chat/completions", json=chat_body(max_tokens=90))
-    assert after.headers["x-ratelimit-remaining-tokens"] == "900"  # nothing was kept
+    # nothing was kept: only the second's reservation is out
+    assert after.headers["x-ratelimit-remaining-tokens"] == str(1000 - (CHAT_PROMPT + 90))
 
 
 async def test_per_model_limits_add_to_the_tier(store: str, prefix: str, closing: Keep) -> None:
@@ -221,7 +222,7 @@ async def test_other_strategies_limit_and_refund(
         second = await http.post("/v1/chat/completions", json=chat_body(max_tokens=90))
         third = await http.post("/v1/chat/completions", json=chat_body(max_tokens=90))
     assert [first.status_code, second.status_code, third.status_code] == [200, 200, 429]
-    assert second.headers["x-ratelimit-remaining-tokens"] == str(1000 - 19 - 100)
+    assert second.headers["x-ratelimit-remaining-tokens"] == str(1000 - 19 - (CHAT_PROMPT + 90))
     assert third.json()["error"]["type"] == "requests"
 
 

@@ -122,6 +122,10 @@ def test_config_must_be_rate_limit_options() -> None:
         ("chars_per_token", 0),
         ("default_completion_tokens", -1),
         ("default_completion_tokens", 1.5),
+        ("tokens_per_message", -1),
+        ("tokens_per_message", 2.5),
+        ("tokens_per_request", -1),
+        ("tokens_per_request", True),
         ("max_request_bytes", 0),
         ("strategy", "leaky"),
         ("on_store_error", "maybe"),
@@ -159,7 +163,9 @@ async def test_caller_options_given_as_a_group_identify_callers(closing: Keep) -
 async def test_token_estimates_given_as_a_group_size_the_reservation(closing: Keep) -> None:
     options = RateLimitOptions(
         tiers=[Tier("t", tokens="1000/minute")],
-        token_estimates=TokenEstimates(default_completion_tokens=100),
+        token_estimates=TokenEstimates(
+            default_completion_tokens=100, tokens_per_message=4, tokens_per_request=7
+        ),
     )
     limited = closing(RateLimitMiddleware(Upstream().app(), options))
     body = chat_body(content="x" * 40)
@@ -167,8 +173,9 @@ async def test_token_estimates_given_as_a_group_size_the_reservation(closing: Ke
     async with client(limited) as http:
         answer = await http.post("/v1/chat/completions", json=body)
     assert answer.status_code == 200
-    # reserved: 40 characters / 4 per token, and the default completion of 100 tokens
-    assert answer.headers["x-ratelimit-remaining-tokens"] == str(1000 - 10 - 100)
+    # reserved: 40 characters / 4 per token, 4 for the one message and 7 for the request, and
+    # the default completion of 100 tokens
+    assert answer.headers["x-ratelimit-remaining-tokens"] == str(1000 - (10 + 4 + 7) - 100)
 
 
 async def test_a_429_as_problem_details_when_accept_prefers_them(closing: Keep) -> None:

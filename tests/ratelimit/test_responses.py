@@ -18,8 +18,12 @@ from .conftest import Keep
 pytestmark = pytest.mark.anyio
 
 
+# 40 characters of input in one item: 10 tokens, 6 for the item's message and 25 for the request
+# (the default TokenEstimates), so the reservation is 41 + max_output_tokens
+PROMPT = 40 // 4 + 6 + 25
+
+
 def responses_body(*, stream: bool = False, max_output_tokens: int = 90) -> dict[str, Any]:
-    # 40 characters of input: 10 prompt tokens, so the reservation is 10 + max_output_tokens
     return {
         "model": "m",
         "input": [{"role": "user", "content": [{"type": "input_text", "text": "x" * 40}]}],
@@ -29,7 +33,7 @@ def responses_body(*, stream: bool = False, max_output_tokens: int = 90) -> dict
 
 
 async def remaining_after(limited: RateLimitMiddleware) -> int:
-    """The tokens left once one more request (reserving 100) is admitted."""
+    """The tokens left once one more request (reserving PROMPT + 90) is admitted."""
     sent = await call_raw(limited, responses_body(), path=RESPONSES_PATH)
     return int(headers_of(sent)["x-ratelimit-remaining-tokens"])
 
@@ -48,15 +52,15 @@ async def test_a_stream_is_settled_from_its_completed_usage_and_never_rewritten(
     sent = await call_raw(limited, body, path=RESPONSES_PATH)
 
     assert status_of(sent) == 200
-    assert headers_of(sent)["x-ratelimit-remaining-tokens"] == str(1000 - 100)
+    assert headers_of(sent)["x-ratelimit-remaining-tokens"] == str(1000 - (PROMPT + 90))
     # the app got the request as the client wrote it: no stream_options asked for
     assert received[0] == json.dumps(body).encode()
     # and the client got the app's stream byte for byte, usage included
     expected = response_events(["Hel", "lo", "!"], id="resp_1", usage=(12, 7))
     assert body_of(sent) == b"".join(expected)
     assert sent[-1]["more_body"] is False
-    # the stream was charged its stated usage (19), not the reservation (100)
-    assert await remaining_after(limited) == 1000 - 19 - 100
+    # the stream was charged its stated usage (19), not the reservation (131)
+    assert await remaining_after(limited) == 1000 - 19 - (PROMPT + 90)
 
 
 async def test_a_json_response_is_settled_from_its_usage(prefix: str, closing: Keep) -> None:
@@ -69,7 +73,7 @@ async def test_a_json_response_is_settled_from_its_usage(prefix: str, closing: K
     )
     sent = await call_raw(limited, responses_body(), path=RESPONSES_PATH)
     assert json.loads(body_of(sent))["usage"]["total_tokens"] == 34
-    assert await remaining_after(limited) == 1000 - 34 - 100
+    assert await remaining_after(limited) == 1000 - 34 - (PROMPT + 90)
 
 
 async def test_max_output_tokens_is_what_is_reserved(prefix: str, closing: Keep) -> None:
@@ -77,19 +81,19 @@ async def test_max_output_tokens_is_what_is_reserved(prefix: str, closing: Keep)
     limited = closing(
         RateLimitMiddleware(
             responses_app(counter),
-            tiers=[Tier("t", tokens="60/minute")],
+            tiers=[Tier("t", tokens="100/minute")],
             key_prefix=prefix,
         )
     )
-    # 10 prompt + 90 output tokens cannot fit in 60: refused before the app runs
+    # 41 prompt + 90 output tokens cannot fit in 100: refused before the app runs
     refused = await call_raw(limited, responses_body(max_output_tokens=90), path=RESPONSES_PATH)
     assert status_of(refused) == 429
     assert json.loads(body_of(refused))["error"]["code"] == "rate_limit_exceeded"
     assert counter.runs == 0
-    # 10 + 40 fits
+    # 41 + 40 fits
     admitted = await call_raw(limited, responses_body(max_output_tokens=40), path=RESPONSES_PATH)
     assert status_of(admitted) == 200
-    assert headers_of(admitted)["x-ratelimit-remaining-tokens"] == str(60 - 50)
+    assert headers_of(admitted)["x-ratelimit-remaining-tokens"] == str(100 - (PROMPT + 40))
     assert counter.runs == 1
 
 
@@ -103,4 +107,5 @@ async def test_a_stream_cut_by_a_failure_pays_the_prompt_and_the_deltas_sent(
     )
     with pytest.raises(RuntimeError):
         await call_raw(limited, responses_body(stream=True), path=RESPONSES_PATH)
-    assert await remaining_after(limited) == 1000 - (10 + 2) - 100
+    # the prompt's estimate and the two deltas
+    assert await remaining_after(limited) == 1000 - (PROMPT + 2) - (PROMPT + 90)

@@ -10,7 +10,7 @@ import pytest
 from aimiddleware._sse import SSEParser
 from aimiddleware.ratelimit import RateLimitMiddleware, Tier
 
-from .apps import Upstream, body_of, call_raw, chat_body, headers_of, status_of
+from .apps import CHAT_PROMPT, Upstream, body_of, call_raw, chat_body, headers_of, status_of
 from .conftest import Keep
 
 pytestmark = pytest.mark.anyio
@@ -45,9 +45,9 @@ async def test_usage_chunk_added_then_removed(store: str, prefix: str, closing: 
         b'"model": "m", "choices": [{"index": 0, "delta": {"content": "t0"}, '
         b'"finish_reason": null}]}\n\n'
     )
-    # the stream was charged its real usage (19), not the reservation (100)
+    # the stream was charged its real usage (19), not the reservation (131)
     after = await call_raw(limited, chat_body(max_tokens=90))
-    assert headers_of(after)["x-ratelimit-remaining-tokens"] == str(1000 - 19 - 100)
+    assert headers_of(after)["x-ratelimit-remaining-tokens"] == str(1000 - 19 - (CHAT_PROMPT + 90))
 
 
 async def test_usage_null_the_middleware_caused_is_removed_byte_exact(
@@ -84,7 +84,7 @@ async def test_client_asked_for_usage_keeps_it(prefix: str, closing: Keep) -> No
     data = [json.loads(d) for d in events(body_of(sent)) if d and d != "[DONE]"]
     assert data[-1]["usage"] == upstream.usage
     after = await call_raw(limited, chat_body(max_tokens=90))
-    assert headers_of(after)["x-ratelimit-remaining-tokens"] == str(1000 - 19 - 100)
+    assert headers_of(after)["x-ratelimit-remaining-tokens"] == str(1000 - 19 - (CHAT_PROMPT + 90))
 
 
 async def test_disconnected_stream_releases_its_slot_and_pays_what_was_produced(
@@ -120,7 +120,10 @@ async def test_disconnected_stream_releases_its_slot_and_pays_what_was_produced(
     # the slot is back at once, and the broken stream paid its prompt and the one chunk sent
     after = await call_raw(limited, chat_body(max_tokens=90))
     assert status_of(after) == 200
-    assert headers_of(after)["x-ratelimit-remaining-tokens"] == str(1000 - (10 + 1) - 100)
+    charged = CHAT_PROMPT + 1
+    assert headers_of(after)["x-ratelimit-remaining-tokens"] == str(
+        1000 - charged - (CHAT_PROMPT + 90)
+    )
 
 
 async def test_concurrency_slots_come_back_after_completion(
@@ -222,4 +225,4 @@ async def test_usage_is_settled_before_the_last_byte(
         "state": {},
     }
     await limited(scope, receive, send)  # type: ignore[arg-type]
-    assert seen == [str(1000 - 19 - 100)]
+    assert seen == [str(1000 - 19 - (CHAT_PROMPT + 90))]

@@ -12,7 +12,7 @@ from aimiddleware.context import get_annotations
 from aimiddleware.ratelimit import RateLimitMiddleware, Tier, _usage_missing
 
 from ..asgi import http_scope, request_receive
-from .apps import Upstream, chat_body, headers_of
+from .apps import CHAT_PROMPT, Upstream, chat_body, headers_of
 from .conftest import Keep
 
 pytestmark = pytest.mark.anyio
@@ -41,9 +41,11 @@ def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_usage_missing, "_WARNED", LRUCache("usage warnings", 1024))
 
 
-# a stream is charged the prompt's estimate (40/4) and a token per chunk (3 + the last);
-# a JSON answer its reservation (40/4 + 90)
-@pytest.mark.parametrize(("stream", "charged"), [(True, 10 + 4), (False, 100)])
+# a stream is charged the prompt's estimate (41) and a token per chunk (3 + the last);
+# a JSON answer its reservation (41 + 90)
+@pytest.mark.parametrize(
+    ("stream", "charged"), [(True, CHAT_PROMPT + 4), (False, CHAT_PROMPT + 90)]
+)
 async def test_an_answer_without_usage_is_charged_an_estimate_and_marked(
     stream: bool, charged: int, closing: Keep, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -53,8 +55,10 @@ async def test_an_answer_without_usage_is_charged_an_estimate_and_marked(
         again, sent = await answer(limited, chat_body(stream=stream, max_tokens=90))
     assert get_annotations(scope)[MISSING] is True
     assert get_annotations(again)[MISSING] is True
-    # the second started after the first was settled, and reserved 100 of its own
-    assert headers_of(sent)["x-ratelimit-remaining-tokens"] == str(1000 - charged - 100)
+    # the second started after the first was settled, and reserved 131 of its own
+    assert headers_of(sent)["x-ratelimit-remaining-tokens"] == str(
+        1000 - charged - (CHAT_PROMPT + 90)
+    )
     warnings = [r for r in caplog.records if "without stating its usage" in r.getMessage()]
     assert len(warnings) == 1  # once per route, however many answers
     assert "/v1/chat/completions" in warnings[0].getMessage()

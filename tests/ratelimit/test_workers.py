@@ -14,7 +14,7 @@ import pytest
 
 from ..processes import serving_process
 from ..servers import RedisServer
-from .apps import chat_body
+from .apps import CHAT_PROMPT, chat_body
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.e2e]
 
@@ -78,9 +78,13 @@ async def test_moving_window_is_exact_whenever_the_burst_starts(workers: str) ->
     assert codes.count(429) == 1900
 
 
-@pytest.mark.parametrize("workers", [{"usage": 110}], indirect=True)
+RESERVED = CHAT_PROMPT + 90  # 131
+USED = RESERVED + 10
+
+
+@pytest.mark.parametrize("workers", [{"usage": USED}], indirect=True)
 async def test_token_budget_overshoot_is_at_most_one_reservation(workers: str) -> None:
-    # each request reserves 40/4 + 90 = 100 tokens but really uses 110 (the prompt estimate
+    # each request reserves 41 + 90 = 131 tokens but really uses 141 (the prompt estimate
     # is short), so concurrent requests can carry the budget past its limit a little
     codes = await fire(
         workers,
@@ -91,7 +95,7 @@ async def test_token_budget_overshoot_is_at_most_one_reservation(workers: str) -
         json=chat_body(max_tokens=90),
         headers={"x-test-principal": "bulk:tokens"},
     )
-    charged = codes.count(200) * 110
+    charged = codes.count(200) * USED
     assert codes.count(200) + codes.count(429) == 60
-    assert charged <= 1000 + 100
-    assert charged >= 1000 - 2 * 110  # the budget was used, not wasted by stale reservations
+    assert charged <= 1000 + RESERVED
+    assert charged >= 1000 - 2 * USED  # the budget was used, not wasted by stale reservations

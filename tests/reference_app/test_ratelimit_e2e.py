@@ -23,9 +23,10 @@ pytestmark = [pytest.mark.model, pytest.mark.e2e]
 # count decay right after a boundary, so a per-minute burst that straddles one is not exact.
 
 PROMPT = "Name one colour."
-# the limiter's estimate: prompt characters / 4, plus max_tokens
+# the limiter's estimate: prompt characters / 4, 6 for the one message and 25 for the request
+# (the chat template's, by default), plus max_tokens
 MAX_TOKENS = 8
-ESTIMATE = math.ceil(len(PROMPT) / 4) + MAX_TOKENS
+ESTIMATE = math.ceil(len(PROMPT) / 4) + 6 + 25 + MAX_TOKENS
 
 
 def sdk(server: ThreadedServer, **headers: str) -> openai.OpenAI:

@@ -16,6 +16,9 @@ from .conftest import MODEL, Traced, health, serve_reference
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
 PROMPT = "Name three colours."
+# the limiter's estimate of PROMPT as a Responses input: 19 characters / 4, 6 for its message and
+# 25 for the request (the chat template's, by default)
+PROMPT_ESTIMATE = 5 + 6 + 25
 
 
 def sdk(server: ThreadedServer) -> openai.OpenAI:
@@ -53,9 +56,9 @@ def test_an_idempotent_retry_of_a_stream_replays_its_events(
 
 
 def test_max_output_tokens_is_reserved_and_a_larger_request_gets_a_429() -> None:
-    # the reservation is the prompt estimate (characters / 4) plus max_output_tokens: 5 + 8,
-    # then each answer is settled to the usage its response.completed states
-    budget = 60
+    # the reservation is the prompt estimate plus max_output_tokens: 36 + 8, then each answer
+    # is settled to the usage its response.completed states (SmolLM2 reads ~34 prompt tokens)
+    budget = 100
     with serve_reference(human_tokens=f"{budget}/minute") as server, sdk(server) as client:
         first = client.responses.with_raw_response.create(
             model=MODEL, input=PROMPT, max_output_tokens=8
@@ -64,12 +67,15 @@ def test_max_output_tokens_is_reserved_and_a_larger_request_gets_a_429() -> None
             model=MODEL, input=PROMPT, max_output_tokens=8, stream=True
         )
         events = list(second.parse())
-        with pytest.raises(openai.RateLimitError) as caught:  # 5 + 64 is over the whole quota
-            client.responses.create(model=MODEL, input=PROMPT, max_output_tokens=64)
+        with pytest.raises(openai.RateLimitError) as caught:  # 36 + 80 is over the whole quota
+            client.responses.create(model=MODEL, input=PROMPT, max_output_tokens=80)
     used = first.parse().usage
     assert used is not None
-    assert first.headers["x-ratelimit-remaining-tokens"] == str(budget - 13)
-    assert second.headers["x-ratelimit-remaining-tokens"] == str(budget - used.total_tokens - 13)
+    reserved = PROMPT_ESTIMATE + 8
+    assert first.headers["x-ratelimit-remaining-tokens"] == str(budget - reserved)
+    assert second.headers["x-ratelimit-remaining-tokens"] == str(
+        budget - used.total_tokens - reserved
+    )
     assert events[-1].type in ("response.completed", "response.incomplete")
     assert caught.value.status_code == 429
     assert caught.value.type == "tokens"

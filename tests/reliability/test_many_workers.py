@@ -157,8 +157,9 @@ def test_k_keys_run_exactly_k_times_and_limits_are_exact(served: str, report: Re
 BUDGET = scale(2_500, 12_000)
 CALLERS = WORKERS * 3
 # 800 "=" are ~12 tokens to SmolLM2's tokenizer but 200 to the limiter's estimate (characters /
-# 4): every reservation (200 + max_tokens) is larger than its request's real usage (the chat
-# template's ~31 tokens included), so the limiter settles each one down, never up
+# 4), plus 6 for the message and 25 for the request (the chat template's, ~31 tokens to SmolLM2):
+# every reservation (231 + max_tokens) is larger than its request's real usage, so the limiter
+# settles each one down, never up
 PADDED = "=" * 800
 MAX_TOKENS = 8
 
@@ -208,7 +209,7 @@ def test_token_budget_across_workers_is_never_overshot(store_url: str, report: R
     report("usage of the admitted requests", sum(usages), "tokens")
     report("charged by the limiter", charged, "tokens")
     report("overshoot", overshoot, "tokens")
-    assert reservation == len(PADDED) // 4 + MAX_TOKENS
+    assert reservation == len(PADDED) // 4 + 6 + 25 + MAX_TOKENS
     assert usages
     assert max(usages) < reservation  # no reservation too small: settlement only refunds
     # every admission checked the shared budget atomically: no overshoot at all, which is

@@ -19,6 +19,9 @@ class LLMRequest:
     temperature: float | None = None
     top_p: float | None = None
     prompt_chars: int = 0  # characters of prompt text, for token estimates
+    # messages the chat template wraps (each costs its role markers): chat messages, Responses
+    # input items and instructions, the tools' section; 0 where no template applies
+    prompt_messages: int = 0
     choices: int = 1  # `n`: each choice is a completion of up to max_tokens
 
 

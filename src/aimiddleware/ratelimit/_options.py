@@ -91,25 +91,42 @@ class CallerOptions:
 class TokenEstimates:
     """How the tokens of an LLM request are estimated before the answer states its usage.
 
-    The prompt is ``ceil(prompt characters / chars_per_token)`` tokens; each choice's
-    completion is the request's ``max_tokens`` (or ``max_completion_tokens``), else
-    ``default_completion_tokens``.
+    The prompt is ``ceil(prompt characters / chars_per_token)`` tokens, and for a chat (the
+    Chat Completions and Responses APIs) the chat template's own tokens: ``tokens_per_message``
+    for each message (its role markers and separators; the tools' section counts as one), and
+    ``tokens_per_request`` once (the assistant prefix the reply starts from, and the default
+    system prompt many templates add). Each choice's completion is the request's
+    ``max_tokens`` (or ``max_completion_tokens``), else ``default_completion_tokens``.
+
+    The defaults reserve at least what ChatML templates use: SmolLM2 writes 5 tokens around a
+    message (6 around an assistant's), 4 of assistant prefix and a 21-token system prompt when
+    the chat has none; OpenAI's models count 3 per message and 3 per request.
 
     >>> TokenEstimates(chars_per_token=2.0).prompt_tokens(9)
     5
+    >>> TokenEstimates().prompt_tokens(2, messages=1)  # one short chat message: 1 + 6 + 25
+    32
     """
 
     default_completion_tokens: int = 1024
     chars_per_token: float = 4.0
+    tokens_per_message: int = 6
+    tokens_per_request: int = 25
 
     def __post_init__(self) -> None:
         check_int("default_completion_tokens", self.default_completion_tokens, minimum=0)
         value = check_number("chars_per_token", self.chars_per_token, above=0)
         object.__setattr__(self, "chars_per_token", float(value))
+        check_int("tokens_per_message", self.tokens_per_message, minimum=0)
+        check_int("tokens_per_request", self.tokens_per_request, minimum=0)
 
-    def prompt_tokens(self, chars: int) -> int:
-        """The estimated tokens of ``chars`` characters of prompt."""
-        return math.ceil(chars / self.chars_per_token)
+    def prompt_tokens(self, chars: int, messages: int = 0) -> int:
+        """The estimated tokens of ``chars`` characters of prompt in ``messages`` messages of
+        a chat template (0: none applies, as to a text completion or an embeddings input)."""
+        tokens = math.ceil(chars / self.chars_per_token)
+        if messages:
+            tokens += messages * self.tokens_per_message + self.tokens_per_request
+        return tokens
 
     def reservation(self, prompt: int, max_tokens: int | None, choices: int) -> int:
         """The tokens reserved for a request: its prompt and every choice's completion."""
@@ -118,7 +135,11 @@ class TokenEstimates:
 
     def estimate(self, request: LLMRequest) -> tuple[int, int]:
         """The prompt's estimated tokens and the reservation of ``request``, in one call."""
+        # prompt_tokens and reservation inlined: this runs for every LLM request
         prompt = math.ceil(request.prompt_chars / self.chars_per_token)
+        messages = request.prompt_messages
+        if messages:
+            prompt += messages * self.tokens_per_message + self.tokens_per_request
         completion = request.max_tokens
         if completion is None:
             completion = self.default_completion_tokens
