@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-import time
+from time import time
 from typing import Any, Final
 
 from .._asgi import close_on_shutdown
@@ -188,7 +188,7 @@ class IdempotencyMiddleware:
         token = f"{_PROCESS}{next(_SEQUENCE):016x}"
         # when it started, for the Retry-After a retry is told meanwhile (wall clock: read by
         # every worker)
-        started = time.time()
+        started = time()
         lease = records.lease(token, fingerprint, started)
         try:
             existing = await config.record_store.claim(record_key, lease, config.lease_ttl)
