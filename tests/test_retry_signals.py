@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -282,3 +283,58 @@ def test_the_openai_sdk_retries_a_429_after_the_advertised_delay() -> None:
                 client.chat.completions.create(**chat(max_tokens=500))
             assert refused.value.response.headers["x-should-retry"] == "false"
             assert arrivals.statuses[3:] == [429]
+
+
+@pytest.mark.e2e
+def test_the_openai_sdk_waits_out_a_running_stream_and_gets_its_replay() -> None:
+    # A stream of 80 chunks, 50 ms apart: about 3 s still to run when the SDK first asks. Told
+    # a fixed second, its two retries would end at 2 s and it would give up; told the time the
+    # stream still needs, it waits it out and gets the replay.
+    counter = Counter()
+    arrivals = Arrivals(
+        IdempotencyMiddleware(
+            chat_app(counter, chunks=80, chunk_delay=0.05), store="memory://", anonymous="shared"
+        )
+    )
+    key = {"Idempotency-Key": "agent-step-7"}
+    ask: dict[str, Any] = {**chat(max_tokens=80), "stream": True}
+    running = threading.Event()
+    first: list[bytes] = []
+
+    def first_attempt(url: str) -> None:
+        with (
+            httpx.Client(timeout=30) as http,
+            http.stream("POST", f"{url}/v1/chat/completions", json=ask, headers=key) as response,
+        ):
+            for chunk in response.iter_raw():
+                first.append(chunk)
+                if len(first) == 20:  # a second into the stream
+                    running.set()
+
+    with ThreadedServer(arrivals) as server:
+        thread = threading.Thread(target=first_attempt, args=(server.url,))
+        thread.start()
+        try:
+            assert running.wait(30)
+            client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="k", max_retries=2)
+            with client:
+                raw = client.chat.completions.with_raw_response.create(**ask, extra_headers=key)
+                text = "".join(c.choices[0].delta.content or "" for c in raw.parse())
+        finally:
+            thread.join(30)
+
+    assert raw.headers["idempotent-replayed"] == "true"
+    assert text == "".join(f"tok{i}" for i in range(80))
+    assert counter.runs == 1
+    assert arrivals.statuses[0] == 200
+    assert arrivals.statuses[-1] == 200
+    refusals = [i for i, status in enumerate(arrivals.statuses) if status == 409]
+    assert 1 <= len(refusals) <= 2  # within the SDK's two retries
+    advertised = arrivals.waits_ms[refusals[0]]
+    assert advertised is not None
+    assert advertised > 1000  # the stream's remaining time, not the fixed second
+    for i in refusals:
+        wait = arrivals.waits_ms[i]
+        assert wait is not None
+        # obeyed: each retry arrived no sooner than the wait its 409 named
+        assert arrivals.times[i + 1] - arrivals.times[i] >= wait / 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -139,3 +140,36 @@ async def test_a_degraded_stream_that_outgrows_its_copy_is_dropped_not_written_b
     await recorder.chunk(b"data: 2 and more\n\n")
     assert recorder.state is State.DROPPED
     assert get_annotations(recorder.scope)["aimiddleware.idempotency.recorded"] == "store_error"
+
+
+class SlowReplace(MemoryStore):
+    """A replace that lands at once but answers late, and a renewal that sees its new value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+        self.landed = asyncio.Event()
+
+    async def replace(self, key: str, expected: bytes, value: bytes, ttl: float) -> bool:
+        won = await super().replace(key, expected, value, ttl)
+        self.landed.set()
+        await self.answer.wait()
+        return won
+
+
+async def test_a_renewal_that_misses_a_replace_still_in_flight_does_not_lose_the_claim() -> None:
+    store = SlowReplace()
+    config = IdempotencyOptions(store=store)
+    lease = records.lease(TOKEN, FINGERPRINT, 1700000000.0)
+    await store.claim(KEY, lease, config.lease_ttl)
+    recorder = Recorder(config, scope_for(), KEY, TOKEN, FINGERPRINT, lease, lambda: "c" * 32)
+    recorder.start(200, SSE)
+    announcing = asyncio.create_task(recorder.announce())
+    await store.landed.wait()  # the store holds the streaming lease; its answer is on the way
+    await recorder._renew()  # compares with the old lease: not renewed
+    assert recorder.state is State.ANNOUNCED  # not taken for a lost claim
+    store.answer.set()
+    await announcing
+    assert recorder.lease != lease
+    await recorder._renew()
+    assert recorder.state is State.ANNOUNCED

@@ -23,6 +23,8 @@ The facts, their accessors, and who writes them:
   ``IdempotencyMiddleware``)
 - request body (bytes): :func:`read_body` (written by the first middleware that reads it)
 - request body (JSON): :func:`json_body` (parsed once, on first use)
+- work that goes on after the client left: :func:`get_continuation` (written by
+  ``IdempotencyMiddleware``, read by ``TracingMiddleware``)
 
 >>> scope = {"type": "http", "headers": [(b"x-request-id", b"req-42")]}
 >>> request_id(scope)
@@ -42,6 +44,7 @@ from ._body import (
     replace_body,
     replay_receive,
 )
+from ._continuation import CONTINUATION_KEY, Continuation, continue_work, get_continuation
 from ._facts import (
     ANNOTATIONS_KEY,
     BODY_KEY,
@@ -86,6 +89,7 @@ __all__ = [
     "ANNOTATIONS_KEY",
     "BODY_KEY",
     "CHALLENGER_KEY",
+    "CONTINUATION_KEY",
     "ERROR_FORMAT_KEY",
     "ERROR_KEY",
     "JSON_KEY",
@@ -99,6 +103,7 @@ __all__ = [
     "AnnotationValue",
     "Challenger",
     "ClientDisconnected",
+    "Continuation",
     "LLMRequest",
     "LLMUsage",
     "Message",
@@ -107,8 +112,10 @@ __all__ = [
     "Scope",
     "Send",
     "annotate",
+    "continue_work",
     "get_annotations",
     "get_challenger",
+    "get_continuation",
     "get_error",
     "get_llm_request",
     "get_llm_usage",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Final
 
 from ..context import ASGIApp, Message, Receive, Scope, Send, annotate, set_route_template_override
 from ..exceptions import StoreUnavailable
 from . import _records as records
+from ._estimate import expected_wait, length_bound
 from ._keys import Hasher
 from ._options import IdempotencyOptions
 from ._problems import send_problem
@@ -45,7 +47,8 @@ async def answer_retry(
         not record.complete or record.canonical != hasher.canonical_fingerprint(scope, body)
     ):
         if not record.complete:
-            await _conflict(config, scope, send)
+            # another request's body says nothing about the length of the running one
+            await _conflict(config, scope, send, record, None)
             return
         annotate(scope, OUTCOME, "mismatch")
         await send_problem(scope, send, "idempotency-key-reused", config.problem_type_base)
@@ -76,17 +79,28 @@ async def answer_retry(
             logger.warning("idempotency: following a stream failed: %s", exc)
             raise
         return
-    await _conflict(config, scope, send)
+    # the same request as the running one: its bound on the stream's length is the running one's
+    await _conflict(config, scope, send, record, length_bound(scope))
 
 
-async def _conflict(config: IdempotencyOptions, scope: Scope, send: Send) -> None:
+async def _conflict(
+    config: IdempotencyOptions,
+    scope: Scope,
+    send: Send,
+    record: records.Record,
+    chunks: int | None,
+) -> None:
+    """409, with the time the running request is expected to take still (:mod:`._estimate`)."""
     annotate(scope, OUTCOME, "conflict")
+    wait = expected_wait(
+        record,
+        time.time(),
+        chunks=chunks,
+        minimum=config.retry_after,
+        lease_ttl=config.lease_ttl,
+    )
     await send_problem(
-        scope,
-        send,
-        "idempotency-key-in-flight",
-        config.problem_type_base,
-        retry_after=config.retry_after,
+        scope, send, "idempotency-key-in-flight", config.problem_type_base, retry_after=wait
     )
 
 

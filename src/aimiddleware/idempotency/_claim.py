@@ -151,6 +151,28 @@ class Claim:
         """The lease expired and is gone: the response is not stored."""
         raise NotImplementedError
 
+    def _fault(self, operation: str, exc: StoreUnavailable, *, final: bool = False) -> None:
+        """The store failed while recording."""
+        raise NotImplementedError
+
+    async def _rewrite(self, new: bytes) -> None:
+        """Replace the lease with ``new`` (a streaming lease, or one with the stream's progress)."""
+        self.pending = new
+        try:
+            won = await self.config.record_store.replace(
+                self.key, self.lease, new, self.config.lease_ttl
+            )
+        except StoreUnavailable as exc:
+            self._fault("replace", exc)
+            return
+        if won:
+            self.lease = new
+        elif self.faults:
+            # after a fault the lease may have expired unrenewed: settled once the store answers
+            self._degrade()
+        else:
+            self._lost()
+
     def release(self, reason: str | None) -> Coroutine[Any, Any, None]:
         """Give the key back (``RELEASED`` at once; the returned coroutine tells the store):
         a retry runs the request again. A partial response is never stored."""
@@ -195,6 +217,10 @@ class Claim:
             return
         # a replace that ran meanwhile changed the value: not a lost claim
         if not won and self.state in RECORDING and self.lease == expected:
+            if self.pending not in (None, expected) and not self.faults:
+                # a replace of ours is still in flight (a stream's progress, its completion):
+                # it may have changed the value already, and its answer settles the claim
+                return
             if self.faults:
                 # a write of ours that timed out may have landed since: settled at the end
                 self._degrade()

@@ -88,21 +88,28 @@ class Execution(Forwarder):
         """Run the app to its end, then store or release the record."""
         recorder = self.recorder
         self._heartbeats.add(recorder)  # renewed every config.heartbeat seconds until done
+        error: BaseException | None = None
         try:
             await app(self.scope, receive, self.send)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            error = exc
             if recorder.state not in FINAL:
                 # a cancelled task may not await again under anyio's level cancellation:
                 # release from a task of its own
                 keep_alive(asyncio.ensure_future(recorder.release("cancelled")))
             raise
-        except BaseException:
+        except BaseException as exc:
+            error = exc
             if recorder.state not in FINAL:
                 await recorder.release("app_error")
             raise
-        if recorder.state not in FINAL:
-            # a dropped record said why when it was dropped
-            await recorder.release(None if recorder.state is DROPPED else "incomplete")
+        else:
+            if recorder.state not in FINAL:
+                # a dropped record said why when it was dropped
+                await recorder.release(None if recorder.state is DROPPED else "incomplete")
+        finally:
+            if self.continued is not None:  # the client left: the work it did not wait for ends
+                self.continued.end(error)
 
     async def send(self, message: Message) -> None:
         """The app's ``send``: forward, then record (the end of the response: record, then

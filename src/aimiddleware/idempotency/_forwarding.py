@@ -6,11 +6,13 @@ import asyncio
 import enum
 from typing import Final
 
-from ..context import Message, Receive, Scope, Send, annotate
+from ..context import Continuation, Message, Receive, Scope, Send, annotate, continue_work
 
 __all__ = ["GONE", "OPEN", "Forwarder", "Link"]
 
 CLIENT_GONE: Final = "aimiddleware.idempotency.client_gone"
+#: the name of the work that goes on once the client left (the span that reports it)
+CONTINUED: Final = "idempotency.complete"
 
 
 class Link(enum.Enum):
@@ -35,7 +37,7 @@ class Forwarder:
     client does, so that it is recorded; with ``"abort"`` the server's errors reach the app.
     """
 
-    __slots__ = ("_abort", "_ended", "_receive", "_send", "ended", "link", "scope")
+    __slots__ = ("_abort", "_ended", "_receive", "_send", "continued", "ended", "link", "scope")
 
     def __init__(self, scope: Scope, send: Send, abort: bool) -> None:
         self.scope = scope
@@ -45,12 +47,15 @@ class Forwarder:
         self.ended = False  # the last message of the response was reached
         self._ended: asyncio.Event | None = None
         self._receive: Receive = _unset
+        self.continued: Continuation | None = None  # the work after the client left
 
     def detach(self) -> None:
         """The client is gone: stop forwarding (recording goes on)."""
         if self.link is OPEN:
             self.link = GONE
             annotate(self.scope, CLIENT_GONE, True)
+            # the app runs on to record the answer: said for whoever reports on the request
+            self.continued = continue_work(self.scope, CONTINUED)
 
     async def forward(self, message: Message) -> None:
         """Send ``message`` to the client while it is there."""

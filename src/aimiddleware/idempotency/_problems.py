@@ -60,7 +60,7 @@ async def send_problem(
     type_base: str,
     *,
     detail: str | None = None,
-    retry_after: int | None = None,
+    retry_after: float | None = None,
 ) -> None:
     """Send one problem-details response and record the outcome on the request."""
     status, title, default_detail = PROBLEMS[slug]

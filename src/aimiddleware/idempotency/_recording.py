@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from time import time
+from typing import Final
 
 from .._asgi import EVENT_STREAM, RawHeaders, media_type
 from .._paths import route_template
@@ -31,7 +33,12 @@ from ._claim import (
 from ._options import NEVER_STORED_HEADERS, NEVER_STORED_PREFIX, IdempotencyOptions
 from ._recovery import LOG_GRACE, Pending, keep_alive, logger, write_behind
 
-__all__ = ["Recorder"]
+__all__ = ["FIRST_PROGRESS", "Recorder"]
+
+# A stream's lease says how far it is at these moments after its first chunk: 0.25 s, then
+# doubling gaps (0.75, 1.75, 3.75 s...) up to one per heartbeat. A retry's Retry-After then
+# rests on a pace measured early, and a long stream costs a handful of writes, a short one none.
+FIRST_PROGRESS: Final = 0.25
 
 
 class Recorder(Claim):
@@ -45,14 +52,18 @@ class Recorder(Claim):
 
     __slots__ = (
         "_canonical",
+        "base",
         "copy",
         "count",
+        "due",
         "fingerprint",
+        "gap",
         "headers",
         "parts",
         "root_path",
         "route",
         "size",
+        "started",
         "status",
         "token",
     )
@@ -66,8 +77,11 @@ class Recorder(Claim):
         fingerprint: str,
         lease: bytes,
         canonical: Callable[[], str],
+        *,
+        started: float | None = None,
     ) -> None:
         Claim.__init__(self, config, scope, key, lease, f"{key}:{token}")  # records.log_key
+        self.started = time() if started is None else started  # when the request started
         self.root_path: str = scope.get("root_path", "")
         self.token = token
         self.fingerprint = fingerprint
@@ -79,6 +93,9 @@ class Recorder(Claim):
         self.copy: list[bytes] | None = []  # a stream's chunks, while they fit
         self.size = 0
         self.count = 0  # chunks appended to the log
+        self.base = b""  # the streaming lease, without progress
+        self.due = 0.0  # when the lease next says how far the stream is (time())
+        self.gap = FIRST_PROGRESS
 
     # -- the response, as it is sent ---------------------------------------------------------
 
@@ -136,29 +153,30 @@ class Recorder(Claim):
             self._fault("append", exc)
             return
         self.count += 1
+        if self.state is ANNOUNCED:
+            now = time()
+            if now >= self.due:
+                # the pace so far, for a retry's Retry-After (also renews the lease)
+                self.gap = min(self.gap * 2, self.config.heartbeat)
+                self.due = now + self.gap
+                await self._rewrite(records.progressed(self.base, self.count, now))
 
     async def announce(self) -> None:
         """Tell followers a stream is under way, and its head: after the first chunk went out,
         so the store's round trip never delays the first token."""
         self._to(ANNOUNCED)
-        new = records.streaming_lease(
-            self.token, self.fingerprint, self.status, self.headers, self.route
+        now = time()
+        self.base = records.streaming_lease(
+            self.token,
+            self.fingerprint,
+            self.status,
+            self.headers,
+            self.route,
+            started=self.started,
+            first=now,
         )
-        self.pending = new
-        try:
-            won = await self.config.record_store.replace(
-                self.key, self.lease, new, self.config.lease_ttl
-            )
-        except StoreUnavailable as exc:
-            self._fault("replace", exc)
-            return
-        if won:
-            self.lease = new
-        elif self.faults:
-            # after a fault the lease may have expired unrenewed: settled once the store answers
-            self._degrade()
-        else:
-            self._lost()
+        self.due = now + FIRST_PROGRESS
+        await self._rewrite(self.base)
 
     async def complete(self) -> None:
         """The response ended: store the record before the client sees the end of the body,

@@ -2,7 +2,7 @@
 
 Three shapes share one key; the first byte says which::
 
-    L <token> <fingerprint>                                 a lease: the request is running
+    L <token> <fingerprint> [<clock>]                       a lease: the request is running
     S <token> <fingerprint> <meta>                          a lease on a stream that started
     C <token> <fingerprint> <canonical> <meta> "\\n" <body>  the completed response
 
@@ -14,6 +14,15 @@ raw newline: status, headers, the route template the response came from (for who
 a replay's route), and for a stream the number of chunks in the chunk log
 ``<record key>:<token>``. A non-streamed body follows the newline as raw bytes, so a replay is
 byte-identical without any decoding.
+
+A running request's lease also says how far along it is, for the ``Retry-After`` of a retry
+that finds it (:mod:`._estimate`): ``clock`` is ``{"t":<ms>}``, when the request started, and a
+streaming lease's ``meta`` adds ``"t"``, ``"f"`` (when its first chunk went out) and, once the
+stream has run a while, ``"c"`` and ``"a"``: ``c`` chunks were in the log at ``a``. Times are
+wall-clock milliseconds since the epoch (another worker reads them). Leases written before
+these fields existed (no clock, a ``meta`` without them) still decode: their fields are
+``None``, and a retry that finds one is told the configured ``retry_after``. A reader that
+predates them ignores them (a lease's tail, unknown JSON members).
 """
 
 from __future__ import annotations
@@ -22,7 +31,15 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["Record", "completed", "decode", "lease", "log_key", "streaming_lease"]
+__all__ = [
+    "Record",
+    "completed",
+    "decode",
+    "lease",
+    "log_key",
+    "progressed",
+    "streaming_lease",
+]
 
 LEASE: Final = 0x4C  # "L"
 STREAMING: Final = 0x53  # "S"
@@ -49,6 +66,11 @@ class Record:
     body: bytes = b""
     canonical: str = ""
     route: str | None = None
+    # how far a running request is (seconds since the epoch; None in a lease that predates them)
+    started: float | None = None
+    first: float | None = None  # a stream's first chunk
+    written: int | None = None  # chunks in the log at ``written_at``
+    written_at: float | None = None
 
     @property
     def complete(self) -> bool:
@@ -64,8 +86,16 @@ def log_key(record_key: str, token: str) -> str:
     return f"{record_key}:{token}"
 
 
-def lease(token: str, fingerprint: str) -> bytes:
-    return b"L" + token.encode("ascii") + fingerprint.encode("ascii")
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def lease(token: str, fingerprint: str, started: float | None = None) -> bytes:
+    """The lease a request claims its key with; ``started``: when it started (``time.time()``)."""
+    if started is None:
+        return b"L" + token.encode("ascii") + fingerprint.encode("ascii")
+    # one f-string: this runs for every claimed request
+    return f'L{token}{fingerprint}{{"t":{int(started * 1000)}}}'.encode("ascii")
 
 
 # bytes a JSON string may hold as they are: printable ASCII but '"' and '\\' (deleting them
@@ -97,10 +127,34 @@ def _meta(status: int, headers: Headers, chunks: int | None, route: str | None) 
 
 
 def streaming_lease(
-    token: str, fingerprint: str, status: int, headers: Headers, route: str | None = None
+    token: str,
+    fingerprint: str,
+    status: int,
+    headers: Headers,
+    route: str | None = None,
+    *,
+    started: float | None = None,
+    first: float | None = None,
 ) -> bytes:
+    """The lease of a stream that started: its head, and when the request and its first chunk
+    started (both or neither)."""
     head = b"S" + token.encode("ascii") + fingerprint.encode("ascii")
-    return head + _meta(status, headers, None, route)
+    meta = _meta(status, headers, None, route)
+    if started is None or first is None:
+        return head + meta
+    return head + meta[:-1] + b',"t":%d,"f":%d}' % (_ms(started), _ms(first))
+
+
+def progressed(value: bytes, written: int, at: float) -> bytes:
+    """``value`` (a :func:`streaming_lease` without progress) saying that ``written`` chunks were
+    in the log at ``at``."""
+    return value[:-1] + b',"c":%d,"a":%d}' % (written, _ms(at))
+
+
+def _seconds(data: dict[str, object], name: str) -> float | None:
+    value = data.get(name)
+    # a number we wrote, never a bool (JSON true is not a time)
+    return value / 1000 if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def completed(
@@ -128,7 +182,14 @@ def decode(value: bytes) -> Record:
     token = value[1:33].decode("ascii")
     fingerprint = value[33:_HEAD].decode("ascii")
     if kind == LEASE:
-        return Record(kind, token, fingerprint)
+        if len(value) == _HEAD:  # a lease without its clock (written before it had one)
+            return Record(kind, token, fingerprint)
+        try:
+            clock = json.loads(value[_HEAD:])
+        except ValueError:  # a tail a later version wrote: the lease itself is sound
+            clock = None
+        started = _seconds(clock, "t") if isinstance(clock, dict) else None
+        return Record(kind, token, fingerprint, started=started)
     canonical = ""
     if kind == STREAMING:
         meta, body = value[_HEAD:], b""
@@ -141,6 +202,13 @@ def decode(value: bytes) -> Record:
     data = json.loads(meta)
     headers = [(name.encode("latin-1"), val.encode("latin-1")) for name, val in data["h"]]
     route = data.get("r")
-    return Record(
+    record = Record(
         kind, token, fingerprint, int(data["s"]), headers, data.get("n"), body, canonical, route
     )
+    if kind == STREAMING and "t" in data:
+        record.started = _seconds(data, "t")
+        record.first = _seconds(data, "f")
+        written = data.get("c")
+        if isinstance(written, int) and not isinstance(written, bool):
+            record.written, record.written_at = written, _seconds(data, "a")
+    return record

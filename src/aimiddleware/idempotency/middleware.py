@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+from time import time
 from typing import Any, Final
 
 from .._asgi import close_on_shutdown
@@ -185,7 +186,10 @@ class IdempotencyMiddleware:
         head = request_head(scope)
         fingerprint = hasher.digest(head, body)
         token = f"{_PROCESS}{next(_SEQUENCE):016x}"
-        lease = records.lease(token, fingerprint)
+        # when it started, for the Retry-After a retry is told meanwhile (wall clock: read by
+        # every worker)
+        started = time()
+        lease = records.lease(token, fingerprint, started)
         try:
             existing = await config.record_store.claim(record_key, lease, config.lease_ttl)
         except StoreUnavailable as exc:
@@ -208,6 +212,7 @@ class IdempotencyMiddleware:
             # at the end of the response, off the first byte's path (and not at all for a
             # response that is not recorded)
             lambda: hasher.canonical(scope, head, body, json_type, fingerprint),
+            started=started,
         )
         execution = Execution(config, scope, send, recorder, self._extra, self._heartbeats)
         await execution.serve(self.app, receive, wants_stream(scope, body, json_type, accept))

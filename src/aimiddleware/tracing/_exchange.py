@@ -12,8 +12,9 @@ from opentelemetry.trace import Span
 from .._asgi import get_header, media_type
 from .._openai import LLMResponse
 from .._paths import route_template
-from ..context import Message, Receive, Scope, Send
+from ..context import Message, Receive, Scope, Send, get_continuation
 from ._content import OutputCollector
+from ._continued import follow
 from ._ending import annotate_span, record_metrics
 from ._request import GenAIRequest, llm_request
 from ._scan import BodyScan, StreamScan
@@ -202,10 +203,18 @@ class Exchange:
 
         Each step is guarded on its own: a failing hook, processor or handler costs its own
         output (one log line), never the steps after it nor the request.
+
+        When the app goes on after the client left (:func:`~aimiddleware.context.get_continuation`),
+        the span ends when the client left, and a child span covers the rest (:mod:`._continued`).
         """
+        continued = get_continuation(self.scope)
         if self.end_ns is None:
-            self.end_ns = time_ns()
-            self.end_perf = perf_counter()
+            if continued is not None:  # the exchange ended when the client left
+                self.end_ns = continued.started_ns
+                self.end_perf = continued.started_perf
+            else:
+                self.end_ns = time_ns()
+                self.end_perf = perf_counter()
         duration = self.end_perf - self.started
         error_type = self.error_type(exc)
         route = route_template(self.scope, self.root_path)
@@ -218,7 +227,8 @@ class Exchange:
         config = self.config
         span = self.span
 
-        if span.is_recording():
+        recording = span.is_recording()
+        if recording:
             try:
                 annotate_span(self, exc, error_type, route, response, ttft)
             except Exception:
@@ -232,6 +242,11 @@ class Exchange:
             span.end(end_time=self.end_ns)
         except Exception:
             logger.warning(HOOK_FAILED, "ending the span", exc_info=True)
+        if continued is not None and recording:
+            try:
+                follow(config, self.scope, span, continued)
+            except Exception:
+                logger.warning(HOOK_FAILED, "following the work after it", exc_info=True)
         try:
             record_metrics(self, error_type, route, response, ttft, duration)
         except Exception:

@@ -26,6 +26,7 @@ from ..context import (
     set_trace_id,
 )
 from ._config import Config, tracer_records
+from ._continued import REQUEST_ID
 from ._exchange import HOOK_FAILED, Exchange
 from ._http import CONTENT_LENGTH, HOST, USER_AGENT, method_name, request_attributes
 from ._options import GROUPS, TracingOptions
@@ -34,9 +35,6 @@ logger = logging.getLogger("aimiddleware.tracing")
 
 # path -> its GenAI operation, for the paths a server is asked for (bounded: clients choose them)
 _operation: Memo[str, str | None] = Memo(llm_operation, 1024)
-
-#: the span attribute naming the request id (an attribute name, like the annotations)
-REQUEST_ID = "aimiddleware.request_id"
 
 
 class TracingMiddleware:
