@@ -6,8 +6,31 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from aimiddleware.exceptions import ConfigurationError
+from aimiddleware.ratelimit import Budget
+
+BUNDLED_PRICES = Path(__file__).with_name("prices.json")
+
+
+def parse_budgets(text: str, per: Literal["caller", "tier"]) -> list[Budget]:
+    """``"5/day"``, ``"1/day;20/month"``: budgets of ``amount/period``.
+
+    >>> [(b.amount, b.name) for b in parse_budgets("1.50/day;20/month", "tier")]
+    [(Decimal('1.50'), 'tier-day'), (Decimal('20'), 'tier-month')]
+    """
+    budgets = []
+    for part in text.split(";"):
+        amount, slash, period = part.strip().partition("/")
+        if not slash or period.strip() not in ("day", "month"):
+            raise ValueError(f"a budget is `amount/day` or `amount/month`, got {part.strip()!r}")
+        try:
+            budgets.append(Budget(amount.strip(), period.strip(), per=per))  # type: ignore[arg-type]
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+    return budgets
 
 
 class Settings(BaseSettings):
@@ -74,6 +97,28 @@ class Settings(BaseSettings):
     human_tokens: str | None = Field("40000/minute", description="human tier LLM tokens")
     human_concurrency: int | None = Field(2, ge=1, description="human tier requests in flight")
     anonymous_tier: str = Field("human", description="tier of callers nothing else places")
+    # spend budgets (docs/reference_app.md): money per caller or per tier, priced per model
+    prices: Path | None = Field(
+        None,
+        description="a JSON price table (docs/ratelimit.md#spend-budgets); default: "
+        "reference_app/prices.json, a notional price for the bundled model and any other",
+    )
+    agent_budget: str | None = Field(
+        "5/day",
+        description="each agent's spend budget: `amount/day` or `amount/month`, "
+        "`;` between two (`off`: none)",
+    )
+    human_budget: str | None = Field("1/day", description="each person's spend budget, likewise")
+    agent_tier_budget: str | None = Field(
+        None, description="one spend budget shared by all agents, likewise"
+    )
+    human_tier_budget: str | None = Field(
+        None, description="one spend budget shared by all people, likewise"
+    )
+    budget_alerts: list[float] = Field(
+        default_factory=lambda: [0.8, 1.0],
+        description="shares of a spend budget logged (and counted) once per period",
+    )
     # priority between tiers in the line for a model instance (docs/reference_app.md)
     priority: bool = Field(
         True, description="serve waiting requests by tier weight (false: first come first served)"
@@ -123,6 +168,13 @@ class Settings(BaseSettings):
     mcp_resource_metadata: str | None = Field(
         None, description="RFC 9728 metadata URL named in /mcp's 401/403 challenges"
     )
+
+    @field_validator("agent_budget", "human_budget", "agent_tier_budget", "human_tier_budget")
+    @classmethod
+    def _budget(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_budgets(value, "caller")  # raises with the reason
+        return value
 
     @property
     def store_url(self) -> str:

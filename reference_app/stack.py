@@ -16,7 +16,7 @@ from aimiddleware.sse import SSEMiddleware
 from aimiddleware.tracing import TracingMiddleware
 
 from .playground import PAGE_PATHS
-from .settings import Settings
+from .settings import BUNDLED_PRICES, Settings, parse_budgets
 from .telemetry import ShutdownTelemetry, Telemetry, setup_telemetry
 from .trace_header import TraceIdHeader
 
@@ -40,7 +40,13 @@ MINIMAL_RESPONSE = [
 
 
 def _rate_limits(app: ASGIApp, settings: Settings) -> ASGIApp:
-    from aimiddleware.ratelimit import RateLimitMiddleware, Tier
+    from aimiddleware.ratelimit import PriceTable, RateLimitMiddleware, Tier
+
+    def budgets(own: str | None, shared: str | None) -> list[Any]:
+        return [
+            *(parse_budgets(own, "caller") if own else ()),
+            *(parse_budgets(shared, "tier") if shared else ()),
+        ]
 
     tiers = [
         Tier(
@@ -48,14 +54,17 @@ def _rate_limits(app: ASGIApp, settings: Settings) -> ASGIApp:
             requests=settings.agent_requests,
             tokens=settings.agent_tokens,
             concurrency=settings.agent_concurrency,
+            budgets=budgets(settings.agent_budget, settings.agent_tier_budget),
         ),
         Tier(
             "human",
             requests=settings.human_requests,
             tokens=settings.human_tokens,
             concurrency=settings.human_concurrency,
+            budgets=budgets(settings.human_budget, settings.human_tier_budget),
         ),
     ]
+    priced = any(tier.budgets for tier in tiers)
     return RateLimitMiddleware(
         app,
         tiers=tiers,
@@ -66,6 +75,8 @@ def _rate_limits(app: ASGIApp, settings: Settings) -> ASGIApp:
         client_type_header=settings.client_type_header,
         client_type_trusted_from=settings.client_type_trusted_from,
         trusted_proxies=settings.trusted_proxies,
+        prices=PriceTable.from_file(settings.prices or BUNDLED_PRICES) if priced else None,
+        budget_alerts=settings.budget_alerts,
         # loading the playground (page, assets, demo token) costs no budget; its chats do
         exempt_paths=["/health", *PAGE_PATHS],
     )

@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from starlette.routing import Route
 from aimiddleware.context import ASGIApp, Message, Receive, Scope, Send
 from aimiddleware.errors import ErrorInfo, retry_headers, send_error
 from aimiddleware.idempotency import IdempotencyMiddleware
-from aimiddleware.ratelimit import RateLimitMiddleware, Tier
+from aimiddleware.ratelimit import Budget, Price, PriceTable, RateLimitMiddleware, Tier
 from reference_app.engine import QueueFull
 from reference_app.errors import model_loading, overloaded, retry_signals
 
@@ -283,6 +284,38 @@ def test_the_openai_sdk_retries_a_429_after_the_advertised_delay() -> None:
                 client.chat.completions.create(**chat(max_tokens=500))
             assert refused.value.response.headers["x-should-retry"] == "false"
             assert arrivals.statuses[3:] == [429]
+
+
+@pytest.mark.e2e
+def test_the_openai_sdk_does_not_retry_an_exhausted_spend_budget() -> None:
+    # 1,000 a million tokens: each answer (7 tokens) costs 0.007, each admission reserves its
+    # estimated prompt and max_tokens; a budget of 0.05 a day admits a few, then refuses
+    prices = PriceTable({"m": Price(input=1000, output=1000)})
+    app = RateLimitMiddleware(
+        chat_completion_app(),
+        tiers=[Tier("t", budgets=[Budget("0.05", "day")])],
+        default_tier="t",
+        prices=prices,
+    )
+    arrivals = Arrivals(app)
+    with ThreadedServer(arrivals) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="k", max_retries=2)
+        with client, pytest.raises(openai.RateLimitError) as refused:  # noqa: PT012
+            for _ in range(10):
+                client.chat.completions.create(**chat())
+    admitted = arrivals.statuses.index(429)
+    assert admitted >= 1
+    # the SDK made one attempt at the refused request: waiting cannot renew a budget
+    assert arrivals.statuses == [200] * admitted + [429]
+    assert refused.value.code == "insufficient_quota"
+    assert refused.value.type == "insufficient_quota"
+    headers = refused.value.response.headers
+    assert headers["x-budget-limit-day"] == "0.05"
+    ms = assert_agree(headers, should_retry=False)
+    # Retry-After names the next UTC midnight
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+    assert abs(ms / 1000 - (midnight - now).total_seconds()) < 60
 
 
 @pytest.mark.e2e

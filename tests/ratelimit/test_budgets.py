@@ -202,8 +202,9 @@ async def test_alerts_are_said_once_per_period_across_workers(
     )
     patch = pytest.MonkeyPatch()
     patch.setattr(alerts, "_counter", counter)
-    # each request really costs ACTUAL: 10 of them spend the budget, the 5th reaches half
-    budget = Budget(ACTUAL * 10, "day")
+    # each request really costs ACTUAL: the 10th reaches half the budget, the 18th 90% (and
+    # each is admitted: its reservation still fits)
+    budget = Budget(ACTUAL * 20, "day")
 
     def worker() -> RateLimitMiddleware:
         return closing(
@@ -223,7 +224,7 @@ async def test_alerts_are_said_once_per_period_across_workers(
     workers = [client(first), client(first if store == "memory://" else worker())]
     try:
         with caplog.at_level(logging.WARNING, logger="aimiddleware.ratelimit"):
-            for n in range(9):
+            for n in range(18):
                 answer = await workers[n % 2].post(
                     "/v1/chat/completions", json=chat_body(max_tokens=7)
                 )

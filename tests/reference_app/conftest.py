@@ -64,13 +64,14 @@ def wait_ready(url: str, timeout: float = 60.0, *, workers: int = 1) -> None:
     raise RuntimeError(f"{url} did not become ready ({len(ready)} of {workers} workers)")
 
 
-# The demo tiers (60 requests/min, 2 in flight for anonymous callers) would turn the load that
-# other tests create into 429s; those tests get limits they never reach, with the limiter still
-# in the stack. The rate-limit tests pass their own.
+# The demo tiers (60 requests/min, 2 in flight, 1 USD a day for anonymous callers) would turn
+# the load that other tests create into 429s; those tests get limits they never reach, with the
+# limiter still in the stack. The rate-limit tests pass their own.
 UNREACHED_LIMITS: dict[str, Any] = {
     "human_requests": "1000000/minute",
     "human_tokens": "1000000000/minute",
     "human_concurrency": 1000,
+    "human_budget": "1000000/day",
 }
 
 

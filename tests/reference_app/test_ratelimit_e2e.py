@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +157,59 @@ def test_token_budget_rejects_with_rate_limit_error() -> None:
             ask(client)
     assert caught.value.type == "tokens"
     assert "tokens per 1m0s" in caught.value.message
+
+
+def test_spend_budget_prices_the_real_usage_and_refuses_with_insufficient_quota(
+    tmp_path: Path,
+) -> None:
+    # a price table from a file: 1,000 EUR a million prompt tokens, 2,000 a million completion
+    # tokens (a thousandth and two thousandths a token), and no price for any other model
+    table = {"currency": "EUR", "models": {MODEL: {"input": 1000, "output": 2000}}}
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps(table))
+    per_prompt, per_completion = Decimal("0.001"), Decimal("0.002")
+    reserve = (ESTIMATE - MAX_TOKENS) * per_prompt + MAX_TOKENS * per_completion
+    with (
+        serve_reference(prices=prices, human_budget="0.5/day") as server,
+        sdk(server) as client,
+    ):
+        first = client.chat.completions.with_raw_response.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": PROMPT}],
+            max_tokens=MAX_TOKENS,
+            temperature=0,
+            seed=1,
+        )
+        assert first.headers["x-budget-limit-day"] == "0.5"
+        # written at admission: the worst case is reserved
+        assert Decimal(first.headers["x-budget-remaining-day"]) == Decimal("0.5") - reserve
+        usage = first.parse().usage
+        assert usage is not None
+        cost = usage.prompt_tokens * per_prompt + usage.completion_tokens * per_completion
+        second = client.chat.completions.with_raw_response.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": PROMPT}],
+            max_tokens=MAX_TOKENS,
+            temperature=0,
+            seed=1,
+            stream=True,
+        )
+        # the first was settled to what the model really used
+        assert Decimal(second.headers["x-budget-remaining-day"]) == Decimal("0.5") - cost - reserve
+        assert list(second.parse())
+
+        with pytest.raises(openai.BadRequestError) as unpriced:
+            client.chat.completions.create(
+                model="another-model", messages=[{"role": "user", "content": PROMPT}]
+            )
+        assert unpriced.value.code == "model_not_priced"
+
+        passed, error = admitted(client, 40)
+    assert 1 <= passed < 40
+    assert error is not None
+    assert error.code == "insufficient_quota"
+    assert "day spend budget of 0.5 EUR" in error.message
+    assert error.response.headers["x-should-retry"] == "false"
 
 
 def test_disconnected_stream_releases_its_slot_at_once() -> None:
